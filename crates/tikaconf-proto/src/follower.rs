@@ -1,0 +1,658 @@
+//! The follower role: one root's chain, held in memory and kept current.
+//!
+//! A follower is subscribed to `updates:<root>` for its whole life (storage's
+//! answers and `stored` notices arrive there) and to `updates:<head>` for its
+//! current head. The first valid patch on the head's channel is applied; then the
+//! follower moves to the new head's channel.
+//!
+//! Pub/Sub delivers at most once, so a follower can miss a patch: one published on
+//! the new head's channel before the follower's SUBSCRIBE took effect (the *hop
+//! gap*), or anything sent while it was disconnected. Storage's `stored` notices on
+//! the root channel reveal the gap (a stored height above ours), and the follower
+//! re-syncs by a load request; it also re-syncs on a jittered interval, on every
+//! reconnect, and when its head stays unconfirmed for too long.
+//!
+//! A snapshot never moves a follower backwards except to drop patches that storage
+//! never stored. The adoption rule (normative, see `docs/PROTOCOL.md`) for a
+//! snapshot at (height N, head H) received at (height n, head h):
+//!
+//! 1. not yet loaded: adopt;
+//! 2. H = h: our head is stored; nothing to do;
+//! 3. N > n: adopt (we were behind);
+//! 4. N = n, H ≠ h: adopt: storage holds another head at our height, so it can
+//!    never store ours;
+//! 5. N < n and H is not on our chain at height N (and our recent chain reaches
+//!    down to N): adopt: storage's chain forked from ours and can never reach h;
+//! 6. N < n and H is our ancestor (or beyond what we remember): storage is behind,
+//!    or it missed our later patches. If our head is confirmed stored, the snapshot
+//!    is stale: ignore it. Otherwise the follower becomes *suspicious*: it asks
+//!    storage again, and adopts a disagreeing snapshot received once `fork_grace`
+//!    has passed since the suspicion began and a request was sent after it began.
+//!    Any confirmation of our head ends the suspicion.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::channel::ChannelKind;
+use crate::command::Command;
+use crate::jitter::Jitter;
+use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored};
+use crate::writer::{WriteOutcome, Writer};
+use crate::{Channels, Hash, Limits, RootConfig};
+
+/// How many recent heads a follower remembers, to tell an ancestor from a fork.
+const CHAIN_MEMORY: usize = 256;
+
+/// Timers and knobs of a follower. Every duration is a default that suits a
+/// loopback or LAN Redis; all of them can be changed.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// Re-sync by a load request about this often (jittered ±25 %), so that a lost
+    /// notice heals by itself.
+    pub resync_interval: Duration,
+    /// Send a load request again when no snapshot answered within this time.
+    pub request_timeout: Duration,
+    /// Re-sync when the head applied has not been confirmed stored within this time.
+    pub confirm_timeout: Duration,
+    /// How long a follower stays suspicious before it drops patches storage does
+    /// not hold (rule 6 of the adoption rule).
+    pub fork_grace: Duration,
+    /// How long a write waits for its outcome.
+    pub write_timeout: Duration,
+    /// Seed of the timer jitter; give each follower its own.
+    pub jitter_seed: u64,
+}
+
+impl Default for FollowerConfig {
+    fn default() -> Self {
+        FollowerConfig {
+            resync_interval: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(2),
+            confirm_timeout: Duration::from_secs(2),
+            fork_grace: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(5),
+            jitter_seed: 0,
+        }
+    }
+}
+
+/// The document at one head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current {
+    pub head: Hash,
+    pub height: u64,
+    pub doc: Arc<Value>,
+}
+
+/// Why the document changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeCause {
+    /// The first document, from storage's answer to the initial load request.
+    Loaded,
+    /// A patch applied on the head's channel.
+    Patch(Arc<Patch>),
+    /// A snapshot adopted after missed messages. `dropped` is true when the
+    /// follower went back to drop patches storage never stored.
+    Resync { dropped: bool },
+}
+
+/// What a follower tells its application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FollowerEvent {
+    Changed {
+        current: Current,
+        cause: ChangeCause,
+    },
+    /// Storage does not know this root (asked by hash).
+    UnknownRoot,
+    /// A write submitted from this follower ended.
+    WriteEnded { hash: Hash, outcome: WriteOutcome },
+    /// A received message was ignored, and why. Patches on a channel the follower
+    /// has already left are not reported here, only counted (see [`FollowerStats`]).
+    Ignored { reason: Rejection },
+}
+
+/// The result of one input: commands for the driver, events for the application.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Step {
+    pub commands: Vec<Command>,
+    pub events: Vec<FollowerEvent>,
+}
+
+/// Counters a follower keeps about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FollowerStats {
+    pub applied: u64,
+    /// Patches that arrived on a channel already left (normal when writers race).
+    pub stale: u64,
+    /// Ignored messages by [`Rejection::label`].
+    pub ignored: BTreeMap<&'static str, u64>,
+    pub load_requests: u64,
+    pub resyncs: u64,
+    /// Times the follower went back to drop patches storage never stored.
+    pub dropped: u64,
+}
+
+/// Why a write could not be submitted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    #[error("the configuration is not loaded yet")]
+    NotLoaded,
+    #[error("not connected to the bus")]
+    Disconnected,
+    #[error("invalid patch: {0}")]
+    Invalid(#[from] crate::DecodeError),
+    #[error("the patch does not apply to the current document: {0}")]
+    Rejected(Rejection),
+    #[error("the head moved from {expected} to {actual} meanwhile")]
+    HeadMoved { expected: Hash, actual: Hash },
+}
+
+/// A follower of one root. See the module documentation.
+#[derive(Debug)]
+pub struct Follower {
+    root: Hash,
+    /// Known when following by connection info: load requests then register the
+    /// root, so the first write to a new channel is never against an unknown hash.
+    register: Option<RootConfig>,
+    channels: Channels,
+    limits: Limits,
+    config: FollowerConfig,
+    current: Option<Current>,
+    /// Recent heads of our chain, ascending and contiguous, ending at the head.
+    chain: VecDeque<(u64, Hash)>,
+    /// Highest height of our chain that storage confirmed.
+    confirmed: Option<u64>,
+    /// Recent `stored` notices (height, head): proof of what won each height.
+    notices: VecDeque<(u64, Hash)>,
+    /// When the current head was applied, while it is unconfirmed.
+    unconfirmed_since: Option<Instant>,
+    request_sent_at: Option<Instant>,
+    next_resync: Option<Instant>,
+    /// Rule 6: since when, and at which height of ours, we suspect storage missed
+    /// our patches.
+    suspect: Option<(Instant, u64)>,
+    connected: bool,
+    writer: Writer,
+    jitter: Jitter,
+    stats: FollowerStats,
+}
+
+impl Follower {
+    /// A follower of the root with hash `root`, loaded by hash.
+    pub fn by_hash(root: Hash, channels: Channels, limits: Limits, config: FollowerConfig) -> Self {
+        Follower::new(root, None, channels, limits, config)
+    }
+
+    /// A follower of `root`, registering it with storage if it is new.
+    pub fn by_root(
+        root: RootConfig,
+        channels: Channels,
+        limits: Limits,
+        config: FollowerConfig,
+    ) -> Self {
+        Follower::new(root.hash(), Some(root), channels, limits, config)
+    }
+
+    fn new(
+        root: Hash,
+        register: Option<RootConfig>,
+        channels: Channels,
+        limits: Limits,
+        config: FollowerConfig,
+    ) -> Self {
+        let jitter = Jitter::new(config.jitter_seed ^ u64::from_le_bytes(root.as_bytes()[..8].try_into().unwrap_or_default()));
+        Follower {
+            root,
+            register,
+            channels,
+            limits,
+            config,
+            current: None,
+            chain: VecDeque::new(),
+            confirmed: None,
+            notices: VecDeque::new(),
+            unconfirmed_since: None,
+            request_sent_at: None,
+            next_resync: None,
+            suspect: None,
+            connected: false,
+            writer: Writer::default(),
+            jitter,
+            stats: FollowerStats::default(),
+        }
+    }
+
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+
+    /// The current document, once loaded.
+    pub fn current(&self) -> Option<&Current> {
+        self.current.as_ref()
+    }
+
+    pub fn stats(&self) -> &FollowerStats {
+        &self.stats
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// The channels this follower is subscribed to.
+    pub fn channels(&self) -> Vec<String> {
+        let mut out = vec![self.channels.updates(&self.root)];
+        if let Some(c) = &self.current {
+            if c.head != self.root {
+                out.push(self.channels.updates(&c.head));
+            }
+        }
+        out
+    }
+
+    /// The bus is (again) connected. Pub/Sub kept nothing of what was sent while
+    /// disconnected, so the follower subscribes afresh and asks storage for the
+    /// current head.
+    pub fn handle_connected(&mut self, now: Instant) -> Step {
+        self.connected = true;
+        let mut step = Step::default();
+        for channel in self.channels() {
+            step.commands.push(Command::Subscribe(channel));
+        }
+        self.request_sent_at = None;
+        self.send_request(now, &mut step);
+        step
+    }
+
+    /// The bus lost its connection: whatever is published now is lost to us.
+    pub fn handle_disconnected(&mut self) {
+        self.connected = false;
+        self.request_sent_at = None;
+    }
+
+    /// The follower is being dropped: the channels to leave.
+    pub fn close(&self) -> Step {
+        Step {
+            commands: self
+                .channels()
+                .into_iter()
+                .map(Command::Unsubscribe)
+                .collect(),
+            events: Vec::new(),
+        }
+    }
+
+    /// When [`Follower::handle_timeout`] should next be called.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let cfg = &self.config;
+        [
+            self.request_sent_at.map(|t| t + cfg.request_timeout),
+            self.unconfirmed_since.map(|t| t + cfg.confirm_timeout),
+            self.suspect.map(|(t, _)| t + cfg.fork_grace),
+            self.next_resync,
+            self.writer.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Step {
+        let mut step = Step::default();
+        let mut ended = Vec::new();
+        self.writer.expire(now, &mut ended);
+        self.push_write_events(ended, &mut step);
+        if !self.connected {
+            return step;
+        }
+        let cfg = self.config.clone();
+        let due = |t: Option<Instant>, d: Duration| t.is_some_and(|t| t + d <= now);
+        if due(self.request_sent_at, cfg.request_timeout) {
+            // Unanswered: storage may be down or restarting. Ask again.
+            self.request_sent_at = None;
+            self.send_request(now, &mut step);
+        }
+        if due(self.unconfirmed_since, cfg.confirm_timeout) {
+            self.unconfirmed_since = None;
+            self.stats.resyncs += 1;
+            self.send_request(now, &mut step);
+        }
+        if due(self.suspect.map(|(t, _)| t), cfg.fork_grace) {
+            // Make sure an answer to a request sent after the grace period comes.
+            self.send_request(now, &mut step);
+        }
+        if self.next_resync.is_some_and(|t| t <= now) {
+            self.stats.resyncs += 1;
+            self.request_sent_at = None;
+            self.send_request(now, &mut step);
+        }
+        step
+    }
+
+    /// A message arrived on `channel`.
+    pub fn handle_message(&mut self, now: Instant, channel: &[u8], payload: &[u8]) -> Step {
+        let mut step = Step::default();
+        if let Err(reason) = self.on_message(now, channel, payload, &mut step) {
+            *self.stats.ignored.entry(reason.label()).or_default() += 1;
+            step.events.push(FollowerEvent::Ignored { reason });
+        }
+        step
+    }
+
+    /// Same as [`Follower::handle_message`], for a message already decoded (a
+    /// driver that follows many roots decodes once and dispatches).
+    pub fn handle_decoded(&mut self, now: Instant, channel: Hash, message: Message) -> Step {
+        let mut step = Step::default();
+        if let Err(reason) = self.on_decoded(now, channel, message, &mut step) {
+            *self.stats.ignored.entry(reason.label()).or_default() += 1;
+            step.events.push(FollowerEvent::Ignored { reason });
+        }
+        step
+    }
+
+    /// Builds a patch of `ops` on the current head (which must be `parent`, when
+    /// given: ops computed from one document must not land on another), checks
+    /// that it applies, and returns it with the command that publishes it. Its
+    /// outcome arrives later as [`FollowerEvent::WriteEnded`].
+    pub fn submit(
+        &mut self,
+        now: Instant,
+        parent: Option<Hash>,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<(Arc<Patch>, Step), SubmitError> {
+        if !self.connected {
+            return Err(SubmitError::Disconnected);
+        }
+        let current = self.current.as_ref().ok_or(SubmitError::NotLoaded)?;
+        if let Some(expected) = parent.filter(|p| *p != current.head) {
+            return Err(SubmitError::HeadMoved {
+                expected,
+                actual: current.head,
+            });
+        }
+        let patch = Patch::build(self.root, current.head, current.height, ops, meta)?;
+        patch
+            .apply_to(self.root, current.height, &current.doc, &self.limits)
+            .map_err(SubmitError::Rejected)?;
+        let patch = Arc::new(patch);
+        self.writer
+            .track(patch.hash, patch.height, now + self.config.write_timeout);
+        let step = Step {
+            commands: vec![Command::Publish {
+                channel: self.channels.updates(&patch.parent),
+                payload: patch.encoded.clone(),
+            }],
+            events: Vec::new(),
+        };
+        Ok((patch, step))
+    }
+
+    fn on_message(
+        &mut self,
+        now: Instant,
+        channel: &[u8],
+        payload: &[u8],
+        step: &mut Step,
+    ) -> Result<(), Rejection> {
+        let Some(ChannelKind::Updates(on)) = self.channels.classify(channel) else {
+            return Err(Rejection::ForeignChannel);
+        };
+        let message = Message::decode(payload, &self.limits)?;
+        self.on_decoded(now, on, message, step)
+    }
+
+    fn on_decoded(
+        &mut self,
+        now: Instant,
+        on: Hash,
+        message: Message,
+        step: &mut Step,
+    ) -> Result<(), Rejection> {
+        if message.root() != self.root {
+            return Err(Rejection::RootMismatch {
+                expected: self.root,
+                got: message.root(),
+            });
+        }
+        match message {
+            Message::Patch(patch) => {
+                if patch.parent != on {
+                    return Err(Rejection::ChannelMismatch {
+                        channel: on,
+                        in_message: patch.parent,
+                    });
+                }
+                self.on_patch(now, patch, step)
+            }
+            _ if on != self.root => Err(Rejection::WrongChannelKind),
+            Message::Snapshot(snapshot) => {
+                self.on_snapshot(now, &snapshot, step);
+                Ok(())
+            }
+            Message::Stored(stored) => {
+                self.on_stored(now, stored, step);
+                Ok(())
+            }
+            Message::Unknown { .. } => {
+                self.request_sent_at = None;
+                if self.current.is_none() {
+                    step.events.push(FollowerEvent::UnknownRoot);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_patch(&mut self, now: Instant, patch: Arc<Patch>, step: &mut Step) -> Result<(), Rejection> {
+        let Some(current) = &self.current else {
+            // Not loaded: the snapshot we asked for will include it.
+            self.stats.stale += 1;
+            return Ok(());
+        };
+        if patch.parent != current.head {
+            self.stats.stale += 1;
+            return Ok(());
+        }
+        let doc = patch.apply_to(self.root, current.height, &current.doc, &self.limits)?;
+        let next = Current {
+            head: patch.hash,
+            height: patch.height,
+            doc: Arc::new(doc),
+        };
+        self.stats.applied += 1;
+        self.chain.push_back((next.height, next.head));
+        if self.chain.len() > CHAIN_MEMORY {
+            self.chain.pop_front();
+        }
+        if self.unconfirmed_since.is_none() {
+            self.unconfirmed_since = Some(now);
+        }
+        self.move_to(next, ChangeCause::Patch(patch), step);
+        Ok(())
+    }
+
+    fn on_snapshot(&mut self, now: Instant, snap: &Snapshot, step: &mut Step) {
+        self.request_sent_at = None;
+        let Some(current) = &self.current else {
+            self.adopt(now, snap, ChangeCause::Loaded, step);
+            return;
+        };
+        let (n, h) = (current.height, current.head);
+        let (big_n, big_h) = (snap.height, snap.head);
+        if big_h == h {
+            self.confirm(now, n, h, step);
+            return;
+        }
+        if big_n >= n {
+            // Rules 3 and 4: behind, or storage holds another head at our height.
+            let dropped = big_n == n;
+            self.adopt(now, snap, ChangeCause::Resync { dropped }, step);
+            return;
+        }
+        let reaches = self.chain.front().is_some_and(|&(lo, _)| lo <= big_n);
+        let ancestor = self.at_height(big_n) == Some(big_h);
+        if reaches && !ancestor {
+            // Rule 5: a fork below our head.
+            self.adopt(now, snap, ChangeCause::Resync { dropped: true }, step);
+            return;
+        }
+        // Rule 6.
+        if self.confirmed.is_some_and(|c| c >= n) {
+            return; // a stale answer to someone's earlier request
+        }
+        match self.suspect {
+            None => {
+                self.suspect = Some((now, n));
+                self.request_sent_at = None;
+                self.send_request(now, step);
+            }
+            Some((since, _)) if now >= since + self.config.fork_grace => {
+                self.adopt(now, snap, ChangeCause::Resync { dropped: true }, step);
+            }
+            Some(_) => self.send_request(now, step),
+        }
+    }
+
+    fn on_stored(&mut self, now: Instant, stored: Stored, step: &mut Step) {
+        let mut ended = Vec::new();
+        self.writer.stored(stored.head, &mut ended);
+        if self.notices.len() == CHAIN_MEMORY {
+            self.notices.pop_front();
+        }
+        self.notices.push_back((stored.height, stored.head));
+        self.writer.confirmed(
+            stored.height,
+            |h| (h == stored.height).then_some(stored.head),
+            &mut ended,
+        );
+        self.push_write_events(ended, step);
+        let Some(current) = &self.current else {
+            return;
+        };
+        let n = current.height;
+        if stored.height <= n && self.at_height(stored.height) == Some(stored.head) {
+            self.confirm(now, stored.height, stored.head, step);
+        } else {
+            // Behind (a hop gap or a lost patch), or storage holds another chain:
+            // either way, ask for the snapshot.
+            self.stats.resyncs += 1;
+            self.send_request(now, step);
+        }
+    }
+
+    /// Storage holds our chain up to `height` (ending in `head`).
+    fn confirm(&mut self, now: Instant, height: u64, head: Hash, step: &mut Step) {
+        if self.confirmed.is_none_or(|c| c < height) {
+            self.confirmed = Some(height);
+            // Progress: restart the unconfirmed clock for whatever is still above.
+            let at_head = self.current.as_ref().is_some_and(|c| c.height <= height);
+            self.unconfirmed_since = if at_head { None } else { Some(now) };
+        }
+        if self.suspect.is_some_and(|(_, at)| at <= height) {
+            self.suspect = None;
+        }
+        let _ = head;
+        let mut ended = Vec::new();
+        let (chain, notices) = (&self.chain, &self.notices);
+        self.writer.confirmed(
+            height,
+            |h| {
+                chain
+                    .iter()
+                    .chain(notices.iter())
+                    .find(|(ch, _)| *ch == h)
+                    .map(|&(_, hash)| hash)
+            },
+            &mut ended,
+        );
+        self.push_write_events(ended, step);
+    }
+
+    fn adopt(&mut self, now: Instant, snap: &Snapshot, cause: ChangeCause, step: &mut Step) {
+        if matches!(cause, ChangeCause::Resync { dropped: true }) {
+            self.stats.dropped += 1;
+        }
+        if matches!(cause, ChangeCause::Resync { .. }) {
+            self.stats.resyncs += 1;
+        }
+        let first = self.current.is_none();
+        self.chain.clear();
+        self.chain.push_back((snap.height, snap.head));
+        self.confirmed = None;
+        self.unconfirmed_since = None;
+        self.suspect = None;
+        let next = Current {
+            head: snap.head,
+            height: snap.height,
+            doc: Arc::new(snap.config.clone()),
+        };
+        self.move_to(next, cause, step);
+        if first {
+            self.schedule_resync(now);
+        }
+        // A snapshot is storage's word: the chain up to it is stored.
+        self.confirm(now, snap.height, snap.head, step);
+    }
+
+    /// Makes `next` current, moving the head subscription.
+    fn move_to(&mut self, next: Current, cause: ChangeCause, step: &mut Step) {
+        let old = self.current.as_ref().map(|c| c.head);
+        if old != Some(next.head) {
+            if next.head != self.root {
+                step.commands
+                    .push(Command::Subscribe(self.channels.updates(&next.head)));
+            }
+            if let Some(old) = old.filter(|o| *o != self.root) {
+                step.commands
+                    .push(Command::Unsubscribe(self.channels.updates(&old)));
+            }
+        }
+        self.current = Some(next.clone());
+        step.events.push(FollowerEvent::Changed {
+            current: next,
+            cause,
+        });
+    }
+
+    fn at_height(&self, height: u64) -> Option<Hash> {
+        let &(lo, _) = self.chain.front()?;
+        let idx = usize::try_from(height.checked_sub(lo)?).ok()?;
+        self.chain.get(idx).map(|&(_, h)| h)
+    }
+
+    /// Publishes a load request unless one is already waiting for its answer.
+    fn send_request(&mut self, now: Instant, step: &mut Step) {
+        if !self.connected || self.request_sent_at.is_some() {
+            return;
+        }
+        let request = match &self.register {
+            Some(root) => LoadRequest::Register(root.clone()),
+            None => LoadRequest::ByHash(self.root),
+        };
+        step.commands.push(Command::Publish {
+            channel: self.channels.update_requests(),
+            payload: request.encode(),
+        });
+        self.request_sent_at = Some(now);
+        self.stats.load_requests += 1;
+        self.schedule_resync(now);
+    }
+
+    fn schedule_resync(&mut self, now: Instant) {
+        self.next_resync = Some(now + self.jitter.spread(self.config.resync_interval));
+    }
+
+    fn push_write_events(&mut self, ended: Vec<(Hash, WriteOutcome)>, step: &mut Step) {
+        step.events.extend(
+            ended
+                .into_iter()
+                .map(|(hash, outcome)| FollowerEvent::WriteEnded { hash, outcome }),
+        );
+    }
+}

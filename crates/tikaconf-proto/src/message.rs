@@ -1,0 +1,445 @@
+//! The wire messages of protocol v1, and how bytes become them.
+//!
+//! Decoding is strict and total: any byte string either decodes to a [`Message`]
+//! or yields a [`DecodeError`] naming what is wrong, never a panic. Decoding checks
+//! everything that can be checked from the message alone (shape, types, hash
+//! syntax, the height/parent relation, the ops' syntax); what depends on a node's
+//! state (is the parent my head? do the ops apply?) is checked by the state
+//! machines and reported as [`Rejection`].
+//!
+//! Every message is canonical JSON on the wire: encoders here write RFC 8785 bytes,
+//! and a patch's hash is the hash of the canonical form of the whole object, so a
+//! patch re-encoded by any conforming implementation keeps its hash.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::json::JsonError;
+use crate::patch::{Ops, PatchError};
+use crate::root::{RootConfig, RootError};
+use crate::{Hash, Limits, canonical, json};
+
+/// Largest integer the protocol carries exactly (2^53).
+const MAX_SAFE_INTEGER: u64 = 1 << 53;
+
+/// A message received on an `updates:<hash>` channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A change: ops against `parent`.
+    Patch(Arc<Patch>),
+    /// Storage's answer to a load request: the root configuration taken to `head`.
+    Snapshot(Arc<Snapshot>),
+    /// Storage's answer to a load request by hash for a root it does not know.
+    Unknown { root: Hash },
+    /// Storage's notice that it has durably stored `head`.
+    Stored(Stored),
+}
+
+/// A patch: `{"type":"patch","root":R,"parent":P,"height":N,"ops":[...],"meta":{...}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patch {
+    pub root: Hash,
+    pub parent: Hash,
+    pub height: u64,
+    pub ops: Ops,
+    /// Free-form information about the change (author, time, message); covered by
+    /// the hash, ignored by the state machines.
+    pub meta: Option<Map<String, Value>>,
+    /// The hash of the whole object: the head this patch creates.
+    pub hash: Hash,
+    /// The canonical bytes, which is what gets published and hashed.
+    pub encoded: Bytes,
+}
+
+/// `{"type":"snapshot","root":R,"head":H,"height":N,"config":DOC}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub root: Hash,
+    pub head: Hash,
+    pub height: u64,
+    pub config: Value,
+    pub encoded: Bytes,
+}
+
+/// `{"type":"stored","root":R,"head":H,"height":N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub root: Hash,
+    pub head: Hash,
+    pub height: u64,
+}
+
+/// A message on `update_requests`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadRequest {
+    /// 64 hex digits: look this root up.
+    ByHash(Hash),
+    /// A root configuration's JSON: look it up, registering it if it is new.
+    Register(RootConfig),
+}
+
+/// Why bytes are not a valid message. Every node rejects the same bytes for the
+/// same reason: these rules depend on nothing but the bytes and the [`Limits`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("message of {size} bytes exceeds the limit of {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("not protocol JSON: {0}")]
+    Json(#[from] JsonError),
+    #[error("a message is a JSON object")]
+    NotAnObject,
+    #[error("field \"type\" is missing or not a string")]
+    MissingType,
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("field {0:?} is missing")]
+    MissingField(&'static str),
+    #[error("field {0:?} is not allowed in this message")]
+    UnknownField(String),
+    #[error("field {0:?} is not a hash (64 lowercase hex digits)")]
+    BadHash(&'static str),
+    #[error("field {0:?} is not an integer from 0 to 2^53")]
+    BadInteger(&'static str),
+    #[error("a patch's height is at least 1, and it is 1 exactly when its parent is the root")]
+    HeightParentMismatch,
+    #[error("a snapshot at height 0 must hold the root configuration itself")]
+    BadRootSnapshot,
+    #[error("invalid ops: {0}")]
+    BadOps(PatchError),
+    #[error("field \"meta\" must be a JSON object")]
+    BadMeta,
+    #[error("invalid root configuration: {0}")]
+    BadRoot(#[from] RootError),
+}
+
+/// Why a well-formed patch or answer is not accepted by a node in its state.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    #[error("malformed: {0}")]
+    Malformed(#[from] DecodeError),
+    #[error("channel is not a tikaconf channel")]
+    ForeignChannel,
+    #[error("message names hash {in_message} but came on the channel of {channel}")]
+    ChannelMismatch { channel: Hash, in_message: Hash },
+    #[error("message is for root {got}, not {expected}")]
+    RootMismatch { expected: Hash, got: Hash },
+    #[error("patch claims height {got}, but its parent is at height {expected_minus_one}", expected_minus_one = expected - 1)]
+    WrongHeight { expected: u64, got: u64 },
+    #[error("ops failed: {0}")]
+    OpsFailed(PatchError),
+    #[error("resulting document of {size} bytes exceeds the limit of {max}")]
+    DocumentTooLarge { size: usize, max: usize },
+    #[error("this kind of message does not belong on this channel")]
+    WrongChannelKind,
+}
+
+impl Rejection {
+    /// A short stable label, for counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::Malformed(_) => "malformed",
+            Rejection::ForeignChannel => "foreign_channel",
+            Rejection::ChannelMismatch { .. } => "channel_mismatch",
+            Rejection::RootMismatch { .. } => "root_mismatch",
+            Rejection::WrongHeight { .. } => "wrong_height",
+            Rejection::OpsFailed(_) => "ops_failed",
+            Rejection::DocumentTooLarge { .. } => "document_too_large",
+            Rejection::WrongChannelKind => "wrong_channel_kind",
+        }
+    }
+}
+
+/// Reads the object's fields one by one, and fails on any that is left over.
+struct Fields(Map<String, Value>);
+
+impl Fields {
+    fn take(&mut self, name: &'static str) -> Result<Value, DecodeError> {
+        self.0.remove(name).ok_or(DecodeError::MissingField(name))
+    }
+
+    fn hash(&mut self, name: &'static str) -> Result<Hash, DecodeError> {
+        match self.take(name)? {
+            Value::String(s) => s.parse().map_err(|_| DecodeError::BadHash(name)),
+            _ => Err(DecodeError::BadHash(name)),
+        }
+    }
+
+    fn height(&mut self, name: &'static str) -> Result<u64, DecodeError> {
+        match self.take(name)?.as_u64() {
+            Some(n) if n <= MAX_SAFE_INTEGER => Ok(n),
+            _ => Err(DecodeError::BadInteger(name)),
+        }
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        match self.0.into_iter().next() {
+            Some((k, _)) => Err(DecodeError::UnknownField(k)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn check_size(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    if bytes.len() > limits.max_message_bytes {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            max: limits.max_message_bytes,
+        });
+    }
+    Ok(())
+}
+
+impl Message {
+    /// Decodes a message received on an `updates:<hash>` channel.
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+        check_size(bytes, limits)?;
+        let value = json::parse_strict(bytes, limits.max_depth)?;
+        Message::from_value(value)
+    }
+
+    /// Builds a message from an already normalized JSON value (see [`json::normalize`]).
+    pub fn from_value(value: Value) -> Result<Message, DecodeError> {
+        let Value::Object(map) = value else {
+            return Err(DecodeError::NotAnObject);
+        };
+        let kind = match map.get("type") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(DecodeError::MissingType),
+        };
+        match kind.as_str() {
+            "patch" => Patch::from_map(map).map(|p| Message::Patch(Arc::new(p))),
+            "snapshot" => Snapshot::from_map(map).map(|s| Message::Snapshot(Arc::new(s))),
+            "stored" => {
+                let mut f = Fields(map);
+                f.take("type")?;
+                let stored = Stored {
+                    root: f.hash("root")?,
+                    head: f.hash("head")?,
+                    height: f.height("height")?,
+                };
+                f.finish()?;
+                Ok(Message::Stored(stored))
+            }
+            "unknown" => {
+                let mut f = Fields(map);
+                f.take("type")?;
+                let root = f.hash("root")?;
+                f.finish()?;
+                Ok(Message::Unknown { root })
+            }
+            _ => Err(DecodeError::UnknownType(kind)),
+        }
+    }
+
+    /// The root this message is about.
+    pub fn root(&self) -> Hash {
+        match self {
+            Message::Patch(p) => p.root,
+            Message::Snapshot(s) => s.root,
+            Message::Unknown { root } => *root,
+            Message::Stored(s) => s.root,
+        }
+    }
+}
+
+impl Patch {
+    /// Builds a patch on `parent` (at `parent_height`) from ops and optional meta.
+    /// The ops are normalized to protocol JSON first, so a patch built here hashes
+    /// the same as the one every receiver decodes.
+    pub fn build(
+        root: Hash,
+        parent: Hash,
+        parent_height: u64,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<Patch, DecodeError> {
+        let mut map = Map::new();
+        map.insert("type".into(), Value::String("patch".into()));
+        map.insert("root".into(), Value::String(root.to_hex()));
+        map.insert("parent".into(), Value::String(parent.to_hex()));
+        map.insert("height".into(), Value::from(parent_height.saturating_add(1)));
+        map.insert("ops".into(), ops);
+        if let Some(meta) = meta {
+            map.insert("meta".into(), Value::Object(meta));
+        }
+        let value = json::normalize(Value::Object(map), crate::Limits::MAX_DEPTH_CEILING)?;
+        match Message::from_value(value)? {
+            Message::Patch(p) => Ok(Arc::unwrap_or_clone(p)),
+            _ => Err(DecodeError::MissingType),
+        }
+    }
+
+    fn from_map(map: Map<String, Value>) -> Result<Patch, DecodeError> {
+        // The hash covers the whole object as received (canonicalized), so encode
+        // before the fields are taken apart.
+        let value = Value::Object(map);
+        let encoded = Bytes::from(canonical::to_vec(&value));
+        let Value::Object(map) = value else {
+            unreachable!("wrapped as an object above")
+        };
+        let hash = Hash::of_canonical_bytes(&encoded);
+        let mut f = Fields(map);
+        f.take("type")?;
+        let root = f.hash("root")?;
+        let parent = f.hash("parent")?;
+        let height = f.height("height")?;
+        let ops = Ops::from_value(&f.take("ops")?).map_err(DecodeError::BadOps)?;
+        let meta = match f.0.remove("meta") {
+            None => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => return Err(DecodeError::BadMeta),
+        };
+        f.finish()?;
+        if height == 0 || (height == 1) != (parent == root) {
+            return Err(DecodeError::HeightParentMismatch);
+        }
+        Ok(Patch {
+            root,
+            parent,
+            height,
+            ops,
+            meta,
+            hash,
+            encoded,
+        })
+    }
+}
+
+impl Snapshot {
+    /// The snapshot message for `config` at (`root`, `head`, `height`).
+    pub fn new(root: Hash, head: Hash, height: u64, config: Value) -> Snapshot {
+        let mut map = Map::new();
+        map.insert("type".into(), Value::String("snapshot".into()));
+        map.insert("root".into(), Value::String(root.to_hex()));
+        map.insert("head".into(), Value::String(head.to_hex()));
+        map.insert("height".into(), Value::from(height));
+        map.insert("config".into(), config);
+        let value = Value::Object(map);
+        let encoded = Bytes::from(canonical::to_vec(&value));
+        let Value::Object(mut map) = value else {
+            unreachable!("built as an object above")
+        };
+        let config = map.remove("config").unwrap_or(Value::Null);
+        Snapshot {
+            root,
+            head,
+            height,
+            config,
+            encoded,
+        }
+    }
+
+    /// The snapshot at height 0: the root configuration itself.
+    pub fn of_root(root: &RootConfig) -> Snapshot {
+        Snapshot::new(root.hash(), root.hash(), 0, root.value().clone())
+    }
+
+    fn from_map(map: Map<String, Value>) -> Result<Snapshot, DecodeError> {
+        let mut f = Fields(map);
+        f.take("type")?;
+        let root = f.hash("root")?;
+        let head = f.hash("head")?;
+        let height = f.height("height")?;
+        let config = f.take("config")?;
+        f.finish()?;
+        if height == 0 && (head != root || Hash::of_value(&config) != root) {
+            return Err(DecodeError::BadRootSnapshot);
+        }
+        if height > 0 && head == root {
+            return Err(DecodeError::BadRootSnapshot);
+        }
+        Ok(Snapshot::new(root, head, height, config))
+    }
+}
+
+impl Stored {
+    /// The canonical bytes of this notice.
+    pub fn encode(&self) -> Bytes {
+        let mut map = Map::new();
+        map.insert("type".into(), Value::String("stored".into()));
+        map.insert("root".into(), Value::String(self.root.to_hex()));
+        map.insert("head".into(), Value::String(self.head.to_hex()));
+        map.insert("height".into(), Value::from(self.height));
+        Bytes::from(canonical::to_vec(&Value::Object(map)))
+    }
+}
+
+/// The canonical bytes of `{"type":"unknown","root":R}`.
+pub fn encode_unknown(root: Hash) -> Bytes {
+    let mut map = Map::new();
+    map.insert("type".into(), Value::String("unknown".into()));
+    map.insert("root".into(), Value::String(root.to_hex()));
+    Bytes::from(canonical::to_vec(&Value::Object(map)))
+}
+
+impl LoadRequest {
+    /// Decodes a message received on `update_requests`.
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<LoadRequest, DecodeError> {
+        check_size(bytes, limits)?;
+        if bytes.len() == 64 {
+            if let Ok(hash) = std::str::from_utf8(bytes).unwrap_or("").parse() {
+                return Ok(LoadRequest::ByHash(hash));
+            }
+        }
+        let value = json::parse_strict(bytes, limits.max_depth)?;
+        Ok(LoadRequest::Register(RootConfig::from_value(value)?))
+    }
+
+    /// The bytes to publish on `update_requests`.
+    pub fn encode(&self) -> Bytes {
+        match self {
+            LoadRequest::ByHash(h) => Bytes::from(h.to_hex()),
+            LoadRequest::Register(root) => Bytes::from(root.to_canonical()),
+        }
+    }
+
+    /// The root this request is about.
+    pub fn root(&self) -> Hash {
+        match self {
+            LoadRequest::ByHash(h) => *h,
+            LoadRequest::Register(root) => root.hash(),
+        }
+    }
+}
+
+impl Patch {
+    /// Applies this patch to `doc`, the document at (`root`, `self.parent`,
+    /// `self.height - 1`), and returns the new document.
+    ///
+    /// The caller has checked that `self.parent` is its head; everything else that
+    /// makes a patch valid in context is checked here, identically on every node.
+    pub fn apply_to(
+        &self,
+        root: Hash,
+        parent_height: u64,
+        doc: &Value,
+        limits: &Limits,
+    ) -> Result<Value, Rejection> {
+        if self.root != root {
+            return Err(Rejection::RootMismatch {
+                expected: root,
+                got: self.root,
+            });
+        }
+        if self.height != parent_height + 1 {
+            return Err(Rejection::WrongHeight {
+                expected: parent_height + 1,
+                got: self.height,
+            });
+        }
+        let mut next = doc.clone();
+        self.ops.apply(&mut next).map_err(Rejection::OpsFailed)?;
+        let size = canonical::encoded_len(&next);
+        if size > limits.max_document_bytes() {
+            return Err(Rejection::DocumentTooLarge {
+                size,
+                max: limits.max_document_bytes(),
+            });
+        }
+        Ok(next)
+    }
+}

@@ -1,0 +1,187 @@
+//! RFC 6902 JSON Patch, applied all or nothing.
+//!
+//! A patch message carries its change as RFC 6902 ops. Every node applies them to
+//! the same document and must reach the same result, including when they fail:
+//! RFC 6902 section 5 makes a patch atomic, so a failing op leaves the document as
+//! it was. [`Ops::apply`] works on a copy and only replaces the document once every
+//! op succeeded. (The `json_patch` crate's own rollback, `json_patch::patch`, can
+//! hit `unreachable!` while undoing some op sequences, such as a `move` to the root
+//! followed by a failing op; a node must not crash on a peer's patch.)
+//!
+//! Numbers follow the protocol's rule from [`crate::json`]: equal doubles are equal
+//! values, so a `test` of `1.0` against `1` passes. `json_patch` compares with
+//! `serde_json::Value`'s `==`, which tells `1` and `1.0` apart, so
+//! [`Ops::from_value`] normalizes every op (its `value` included), and the
+//! documents ops apply to are expected to be normalized too (which is what
+//! [`crate::json::parse_strict`] and [`crate::json::normalize`] return).
+
+use json_patch::{Patch, PatchOperation};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Limits;
+use crate::json;
+
+/// A parsed, normalized list of RFC 6902 operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ops {
+    patch: Patch,
+}
+
+/// Why ops could not be read or applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatchError {
+    /// The value is not a list of well-formed RFC 6902 ops (not an array, an
+    /// unknown `op`, a missing member, a malformed JSON Pointer, a number out of
+    /// range).
+    #[error("{0}")]
+    InvalidOps(String),
+    /// The op at `index` (0-based) does not apply to the document.
+    #[error("op {index}: {reason}")]
+    OpFailed {
+        /// Position of the failing op in the list.
+        index: usize,
+        /// What went wrong, for logs.
+        reason: String,
+    },
+}
+
+impl Ops {
+    /// Reads ops from a JSON array of op objects. Members RFC 6902 does not define
+    /// are ignored, as the RFC requires; JSON Pointers must be `""` or start with
+    /// `/` and use only the `~0` and `~1` escapes.
+    pub fn from_value(value: &Value) -> Result<Ops, PatchError> {
+        let Value::Array(items) = value else {
+            return Err(PatchError::InvalidOps("ops must be a JSON array".into()));
+        };
+        let ops = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let invalid =
+                    |e: &dyn std::fmt::Display| PatchError::InvalidOps(format!("op {index}: {e}"));
+                let item = json::normalize(item.clone(), Limits::MAX_DEPTH_CEILING)
+                    .map_err(|e| invalid(&e))?;
+                PatchOperation::deserialize(&item).map_err(|e| invalid(&e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Ops { patch: Patch(ops) })
+    }
+
+    /// The number of ops.
+    pub fn len(&self) -> usize {
+        self.patch.0.len()
+    }
+
+    /// Whether there are no ops (a patch that changes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.patch.0.is_empty()
+    }
+
+    /// Applies every op in order to `doc`, all or nothing: on error `doc` is left
+    /// exactly as it was. `doc` should be normalized (see the module documentation)
+    /// for `test` ops to compare numbers by value.
+    pub fn apply(&self, doc: &mut Value) -> Result<(), PatchError> {
+        let mut next = doc.clone();
+        json_patch::patch_unsafe(&mut next, &self.patch).map_err(|e| PatchError::OpFailed {
+            index: e.operation,
+            reason: format!("{} (path {:?})", e.kind, e.path.as_str()),
+        })?;
+        *doc = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::parse_strict;
+    use serde_json::json;
+
+    fn ops(v: Value) -> Ops {
+        Ops::from_value(&v).unwrap()
+    }
+
+    #[test]
+    fn test_op_treats_equal_doubles_as_equal() {
+        let mut doc = parse_strict(br#"{"a":1,"b":[2.5,100]}"#, 8).unwrap();
+        // Built in-process: 1.0 and 1e2 are f64 here, unlike the document's integers.
+        let p = ops(json!([
+            {"op": "test", "path": "/a", "value": 1.0},
+            {"op": "test", "path": "/b", "value": [2.5, 1e2]},
+        ]));
+        assert_eq!(p.apply(&mut doc), Ok(()));
+        // And from text.
+        let p = Ops::from_value(
+            &parse_strict(br#"[{"op":"test","path":"/a","value":1.0}]"#, 8).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(p.apply(&mut doc), Ok(()));
+        let p = ops(json!([{"op": "test", "path": "/a", "value": 1.5}]));
+        assert!(matches!(
+            p.apply(&mut doc),
+            Err(PatchError::OpFailed { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn applies_ops_in_order() {
+        let mut doc = json!({"a": [1, 2]});
+        let p = ops(json!([
+            {"op": "add", "path": "/a/-", "value": 3},
+            {"op": "move", "from": "/a/0", "path": "/b"},
+            {"op": "copy", "from": "/b", "path": "/c"},
+            {"op": "replace", "path": "/c", "value": "x"},
+            {"op": "remove", "path": "/a/0"},
+        ]));
+        assert_eq!(p.len(), 5);
+        assert!(!p.is_empty());
+        p.apply(&mut doc).unwrap();
+        assert_eq!(doc, json!({"a": [3], "b": 1, "c": "x"}));
+        assert!(ops(json!([])).is_empty());
+    }
+
+    #[test]
+    fn failure_leaves_document_unchanged() {
+        let original = json!({"a": {"b": 1}, "l": [1, 2, 3]});
+        for p in [
+            // json_patch::patch would hit unreachable! undoing this move to the root.
+            json!([{"op": "move", "from": "/a", "path": ""}, {"op": "test", "path": "/zz", "value": 1}]),
+            json!([{"op": "remove", "path": "/l/0"}, {"op": "add", "path": "/l/9", "value": 1}]),
+            json!([{"op": "add", "path": "/n", "value": 1}, {"op": "copy", "from": "/nope", "path": "/m"}]),
+            json!([{"op": "move", "from": "/l/-", "path": "/x"}]),
+            json!([{"op": "move", "from": "/a", "path": "/a/b/c"}]),
+        ] {
+            let mut doc = original.clone();
+            let result = ops(p.clone()).apply(&mut doc);
+            assert!(
+                matches!(result, Err(PatchError::OpFailed { .. })),
+                "{p}: {result:?}"
+            );
+            assert_eq!(doc, original, "{p}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_ops() {
+        for bad in [
+            json!({"op": "add", "path": "/a", "value": 1}),
+            json!([{"op": "frobnicate", "path": "/a"}]),
+            json!([{"op": "add", "path": "/a"}]),
+            json!([{"op": "add", "value": 1}]),
+            json!([{"op": "move", "path": "/a"}]),
+            json!([{"op": "add", "path": "a", "value": 1}]),
+            json!([{"op": "add", "path": "/~2", "value": 1}]),
+            json!([{"path": "/a", "value": 1}]),
+            json!([{"op": 1, "path": "/a", "value": 1}]),
+            json!(["add"]),
+            json!([{"op": "add", "path": "/a", "value": u64::MAX}]),
+        ] {
+            assert!(
+                matches!(Ops::from_value(&bad), Err(PatchError::InvalidOps(_))),
+                "{bad}"
+            );
+        }
+    }
+}

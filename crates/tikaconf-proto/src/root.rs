@@ -1,0 +1,122 @@
+//! Root configurations: where every chain starts.
+//!
+//! A root configuration is derived from connection info alone, deterministically,
+//! so that every node that knows "Twitch channel #tikatoo" computes the same root
+//! hash without asking anyone. It is the JSON object `{"connection": C}`.
+
+use serde_json::{Map, Value, json};
+
+use crate::Hash;
+
+/// A root configuration and its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RootConfig {
+    value: Value,
+    hash: Hash,
+}
+
+/// Why connection info cannot make a root configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RootError {
+    #[error(
+        "a Twitch channel name is 1 to 25 ASCII letters, digits or underscores, optionally after '#'"
+    )]
+    BadTwitchChannel,
+    #[error("connection info must be a JSON object")]
+    ConnectionNotAnObject,
+    #[error("a root configuration is exactly {{\"connection\": {{...}}}}")]
+    NotARootConfig,
+    #[error("connection info is not valid protocol JSON: {0}")]
+    Json(#[from] crate::json::JsonError),
+}
+
+impl RootConfig {
+    /// The root for a Twitch channel. `#TikaToo`, `tikatoo` and `#tikatoo` give the
+    /// same root: the name is taken in ASCII lower case with one leading `#`.
+    pub fn twitch(channel: &str) -> Result<RootConfig, RootError> {
+        let name = channel.strip_prefix('#').unwrap_or(channel);
+        let valid = (1..=25).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(RootError::BadTwitchChannel);
+        }
+        let connection = json!({
+            "platform": "twitch",
+            "channel": format!("#{}", name.to_ascii_lowercase()),
+        });
+        RootConfig::from_connection(connection)
+    }
+
+    /// The root for any other platform: `connection` is taken as is (after the
+    /// protocol's number normalization), and must be a JSON object.
+    pub fn from_connection(connection: Value) -> Result<RootConfig, RootError> {
+        if !connection.is_object() {
+            return Err(RootError::ConnectionNotAnObject);
+        }
+        let mut map = Map::new();
+        map.insert("connection".to_owned(), connection);
+        RootConfig::from_value(Value::Object(map))
+    }
+
+    /// Accepts a whole root configuration, `{"connection": {...}}` and nothing else,
+    /// as sent in a registering load request.
+    pub fn from_value(value: Value) -> Result<RootConfig, RootError> {
+        let value = crate::json::normalize(value, crate::Limits::MAX_DEPTH_CEILING)?;
+        match &value {
+            Value::Object(m) if m.len() == 1 && m.get("connection").is_some_and(Value::is_object) => {}
+            _ => return Err(RootError::NotARootConfig),
+        }
+        let hash = Hash::of_value(&value);
+        Ok(RootConfig { value, hash })
+    }
+
+    /// The root hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// The root configuration: the document at height 0.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+
+    /// The canonical bytes, as published in a registering load request.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        crate::canonical::to_vec(&self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twitch_spellings_share_one_root() {
+        let a = RootConfig::twitch("#TikaToo").unwrap();
+        let b = RootConfig::twitch("tikatoo").unwrap();
+        let c = RootConfig::twitch("#tikatoo").unwrap();
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(b.hash(), c.hash());
+        assert_eq!(
+            a.to_canonical(),
+            br##"{"connection":{"channel":"#tikatoo","platform":"twitch"}}"##
+        );
+    }
+
+    #[test]
+    fn rejects_bad_channels_and_shapes() {
+        for bad in ["", "#", "tika too", "tikatoö", &"x".repeat(26)] {
+            assert_eq!(RootConfig::twitch(bad), Err(RootError::BadTwitchChannel), "{bad}");
+        }
+        assert!(RootConfig::from_connection(json!([1])).is_err());
+        assert!(RootConfig::from_value(json!({"connection": {}, "x": 1})).is_err());
+        assert!(RootConfig::from_value(json!({"connection": 1})).is_err());
+    }
+}

@@ -1,0 +1,480 @@
+//! The storage role: applies patches to stored heads and answers load requests.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::channel::ChannelKind;
+use crate::command::Command;
+use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored};
+use crate::{Channels, Hash, Limits};
+
+/// What storage holds for one root: its latest head, and the snapshot that takes
+/// the root configuration there.
+///
+/// The seed's key layout is `latest hash -> patch from the root` plus
+/// `root hash -> latest hash`; `snapshot` is that patch from the root, kept as the
+/// canonical bytes of the `{"type":"snapshot",...}` message so that answering a
+/// load request is a publish of stored bytes, with no re-encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHead {
+    pub root: Hash,
+    pub head: Hash,
+    pub height: u64,
+    /// Canonical JSON of the snapshot message for (`root`, `head`, `height`).
+    pub snapshot: Bytes,
+}
+
+/// One compare-and-set a store must carry out: move `new.root` from
+/// `expected_head` to `new.head`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistCommit {
+    pub expected_head: Hash,
+    pub new: StoredHead,
+}
+
+/// How the store answered one [`PersistCommit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistOutcome {
+    /// The head moved to the new one.
+    Applied,
+    /// The store already held the new head (another storage node stored it).
+    AlreadyStored,
+    /// The store holds another head: this node's view of the root was stale.
+    Stale { current: Option<StoredHead> },
+}
+
+/// What the storage engine asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageCommand {
+    Bus(Command),
+    /// Read the stored head of a root; answer with [`StorageEngine::handle_loaded`].
+    Load(Hash),
+    /// Register a root at height 0 if absent; answer with
+    /// [`StorageEngine::handle_loaded`] (the head the store holds afterwards).
+    Register(StoredHead),
+    /// Carry out these commits in one transaction with one durable sync (group
+    /// commit); answer with [`StorageEngine::handle_persisted`].
+    Persist { batch: u64, commits: Vec<PersistCommit> },
+}
+
+/// Counters the storage engine keeps about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Patches applied (tentatively, then persisted).
+    pub applied: u64,
+    pub stored_notices: u64,
+    pub snapshots_sent: u64,
+    pub load_requests: u64,
+    /// Patches whose parent is not a stored head (raced losers, late duplicates).
+    pub stale: u64,
+    pub unknown_root: u64,
+    /// Ignored messages by [`Rejection::label`].
+    pub ignored: BTreeMap<&'static str, u64>,
+    /// Commits the store refused because another node moved the root first.
+    pub persist_stale: u64,
+    /// Patches lost because the store failed to persist their batch.
+    pub persist_failed: u64,
+}
+
+/// A message for a root whose head is being read from the store.
+#[derive(Debug, Clone)]
+enum Queued {
+    Patch(Arc<Patch>),
+    Request(LoadRequest),
+    Stored(Stored),
+}
+
+#[derive(Debug)]
+enum RootState {
+    /// Being read from the store (or registered); messages wait here, in order.
+    Loading { queue: Vec<Queued> },
+    /// The store does not know this root.
+    Absent,
+    Ready(Box<ReadyRoot>),
+}
+
+#[derive(Debug)]
+struct ReadyRoot {
+    /// What the store durably holds: the only state ever sent in an answer.
+    durable: StoredHead,
+    /// The head after the patches accepted but not yet persisted.
+    head: Hash,
+    height: u64,
+    doc: Value,
+    /// Commits of this root not yet acknowledged by the store.
+    unpersisted: usize,
+    /// Reload from the store once the in-flight batch is done.
+    reload_after: bool,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    id: u64,
+    roots: Vec<Hash>,
+    notices: Vec<StoredHead>,
+}
+
+/// The storage role. See the module documentation.
+///
+/// The driver feeds every message heard on `updates:*` and `update_requests` in
+/// the order Redis delivered them, and calls [`StorageEngine::flush`] whenever it
+/// has no further input ready: everything accepted since the last flush goes to
+/// the store as one batch (group commit), and load requests that came in the
+/// meantime are answered together, one snapshot per root, once the patches that
+/// preceded them are durable.
+#[derive(Debug)]
+pub struct StorageEngine {
+    channels: Channels,
+    limits: Limits,
+    roots: HashMap<Hash, RootState>,
+    open: Vec<PersistCommit>,
+    /// The heads `open` stores, kept to become `durable` once persisted.
+    open_notices: Vec<StoredHead>,
+    in_flight: Option<InFlight>,
+    next_batch: u64,
+    /// Roots whose snapshot is owed to requesters, sent once nothing is unpersisted.
+    answers_due: BTreeSet<Hash>,
+    stats: StorageStats,
+}
+
+impl StorageEngine {
+    pub fn new(channels: Channels, limits: Limits) -> StorageEngine {
+        StorageEngine {
+            channels,
+            limits,
+            roots: HashMap::new(),
+            open: Vec::new(),
+            open_notices: Vec::new(),
+            in_flight: None,
+            next_batch: 0,
+            answers_due: BTreeSet::new(),
+            stats: StorageStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &StorageStats {
+        &self.stats
+    }
+
+    /// The bus is (again) connected: listen to everything, on one connection, so
+    /// that this node sees Redis's single order of messages.
+    pub fn handle_connected(&mut self) -> Vec<StorageCommand> {
+        vec![
+            StorageCommand::Bus(Command::PSubscribe(self.channels.updates_pattern())),
+            StorageCommand::Bus(Command::Subscribe(self.channels.update_requests())),
+        ]
+    }
+
+    /// The bus lost its connection. Cached heads stay valid (the store is the
+    /// truth and only this engine's commits move them, or other storage nodes',
+    /// which it detects by a stale commit or a `stored` notice).
+    pub fn handle_disconnected(&mut self) {}
+
+    /// A message heard on `channel`. Problems are counted and returned for logging.
+    pub fn handle_message(
+        &mut self,
+        channel: &[u8],
+        payload: &[u8],
+        out: &mut Vec<StorageCommand>,
+    ) -> Result<(), Rejection> {
+        let result = self.on_message(channel, payload, out);
+        if let Err(reason) = &result {
+            *self.stats.ignored.entry(reason.label()).or_default() += 1;
+        }
+        result
+    }
+
+    fn on_message(
+        &mut self,
+        channel: &[u8],
+        payload: &[u8],
+        out: &mut Vec<StorageCommand>,
+    ) -> Result<(), Rejection> {
+        match self.channels.classify(channel) {
+            None => Err(Rejection::ForeignChannel),
+            Some(ChannelKind::UpdateRequests) => {
+                let request = LoadRequest::decode(payload, &self.limits)?;
+                self.stats.load_requests += 1;
+                self.dispatch(request.root(), Queued::Request(request), out);
+                Ok(())
+            }
+            Some(ChannelKind::Updates(on)) => match Message::decode(payload, &self.limits)? {
+                Message::Patch(patch) => {
+                    if patch.parent != on {
+                        return Err(Rejection::ChannelMismatch {
+                            channel: on,
+                            in_message: patch.parent,
+                        });
+                    }
+                    self.dispatch(patch.root, Queued::Patch(patch), out);
+                    Ok(())
+                }
+                Message::Stored(stored) if on == stored.root => {
+                    self.dispatch(stored.root, Queued::Stored(stored), out);
+                    Ok(())
+                }
+                // Answers (ours and other storage nodes') need nothing from us.
+                Message::Snapshot(s) if on == s.root => Ok(()),
+                Message::Unknown { root } if on == root => Ok(()),
+                _ => Err(Rejection::WrongChannelKind),
+            },
+        }
+    }
+
+    fn dispatch(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
+        match self.roots.get_mut(&root) {
+            None => {
+                if let Queued::Stored(_) = item {
+                    return; // about a root we do not hold in memory: nothing to refresh
+                }
+                self.roots.insert(root, RootState::Loading { queue: vec![item] });
+                out.push(StorageCommand::Load(root));
+            }
+            Some(RootState::Loading { queue }) => queue.push(item),
+            Some(RootState::Absent) => self.on_absent(root, item, out),
+            Some(RootState::Ready(_)) => self.on_ready(root, item, out),
+        }
+    }
+
+    fn on_absent(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
+        match item {
+            Queued::Request(LoadRequest::Register(config)) => {
+                let snapshot = Snapshot::of_root(&config);
+                self.roots.insert(root, RootState::Loading { queue: Vec::new() });
+                self.answers_due.insert(root);
+                out.push(StorageCommand::Register(StoredHead {
+                    root,
+                    head: root,
+                    height: 0,
+                    snapshot: snapshot.encoded,
+                }));
+            }
+            Queued::Request(LoadRequest::ByHash(_)) => {
+                out.push(StorageCommand::Bus(Command::Publish {
+                    channel: self.channels.updates(&root),
+                    payload: crate::message::encode_unknown(root),
+                }));
+            }
+            Queued::Patch(_) => self.stats.unknown_root += 1,
+            Queued::Stored(_) => {
+                // Another storage node registered it: read it again.
+                self.roots.insert(root, RootState::Loading { queue: Vec::new() });
+                out.push(StorageCommand::Load(root));
+            }
+        }
+    }
+
+    fn on_ready(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
+        let in_flight = self.in_flight.as_ref().is_some_and(|f| f.roots.contains(&root));
+        let Some(RootState::Ready(ready)) = self.roots.get_mut(&root) else {
+            return;
+        };
+        match item {
+            Queued::Request(_) => {
+                self.answers_due.insert(root);
+            }
+            Queued::Stored(stored) => {
+                if stored.height > ready.height {
+                    // Another storage node is ahead of us on a shared store.
+                    if in_flight {
+                        ready.reload_after = true;
+                    } else if ready.unpersisted == 0 {
+                        self.roots.insert(root, RootState::Loading { queue: Vec::new() });
+                        out.push(StorageCommand::Load(root));
+                    }
+                }
+            }
+            Queued::Patch(patch) => {
+                if patch.parent != ready.head {
+                    self.stats.stale += 1;
+                    return;
+                }
+                let doc = match patch.apply_to(root, ready.height, &ready.doc, &self.limits) {
+                    Ok(doc) => doc,
+                    Err(reason) => {
+                        *self.stats.ignored.entry(reason.label()).or_default() += 1;
+                        return;
+                    }
+                };
+                let snapshot = Snapshot::new(root, patch.hash, patch.height, doc);
+                let new = StoredHead {
+                    root,
+                    head: patch.hash,
+                    height: patch.height,
+                    snapshot: snapshot.encoded,
+                };
+                self.open_notices.push(new.clone());
+                self.open.push(PersistCommit {
+                    expected_head: ready.head,
+                    new,
+                });
+                ready.head = patch.hash;
+                ready.height = patch.height;
+                ready.doc = snapshot.config;
+                ready.unpersisted += 1;
+                self.stats.applied += 1;
+            }
+        }
+    }
+
+    /// The store answered a [`StorageCommand::Load`] or [`StorageCommand::Register`].
+    /// On an error the root is forgotten; requesters will ask again.
+    pub fn handle_loaded(
+        &mut self,
+        root: Hash,
+        result: Result<Option<StoredHead>, String>,
+        out: &mut Vec<StorageCommand>,
+    ) {
+        let Some(RootState::Loading { queue }) = self.roots.remove(&root) else {
+            return;
+        };
+        let state = match result {
+            Ok(Some(head)) => match self.ready_from(head) {
+                Some(ready) => RootState::Ready(Box::new(ready)),
+                None => {
+                    self.answers_due.remove(&root);
+                    return;
+                }
+            },
+            Ok(None) => RootState::Absent,
+            Err(_) => {
+                self.answers_due.remove(&root);
+                return;
+            }
+        };
+        self.roots.insert(root, state);
+        for item in queue {
+            self.dispatch(root, item, out);
+        }
+        self.flush_answers(out);
+    }
+
+    fn ready_from(&self, head: StoredHead) -> Option<ReadyRoot> {
+        let relaxed = Limits {
+            max_message_bytes: usize::MAX,
+            max_depth: Limits::MAX_DEPTH_CEILING,
+        };
+        let Ok(Message::Snapshot(snapshot)) = Message::decode(&head.snapshot, &relaxed) else {
+            return None;
+        };
+        Some(ReadyRoot {
+            head: head.head,
+            height: head.height,
+            doc: snapshot.config.clone(),
+            durable: head,
+            unpersisted: 0,
+            reload_after: false,
+        })
+    }
+
+    /// Called by the driver when it has no further input ready: starts the next
+    /// batch if none is in flight, and sends the answers that are due.
+    pub fn flush(&mut self, out: &mut Vec<StorageCommand>) {
+        if self.in_flight.is_none() && !self.open.is_empty() {
+            let id = self.next_batch;
+            self.next_batch += 1;
+            let commits = std::mem::take(&mut self.open);
+            let notices = std::mem::take(&mut self.open_notices);
+            let mut roots: Vec<Hash> = commits.iter().map(|c| c.new.root).collect();
+            roots.sort_unstable();
+            roots.dedup();
+            self.in_flight = Some(InFlight { id, roots, notices });
+            out.push(StorageCommand::Persist { batch: id, commits });
+        }
+        self.flush_answers(out);
+    }
+
+    /// The store finished batch `batch`.
+    pub fn handle_persisted(
+        &mut self,
+        batch: u64,
+        result: Result<Vec<PersistOutcome>, String>,
+        out: &mut Vec<StorageCommand>,
+    ) {
+        let Some(flight) = self.in_flight.take_if(|f| f.id == batch) else {
+            return;
+        };
+        let outcomes = match result {
+            Ok(outcomes) if outcomes.len() == flight.notices.len() => outcomes,
+            _ => {
+                // Nothing of the batch is known to be stored: go back to what is.
+                self.stats.persist_failed += flight.notices.len() as u64;
+                for root in &flight.roots {
+                    self.reload(*root, out);
+                }
+                self.flush(out);
+                return;
+            }
+        };
+        let mut stale_roots = Vec::new();
+        for (notice, outcome) in flight.notices.iter().zip(outcomes) {
+            if stale_roots.contains(&notice.root) {
+                continue;
+            }
+            let Some(RootState::Ready(ready)) = self.roots.get_mut(&notice.root) else {
+                continue;
+            };
+            ready.unpersisted = ready.unpersisted.saturating_sub(1);
+            match outcome {
+                PersistOutcome::Applied | PersistOutcome::AlreadyStored => {
+                    let stored = Stored {
+                        root: notice.root,
+                        head: notice.head,
+                        height: notice.height,
+                    };
+                    ready.durable = notice.clone();
+                    self.stats.stored_notices += 1;
+                    out.push(StorageCommand::Bus(Command::Publish {
+                        channel: self.channels.updates(&notice.root),
+                        payload: stored.encode(),
+                    }));
+                }
+                PersistOutcome::Stale { .. } => {
+                    self.stats.persist_stale += 1;
+                    stale_roots.push(notice.root);
+                }
+            }
+        }
+        for root in flight.roots {
+            let reload = stale_roots.contains(&root)
+                || matches!(self.roots.get(&root), Some(RootState::Ready(r)) if r.reload_after);
+            if reload {
+                self.reload(root, out);
+            }
+        }
+        self.flush(out);
+    }
+
+    /// Forgets what this node believed about `root` and reads it from the store.
+    fn reload(&mut self, root: Hash, out: &mut Vec<StorageCommand>) {
+        let before = self.open.len();
+        self.open.retain(|c| c.new.root != root);
+        self.open_notices.retain(|n| n.root != root);
+        self.stats.persist_failed += (before - self.open.len()) as u64;
+        self.roots.insert(root, RootState::Loading { queue: Vec::new() });
+        out.push(StorageCommand::Load(root));
+    }
+
+    fn flush_answers(&mut self, out: &mut Vec<StorageCommand>) {
+        let due = std::mem::take(&mut self.answers_due);
+        for root in due {
+            match self.roots.get(&root) {
+                Some(RootState::Ready(ready)) if ready.unpersisted == 0 => {
+                    let snapshot = ready.durable.snapshot.clone();
+                    self.stats.snapshots_sent += 1;
+                    out.push(StorageCommand::Bus(Command::Publish {
+                        channel: self.channels.updates(&root),
+                        payload: snapshot,
+                    }));
+                }
+                Some(RootState::Ready(_)) | Some(RootState::Loading { .. }) => {
+                    self.answers_due.insert(root);
+                }
+                Some(RootState::Absent) | None => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Deterministic simulation of followers, writers and a storage engine over a fake
+//! bus that loses connections (and what was in flight on them), duplicates and
+//! delays messages, and over a store that is slow.
+//!
+//! Pub/Sub loses messages in two ways only, and both are modelled: a subscription
+//! that has not taken effect yet (the commands of each connection run late, so
+//! hop gaps happen all the time), and a dropped connection, which the node learns
+//! of (here: a "reset" clears the connection's inbox and subscriptions and tells
+//! the node it was disconnected; it reconnects a little later).
+//!
+//! Each run is fixed by its seed (printed on failure). After the faulty phase the
+//! bus heals and writes stop; every follower must then converge on storage's head
+//! with a byte-identical canonical document, every write reported Committed must be
+//! in it, and every write reported Conflict must not.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use serde_json::json;
+use tikaconf_proto::follower::{FollowerConfig, FollowerEvent};
+use tikaconf_proto::storage::{PersistOutcome, StorageCommand};
+use tikaconf_proto::{
+    Channels, Command, Follower, Hash, Limits, RootConfig, StorageEngine, StoredHead,
+    WriteOutcome, canonical,
+};
+
+/// A small deterministic generator (the simulation must not depend on a crate's
+/// algorithm changing between versions).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Faults {
+    /// Per mille chance, per delivery, that the receiving connection is reset.
+    reset_permille: u64,
+    dup_pct: u64,
+}
+
+/// One subscriber connection: what it listens to and what is waiting for it.
+#[derive(Default)]
+struct Conn {
+    channels: HashSet<String>,
+    prefixes: Vec<String>,
+    inbox: VecDeque<(String, Bytes)>,
+    /// Commands not yet carried out (subscriptions take effect late: hop gaps).
+    pending: VecDeque<Command>,
+    /// Reset and waiting to reconnect until this tick.
+    down_until: Option<u64>,
+}
+
+struct Sim {
+    rng: Rng,
+    faults: Faults,
+    now: Instant,
+    tick: u64,
+    resets: u64,
+    conns: Vec<Conn>,
+    followers: Vec<Follower>,
+    storage: StorageEngine,
+    /// Connection index of the storage engine.
+    storage_conn: usize,
+    store: HashMap<Hash, StoredHead>,
+    store_ops: VecDeque<StorageCommand>,
+    committed: Vec<String>,
+    conflicted: Vec<String>,
+    timed_out: Vec<String>,
+    /// Hash -> key each pending write sets.
+    keys: HashMap<Hash, String>,
+    seq: u64,
+}
+
+impl Sim {
+    fn new(seed: u64, n_followers: usize, faults: Faults) -> Sim {
+        let channels = Channels::new(None);
+        let root = RootConfig::twitch("#sim").unwrap();
+        let config = FollowerConfig {
+            resync_interval: Duration::from_millis(500),
+            request_timeout: Duration::from_millis(100),
+            confirm_timeout: Duration::from_millis(150),
+            fork_grace: Duration::from_millis(100),
+            write_timeout: Duration::from_millis(400),
+            jitter_seed: seed,
+        };
+        let followers = (0..n_followers)
+            .map(|i| {
+                let mut c = config.clone();
+                c.jitter_seed = seed ^ i as u64;
+                Follower::by_root(root.clone(), channels.clone(), Limits::default(), c)
+            })
+            .collect();
+        let mut sim = Sim {
+            rng: Rng(seed),
+            faults,
+            now: Instant::now(),
+            tick: 0,
+            resets: 0,
+            conns: (0..=n_followers).map(|_| Conn::default()).collect(),
+            followers,
+            storage: StorageEngine::new(channels, Limits::default()),
+            storage_conn: n_followers,
+            store: HashMap::new(),
+            store_ops: VecDeque::new(),
+            committed: Vec::new(),
+            conflicted: Vec::new(),
+            timed_out: Vec::new(),
+            keys: HashMap::new(),
+            seq: 0,
+        };
+        let cmds = sim.storage.handle_connected();
+        sim.storage_commands(cmds);
+        sim.run_pending(sim.storage_conn, usize::MAX);
+        for i in 0..n_followers {
+            let step = sim.followers[i].handle_connected(sim.now);
+            sim.follower_step(i, step);
+        }
+        sim
+    }
+
+    fn publish(&mut self, channel: String, payload: Bytes) {
+        for idx in 0..self.conns.len() {
+            let conn = &self.conns[idx];
+            let hears = conn.channels.contains(&channel)
+                || conn.prefixes.iter().any(|p| channel.starts_with(p.as_str()));
+            if !hears {
+                continue;
+            }
+            if self.rng.next() % 1000 < self.faults.reset_permille {
+                self.reset(idx);
+                continue;
+            }
+            let copies = if self.rng.chance(self.faults.dup_pct) { 2 } else { 1 };
+            for _ in 0..copies {
+                self.conns[idx]
+                    .inbox
+                    .push_back((channel.clone(), payload.clone()));
+            }
+        }
+    }
+
+    /// Drops connection `idx`: what it had not read is lost, and its node is told.
+    fn reset(&mut self, idx: usize) {
+        self.resets += 1;
+        let conn = &mut self.conns[idx];
+        conn.inbox.clear();
+        conn.channels.clear();
+        conn.prefixes.clear();
+        conn.pending.clear();
+        conn.down_until = Some(self.tick + 5 + self.rng.below(30));
+        if idx == self.storage_conn {
+            self.storage.handle_disconnected();
+        } else {
+            self.followers[idx].handle_disconnected();
+        }
+    }
+
+    fn reconnect_due(&mut self, idx: usize) -> bool {
+        match self.conns[idx].down_until {
+            Some(t) if t <= self.tick => {
+                self.conns[idx].down_until = None;
+                true
+            }
+            Some(_) => false,
+            None => false,
+        }
+    }
+
+    fn is_down(&self, idx: usize) -> bool {
+        self.conns[idx].down_until.is_some()
+    }
+
+    /// Carries out up to `max` queued commands of connection `idx`.
+    fn run_pending(&mut self, idx: usize, max: usize) {
+        for _ in 0..max {
+            let Some(cmd) = self.conns[idx].pending.pop_front() else {
+                return;
+            };
+            match cmd {
+                Command::Subscribe(c) => {
+                    self.conns[idx].channels.insert(c);
+                }
+                Command::Unsubscribe(c) => {
+                    self.conns[idx].channels.remove(&c);
+                }
+                Command::PSubscribe(p) => {
+                    self.conns[idx].prefixes.push(p.trim_end_matches('*').to_owned())
+                }
+                Command::Publish { channel, payload } => self.publish(channel, payload),
+            }
+        }
+    }
+
+    fn follower_step(&mut self, i: usize, step: tikaconf_proto::follower::Step) {
+        self.conns[i].pending.extend(step.commands);
+        for event in step.events {
+            if let FollowerEvent::WriteEnded { hash, outcome } = event {
+                let key = self.keys.remove(&hash).expect("a write we made");
+                match outcome {
+                    WriteOutcome::Committed => self.committed.push(key),
+                    WriteOutcome::Conflict { .. } => self.conflicted.push(key),
+                    WriteOutcome::TimedOut => self.timed_out.push(key),
+                }
+            }
+        }
+    }
+
+    fn storage_commands(&mut self, cmds: Vec<StorageCommand>) {
+        for c in cmds {
+            match c {
+                StorageCommand::Bus(cmd) => self.conns[self.storage_conn].pending.push_back(cmd),
+                other => self.store_ops.push_back(other),
+            }
+        }
+    }
+
+    fn run_store_op(&mut self) {
+        let Some(op) = self.store_ops.pop_front() else {
+            return;
+        };
+        let mut out = Vec::new();
+        match op {
+            StorageCommand::Load(root) => {
+                let head = self.store.get(&root).cloned();
+                self.storage.handle_loaded(root, Ok(head), &mut out);
+            }
+            StorageCommand::Register(head) => {
+                let current = self.store.entry(head.root).or_insert(head).clone();
+                self.storage
+                    .handle_loaded(current.root, Ok(Some(current)), &mut out);
+            }
+            StorageCommand::Persist { batch, commits } => {
+                let outcomes = commits
+                    .into_iter()
+                    .map(|c| {
+                        let cur = self.store.get(&c.new.root).cloned();
+                        match cur {
+                            Some(h) if h.head == c.expected_head => {
+                                self.store.insert(c.new.root, c.new);
+                                PersistOutcome::Applied
+                            }
+                            Some(h) if h.head == c.new.head => PersistOutcome::AlreadyStored,
+                            current => PersistOutcome::Stale { current },
+                        }
+                    })
+                    .collect();
+                self.storage.handle_persisted(batch, Ok(outcomes), &mut out);
+            }
+            StorageCommand::Bus(_) => unreachable!("bus commands are not queued here"),
+        }
+        self.storage_commands(out);
+    }
+
+    fn write(&mut self, i: usize) {
+        if self.followers[i].current().is_none() {
+            return;
+        }
+        self.seq += 1;
+        let key = format!("w{i}_{}", self.seq);
+        let ops = json!([{"op": "add", "path": format!("/{key}"), "value": self.seq}]);
+        if let Ok((patch, step)) = self.followers[i].submit(self.now, None, ops, None) {
+            self.keys.insert(patch.hash, key);
+            self.follower_step(i, step);
+        }
+    }
+
+    /// One tick: every connection runs some commands and reads some messages.
+    fn tick(&mut self, writes: bool) {
+        self.now += Duration::from_millis(1);
+        self.tick += 1;
+        let n = self.followers.len();
+        for i in 0..n {
+            if self.reconnect_due(i) {
+                let step = self.followers[i].handle_connected(self.now);
+                self.follower_step(i, step);
+            }
+        }
+        if self.reconnect_due(self.storage_conn) {
+            let cmds = self.storage.handle_connected();
+            self.storage_commands(cmds);
+        }
+        if writes && self.rng.chance(30) {
+            let i = self.rng.below(n as u64) as usize;
+            self.write(i);
+        }
+        for i in 0..n {
+            if self.is_down(i) {
+                continue;
+            }
+            let budget = self.rng.below(3) as usize;
+            self.run_pending(i, budget);
+            for _ in 0..self.rng.below(4) {
+                let Some((ch, payload)) = self.conns[i].inbox.pop_front() else {
+                    break;
+                };
+                let step = self.followers[i].handle_message(self.now, ch.as_bytes(), &payload);
+                self.follower_step(i, step);
+            }
+            if self.followers[i].next_timeout().is_some_and(|t| t <= self.now) {
+                let step = self.followers[i].handle_timeout(self.now);
+                self.follower_step(i, step);
+            }
+        }
+        let s = self.storage_conn;
+        if !self.is_down(s) {
+            self.run_pending(s, usize::MAX);
+        }
+        let mut out = Vec::new();
+        for _ in 0..self.rng.below(6) {
+            let Some((ch, payload)) = self.conns[s].inbox.pop_front() else {
+                break;
+            };
+            let _ = self.storage.handle_message(ch.as_bytes(), &payload, &mut out);
+        }
+        self.storage.flush(&mut out);
+        self.storage_commands(out);
+        if self.rng.chance(50) {
+            self.run_store_op();
+        }
+    }
+}
+
+fn run(seed: u64, followers: usize, faults: Faults, ticks: usize) {
+    let mut sim = Sim::new(seed, followers, faults);
+    for _ in 0..ticks {
+        sim.tick(true);
+    }
+    sim.faults = Faults {
+        reset_permille: 0,
+        dup_pct: 0,
+    };
+    // Heal: no writes, no faults, time for re-syncs and timeouts.
+    for _ in 0..3_000 {
+        sim.tick(false);
+    }
+    let stored = sim.store.values().next().expect("root registered").clone();
+    let stored_doc = match tikaconf_proto::Message::decode(&stored.snapshot, &Limits::default()) {
+        Ok(tikaconf_proto::Message::Snapshot(s)) => s.config.clone(),
+        other => panic!("seed {seed}: bad stored snapshot {other:?}"),
+    };
+    let stored_bytes = canonical::to_vec(&stored_doc);
+    for (i, f) in sim.followers.iter().enumerate() {
+        let cur = f.current().unwrap_or_else(|| panic!("seed {seed}: follower {i} never loaded"));
+        assert_eq!(
+            (cur.head, cur.height),
+            (stored.head, stored.height),
+            "seed {seed}: follower {i} did not converge"
+        );
+        assert_eq!(canonical::to_vec(&cur.doc), stored_bytes, "seed {seed}: follower {i}");
+    }
+    let keys: BTreeMap<String, _> = stored_doc
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for k in &sim.committed {
+        assert!(keys.contains_key(k), "seed {seed}: committed {k} lost");
+    }
+    for k in &sim.conflicted {
+        assert!(!keys.contains_key(k), "seed {seed}: conflicted {k} present");
+    }
+    assert!(
+        !sim.committed.is_empty(),
+        "seed {seed}: no write committed at all ({} conflicts, {} timeouts)",
+        sim.conflicted.len(),
+        sim.timed_out.len()
+    );
+}
+
+#[test]
+fn converges_on_a_clean_bus() {
+    for seed in 0..20 {
+        run(seed, 3, Faults { reset_permille: 0, dup_pct: 0 }, 2_000);
+    }
+}
+
+#[test]
+fn converges_with_resets_and_duplicates() {
+    for seed in 100..130 {
+        run(seed, 4, Faults { reset_permille: 5, dup_pct: 5 }, 2_000);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn converges_for_any_seed(seed in any::<u64>(), followers in 1usize..5, resets in 0u64..20) {
+        run(seed, followers, Faults { reset_permille: resets, dup_pct: 3 }, 1_500);
+    }
+}
