@@ -1,0 +1,196 @@
+//! The Redis Pub/Sub connection pair a node talks through.
+//!
+//! One connection in subscribed mode carries every subscription of the process
+//! (any number of roots, or storage's `updates:*` and `update_requests`), and a
+//! second, multiplexed one carries publishes: a connection in subscribed mode cannot
+//! publish. The redis crate reads the subscribed connection on its own task into an
+//! unbounded queue, so a slow consumer here never makes Redis drop us as a slow
+//! pub/sub client; the queue is drained by the node's loop.
+//!
+//! This module makes no protocol decisions. It reports [`RedisEvent::Connected`]
+//! and [`RedisEvent::Disconnected`] and reconnects with jittered exponential
+//! backoff; what to subscribe after a reconnect, and what to re-ask, is the state
+//! machines' business (a reconnect is one of their inputs, because Pub/Sub drops
+//! whatever was published while we were away).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, PubSubSink};
+use tokio::sync::{Mutex, mpsc};
+
+/// What the subscribed connection reports.
+#[derive(Debug, Clone)]
+pub enum RedisEvent {
+    /// A (new) subscribed connection is up, with no subscriptions.
+    Connected,
+    /// The subscribed connection is gone; a new one is being made.
+    Disconnected,
+    Message { channel: Vec<u8>, payload: Vec<u8> },
+}
+
+/// Why a bus operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    #[error("not connected to Redis")]
+    Disconnected,
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Reconnection timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A subscribed connection plus a publishing one, to one Redis server.
+#[derive(Clone)]
+pub struct RedisBus {
+    sink: Arc<Mutex<Option<PubSubSink>>>,
+    publisher: ConnectionManager,
+    _supervisor: Arc<SupervisorGuard>,
+}
+
+impl std::fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBus").finish_non_exhaustive()
+    }
+}
+
+/// Stops the supervisor task when the last handle is dropped.
+#[derive(Debug)]
+struct SupervisorGuard(tokio::task::AbortHandle);
+
+impl Drop for SupervisorGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl RedisBus {
+    /// Connects to `url` (`redis://` or `rediss://`, with `user:password@` if the
+    /// server wants it). Fails if the first connection cannot be made; later losses
+    /// are retried forever and reported as events.
+    pub async fn connect(
+        url: &str,
+        backoff: Backoff,
+    ) -> Result<(RedisBus, mpsc::UnboundedReceiver<RedisEvent>), BusError> {
+        let client = redis::Client::open(url)?;
+        let publisher = ConnectionManager::new(client.clone()).await?;
+        let first = client.get_async_pubsub().await?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let sink = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(supervise(client, first, sink.clone(), events_tx, backoff));
+        let bus = RedisBus {
+            sink,
+            publisher,
+            _supervisor: Arc::new(SupervisorGuard(task.abort_handle())),
+        };
+        Ok((bus, events))
+    }
+
+    async fn sink(&self) -> Result<PubSubSink, BusError> {
+        self.sink.lock().await.clone().ok_or(BusError::Disconnected)
+    }
+
+    /// Subscribes to `channels` and waits until Redis confirms.
+    pub async fn subscribe(&self, channels: &[String]) -> Result<(), BusError> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        Ok(self.sink().await?.subscribe(channels).await?)
+    }
+
+    pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), BusError> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        Ok(self.sink().await?.unsubscribe(channels).await?)
+    }
+
+    pub async fn psubscribe(&self, patterns: &[String]) -> Result<(), BusError> {
+        if patterns.is_empty() {
+            return Ok(());
+        }
+        Ok(self.sink().await?.psubscribe(patterns).await?)
+    }
+
+    /// Publishes `messages` in order, in one pipeline.
+    pub async fn publish(&self, messages: &[(String, bytes::Bytes)]) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (channel, payload) in messages {
+            pipe.publish(channel, payload.as_ref()).ignore();
+        }
+        let mut conn = self.publisher.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// Owns the subscribed connection: forwards its messages, and when it ends,
+/// reports the loss and reconnects with jittered exponential backoff.
+async fn supervise(
+    client: redis::Client,
+    first: redis::aio::PubSub,
+    sink_slot: Arc<Mutex<Option<PubSubSink>>>,
+    events: mpsc::UnboundedSender<RedisEvent>,
+    backoff: Backoff,
+) {
+    let mut next = Some(first);
+    let mut delay = backoff.initial;
+    loop {
+        let pubsub = match next.take() {
+            Some(p) => p,
+            None => match client.get_async_pubsub().await {
+                Ok(p) => p,
+                Err(err) => {
+                    tracing::debug!(%err, ?delay, "redis pub/sub reconnect failed");
+                    tokio::time::sleep(jittered(delay)).await;
+                    delay = (delay * 2).min(backoff.max);
+                    continue;
+                }
+            },
+        };
+        delay = backoff.initial;
+        let (sink, mut stream) = pubsub.split();
+        *sink_slot.lock().await = Some(sink);
+        if events.send(RedisEvent::Connected).is_err() {
+            return;
+        }
+        while let Some(msg) = stream.next().await {
+            let channel = msg.get_channel::<Vec<u8>>().unwrap_or_default();
+            let payload = msg.get_payload_bytes().to_vec();
+            if events.send(RedisEvent::Message { channel, payload }).is_err() {
+                return;
+            }
+        }
+        *sink_slot.lock().await = None;
+        tracing::warn!("redis pub/sub connection lost; reconnecting");
+        if events.send(RedisEvent::Disconnected).is_err() {
+            return;
+        }
+        tokio::time::sleep(jittered(delay)).await;
+    }
+}
+
+/// `base` scaled by a factor in [0.5, 1.5), so a fleet that lost Redis at once
+/// does not reconnect in lockstep.
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(0.5 + rand::random::<f64>())
+}

@@ -1,0 +1,339 @@
+//! A store in Redis keys, which several storage nodes can share.
+//!
+//! A local redb file belongs to one node. When a deployment wants its storage
+//! nodes to share one copy of the state (so any of them can answer a load request
+//! with the latest head, and a node that was down catches up for free), the state
+//! lives in Redis instead. Sharing is safe because every write is a
+//! compare-and-set run as a Lua script, which Redis executes atomically: two nodes
+//! storing the same patch at the same moment get one `Applied` and one
+//! `AlreadyStored`, and a node with an out-of-date view gets `Stale` and writes
+//! nothing.
+//!
+//! Keys (the prefix defaults to `tikaconf:` and should carry the deployment's
+//! namespace so that deployments sharing a server never see each other's state):
+//! - `{prefix}head:<root>` -> `"<head> <height>"`
+//! - `{prefix}snap:<hash>` -> canonical snapshot bytes
+//!
+//! The scripts derive key names from the prefix themselves rather than receiving
+//! them as `KEYS` (a `Stale` answer must read the snapshot of a head only known
+//! inside the script), so this store targets standalone Redis (or a primary with
+//! replicas), not Redis Cluster.
+//!
+//! Durability is Redis's: with `appendonly yes` and `appendfsync always` a script's
+//! writes are synced once per call, which makes one batch one sync, as the store
+//! contract asks.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use redis::{Client, Script, Value};
+use tikaconf_proto::{Hash, StoredHead};
+use tikaconf_store::{Commit, CommitOutcome, Store, StoreError};
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "tikaconf:";
+
+/// Reads a root's head and its snapshot in one atomic step, so that a commit
+/// racing the read cannot delete the snapshot between the two `GET`s.
+///
+/// ARGV: prefix, root. Returns `{}` or `{"<head> <height>", snapshot}`.
+const LOAD: &str = r"
+local cur = redis.call('GET', ARGV[1] .. 'head:' .. ARGV[2])
+if not cur then return {} end
+local sp = string.find(cur, ' ', 1, true)
+if not sp then return {cur, false} end
+return {cur, redis.call('GET', ARGV[1] .. 'snap:' .. string.sub(cur, 1, sp - 1))}
+";
+
+/// Registers a root at height 0 unless it exists.
+///
+/// ARGV: prefix, root, snapshot. Returns `{}` when it registered, else the current
+/// head as [`LOAD`] does.
+const REGISTER: &str = r"
+local hkey = ARGV[1] .. 'head:' .. ARGV[2]
+local cur = redis.call('GET', hkey)
+if cur then
+  local sp = string.find(cur, ' ', 1, true)
+  if not sp then return {cur, false} end
+  return {cur, redis.call('GET', ARGV[1] .. 'snap:' .. string.sub(cur, 1, sp - 1))}
+end
+redis.call('SET', ARGV[1] .. 'snap:' .. ARGV[2], ARGV[3])
+redis.call('SET', hkey, ARGV[2] .. ' 0')
+return {}
+";
+
+/// Applies a batch of compare-and-sets, in order, atomically.
+///
+/// ARGV: prefix, then per commit: root, expected head, new head, new height, new
+/// snapshot. Returns one entry per commit: `{1}` applied, `{2}` already stored,
+/// `{3}` stale with the root unregistered, `{3, "<head> <height>", snapshot}`
+/// stale. The new head is checked first so that a commit whose expected and new
+/// heads are equal never deletes the snapshot it keeps.
+const COMMIT: &str = r"
+local prefix = ARGV[1]
+local out = {}
+local i = 2
+while i + 4 <= #ARGV do
+  local root, expected, new = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local hkey = prefix .. 'head:' .. root
+  local cur = redis.call('GET', hkey)
+  local head = nil
+  if cur then
+    local sp = string.find(cur, ' ', 1, true)
+    if sp then head = string.sub(cur, 1, sp - 1) else head = cur end
+  end
+  if not cur then
+    out[#out + 1] = {3}
+  elseif head == new then
+    out[#out + 1] = {2}
+  elseif head == expected then
+    redis.call('SET', prefix .. 'snap:' .. new, ARGV[i + 4])
+    redis.call('SET', hkey, new .. ' ' .. ARGV[i + 3])
+    redis.call('DEL', prefix .. 'snap:' .. expected)
+    out[#out + 1] = {1}
+  else
+    out[#out + 1] = {3, cur, redis.call('GET', prefix .. 'snap:' .. head)}
+  end
+  i = i + 5
+end
+return out
+";
+
+/// A [`Store`] in Redis keys under a prefix. Cheap to clone; clones share one
+/// connection.
+///
+/// The connection is a [`ConnectionManager`], which reconnects by itself after the
+/// server restarts: an operation during the outage fails with
+/// [`StoreError::Backend`], and the next one after it works again.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    load: Script,
+    register: Script,
+    commit: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the server at `url` (`redis://` or `rediss://`) and stores keys
+    /// under `prefix` (e.g. `"tikaconf:prod:"`; [`DEFAULT_PREFIX`] when unsure).
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(redis_error)?;
+        RedisStore::with_client(client, prefix).await
+    }
+
+    /// Like [`RedisStore::connect`], for a client built elsewhere (e.g. with TLS
+    /// certificates through [`Client::build_with_tls`]).
+    pub async fn with_client(client: Client, prefix: &str) -> Result<RedisStore, StoreError> {
+        let conn = ConnectionManager::new(client).await.map_err(redis_error)?;
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.into(),
+            scripts: Arc::new(Scripts {
+                load: Script::new(LOAD),
+                register: Script::new(REGISTER),
+                commit: Script::new(COMMIT),
+            }),
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+fn redis_error(e: redis::RedisError) -> StoreError {
+    StoreError::Backend(format!("redis: {e}"))
+}
+
+fn corrupt(what: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Parses a script's `{"<head> <height>", snapshot}` answer for `root`.
+fn parse_head(
+    root: Hash,
+    head: &Value,
+    snapshot: Option<&Value>,
+) -> Result<StoredHead, StoreError> {
+    let text = match head {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes)
+            .map_err(|_| corrupt(format_args!("head of root {root} is not UTF-8")))?,
+        other => {
+            return Err(corrupt(format_args!(
+                "head of root {root}: unexpected {other:?}"
+            )));
+        }
+    };
+    let bad = || {
+        corrupt(format_args!(
+            "head of root {root} is {text:?}, not \"<hash> <height>\""
+        ))
+    };
+    let (hash, height) = text.split_once(' ').ok_or_else(bad)?;
+    let hash: Hash = hash.parse().map_err(|_| bad())?;
+    let height: u64 = height.parse().map_err(|_| bad())?;
+    let snapshot = match snapshot {
+        Some(Value::BulkString(bytes)) => Bytes::copy_from_slice(bytes),
+        _ => {
+            return Err(corrupt(format_args!(
+                "root {root} points at {hash}, which has no snapshot"
+            )));
+        }
+    };
+    Ok(StoredHead {
+        root,
+        head: hash,
+        height,
+        snapshot,
+    })
+}
+
+/// Parses the `{}` / `{head, snapshot}` answer of the load and register scripts.
+fn parse_optional_head(root: Hash, value: Value) -> Result<Option<StoredHead>, StoreError> {
+    match value {
+        Value::Array(items) if items.is_empty() => Ok(None),
+        Value::Array(items) => parse_head(root, &items[0], items.get(1)).map(Some),
+        other => Err(corrupt(format_args!("unexpected script reply {other:?}"))),
+    }
+}
+
+fn parse_outcome(root: Hash, value: &Value) -> Result<CommitOutcome, StoreError> {
+    let items = match value {
+        Value::Array(items) => items,
+        other => return Err(corrupt(format_args!("unexpected commit reply {other:?}"))),
+    };
+    match items.first() {
+        Some(Value::Int(1)) => Ok(CommitOutcome::Applied),
+        Some(Value::Int(2)) => Ok(CommitOutcome::AlreadyStored),
+        Some(Value::Int(3)) => match items.get(1) {
+            None | Some(Value::Nil) => Ok(CommitOutcome::Stale { current: None }),
+            Some(head) => Ok(CommitOutcome::Stale {
+                current: Some(parse_head(root, head, items.get(2))?),
+            }),
+        },
+        _ => Err(corrupt(format_args!("unexpected commit reply {items:?}"))),
+    }
+}
+
+/// Escapes glob characters so that a prefix matches only itself in `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Store for RedisStore {
+    async fn load(&self, root: Hash) -> Result<Option<StoredHead>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .scripts
+            .load
+            .arg(&*self.prefix)
+            .arg(root.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        parse_optional_head(root, reply)
+    }
+
+    async fn register(&self, head: StoredHead) -> Result<StoredHead, StoreError> {
+        if head.head != head.root || head.height != 0 {
+            return Err(StoreError::Invalid(format!(
+                "register must be at height 0 with head == root, got root {} head {} height {}",
+                head.root, head.head, head.height
+            )));
+        }
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .scripts
+            .register
+            .arg(&*self.prefix)
+            .arg(head.root.to_string())
+            .arg(head.snapshot.as_ref())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(parse_optional_head(head.root, reply)?.unwrap_or(head))
+    }
+
+    async fn commit(&self, batch: Vec<Commit>) -> Result<Vec<CommitOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.scripts.commit.prepare_invoke();
+        invocation.arg(&*self.prefix);
+        for commit in &batch {
+            invocation
+                .arg(commit.new.root.to_string())
+                .arg(commit.expected_head.to_string())
+                .arg(commit.new.head.to_string())
+                .arg(commit.new.height)
+                .arg(commit.new.snapshot.as_ref());
+        }
+        let mut conn = self.conn.clone();
+        let reply: Value = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        let items = match reply {
+            Value::Array(items) if items.len() == batch.len() => items,
+            other => {
+                return Err(corrupt(format_args!(
+                    "commit of {} returned {other:?}",
+                    batch.len()
+                )));
+            }
+        };
+        batch
+            .iter()
+            .zip(&items)
+            .map(|(commit, item)| parse_outcome(commit.new.root, item))
+            .collect()
+    }
+
+    async fn root_count(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}head:*", glob_escape(&self.prefix));
+        let mut cursor: u64 = 0;
+        // SCAN may return a key twice (while the keyspace is rehashed), so count
+        // distinct keys.
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            seen.extend(keys);
+            if next == 0 {
+                return Ok(seen.len() as u64);
+            }
+            cursor = next;
+        }
+    }
+}

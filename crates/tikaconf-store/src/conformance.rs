@@ -1,0 +1,336 @@
+//! The behaviour every [`Store`] must show, as test cases any backend can run.
+//!
+//! Storage nodes rely on the store contract, not on a particular backend, so the
+//! contract is written down once, here, and each backend's tests run it:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // In a backend's tests, under `#[tokio::test]`:
+//! tikaconf_store::conformance::run_all(tikaconf_store::MemoryStore::new()).await;
+//! # }
+//! ```
+//!
+//! Every case works on roots of its own, made unique per call, so all cases can
+//! share one store (even one that already holds data, like a Redis server shared by
+//! several tests). Cases panic on a violation, as test assertions do.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::{Commit, CommitOutcome, Hash, Store, StoredHead};
+
+/// Runs every case against `store`.
+pub async fn run_all<S: Store>(store: S) {
+    let store = Arc::new(store);
+    load_unknown_root(&*store).await;
+    register_then_load(&*store).await;
+    register_is_idempotent(&*store).await;
+    register_rejects_nonzero_height(&*store).await;
+    commit_applies(&*store).await;
+    commit_already_stored(&*store).await;
+    commit_stale(&*store).await;
+    commit_unregistered_root(&*store).await;
+    empty_batch(&*store).await;
+    batch_chains_one_root(&*store).await;
+    batch_mixes_roots_and_outcomes(&*store).await;
+    batch_repeats_a_commit(&*store).await;
+    root_count_counts_registrations(&*store).await;
+    racing_commits(Arc::clone(&store), Arc::clone(&store)).await;
+}
+
+/// A root hash no other case (or earlier run) uses.
+pub fn unique_root(label: &str) -> Hash {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!(
+        "{{\"root\":\"{label}\",\"n\":{n},\"pid\":{},\"t\":{nanos}}}",
+        std::process::id()
+    );
+    Hash::of_canonical_bytes(seed.as_bytes())
+}
+
+/// Stand-in snapshot bytes: opaque to stores, but distinct per head so that a
+/// store returning the wrong snapshot is caught.
+fn snapshot(root: Hash, head: Hash, height: u64) -> Bytes {
+    Bytes::from(format!(
+        "{{\"head\":\"{head}\",\"height\":{height},\"root\":\"{root}\",\"type\":\"snapshot\"}}"
+    ))
+}
+
+/// The height-0 head of `root`.
+pub fn genesis(root: Hash) -> StoredHead {
+    StoredHead {
+        root,
+        head: root,
+        height: 0,
+        snapshot: snapshot(root, root, 0),
+    }
+}
+
+/// The head one step after `prev`, named by `salt` (different salts give forks).
+pub fn next(prev: &StoredHead, salt: &str) -> StoredHead {
+    let seed = format!("{{\"parent\":\"{}\",\"salt\":\"{salt}\"}}", prev.head);
+    let head = Hash::of_canonical_bytes(seed.as_bytes());
+    StoredHead {
+        root: prev.root,
+        head,
+        height: prev.height + 1,
+        snapshot: snapshot(prev.root, head, prev.height + 1),
+    }
+}
+
+/// The commit that moves `prev` to `new`.
+pub fn step(prev: &StoredHead, new: &StoredHead) -> Commit {
+    Commit {
+        expected_head: prev.head,
+        new: new.clone(),
+    }
+}
+
+async fn load<S: Store>(store: &S, root: Hash) -> Option<StoredHead> {
+    store.load(root).await.expect("load failed")
+}
+
+async fn commit<S: Store>(store: &S, batch: Vec<Commit>) -> Vec<CommitOutcome> {
+    let n = batch.len();
+    let outcomes = store.commit(batch).await.expect("commit failed");
+    assert_eq!(outcomes.len(), n, "one outcome per commit");
+    outcomes
+}
+
+async fn registered<S: Store>(store: &S, label: &str) -> StoredHead {
+    let g = genesis(unique_root(label));
+    assert_eq!(store.register(g.clone()).await.expect("register failed"), g);
+    g
+}
+
+pub async fn load_unknown_root<S: Store>(store: &S) {
+    assert_eq!(load(store, unique_root("unknown")).await, None);
+}
+
+pub async fn register_then_load<S: Store>(store: &S) {
+    let g = registered(store, "register").await;
+    assert_eq!(load(store, g.root).await, Some(g));
+}
+
+/// A second registration (a restarted node, another node) must not reset a root:
+/// it returns the current head, whatever height that is.
+pub async fn register_is_idempotent<S: Store>(store: &S) {
+    let g = registered(store, "idempotent").await;
+    let mut other = g.clone();
+    other.snapshot = Bytes::from_static(b"{\"different\":true}");
+    assert_eq!(store.register(other).await.expect("register"), g);
+
+    let h1 = next(&g, "a");
+    assert_eq!(
+        commit(store, vec![step(&g, &h1)]).await,
+        [CommitOutcome::Applied]
+    );
+    assert_eq!(store.register(g.clone()).await.expect("register"), h1);
+    assert_eq!(load(store, g.root).await, Some(h1));
+}
+
+pub async fn register_rejects_nonzero_height<S: Store>(store: &S) {
+    let g = genesis(unique_root("bad-register"));
+    let h1 = next(&g, "a");
+    assert!(
+        store.register(h1).await.is_err(),
+        "registering at height 1 must fail"
+    );
+    assert_eq!(load(store, g.root).await, None);
+}
+
+pub async fn commit_applies<S: Store>(store: &S) {
+    let g = registered(store, "applies").await;
+    let h1 = next(&g, "a");
+    assert_eq!(
+        commit(store, vec![step(&g, &h1)]).await,
+        [CommitOutcome::Applied]
+    );
+    assert_eq!(load(store, g.root).await, Some(h1.clone()));
+    let h2 = next(&h1, "b");
+    assert_eq!(
+        commit(store, vec![step(&h1, &h2)]).await,
+        [CommitOutcome::Applied]
+    );
+    assert_eq!(load(store, g.root).await, Some(h2));
+}
+
+/// Storing a head that is already stored (another node got there first) succeeds
+/// without writing.
+pub async fn commit_already_stored<S: Store>(store: &S) {
+    let g = registered(store, "already").await;
+    let h1 = next(&g, "a");
+    assert_eq!(
+        commit(store, vec![step(&g, &h1)]).await,
+        [CommitOutcome::Applied]
+    );
+    assert_eq!(
+        commit(store, vec![step(&g, &h1)]).await,
+        [CommitOutcome::AlreadyStored]
+    );
+    assert_eq!(load(store, g.root).await, Some(h1));
+}
+
+/// A commit from an out-of-date head (a fork, or an old retry) never overwrites
+/// newer state, and reports what the store holds.
+pub async fn commit_stale<S: Store>(store: &S) {
+    let g = registered(store, "stale").await;
+    let h1 = next(&g, "a");
+    let h2 = next(&h1, "b");
+    assert_eq!(
+        commit(store, vec![step(&g, &h1), step(&h1, &h2)]).await,
+        [CommitOutcome::Applied, CommitOutcome::Applied]
+    );
+    // An old commit replayed after the head moved on.
+    let fork = next(&g, "fork");
+    assert_eq!(
+        commit(store, vec![step(&g, &fork)]).await,
+        [CommitOutcome::Stale {
+            current: Some(h2.clone())
+        }]
+    );
+    // Even a commit to a hash the store held earlier must not move it back.
+    assert_eq!(
+        commit(store, vec![step(&g, &h1)]).await,
+        [CommitOutcome::Stale {
+            current: Some(h2.clone())
+        }]
+    );
+    assert_eq!(load(store, g.root).await, Some(h2));
+}
+
+pub async fn commit_unregistered_root<S: Store>(store: &S) {
+    let g = genesis(unique_root("unregistered"));
+    let h1 = next(&g, "a");
+    assert_eq!(
+        commit(store, vec![step(&g, &h1)]).await,
+        [CommitOutcome::Stale { current: None }]
+    );
+    assert_eq!(load(store, g.root).await, None);
+}
+
+pub async fn empty_batch<S: Store>(store: &S) {
+    assert_eq!(commit(store, Vec::new()).await, []);
+}
+
+/// Group commit: a burst of patches on one root arrives as one batch whose commits
+/// chain; each must see the one before it.
+pub async fn batch_chains_one_root<S: Store>(store: &S) {
+    let g = registered(store, "chain").await;
+    let mut heads = vec![g.clone()];
+    for i in 0..10 {
+        let next = next(&heads[i], &i.to_string());
+        heads.push(next);
+    }
+    let batch = heads.windows(2).map(|w| step(&w[0], &w[1])).collect();
+    let outcomes = commit(store, batch).await;
+    assert!(
+        outcomes.iter().all(|o| *o == CommitOutcome::Applied),
+        "{outcomes:?}"
+    );
+    assert_eq!(load(store, g.root).await.as_ref(), heads.last());
+}
+
+/// Outcomes are per commit: a stale commit in a batch does not stop the others.
+pub async fn batch_mixes_roots_and_outcomes<S: Store>(store: &S) {
+    let a = registered(store, "mix-a").await;
+    let b = registered(store, "mix-b").await;
+    let c = registered(store, "mix-c").await;
+    let a1 = next(&a, "1");
+    let b1 = next(&b, "1");
+    let c1 = next(&c, "1");
+    assert_eq!(
+        commit(store, vec![step(&b, &b1)]).await,
+        [CommitOutcome::Applied]
+    );
+
+    let b_fork = next(&b, "fork");
+    let outcomes = commit(
+        store,
+        vec![
+            step(&a, &a1),
+            step(&b, &b_fork),
+            step(&c, &c1),
+            step(&b, &b1),
+        ],
+    )
+    .await;
+    assert_eq!(
+        outcomes,
+        [
+            CommitOutcome::Applied,
+            CommitOutcome::Stale {
+                current: Some(b1.clone())
+            },
+            CommitOutcome::Applied,
+            CommitOutcome::AlreadyStored,
+        ]
+    );
+    assert_eq!(load(store, a.root).await, Some(a1));
+    assert_eq!(load(store, b.root).await, Some(b1));
+    assert_eq!(load(store, c.root).await, Some(c1));
+}
+
+/// The same patch received twice before a flush lands twice in one batch.
+pub async fn batch_repeats_a_commit<S: Store>(store: &S) {
+    let g = registered(store, "repeat").await;
+    let h1 = next(&g, "a");
+    assert_eq!(
+        commit(store, vec![step(&g, &h1), step(&g, &h1)]).await,
+        [CommitOutcome::Applied, CommitOutcome::AlreadyStored]
+    );
+    assert_eq!(load(store, g.root).await, Some(h1));
+}
+
+pub async fn root_count_counts_registrations<S: Store>(store: &S) {
+    let before = store.root_count().await.expect("root_count");
+    let a = registered(store, "count-a").await;
+    registered(store, "count-b").await;
+    assert_eq!(store.root_count().await.expect("root_count"), before + 2);
+    store.register(a.clone()).await.expect("register");
+    let a1 = next(&a, "1");
+    commit(store, vec![step(&a, &a1)]).await;
+    assert_eq!(
+        store.root_count().await.expect("root_count"),
+        before + 2,
+        "re-registering or committing adds no root"
+    );
+}
+
+/// Two storage nodes store the same patch at the same moment through `a` and `b`
+/// (two handles on one backing store): exactly one applies it, the other finds it
+/// already stored. Run repeatedly to give the race a chance to interleave.
+pub async fn racing_commits<S: Store>(a: Arc<S>, b: Arc<S>) {
+    for round in 0..20 {
+        let g = registered(&*a, &format!("race-{round}")).await;
+        let h1 = next(&g, "a");
+        let c = step(&g, &h1);
+        let ta = tokio::spawn({
+            let (a, c) = (Arc::clone(&a), c.clone());
+            async move { a.commit(vec![c]).await }
+        });
+        let tb = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { b.commit(vec![c]).await }
+        });
+        let oa = ta.await.expect("task a").expect("commit a");
+        let ob = tb.await.expect("task b").expect("commit b");
+        let mut outcomes = [oa[0].clone(), ob[0].clone()];
+        outcomes.sort_by_key(|o| !matches!(o, CommitOutcome::Applied));
+        assert_eq!(
+            outcomes,
+            [CommitOutcome::Applied, CommitOutcome::AlreadyStored],
+            "round {round}"
+        );
+        assert_eq!(load(&*b, g.root).await, Some(h1));
+    }
+}

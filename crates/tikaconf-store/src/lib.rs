@@ -1,0 +1,134 @@
+//! Where storage nodes keep the latest state of every root, behind one small trait.
+//!
+//! A storage node's whole durable state is, per root, "the latest hash and the
+//! snapshot that reaches it". Everything else (the patch chain, the history) lives
+//! on the bus and is never needed again once a newer head is stored. So a backend
+//! needs exactly two operations beyond reading: *register* a root, and move a head
+//! forward with a *compare-and-set* ("if the head is still `expected`, make it
+//! `new`"). The compare-and-set is what lets several storage nodes share one
+//! backend without locks: the node that loses a race learns that another node
+//! already stored the same head ([`CommitOutcome::AlreadyStored`]) or that the
+//! store has moved on ([`CommitOutcome::Stale`]), and never overwrites newer state
+//! with older.
+//!
+//! Commits come in batches because the durable sync is the expensive part: a
+//! backend applies a whole batch in one transaction with one sync (group commit),
+//! so a burst of patches costs one fsync rather than one each.
+//!
+//! Backends here: [`MemoryStore`] (tests and the in-process bus) and [`RedbStore`]
+//! (one node's local disk). `tikaconf-redis` adds a store that several nodes share.
+//! [`conformance`] is the behaviour every backend must show; it is always compiled
+//! (it is small and needs nothing extra) so that backends in other crates can run
+//! it from their own tests. The `conformance` cargo feature exists only so that
+//! asking for it is not an error.
+
+use std::future::Future;
+
+pub use tikaconf_proto::{Hash, StoredHead};
+
+pub mod conformance;
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+/// What one compare-and-set did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The head was `expected_head` and is now `new.head`; the old head's snapshot
+    /// was dropped.
+    Applied,
+    /// The head already was `new.head`: another storage node (or an earlier commit
+    /// in the same batch) stored it first. Nothing was written; this is success.
+    AlreadyStored,
+    /// The head is neither `expected_head` nor `new.head` (or the root is not
+    /// registered, `current: None`). Nothing was written; the caller's view of the
+    /// chain is out of date and it must reload before trying again.
+    Stale { current: Option<StoredHead> },
+}
+
+/// One compare-and-set: move `new.root` from `expected_head` to `new.head`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub expected_head: Hash,
+    pub new: StoredHead,
+}
+
+/// Why a store operation failed. Outcomes of a compare-and-set (including losing a
+/// race) are not errors; these are failures of the backend itself, after which the
+/// caller should retry later or give up, but never assume the write happened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The operating system refused a read, write or sync.
+    #[error("storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The backend (database, server, connection) reported an error.
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    /// Stored data does not decode; a person must look at it.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The caller asked for something the contract forbids (e.g. registering a root
+    /// at a height other than 0). A bug in the caller, reported rather than stored.
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+}
+
+/// A backend that holds the latest head of every registered root.
+///
+/// Methods return `Send` futures so that a storage node can drive a store from any
+/// task of a multi-threaded runtime.
+pub trait Store: Send + Sync + 'static {
+    /// Current head of `root`, if the root is registered.
+    fn load(
+        &self,
+        root: Hash,
+    ) -> impl Future<Output = Result<Option<StoredHead>, StoreError>> + Send;
+
+    /// Registers a root at height 0 (`head.head == head.root`) if absent; returns
+    /// the current head either way, so a node that restarts (or a second node)
+    /// registering the same root picks up where the store is.
+    fn register(
+        &self,
+        head: StoredHead,
+    ) -> impl Future<Output = Result<StoredHead, StoreError>> + Send;
+
+    /// Applies a batch of compare-and-set commits, in order, in ONE transaction with
+    /// ONE durable sync. Commits for the same root may chain within a batch (the
+    /// second's `expected_head` is the first's `new.head`). Returns one outcome per
+    /// commit, in the same order; on `Err` nothing of the batch was applied.
+    fn commit(
+        &self,
+        batch: Vec<Commit>,
+    ) -> impl Future<Output = Result<Vec<CommitOutcome>, StoreError>> + Send;
+
+    /// Number of registered roots (for status and tests).
+    fn root_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Rejects a registration that is not at height 0 of its own root, so that every
+/// backend enforces the same contract.
+pub(crate) fn check_register(head: &StoredHead) -> Result<(), StoreError> {
+    if head.head != head.root || head.height != 0 {
+        return Err(StoreError::Invalid(format!(
+            "register must be at height 0 with head == root, got root {} head {} height {}",
+            head.root, head.head, head.height
+        )));
+    }
+    Ok(())
+}
+
+/// Decides one compare-and-set against the current head, the same way in every
+/// backend. Checking `new.head` first matters: a degenerate commit whose expected
+/// and new heads are equal must not "apply" and then delete the snapshot it keeps.
+pub(crate) fn decide(current: Option<&StoredHead>, commit: &Commit) -> CommitOutcome {
+    match current {
+        Some(cur) if cur.head == commit.new.head => CommitOutcome::AlreadyStored,
+        Some(cur) if cur.head == commit.expected_head => CommitOutcome::Applied,
+        other => CommitOutcome::Stale {
+            current: other.cloned(),
+        },
+    }
+}

@@ -1,0 +1,65 @@
+//! An in-memory store, for tests and for the in-process bus.
+//!
+//! It keeps the same promises as the durable stores except durability, which is
+//! what makes it a faithful stand-in: the conformance suite runs against it too.
+//! Clones share one map, so two clones behave like two storage nodes sharing one
+//! backend.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::{Commit, CommitOutcome, Hash, Store, StoreError, StoredHead, check_register, decide};
+
+/// A [`Store`] in a mutex-guarded map from root to its latest head.
+///
+/// The design's two keyspaces (`root -> latest hash` and `latest hash -> snapshot`)
+/// collapse into one map here: with no disk there is nothing to gain from keeping
+/// snapshots apart, and dropping a head drops its snapshot with it.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    heads: Arc<Mutex<HashMap<Hash, StoredHead>>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Locks the map. A panic while holding the lock cannot leave it half-updated
+    /// (every update is a single insert after all checks), so a poisoned lock is
+    /// still consistent and is recovered rather than propagated.
+    fn heads(&self) -> MutexGuard<'_, HashMap<Hash, StoredHead>> {
+        self.heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Store for MemoryStore {
+    async fn load(&self, root: Hash) -> Result<Option<StoredHead>, StoreError> {
+        Ok(self.heads().get(&root).cloned())
+    }
+
+    async fn register(&self, head: StoredHead) -> Result<StoredHead, StoreError> {
+        check_register(&head)?;
+        Ok(self.heads().entry(head.root).or_insert(head).clone())
+    }
+
+    async fn commit(&self, batch: Vec<Commit>) -> Result<Vec<CommitOutcome>, StoreError> {
+        // One lock for the whole batch: it is applied atomically, like a transaction.
+        let mut heads = self.heads();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for commit in batch {
+            let outcome = decide(heads.get(&commit.new.root), &commit);
+            if outcome == CommitOutcome::Applied {
+                heads.insert(commit.new.root, commit.new);
+            }
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    async fn root_count(&self) -> Result<u64, StoreError> {
+        Ok(self.heads().len() as u64)
+    }
+}
