@@ -1,0 +1,121 @@
+//! The bus a node talks through: Redis Pub/Sub, or an in-process broker.
+//!
+//! Both carry the same semantics, so everything above this module (the follower
+//! hub, the storage node) runs unchanged on either: messages on one channel arrive
+//! in publish order, a subscription takes effect when its future resolves, and a
+//! disconnect loses whatever was published meanwhile.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// A boxed future, so that [`Bus`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a bus reports to the node that owns it.
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    /// Connected, with no subscriptions yet (first connection or a reconnect).
+    Connected,
+    /// Connection lost; everything published until the next `Connected` is lost.
+    Disconnected,
+    Message { channel: Bytes, payload: Bytes },
+}
+
+/// Why a bus operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    #[error("not connected")]
+    Disconnected,
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Pub/Sub operations. Each resolves once the server has taken it.
+pub trait Bus: Send + Sync + 'static {
+    fn subscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>>;
+    fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>>;
+    fn psubscribe<'a>(&'a self, patterns: &'a [String]) -> BoxFuture<'a, Result<(), BusError>>;
+    /// Publishes in order.
+    fn publish<'a>(&'a self, messages: &'a [(String, Bytes)])
+    -> BoxFuture<'a, Result<(), BusError>>;
+}
+
+/// A bus and the events of its subscribed connection: what a node is built from.
+#[derive(Debug)]
+pub struct BusHandle {
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) events: mpsc::UnboundedReceiver<BusEvent>,
+}
+
+impl std::fmt::Debug for dyn Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bus")
+    }
+}
+
+impl BusHandle {
+    pub fn new(bus: Arc<dyn Bus>, events: mpsc::UnboundedReceiver<BusEvent>) -> BusHandle {
+        BusHandle { bus, events }
+    }
+
+    /// Connects to Redis at `url` (`redis://` or `rediss://`, `user:password@` as
+    /// needed). The first connection must succeed; later losses are retried forever.
+    pub async fn redis(url: &str) -> Result<BusHandle, BusError> {
+        use tikaconf_redis::bus::{Backoff, RedisBus, RedisEvent};
+        let (bus, mut redis_events) = RedisBus::connect(url, Backoff::default())
+            .await
+            .map_err(|e| BusError::Backend(e.to_string()))?;
+        let (tx, events) = mpsc::unbounded_channel();
+        // Translate events on a task of their own: a plain loop, no buffering.
+        tokio::spawn(async move {
+            while let Some(event) = redis_events.recv().await {
+                let event = match event {
+                    RedisEvent::Connected => BusEvent::Connected,
+                    RedisEvent::Disconnected => BusEvent::Disconnected,
+                    RedisEvent::Message { channel, payload } => BusEvent::Message {
+                        channel: Bytes::from(channel),
+                        payload: Bytes::from(payload),
+                    },
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(BusHandle::new(Arc::new(RedisAdapter(bus)), events))
+    }
+}
+
+/// [`Bus`] over [`tikaconf_redis::bus::RedisBus`].
+#[derive(Debug)]
+struct RedisAdapter(tikaconf_redis::bus::RedisBus);
+
+fn backend(e: tikaconf_redis::bus::BusError) -> BusError {
+    match e {
+        tikaconf_redis::bus::BusError::Disconnected => BusError::Disconnected,
+        other => BusError::Backend(other.to_string()),
+    }
+}
+
+impl Bus for RedisAdapter {
+    fn subscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move { self.0.subscribe(channels).await.map_err(backend) })
+    }
+    fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move { self.0.unsubscribe(channels).await.map_err(backend) })
+    }
+    fn psubscribe<'a>(&'a self, patterns: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move { self.0.psubscribe(patterns).await.map_err(backend) })
+    }
+    fn publish<'a>(
+        &'a self,
+        messages: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move { self.0.publish(messages).await.map_err(backend) })
+    }
+}

@@ -1,0 +1,252 @@
+//! [`Config`]: the application's handle on one followed configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tikaconf_proto::follower::SubmitError;
+use tikaconf_proto::{ChangeCause, Current, Hash, Patch, WriteOutcome};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::error::{Error, WriteError};
+use crate::hub::{Request, Shared};
+
+/// One change of a configuration, as the application sees it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub head: Hash,
+    pub height: u64,
+    pub document: Arc<Value>,
+    /// The patch applied, when the change came from one; `None` when the follower
+    /// loaded or re-synced from a snapshot.
+    pub patch: Option<Arc<Patch>>,
+    /// True when the follower went back to drop patches storage never stored.
+    pub dropped: bool,
+}
+
+impl Change {
+    pub(crate) fn new(current: &Current, cause: ChangeCause) -> Change {
+        let (patch, dropped) = match cause {
+            ChangeCause::Patch(p) => (Some(p), false),
+            ChangeCause::Resync { dropped } => (None, dropped),
+            ChangeCause::Loaded => (None, false),
+        };
+        Change {
+            head: current.head,
+            height: current.height,
+            document: current.doc.clone(),
+            patch,
+            dropped,
+        }
+    }
+}
+
+/// A followed configuration: always holds the latest document this node has,
+/// updated in the background as changes arrive.
+///
+/// Cloning is cheap; the root is unfollowed when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Config {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    hub: mpsc::UnboundedSender<Request>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.hub.send(Request::Unfollow {
+            root: self.shared.root,
+        });
+    }
+}
+
+impl Config {
+    pub(crate) fn new(shared: Arc<Shared>, hub: mpsc::UnboundedSender<Request>) -> Config {
+        Config {
+            inner: Arc::new(Inner { shared, hub }),
+        }
+    }
+
+    /// The root hash.
+    pub fn root(&self) -> Hash {
+        self.inner.shared.root
+    }
+
+    fn current(&self) -> Current {
+        self.inner
+            .shared
+            .current
+            .borrow()
+            .clone()
+            .expect("a Config exists only once its document is loaded")
+    }
+
+    /// The current head (the hash naming this version).
+    pub fn head(&self) -> Hash {
+        self.current().head
+    }
+
+    /// The number of patches from the root to the current head.
+    pub fn height(&self) -> u64 {
+        self.current().height
+    }
+
+    /// The current document. Cheap: the document is shared, never copied.
+    pub fn document(&self) -> Arc<Value> {
+        self.current().doc
+    }
+
+    /// The current document as a `T`.
+    pub fn get<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&*self.document())
+    }
+
+    /// The changes from now on. A reader more than 1,024 changes behind skips
+    /// ahead (see [`Changes::next`]); the document itself is never stale.
+    pub fn changes(&self) -> Changes {
+        Changes {
+            rx: self.inner.shared.changes.subscribe(),
+        }
+    }
+
+    /// Publishes `ops` (an RFC 6902 JSON Patch) against the current head and waits
+    /// until storage has durably stored it. Returns the new head.
+    pub async fn submit(&self, ops: Value) -> Result<Hash, WriteError> {
+        self.submit_with_meta(ops, None).await
+    }
+
+    async fn submit_on(&self, parent: Hash, ops: Value) -> Result<Hash, WriteError> {
+        let (patch, outcome) = self.publish_on(Some(parent), ops, None).await?;
+        finish(patch, outcome).await
+    }
+
+    /// [`Config::submit`] with a `meta` object (author, time, message).
+    pub async fn submit_with_meta(
+        &self,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<Hash, WriteError> {
+        let (patch, outcome) = self.publish(ops, meta).await?;
+        finish(patch, outcome).await
+    }
+
+    /// Publishes a patch without waiting for its outcome: returns the patch and a
+    /// receiver for the outcome.
+    pub async fn publish(
+        &self,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<(Arc<Patch>, oneshot::Receiver<WriteOutcome>), WriteError> {
+        self.publish_on(None, ops, meta).await
+    }
+
+    async fn publish_on(
+        &self,
+        parent: Option<Hash>,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<(Arc<Patch>, oneshot::Receiver<WriteOutcome>), WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .hub
+            .send(Request::Submit {
+                root: self.root(),
+                parent,
+                ops,
+                meta,
+                reply,
+            })
+            .map_err(|_| WriteError::Closed)?;
+        match rx.await {
+            Ok(Ok(pair)) => Ok(pair),
+            Ok(Err(SubmitError::Rejected(r))) => Err(WriteError::Rejected(r.to_string())),
+            Ok(Err(SubmitError::Invalid(e))) => Err(WriteError::Rejected(e.to_string())),
+            Ok(Err(SubmitError::HeadMoved { .. })) => Err(WriteError::HeadMoved),
+            Ok(Err(SubmitError::Disconnected)) => Err(WriteError::Disconnected),
+            Ok(Err(_)) | Err(_) => Err(WriteError::Closed),
+        }
+    }
+
+    /// Changes the document with `edit`, as a patch computed from the difference,
+    /// and retries on a conflict (rebased on the winner) up to 16 times. Returns the
+    /// new head, or the current one if `edit` changed nothing.
+    ///
+    /// `edit` may run several times; it must not have side effects.
+    pub async fn update<E>(
+        &self,
+        mut edit: impl FnMut(&mut Value) -> Result<(), E>,
+    ) -> Result<Hash, Error>
+    where
+        E: std::fmt::Display,
+    {
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            let base = self.current();
+            let mut next = (*base.doc).clone();
+            edit(&mut next).map_err(|e| Error::Edit(e.to_string()))?;
+            let ops = json_patch::diff(&base.doc, &next);
+            if ops.0.is_empty() {
+                return Ok(base.head);
+            }
+            let ops = serde_json::to_value(ops).map_err(|e| Error::Edit(e.to_string()))?;
+            match self.submit_on(base.head, ops).await {
+                Ok(head) => return Ok(head),
+                Err(WriteError::Conflict { .. }) => self.wait_past(base.head).await,
+                Err(WriteError::HeadMoved) => {} // rebase on the new head
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::TooManyConflicts)
+    }
+
+    /// Waits (briefly) until the document has moved past `head`.
+    async fn wait_past(&self, head: Hash) {
+        let mut rx = self.inner.shared.current.clone();
+        let moved = rx.wait_for(|c| c.as_ref().is_some_and(|c| c.head != head));
+        let _ = tokio::time::timeout(Duration::from_secs(5), moved).await;
+    }
+}
+
+/// A stream of [`Change`]s.
+#[derive(Debug)]
+pub struct Changes {
+    rx: broadcast::Receiver<Change>,
+}
+
+impl Changes {
+    /// The next change; `None` once the configuration is no longer followed. A
+    /// reader that fell more than 1,024 changes behind skips to the oldest change
+    /// still buffered.
+    pub async fn next(&mut self) -> Option<Change> {
+        loop {
+            match self.rx.recv().await {
+                Ok(change) => return Some(change),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "change reader fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+async fn finish(
+    patch: Arc<Patch>,
+    outcome: oneshot::Receiver<WriteOutcome>,
+) -> Result<Hash, WriteError> {
+    match outcome.await {
+        Ok(WriteOutcome::Committed) => Ok(patch.hash),
+        Ok(WriteOutcome::Conflict { winner }) => Err(WriteError::Conflict {
+            attempted: patch.hash,
+            winner,
+        }),
+        Ok(WriteOutcome::TimedOut) | Err(_) => Err(WriteError::Timeout {
+            attempted: patch.hash,
+        }),
+    }
+}

@@ -1,0 +1,343 @@
+//! The follower hub: one task that drives every [`Follower`] of a client.
+//!
+//! All roots a process follows share one subscribed connection (and one for
+//! publishing): the hub routes each message to the follower whose root or head
+//! channel it came on, runs the follower's commands through the [`Executor`], and
+//! hands its events to the application (the current document through a `watch`,
+//! changes through a `broadcast`, write outcomes through `oneshot`s).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tikaconf_proto::follower::{Step, SubmitError};
+use tikaconf_proto::{
+    ChannelKind, Channels, Current, Follower, FollowerConfig, FollowerEvent, Hash, Limits, Patch,
+    RootConfig, WriteOutcome,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::bus::{BusEvent, BusHandle};
+use crate::config::Change;
+use crate::executor::Executor;
+
+/// How often the hub looks for due timers (write deadlines, re-syncs).
+const TICK: Duration = Duration::from_millis(50);
+
+/// Changes kept for a slow reader before it starts to miss them.
+const CHANGES_BUFFER: usize = 1024;
+
+/// What a root is followed by.
+#[derive(Debug, Clone)]
+pub(crate) enum RootTarget {
+    Hash(Hash),
+    Root(RootConfig),
+}
+
+impl RootTarget {
+    pub(crate) fn hash(&self) -> Hash {
+        match self {
+            RootTarget::Hash(h) => *h,
+            RootTarget::Root(r) => r.hash(),
+        }
+    }
+}
+
+/// What the application side of one followed root holds.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) root: Hash,
+    pub(crate) current: watch::Receiver<Option<Current>>,
+    pub(crate) changes: broadcast::Sender<Change>,
+}
+
+pub(crate) type Outcome = oneshot::Receiver<WriteOutcome>;
+
+#[derive(Debug)]
+pub(crate) enum Request {
+    Follow {
+        target: RootTarget,
+        reply: oneshot::Sender<Result<Arc<Shared>, LoadFailure>>,
+    },
+    Unfollow {
+        root: Hash,
+    },
+    Submit {
+        root: Hash,
+        parent: Option<Hash>,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+        reply: oneshot::Sender<Result<(Arc<Patch>, Outcome), SubmitError>>,
+    },
+}
+
+/// Why a follow did not produce a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoadFailure {
+    UnknownRoot,
+}
+
+struct Slot {
+    follower: Follower,
+    shared: Arc<Shared>,
+    current_tx: watch::Sender<Option<Current>>,
+    /// Follow requests waiting for the first document.
+    waiting: Vec<oneshot::Sender<Result<Arc<Shared>, LoadFailure>>>,
+    writes: HashMap<Hash, oneshot::Sender<WriteOutcome>>,
+    /// The head channel routed to this slot, if any.
+    head_channel: Option<Hash>,
+    handles: usize,
+}
+
+pub(crate) struct Hub {
+    channels: Channels,
+    limits: Limits,
+    config: FollowerConfig,
+    executor: Executor,
+    connected: bool,
+    slots: HashMap<Hash, Slot>,
+    /// Head channel -> root, for routing.
+    heads: HashMap<Hash, Hash>,
+    next_seed: u64,
+}
+
+impl Hub {
+    pub(crate) fn spawn(
+        bus: BusHandle,
+        channels: Channels,
+        limits: Limits,
+        config: FollowerConfig,
+    ) -> mpsc::UnboundedSender<Request> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let executor = Executor::spawn(bus.bus.clone());
+        let hub = Hub {
+            channels,
+            limits,
+            next_seed: config.jitter_seed,
+            config,
+            executor,
+            connected: false,
+            slots: HashMap::new(),
+            heads: HashMap::new(),
+        };
+        tokio::spawn(hub.run(bus.events, rx));
+        tx
+    }
+
+    async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<BusEvent>,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests_open = true;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event),
+                    None => return,
+                },
+                request = requests.recv(), if requests_open => match request {
+                    Some(request) => self.on_request(request),
+                    // The client is gone; keep serving the configs still held.
+                    None => requests_open = false,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+            if !requests_open && self.slots.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: BusEvent) {
+        let now = Instant::now().into_std();
+        match event {
+            BusEvent::Connected => {
+                self.connected = true;
+                let roots: Vec<Hash> = self.slots.keys().copied().collect();
+                for root in roots {
+                    self.drive(root, |f| f.handle_connected(now));
+                }
+            }
+            BusEvent::Disconnected => {
+                self.connected = false;
+                for slot in self.slots.values_mut() {
+                    slot.follower.handle_disconnected();
+                }
+            }
+            BusEvent::Message { channel, payload } => {
+                let Some(ChannelKind::Updates(on)) = self.channels.classify(&channel) else {
+                    tracing::debug!("message on a channel that is not ours");
+                    return;
+                };
+                let root = if self.slots.contains_key(&on) {
+                    on
+                } else if let Some(root) = self.heads.get(&on) {
+                    *root
+                } else {
+                    return; // a channel we already left
+                };
+                self.drive(root, |f| f.handle_message(now, &channel, &payload));
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        let now = Instant::now().into_std();
+        match request {
+            Request::Follow { target, reply } => {
+                let root = target.hash();
+                if let Some(slot) = self.slots.get_mut(&root) {
+                    slot.handles += 1;
+                    if slot.follower.current().is_some() {
+                        let _ = reply.send(Ok(slot.shared.clone()));
+                    } else {
+                        slot.waiting.push(reply);
+                    }
+                    return;
+                }
+                let mut config = self.config.clone();
+                config.jitter_seed = self.next_seed;
+                self.next_seed = self.next_seed.wrapping_add(0x9e37_79b9);
+                let follower = match target {
+                    RootTarget::Hash(h) => {
+                        Follower::by_hash(h, self.channels.clone(), self.limits, config)
+                    }
+                    RootTarget::Root(r) => {
+                        Follower::by_root(r, self.channels.clone(), self.limits, config)
+                    }
+                };
+                let (current_tx, current) = watch::channel(None);
+                let (changes, _) = broadcast::channel(CHANGES_BUFFER);
+                let shared = Arc::new(Shared {
+                    root,
+                    current,
+                    changes,
+                });
+                self.slots.insert(
+                    root,
+                    Slot {
+                        follower,
+                        shared,
+                        current_tx,
+                        waiting: vec![reply],
+                        writes: HashMap::new(),
+                        head_channel: None,
+                        handles: 1,
+                    },
+                );
+                if self.connected {
+                    self.drive(root, |f| f.handle_connected(now));
+                }
+            }
+            Request::Unfollow { root } => {
+                let Some(slot) = self.slots.get_mut(&root) else {
+                    return;
+                };
+                slot.handles = slot.handles.saturating_sub(1);
+                if slot.handles == 0 {
+                    let step = slot.follower.close();
+                    if let Some(head) = slot.head_channel {
+                        self.heads.remove(&head);
+                    }
+                    self.slots.remove(&root);
+                    self.executor.send(step.commands);
+                }
+            }
+            Request::Submit {
+                root,
+                parent,
+                ops,
+                meta,
+                reply,
+            } => {
+                let Some(slot) = self.slots.get_mut(&root) else {
+                    let _ = reply.send(Err(SubmitError::NotLoaded));
+                    return;
+                };
+                match slot.follower.submit(now, parent, ops, meta) {
+                    Ok((patch, step)) => {
+                        let (tx, rx) = oneshot::channel();
+                        slot.writes.insert(patch.hash, tx);
+                        let _ = reply.send(Ok((patch, rx)));
+                        self.executor.send(step.commands);
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now().into_std();
+        let due: Vec<Hash> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.follower.next_timeout().is_some_and(|t| t <= now))
+            .map(|(root, _)| *root)
+            .collect();
+        for root in due {
+            self.drive(root, |f| f.handle_timeout(now));
+        }
+    }
+
+    /// Feeds one input to the follower of `root` and carries out what it says.
+    fn drive(&mut self, root: Hash, input: impl FnOnce(&mut Follower) -> Step) {
+        let Some(slot) = self.slots.get_mut(&root) else {
+            return;
+        };
+        let step = input(&mut slot.follower);
+        self.executor.send(step.commands);
+        let new_head = slot
+            .follower
+            .current()
+            .map(|c| c.head)
+            .filter(|h| *h != root);
+        if new_head != slot.head_channel {
+            if let Some(old) = slot.head_channel.take() {
+                self.heads.remove(&old);
+            }
+            if let Some(new) = new_head {
+                self.heads.insert(new, root);
+            }
+            slot.head_channel = new_head;
+        }
+        let mut unknown = false;
+        for event in step.events {
+            match event {
+                FollowerEvent::Changed { current, cause } => {
+                    let change = Change::new(&current, cause);
+                    slot.current_tx.send_replace(Some(current));
+                    let _ = slot.shared.changes.send(change);
+                    for waiter in slot.waiting.drain(..) {
+                        let _ = waiter.send(Ok(slot.shared.clone()));
+                    }
+                }
+                FollowerEvent::UnknownRoot => unknown = true,
+                FollowerEvent::WriteEnded { hash, outcome } => {
+                    if let Some(tx) = slot.writes.remove(&hash) {
+                        let _ = tx.send(outcome);
+                    }
+                }
+                FollowerEvent::Ignored { reason } => {
+                    tracing::warn!(root = %root, %reason, "ignored a message");
+                }
+            }
+        }
+        if unknown {
+            for waiter in slot.waiting.drain(..) {
+                let _ = waiter.send(Err(LoadFailure::UnknownRoot));
+            }
+            slot.handles = 0;
+            let step = slot.follower.close();
+            self.slots.remove(&root);
+            self.executor.send(step.commands);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! tikaconf: one configuration cached in every node of a fleet, changed on the fly,
+//! everywhere at once.
+//!
+//! A configuration starts as a root configuration derived from connection info
+//! (for Twitch, the channel name). Every change is a patch naming the hash it
+//! applies to, published on Redis Pub/Sub; every node applies it to its cached
+//! document, and storage nodes persist the result and acknowledge it. Nobody polls
+//! a database.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use tikaconf::{Client, RootConfig};
+//! use serde_json::json;
+//!
+//! let client = Client::connect("redis://127.0.0.1:6379").await?;
+//! let config = client.follow(RootConfig::twitch("#tikatoo")?).await?;
+//! println!("{}", config.document());
+//!
+//! // A durable change: returns once storage has stored it.
+//! config
+//!     .submit(json!([{"op": "add", "path": "/commands", "value": {"!hi": "hello"}}]))
+//!     .await?;
+//!
+//! // Or edit the document and let tikaconf compute the patch (retries on conflict).
+//! config.update(|doc| {
+//!     doc["commands"]["!bye"] = json!("see you");
+//!     Ok::<_, std::convert::Infallible>(())
+//! }).await?;
+//!
+//! let mut changes = config.changes();
+//! while let Some(change) = changes.next().await {
+//!     println!("now at {} (height {})", change.head, change.height);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! For a single process, or tests, [`memory::Broker`] is an in-process bus with the
+//! same semantics, and [`StorageNode`] runs a storage node over any bus.
+
+pub mod bus;
+mod client;
+mod config;
+mod error;
+mod executor;
+mod hub;
+pub mod memory;
+pub mod storage_node;
+
+pub use client::{Client, ClientOptions, Root};
+pub use config::{Change, Changes, Config};
+pub use error::{Error, WriteError};
+pub use storage_node::{StorageNode, StorageOptions};
+pub use tikaconf_proto as proto;
+pub use tikaconf_proto::{Hash, Limits, RootConfig};
+pub use tikaconf_store as store;

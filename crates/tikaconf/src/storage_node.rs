@@ -1,0 +1,222 @@
+//! The storage node's driver: feeds a [`StorageEngine`] and carries out its
+//! commands against a [`Store`] and the bus.
+//!
+//! The engine decides; this loop only moves data. It reads every bus event that is
+//! ready, then flushes the engine, so that a burst of patches becomes one store
+//! transaction (group commit) and a burst of load requests one answer per root.
+//! Store calls run on their own tasks and come back as inputs, so the loop keeps
+//! reading while a batch is being made durable.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tikaconf_proto::storage::{PersistCommit, PersistOutcome, StorageCommand, StorageStats};
+use tikaconf_proto::{Channels, Hash, Limits, StorageEngine, StoredHead};
+use tikaconf_store::{Commit, CommitOutcome, Store};
+use tokio::sync::{mpsc, watch};
+
+use crate::bus::{BusEvent, BusHandle};
+use crate::executor::Executor;
+
+/// Settings of a storage node; `namespace` and `limits` must match the
+/// deployment's.
+#[derive(Debug, Clone, Default)]
+pub struct StorageOptions {
+    pub namespace: Option<String>,
+    pub limits: Limits,
+}
+
+/// A store call finished.
+enum StoreResult {
+    Loaded(Hash, Result<Option<StoredHead>, String>),
+    Persisted(u64, Result<Vec<PersistOutcome>, String>),
+}
+
+/// What a running storage node shows of itself.
+#[derive(Debug, Clone, Default)]
+pub struct StorageStatus {
+    /// Subscribed and answering.
+    pub listening: bool,
+    pub stats: StorageStats,
+}
+
+/// Runs a storage node until `shutdown` resolves. `status` reports readiness and
+/// counters.
+pub async fn run<S: Store>(
+    bus: BusHandle,
+    store: S,
+    options: StorageOptions,
+    status: watch::Sender<StorageStatus>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let channels = Channels::new(options.namespace.as_deref());
+    let mut engine = StorageEngine::new(channels, options.limits);
+    let executor = Executor::spawn(bus.bus.clone());
+    let store = Arc::new(store);
+    let (results_tx, mut results) = mpsc::unbounded_channel();
+    let mut events = bus.events;
+    let mut out = Vec::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return,
+            result = results.recv() => {
+                if let Some(result) = result {
+                    on_result(&mut engine, result, &mut out);
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                on_event(&mut engine, event, &status, &mut out);
+                // Group commit: take everything already waiting before flushing.
+                while let Ok(event) = events.try_recv() {
+                    on_event(&mut engine, event, &status, &mut out);
+                }
+            }
+        }
+        while let Ok(result) = results.try_recv() {
+            on_result(&mut engine, result, &mut out);
+        }
+        engine.flush(&mut out);
+        for command in out.drain(..) {
+            execute(command, &executor, &store, &results_tx);
+        }
+        status.send_modify(|s| s.stats = engine.stats().clone());
+    }
+}
+
+fn on_event(
+    engine: &mut StorageEngine,
+    event: BusEvent,
+    status: &watch::Sender<StorageStatus>,
+    out: &mut Vec<StorageCommand>,
+) {
+    match event {
+        BusEvent::Connected => {
+            out.extend(engine.handle_connected());
+            status.send_modify(|s| s.listening = true);
+        }
+        BusEvent::Disconnected => {
+            engine.handle_disconnected();
+            status.send_modify(|s| s.listening = false);
+        }
+        BusEvent::Message { channel, payload } => {
+            if let Err(reason) = engine.handle_message(&channel, &payload, out) {
+                tracing::warn!(
+                    channel = %String::from_utf8_lossy(&channel),
+                    %reason,
+                    "storage ignored a message"
+                );
+            }
+        }
+    }
+}
+
+fn on_result(engine: &mut StorageEngine, result: StoreResult, out: &mut Vec<StorageCommand>) {
+    match result {
+        StoreResult::Loaded(root, result) => {
+            if let Err(err) = &result {
+                tracing::error!(%root, %err, "store read failed");
+            }
+            engine.handle_loaded(root, result, out);
+        }
+        StoreResult::Persisted(batch, result) => {
+            if let Err(err) = &result {
+                tracing::error!(batch, %err, "store commit failed; the batch is not stored");
+            }
+            engine.handle_persisted(batch, result, out);
+        }
+    }
+}
+
+fn execute<S: Store>(
+    command: StorageCommand,
+    executor: &Executor,
+    store: &Arc<S>,
+    results: &mpsc::UnboundedSender<StoreResult>,
+) {
+    match command {
+        StorageCommand::Bus(c) => executor.send([c]),
+        StorageCommand::Load(root) => {
+            let (store, results) = (store.clone(), results.clone());
+            tokio::spawn(async move {
+                let r = store.load(root).await.map_err(|e| e.to_string());
+                let _ = results.send(StoreResult::Loaded(root, r));
+            });
+        }
+        StorageCommand::Register(head) => {
+            let (store, results) = (store.clone(), results.clone());
+            tokio::spawn(async move {
+                let root = head.root;
+                let r = store.register(head).await.map(Some).map_err(|e| e.to_string());
+                let _ = results.send(StoreResult::Loaded(root, r));
+            });
+        }
+        StorageCommand::Persist { batch, commits } => {
+            let (store, results) = (store.clone(), results.clone());
+            tokio::spawn(async move {
+                let commits = commits
+                    .into_iter()
+                    .map(|PersistCommit { expected_head, new }| Commit { expected_head, new })
+                    .collect();
+                let r = store
+                    .commit(commits)
+                    .await
+                    .map(|outcomes| outcomes.into_iter().map(outcome).collect())
+                    .map_err(|e| e.to_string());
+                let _ = results.send(StoreResult::Persisted(batch, r));
+            });
+        }
+    }
+}
+
+fn outcome(o: CommitOutcome) -> PersistOutcome {
+    match o {
+        CommitOutcome::Applied => PersistOutcome::Applied,
+        CommitOutcome::AlreadyStored => PersistOutcome::AlreadyStored,
+        CommitOutcome::Stale { current } => PersistOutcome::Stale { current },
+    }
+}
+
+/// A storage node running on its own task.
+#[derive(Debug)]
+pub struct StorageNode {
+    status: watch::Receiver<StorageStatus>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StorageNode {
+    /// Starts a storage node on `bus` over `store`.
+    pub fn spawn<S: Store>(bus: BusHandle, store: S, options: StorageOptions) -> StorageNode {
+        let (status_tx, status) = watch::channel(StorageStatus::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(bus, store, options, status_tx, async move {
+            let _ = stopped.await;
+        }));
+        StorageNode {
+            status,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Waits until the node is subscribed and answering.
+    pub async fn ready(&self) {
+        let mut status = self.status.clone();
+        let _ = status.wait_for(|s| s.listening).await;
+    }
+
+    pub fn status(&self) -> StorageStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Stops the node and waits for its loop to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
