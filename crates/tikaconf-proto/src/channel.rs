@@ -87,7 +87,10 @@ mod tests {
         }
         let prod = Channels::new(Some("prod"));
         assert_eq!(prod.updates(&h), format!("prod:updates:{h}"));
-        assert_eq!(prod.classify(Channels::new(None).updates(&h).as_bytes()), None);
+        assert_eq!(
+            prod.classify(Channels::new(None).updates(&h).as_bytes()),
+            None
+        );
         assert_eq!(prod.classify(b"prod:updates:nothex"), None);
     }
 }

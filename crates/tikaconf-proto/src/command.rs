@@ -12,5 +12,8 @@ pub enum Command {
     Unsubscribe(String),
     /// Pattern subscription (storage's `updates:*`).
     PSubscribe(String),
-    Publish { channel: String, payload: Bytes },
+    Publish {
+        channel: String,
+        payload: Bytes,
+    },
 }

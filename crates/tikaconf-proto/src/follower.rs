@@ -205,7 +205,10 @@ impl Follower {
         limits: Limits,
         config: FollowerConfig,
     ) -> Self {
-        let jitter = Jitter::new(config.jitter_seed ^ u64::from_le_bytes(root.as_bytes()[..8].try_into().unwrap_or_default()));
+        let jitter = Jitter::new(
+            config.jitter_seed
+                ^ u64::from_le_bytes(root.as_bytes()[..8].try_into().unwrap_or_default()),
+        );
         Follower {
             root,
             register,
@@ -247,10 +250,8 @@ impl Follower {
     /// The channels this follower is subscribed to.
     pub fn channels(&self) -> Vec<String> {
         let mut out = vec![self.channels.updates(&self.root)];
-        if let Some(c) = &self.current {
-            if c.head != self.root {
-                out.push(self.channels.updates(&c.head));
-            }
+        if let Some(c) = self.current.as_ref().filter(|c| c.head != self.root) {
+            out.push(self.channels.updates(&c.head));
         }
         out
     }
@@ -449,7 +450,12 @@ impl Follower {
         }
     }
 
-    fn on_patch(&mut self, now: Instant, patch: Arc<Patch>, step: &mut Step) -> Result<(), Rejection> {
+    fn on_patch(
+        &mut self,
+        now: Instant,
+        patch: Arc<Patch>,
+        step: &mut Step,
+    ) -> Result<(), Rejection> {
         let Some(current) = &self.current else {
             // Not loaded: the snapshot we asked for will include it.
             self.stats.stale += 1;

@@ -665,3 +665,38 @@ pub(crate) mod tests {
         }
     }
 }
+
+/// Nesting depth of `value`: 0 for a scalar, 1 for `[]` or `{}`, and one more per
+/// level of arrays and objects inside, as [`parse_strict`] counts it.
+pub fn depth(value: &Value) -> usize {
+    // An explicit stack: a document built by patches is not bounded by the parser's
+    // recursion limit until this very check has run.
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(items) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(items.iter().map(|i| (i, d + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(map.values().map(|i| (i, d + 1)));
+            }
+            _ => deepest = deepest.max(d),
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_containers() {
+        assert_eq!(depth(&serde_json::json!(1)), 0);
+        assert_eq!(depth(&serde_json::json!([])), 1);
+        assert_eq!(depth(&serde_json::json!({"a": [1, {"b": []}]})), 4);
+    }
+}

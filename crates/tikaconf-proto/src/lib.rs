@@ -10,8 +10,8 @@
 //! schedule exactly. See `docs/PROTOCOL.md` for the normative wire format.
 
 pub mod canonical;
-pub mod command;
 pub mod channel;
+pub mod command;
 pub mod follower;
 pub mod hash;
 mod jitter;
@@ -26,10 +26,10 @@ pub mod writer;
 pub use channel::{ChannelKind, Channels};
 pub use command::Command;
 pub use follower::Follower;
+pub use follower::{ChangeCause, Current, FollowerConfig, FollowerEvent};
 pub use hash::Hash;
 pub use limits::Limits;
 pub use message::{DecodeError, LoadRequest, Message, Patch, Rejection, Snapshot, Stored};
 pub use root::RootConfig;
 pub use storage::{PersistCommit, PersistOutcome, StorageCommand, StorageEngine, StoredHead};
 pub use writer::{WriteOutcome, Writer};
-pub use follower::{ChangeCause, Current, FollowerConfig, FollowerEvent};

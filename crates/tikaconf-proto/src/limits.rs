@@ -35,6 +35,7 @@ impl Limits {
     /// Largest canonical document a patch may produce: one that still fits in a
     /// snapshot message, so that storage can always answer a load request for it.
     pub fn max_document_bytes(&self) -> usize {
-        self.max_message_bytes.saturating_sub(Self::SNAPSHOT_OVERHEAD)
+        self.max_message_bytes
+            .saturating_sub(Self::SNAPSHOT_OVERHEAD)
     }
 }

@@ -133,6 +133,8 @@ pub enum Rejection {
     OpsFailed(PatchError),
     #[error("resulting document of {size} bytes exceeds the limit of {max}")]
     DocumentTooLarge { size: usize, max: usize },
+    #[error("resulting document nests {depth} levels deep, more than {max}")]
+    DocumentTooDeep { depth: usize, max: usize },
     #[error("this kind of message does not belong on this channel")]
     WrongChannelKind,
 }
@@ -148,6 +150,7 @@ impl Rejection {
             Rejection::WrongHeight { .. } => "wrong_height",
             Rejection::OpsFailed(_) => "ops_failed",
             Rejection::DocumentTooLarge { .. } => "document_too_large",
+            Rejection::DocumentTooDeep { .. } => "document_too_deep",
             Rejection::WrongChannelKind => "wrong_channel_kind",
         }
     }
@@ -261,7 +264,10 @@ impl Patch {
         map.insert("type".into(), Value::String("patch".into()));
         map.insert("root".into(), Value::String(root.to_hex()));
         map.insert("parent".into(), Value::String(parent.to_hex()));
-        map.insert("height".into(), Value::from(parent_height.saturating_add(1)));
+        map.insert(
+            "height".into(),
+            Value::from(parent_height.saturating_add(1)),
+        );
         map.insert("ops".into(), ops);
         if let Some(meta) = meta {
             map.insert("meta".into(), Value::Object(meta));
@@ -380,10 +386,8 @@ impl LoadRequest {
     /// Decodes a message received on `update_requests`.
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<LoadRequest, DecodeError> {
         check_size(bytes, limits)?;
-        if bytes.len() == 64 {
-            if let Ok(hash) = std::str::from_utf8(bytes).unwrap_or("").parse() {
-                return Ok(LoadRequest::ByHash(hash));
-            }
+        if let Some(hash) = std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()) {
+            return Ok(LoadRequest::ByHash(hash));
         }
         let value = json::parse_strict(bytes, limits.max_depth)?;
         Ok(LoadRequest::Register(RootConfig::from_value(value)?))
@@ -433,6 +437,14 @@ impl Patch {
         }
         let mut next = doc.clone();
         self.ops.apply(&mut next).map_err(Rejection::OpsFailed)?;
+        // The document travels inside a snapshot, one level deeper than itself.
+        let depth = json::depth(&next);
+        if depth >= limits.max_depth {
+            return Err(Rejection::DocumentTooDeep {
+                depth,
+                max: limits.max_depth.saturating_sub(1),
+            });
+        }
         let size = canonical::encoded_len(&next);
         if size > limits.max_document_bytes() {
             return Err(Rejection::DocumentTooLarge {

@@ -37,9 +37,7 @@ impl RootConfig {
     pub fn twitch(channel: &str) -> Result<RootConfig, RootError> {
         let name = channel.strip_prefix('#').unwrap_or(channel);
         let valid = (1..=25).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return Err(RootError::BadTwitchChannel);
         }
@@ -66,7 +64,8 @@ impl RootConfig {
     pub fn from_value(value: Value) -> Result<RootConfig, RootError> {
         let value = crate::json::normalize(value, crate::Limits::MAX_DEPTH_CEILING)?;
         match &value {
-            Value::Object(m) if m.len() == 1 && m.get("connection").is_some_and(Value::is_object) => {}
+            Value::Object(m)
+                if m.len() == 1 && m.get("connection").is_some_and(Value::is_object) => {}
             _ => return Err(RootError::NotARootConfig),
         }
         let hash = Hash::of_value(&value);
@@ -113,7 +112,11 @@ mod tests {
     #[test]
     fn rejects_bad_channels_and_shapes() {
         for bad in ["", "#", "tika too", "tikatoö", &"x".repeat(26)] {
-            assert_eq!(RootConfig::twitch(bad), Err(RootError::BadTwitchChannel), "{bad}");
+            assert_eq!(
+                RootConfig::twitch(bad),
+                Err(RootError::BadTwitchChannel),
+                "{bad}"
+            );
         }
         assert!(RootConfig::from_connection(json!([1])).is_err());
         assert!(RootConfig::from_value(json!({"connection": {}, "x": 1})).is_err());

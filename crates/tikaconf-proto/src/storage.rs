@@ -57,7 +57,10 @@ pub enum StorageCommand {
     Register(StoredHead),
     /// Carry out these commits in one transaction with one durable sync (group
     /// commit); answer with [`StorageEngine::handle_persisted`].
-    Persist { batch: u64, commits: Vec<PersistCommit> },
+    Persist {
+        batch: u64,
+        commits: Vec<PersistCommit>,
+    },
 }
 
 /// Counters the storage engine keeps about itself.
@@ -90,7 +93,9 @@ enum Queued {
 #[derive(Debug)]
 enum RootState {
     /// Being read from the store (or registered); messages wait here, in order.
-    Loading { queue: Vec<Queued> },
+    Loading {
+        queue: Vec<Queued>,
+    },
     /// The store does not know this root.
     Absent,
     Ready(Box<ReadyRoot>),
@@ -230,7 +235,8 @@ impl StorageEngine {
                 if let Queued::Stored(_) = item {
                     return; // about a root we do not hold in memory: nothing to refresh
                 }
-                self.roots.insert(root, RootState::Loading { queue: vec![item] });
+                self.roots
+                    .insert(root, RootState::Loading { queue: vec![item] });
                 out.push(StorageCommand::Load(root));
             }
             Some(RootState::Loading { queue }) => queue.push(item),
@@ -243,7 +249,8 @@ impl StorageEngine {
         match item {
             Queued::Request(LoadRequest::Register(config)) => {
                 let snapshot = Snapshot::of_root(&config);
-                self.roots.insert(root, RootState::Loading { queue: Vec::new() });
+                self.roots
+                    .insert(root, RootState::Loading { queue: Vec::new() });
                 self.answers_due.insert(root);
                 out.push(StorageCommand::Register(StoredHead {
                     root,
@@ -261,14 +268,18 @@ impl StorageEngine {
             Queued::Patch(_) => self.stats.unknown_root += 1,
             Queued::Stored(_) => {
                 // Another storage node registered it: read it again.
-                self.roots.insert(root, RootState::Loading { queue: Vec::new() });
+                self.roots
+                    .insert(root, RootState::Loading { queue: Vec::new() });
                 out.push(StorageCommand::Load(root));
             }
         }
     }
 
     fn on_ready(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
-        let in_flight = self.in_flight.as_ref().is_some_and(|f| f.roots.contains(&root));
+        let in_flight = self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.roots.contains(&root));
         let Some(RootState::Ready(ready)) = self.roots.get_mut(&root) else {
             return;
         };
@@ -282,7 +293,8 @@ impl StorageEngine {
                     if in_flight {
                         ready.reload_after = true;
                     } else if ready.unpersisted == 0 {
-                        self.roots.insert(root, RootState::Loading { queue: Vec::new() });
+                        self.roots
+                            .insert(root, RootState::Loading { queue: Vec::new() });
                         out.push(StorageCommand::Load(root));
                     }
                 }
@@ -454,7 +466,8 @@ impl StorageEngine {
         self.open.retain(|c| c.new.root != root);
         self.open_notices.retain(|n| n.root != root);
         self.stats.persist_failed += (before - self.open.len()) as u64;
-        self.roots.insert(root, RootState::Loading { queue: Vec::new() });
+        self.roots
+            .insert(root, RootState::Loading { queue: Vec::new() });
         out.push(StorageCommand::Load(root));
     }
 

@@ -22,8 +22,8 @@ use serde_json::json;
 use tikaconf_proto::follower::{FollowerConfig, FollowerEvent};
 use tikaconf_proto::storage::{PersistOutcome, StorageCommand};
 use tikaconf_proto::{
-    Channels, Command, Follower, Hash, Limits, RootConfig, StorageEngine, StoredHead,
-    WriteOutcome, canonical,
+    Channels, Command, Follower, Hash, Limits, RootConfig, StorageEngine, StoredHead, WriteOutcome,
+    canonical,
 };
 
 /// A small deterministic generator (the simulation must not depend on a crate's
@@ -137,7 +137,10 @@ impl Sim {
         for idx in 0..self.conns.len() {
             let conn = &self.conns[idx];
             let hears = conn.channels.contains(&channel)
-                || conn.prefixes.iter().any(|p| channel.starts_with(p.as_str()));
+                || conn
+                    .prefixes
+                    .iter()
+                    .any(|p| channel.starts_with(p.as_str()));
             if !hears {
                 continue;
             }
@@ -145,7 +148,11 @@ impl Sim {
                 self.reset(idx);
                 continue;
             }
-            let copies = if self.rng.chance(self.faults.dup_pct) { 2 } else { 1 };
+            let copies = if self.rng.chance(self.faults.dup_pct) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 self.conns[idx]
                     .inbox
@@ -198,9 +205,9 @@ impl Sim {
                 Command::Unsubscribe(c) => {
                     self.conns[idx].channels.remove(&c);
                 }
-                Command::PSubscribe(p) => {
-                    self.conns[idx].prefixes.push(p.trim_end_matches('*').to_owned())
-                }
+                Command::PSubscribe(p) => self.conns[idx]
+                    .prefixes
+                    .push(p.trim_end_matches('*').to_owned()),
                 Command::Publish { channel, payload } => self.publish(channel, payload),
             }
         }
@@ -311,7 +318,10 @@ impl Sim {
                 let step = self.followers[i].handle_message(self.now, ch.as_bytes(), &payload);
                 self.follower_step(i, step);
             }
-            if self.followers[i].next_timeout().is_some_and(|t| t <= self.now) {
+            if self.followers[i]
+                .next_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
                 let step = self.followers[i].handle_timeout(self.now);
                 self.follower_step(i, step);
             }
@@ -325,7 +335,9 @@ impl Sim {
             let Some((ch, payload)) = self.conns[s].inbox.pop_front() else {
                 break;
             };
-            let _ = self.storage.handle_message(ch.as_bytes(), &payload, &mut out);
+            let _ = self
+                .storage
+                .handle_message(ch.as_bytes(), &payload, &mut out);
         }
         self.storage.flush(&mut out);
         self.storage_commands(out);
@@ -355,13 +367,19 @@ fn run(seed: u64, followers: usize, faults: Faults, ticks: usize) {
     };
     let stored_bytes = canonical::to_vec(&stored_doc);
     for (i, f) in sim.followers.iter().enumerate() {
-        let cur = f.current().unwrap_or_else(|| panic!("seed {seed}: follower {i} never loaded"));
+        let cur = f
+            .current()
+            .unwrap_or_else(|| panic!("seed {seed}: follower {i} never loaded"));
         assert_eq!(
             (cur.head, cur.height),
             (stored.head, stored.height),
             "seed {seed}: follower {i} did not converge"
         );
-        assert_eq!(canonical::to_vec(&cur.doc), stored_bytes, "seed {seed}: follower {i}");
+        assert_eq!(
+            canonical::to_vec(&cur.doc),
+            stored_bytes,
+            "seed {seed}: follower {i}"
+        );
     }
     let keys: BTreeMap<String, _> = stored_doc
         .as_object()
@@ -386,14 +404,30 @@ fn run(seed: u64, followers: usize, faults: Faults, ticks: usize) {
 #[test]
 fn converges_on_a_clean_bus() {
     for seed in 0..20 {
-        run(seed, 3, Faults { reset_permille: 0, dup_pct: 0 }, 2_000);
+        run(
+            seed,
+            3,
+            Faults {
+                reset_permille: 0,
+                dup_pct: 0,
+            },
+            2_000,
+        );
     }
 }
 
 #[test]
 fn converges_with_resets_and_duplicates() {
     for seed in 100..130 {
-        run(seed, 4, Faults { reset_permille: 5, dup_pct: 5 }, 2_000);
+        run(
+            seed,
+            4,
+            Faults {
+                reset_permille: 5,
+                dup_pct: 5,
+            },
+            2_000,
+        );
     }
 }
 

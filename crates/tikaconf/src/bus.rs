@@ -22,7 +22,10 @@ pub enum BusEvent {
     Connected,
     /// Connection lost; everything published until the next `Connected` is lost.
     Disconnected,
-    Message { channel: Bytes, payload: Bytes },
+    Message {
+        channel: Bytes,
+        payload: Bytes,
+    },
 }
 
 /// Why a bus operation failed.
@@ -41,8 +44,10 @@ pub trait Bus: Send + Sync + 'static {
     fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>>;
     fn psubscribe<'a>(&'a self, patterns: &'a [String]) -> BoxFuture<'a, Result<(), BusError>>;
     /// Publishes in order.
-    fn publish<'a>(&'a self, messages: &'a [(String, Bytes)])
-    -> BoxFuture<'a, Result<(), BusError>>;
+    fn publish<'a>(
+        &'a self,
+        messages: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<(), BusError>>;
 }
 
 /// A bus and the events of its subscribed connection: what a node is built from.

@@ -120,7 +120,10 @@ impl Config {
         self.submit_with_meta(ops, None).await
     }
 
-    async fn submit_on(&self, parent: Hash, ops: Value) -> Result<Hash, WriteError> {
+    /// Like [`Config::submit`], but only on `parent`: fails with
+    /// [`WriteError::HeadMoved`] if this node's head is no longer `parent` (a
+    /// compare-and-set on the head, for ops computed from that version).
+    pub async fn submit_on(&self, parent: Hash, ops: Value) -> Result<Hash, WriteError> {
         let (patch, outcome) = self.publish_on(Some(parent), ops, None).await?;
         finish(patch, outcome).await
     }

@@ -46,7 +46,7 @@ mod hub;
 pub mod memory;
 pub mod storage_node;
 
-pub use client::{Client, ClientOptions, Root};
+pub use client::{Client, ClientOptions, ParseRootError, Root};
 pub use config::{Change, Changes, Config};
 pub use error::{Error, WriteError};
 pub use storage_node::{StorageNode, StorageOptions};

@@ -73,7 +73,10 @@ impl Broker {
         let channel_bytes = Bytes::copy_from_slice(channel.as_bytes());
         for conn in state.connections.values() {
             let matches = conn.channels.contains(channel)
-                || conn.prefixes.iter().any(|p| channel.starts_with(p.as_str()));
+                || conn
+                    .prefixes
+                    .iter()
+                    .any(|p| channel.starts_with(p.as_str()));
             if matches {
                 let _ = conn.sender.send(BusEvent::Message {
                     channel: channel_bytes.clone(),
@@ -111,9 +114,9 @@ impl Drop for MemoryBus {
 
 impl Bus for MemoryBus {
     fn subscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {
-        Box::pin(async move {
-            self.with_connection(|c| c.channels.extend(channels.iter().cloned()))
-        })
+        Box::pin(
+            async move { self.with_connection(|c| c.channels.extend(channels.iter().cloned())) },
+        )
     }
 
     fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {

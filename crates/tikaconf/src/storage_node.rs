@@ -149,7 +149,11 @@ fn execute<S: Store>(
             let (store, results) = (store.clone(), results.clone());
             tokio::spawn(async move {
                 let root = head.root;
-                let r = store.register(head).await.map(Some).map_err(|e| e.to_string());
+                let r = store
+                    .register(head)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string());
                 let _ = results.send(StoreResult::Loaded(root, r));
             });
         }

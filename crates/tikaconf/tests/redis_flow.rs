@@ -1,0 +1,249 @@
+//! The configuration system end to end over a real `redis-server`: loading,
+//! registering, writing, racing writers, the hop gap, many roots on one
+//! connection.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tikaconf::proto::{Patch, canonical};
+use tikaconf::{Error, RootConfig, WriteError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_then_first_write_on_a_new_root() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _storage = storage(&redis, dir.path()).await;
+    let client = client(&redis).await;
+
+    let root = RootConfig::twitch("#brand_new").unwrap();
+    let config = client
+        .follow(root.clone())
+        .await
+        .expect("registers and loads");
+    assert_eq!(config.head(), root.hash());
+    assert_eq!(config.height(), 0);
+    assert_eq!(*config.document(), *root.value());
+
+    let head = config
+        .submit(json!([{"op": "add", "path": "/commands", "value": {"!hi": "hello"}}]))
+        .await
+        .expect("first write commits");
+    assert_eq!(config.head(), head, "the writer's own follower applied it");
+    assert_eq!(config.height(), 1);
+    assert_eq!(config.document()["commands"]["!hi"], "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_of_an_existing_root_by_hash() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _storage = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#tikatoo").unwrap();
+
+    let writer = client(&redis).await;
+    let config = writer.follow(root.clone()).await.unwrap();
+    for i in 0..5 {
+        config
+            .submit(json!([{"op": "add", "path": format!("/k{i}"), "value": i}]))
+            .await
+            .unwrap();
+    }
+
+    let reader = client(&redis).await;
+    let loaded = reader.follow(root.hash()).await.expect("loads by hash");
+    assert_eq!(loaded.head(), config.head());
+    assert_eq!(loaded.height(), 5);
+    assert_eq!(
+        canonical::to_vec(&loaded.document()),
+        canonical::to_vec(&config.document())
+    );
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        k3: u32,
+    }
+    assert_eq!(loaded.get::<Typed>().unwrap().k3, 3);
+
+    let unknown = RootConfig::twitch("#nobody_here").unwrap().hash();
+    match reader.follow(unknown).await {
+        Err(Error::UnknownRoot(h)) => assert_eq!(h, unknown),
+        other => panic!("expected UnknownRoot, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_one_commits_one_conflicts_all_on_the_winner() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _storage = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#race").unwrap();
+    let (a, b) = (client(&redis).await, client(&redis).await);
+    let ca = a.follow(root.clone()).await.unwrap();
+    let cb = b.follow(root.clone()).await.unwrap();
+
+    let mut raced = 0;
+    for round in 0..20 {
+        let base = ca.head();
+        wait_for_head(&cb, base, Duration::from_secs(5)).await;
+        let (ra, rb) = tokio::join!(
+            ca.submit_on(
+                base,
+                json!([{"op": "add", "path": "/who", "value": format!("a{round}")}])
+            ),
+            cb.submit_on(
+                base,
+                json!([{"op": "add", "path": "/who", "value": format!("b{round}")}])
+            ),
+        );
+        let winner = match (ra, rb) {
+            (Ok(h), Err(WriteError::Conflict { winner, .. }))
+            | (Err(WriteError::Conflict { winner, .. }), Ok(h)) => {
+                assert_eq!(winner, h, "the loser is told the winner");
+                raced += 1;
+                h
+            }
+            // One writer's node had already applied the other's patch: no race.
+            (Ok(h), Err(WriteError::HeadMoved)) | (Err(WriteError::HeadMoved), Ok(h)) => h,
+            other => panic!("round {round}: expected one commit and one conflict, got {other:?}"),
+        };
+        wait_for_head(&ca, winner, Duration::from_secs(5)).await;
+        wait_for_head(&cb, winner, Duration::from_secs(5)).await;
+        assert_eq!(ca.document(), cb.document());
+    }
+    assert!(raced >= 5, "only {raced} of 20 rounds raced");
+}
+
+/// Every patch is published the moment the previous one is, with nobody waiting:
+/// followers keep hopping to channels on which the next patch may already have
+/// been published. Storage hears all of them (`updates:*`), and its `stored`
+/// notices on the root channel make every follower catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_gap_back_to_back_chain_of_1000() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _storage = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#hopgap").unwrap();
+    let mut followers = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let c = client(&redis).await;
+        followers.push(c.follow(root.clone()).await.unwrap());
+        clients.push(c);
+    }
+
+    let mut chain = Vec::new();
+    let (mut parent, mut height) = (root.hash(), 0);
+    for i in 0..1000u64 {
+        let ops = json!([{"op": "add", "path": format!("/n{}", i % 50), "value": i}]);
+        let patch = Patch::build(root.hash(), parent, height, ops, None).unwrap();
+        parent = patch.hash;
+        height = patch.height;
+        chain.push(patch);
+    }
+    let mut raw = raw(&redis).await;
+    let mut pipe = redis::pipe();
+    for p in &chain {
+        pipe.publish(format!("updates:{}", p.parent), p.encoded.as_ref())
+            .ignore();
+    }
+    let () = pipe.query_async(&mut raw).await.unwrap();
+
+    for f in &followers {
+        wait_for_head(f, parent, Duration::from_secs(20)).await;
+        assert_eq!(f.height(), 1000);
+    }
+    // Storage holds the same document: a fresh follower loads it.
+    let fresh = client(&redis).await.follow(root.hash()).await.unwrap();
+    assert_eq!(fresh.head(), parent);
+    assert_eq!(
+        canonical::to_vec(&fresh.document()),
+        canonical::to_vec(&followers[0].document())
+    );
+}
+
+/// Sequential writes, each published as soon as the previous one committed, 1,000
+/// times: the followers that do not write must end on the last head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_gap_sequential_submits_of_1000() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _storage = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#hopgap2").unwrap();
+    let writer = client(&redis).await;
+    let w = writer.follow(root.clone()).await.unwrap();
+    let others = client(&redis).await;
+    let o1 = others.follow(root.clone()).await.unwrap();
+    let third = client(&redis).await;
+    let o2 = third.follow(root.hash()).await.unwrap();
+
+    let mut last = w.head();
+    for i in 0..1000u64 {
+        let op = if i == 0 { "add" } else { "replace" };
+        last = w
+            .submit(json!([{"op": op, "path": "/seq", "value": i}]))
+            .await
+            .unwrap();
+    }
+    wait_for_head(&o1, last, Duration::from_secs(10)).await;
+    wait_for_head(&o2, last, Duration::from_secs(10)).await;
+    assert_eq!(o2.document()["seq"], 999);
+}
+
+/// One client following 1,000 roots holds one subscribed connection, with every
+/// channel on it, and one connection for publishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_roots_over_one_pubsub_connection() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _storage = storage(&redis, dir.path()).await;
+    let mut raw = raw(&redis).await;
+    let before: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    let client = client(&redis).await;
+    let roots: Vec<RootConfig> = (0..1000)
+        .map(|i| RootConfig::twitch(&format!("#chan_{i}")).unwrap())
+        .collect();
+    let follows = roots.iter().map(|r| client.follow(r.clone()));
+    let configs = futures_util::future::try_join_all(follows).await.unwrap();
+    assert_eq!(configs.len(), 1000);
+
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let new: Vec<&str> = list
+        .lines()
+        .filter(|l| !before.contains(l.split(' ').next().unwrap_or("-")))
+        .collect();
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let subscribed: Vec<&&str> = new.iter().filter(|l| field(l, "sub") > 0).collect();
+    assert_eq!(subscribed.len(), 1, "one subscribed connection: {new:#?}");
+    assert_eq!(
+        field(subscribed[0], "sub"),
+        1000,
+        "every root channel on it"
+    );
+    assert_eq!(
+        new.len(),
+        2,
+        "one subscribed and one publishing connection: {new:#?}"
+    );
+
+    // And it still works: a write on the last root reaches its follower.
+    let last = configs.last().unwrap();
+    last.submit(json!([{"op": "add", "path": "/x", "value": 1}]))
+        .await
+        .unwrap();
+}
