@@ -662,3 +662,248 @@ impl Follower {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::message::Stored;
+
+    fn setup() -> (Follower, RootConfig, Instant) {
+        let root = RootConfig::twitch("#unit").unwrap();
+        let f = Follower::by_root(
+            root.clone(),
+            Channels::new(None),
+            Limits::default(),
+            FollowerConfig::default(),
+        );
+        (f, root, Instant::now())
+    }
+
+    fn ch(h: &Hash) -> String {
+        Channels::new(None).updates(h)
+    }
+
+    fn patch_on(root: &RootConfig, parent: Hash, height: u64, key: &str) -> Patch {
+        let ops = json!([{"op": "add", "path": format!("/{key}"), "value": 1}]);
+        Patch::build(root.hash(), parent, height, ops, None).unwrap()
+    }
+
+    /// A loaded follower at the root (height 0).
+    fn loaded() -> (Follower, RootConfig, Instant) {
+        let (mut f, root, now) = setup();
+        f.handle_connected(now);
+        let snap = Snapshot::of_root(&root);
+        f.handle_message(now, ch(&root.hash()).as_bytes(), &snap.encoded);
+        (f, root, now)
+    }
+
+    #[test]
+    fn connect_subscribes_to_the_root_then_asks_storage() {
+        let (mut f, root, now) = setup();
+        let step = f.handle_connected(now);
+        assert_eq!(
+            step.commands,
+            vec![
+                Command::Subscribe(ch(&root.hash())),
+                Command::Publish {
+                    channel: "update_requests".into(),
+                    payload: root.to_canonical().into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_patch_on_the_head_moves_the_subscription() {
+        let (mut f, root, now) = loaded();
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        let step = f.handle_message(now, ch(&root.hash()).as_bytes(), &p1.encoded);
+        // The root channel is kept for life: only the new head's is added.
+        assert_eq!(step.commands, vec![Command::Subscribe(ch(&p1.hash))]);
+        let p2 = patch_on(&root, p1.hash, 1, "b");
+        let step = f.handle_message(now, ch(&p1.hash).as_bytes(), &p2.encoded);
+        assert_eq!(
+            step.commands,
+            vec![
+                Command::Subscribe(ch(&p2.hash)),
+                Command::Unsubscribe(ch(&p1.hash)),
+            ]
+        );
+        assert_eq!(f.current().unwrap().height, 2);
+        assert_eq!(
+            *f.current().unwrap().doc,
+            json!({"connection": root.value()["connection"], "a": 1, "b": 1})
+        );
+    }
+
+    #[test]
+    fn only_the_first_patch_on_a_channel_counts() {
+        let (mut f, root, now) = loaded();
+        let first = patch_on(&root, root.hash(), 0, "first");
+        let second = patch_on(&root, root.hash(), 0, "second");
+        f.handle_message(now, ch(&root.hash()).as_bytes(), &first.encoded);
+        let step = f.handle_message(now, ch(&root.hash()).as_bytes(), &second.encoded);
+        assert!(step.commands.is_empty() && step.events.is_empty());
+        assert_eq!(f.current().unwrap().head, first.hash);
+        assert_eq!(f.stats().stale, 1);
+    }
+
+    #[test]
+    fn bad_messages_are_ignored_and_counted() {
+        let (mut f, root, now) = loaded();
+        let on_root = ch(&root.hash());
+        let wrong_height = {
+            let ops = json!([{"op": "add", "path": "/x", "value": 1}]);
+            let p1 = patch_on(&root, root.hash(), 0, "a");
+            f.handle_message(now, on_root.as_bytes(), &p1.encoded);
+            // A patch on p1 claiming height 5.
+            Patch::build(root.hash(), p1.hash, 4, ops, None).unwrap()
+        };
+        let head = f.current().unwrap().head;
+        for (channel, bytes) in [
+            (on_root.clone(), b"not json".to_vec()),
+            (on_root.clone(), br#"{"type":"nope"}"#.to_vec()),
+            (ch(&head), wrong_height.encoded.to_vec()),
+            (ch(&head), patch_on(&root, head, 1, "a").encoded.to_vec()), // "a" exists: add replaces, fine
+        ] {
+            f.handle_message(now, channel.as_bytes(), &bytes);
+        }
+        assert_eq!(f.stats().ignored.get("malformed"), Some(&2));
+        assert_eq!(f.stats().ignored.get("wrong_height"), Some(&1));
+    }
+
+    #[test]
+    fn a_stored_notice_above_us_triggers_a_resync() {
+        let (mut f, root, now) = loaded();
+        let later = now + Duration::from_secs(3); // past the initial request's timeout
+        f.handle_timeout(later);
+        let stored = Stored {
+            root: root.hash(),
+            head: Hash::of_canonical_bytes(b"elsewhere"),
+            height: 7,
+        };
+        let step = f.handle_message(later, ch(&root.hash()).as_bytes(), &stored.encode());
+        assert!(
+            step.commands.iter().any(
+                |c| matches!(c, Command::Publish { channel, .. } if channel == "update_requests")
+            ),
+            "{step:?}"
+        );
+    }
+
+    #[test]
+    fn adoption_rule_forward_equal_height_and_suspicion() {
+        let (mut f, root, now) = loaded();
+        let on_root = ch(&root.hash());
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        let p2 = patch_on(&root, p1.hash, 1, "b");
+        f.handle_message(now, on_root.as_bytes(), &p1.encoded);
+        f.handle_message(now, ch(&p1.hash).as_bytes(), &p2.encoded);
+
+        // Rule 6: storage at our ancestor p1 (height 1) while we are at 2, our head
+        // unconfirmed: suspicious, not adopted yet.
+        let behind = Snapshot::new(root.hash(), p1.hash, 1, json!({"stale": true}));
+        f.handle_message(now, on_root.as_bytes(), &behind.encoded);
+        assert_eq!(f.current().unwrap().head, p2.hash);
+        // After the grace period, the same answer is adopted: p2 was never stored.
+        let later = now + Duration::from_secs(2);
+        let step = f.handle_message(later, on_root.as_bytes(), &behind.encoded);
+        assert_eq!(f.current().unwrap().head, p1.hash);
+        assert!(step.events.iter().any(|e| matches!(
+            e,
+            FollowerEvent::Changed {
+                cause: ChangeCause::Resync { dropped: true },
+                ..
+            }
+        )));
+        assert_eq!(f.stats().dropped, 1);
+
+        // Rule 4: another head at our height is adopted at once.
+        let other = Snapshot::new(root.hash(), Hash::of_canonical_bytes(b"o"), 1, json!({}));
+        f.handle_message(later, on_root.as_bytes(), &other.encoded);
+        assert_eq!(f.current().unwrap().head, other.head);
+
+        // Rule 3: ahead of us is adopted.
+        let ahead = Snapshot::new(root.hash(), Hash::of_canonical_bytes(b"z"), 9, json!({}));
+        f.handle_message(later, on_root.as_bytes(), &ahead.encoded);
+        assert_eq!(f.current().unwrap().height, 9);
+    }
+
+    #[test]
+    fn a_confirmed_head_ignores_stale_snapshots() {
+        let (mut f, root, now) = loaded();
+        let on_root = ch(&root.hash());
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        f.handle_message(now, on_root.as_bytes(), &p1.encoded);
+        let stored = Stored {
+            root: root.hash(),
+            head: p1.hash,
+            height: 1,
+        };
+        f.handle_message(now, on_root.as_bytes(), &stored.encode());
+        let old = Snapshot::of_root(&root);
+        let later = now + Duration::from_secs(5);
+        f.handle_message(later, on_root.as_bytes(), &old.encoded);
+        f.handle_message(later, on_root.as_bytes(), &old.encoded);
+        assert_eq!(f.current().unwrap().head, p1.hash, "never moved backwards");
+    }
+
+    #[test]
+    fn writes_end_committed_or_conflict_only_on_proof() {
+        let (mut f, root, now) = loaded();
+        let on_root = ch(&root.hash());
+        let ops = json!([{"op": "add", "path": "/mine", "value": 1}]);
+        let (mine, step) = f.submit(now, None, ops.clone(), None).unwrap();
+        assert_eq!(
+            step.commands,
+            vec![Command::Publish {
+                channel: on_root.clone(),
+                payload: mine.encoded.clone()
+            }]
+        );
+        // Someone else's patch wins the channel: not yet a conflict (storage may
+        // have missed it).
+        let theirs = patch_on(&root, root.hash(), 0, "theirs");
+        let step = f.handle_message(now, on_root.as_bytes(), &theirs.encoded);
+        assert!(
+            !step
+                .events
+                .iter()
+                .any(|e| matches!(e, FollowerEvent::WriteEnded { .. }))
+        );
+        // Storage stored theirs: now it is.
+        let stored = Stored {
+            root: root.hash(),
+            head: theirs.hash,
+            height: 1,
+        };
+        let step = f.handle_message(now, on_root.as_bytes(), &stored.encode());
+        assert!(step.events.contains(&FollowerEvent::WriteEnded {
+            hash: mine.hash,
+            outcome: WriteOutcome::Conflict {
+                winner: theirs.hash
+            },
+        }));
+
+        let (second, _) = f.submit(now, None, ops, None).unwrap();
+        let stored = Stored {
+            root: root.hash(),
+            head: second.hash,
+            height: 2,
+        };
+        let step = f.handle_message(now, on_root.as_bytes(), &stored.encode());
+        assert!(step.events.contains(&FollowerEvent::WriteEnded {
+            hash: second.hash,
+            outcome: WriteOutcome::Committed,
+        }));
+
+        let (third, _) = f.submit(now, None, json!([]), None).unwrap();
+        let step = f.handle_timeout(now + Duration::from_secs(6));
+        assert!(step.events.contains(&FollowerEvent::WriteEnded {
+            hash: third.hash,
+            outcome: WriteOutcome::TimedOut,
+        }));
+    }
+}

@@ -491,3 +491,172 @@ impl StorageEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::RootConfig;
+
+    fn publishes(out: &[StorageCommand]) -> Vec<(String, Bytes)> {
+        out.iter()
+            .filter_map(|c| match c {
+                StorageCommand::Bus(Command::Publish { channel, payload }) => {
+                    Some((channel.clone(), payload.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An engine that holds `root` at height 0.
+    fn with_root() -> (StorageEngine, RootConfig) {
+        let root = RootConfig::twitch("#store").unwrap();
+        let mut e = StorageEngine::new(Channels::new(None), Limits::default());
+        let mut out = Vec::new();
+        e.handle_message(b"update_requests", &root.to_canonical(), &mut out)
+            .unwrap();
+        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+        out.clear();
+        e.handle_loaded(root.hash(), Ok(None), &mut out);
+        let [StorageCommand::Register(head)] = &out[..] else {
+            panic!("expected a registration, got {out:?}");
+        };
+        let head = head.clone();
+        out.clear();
+        e.handle_loaded(root.hash(), Ok(Some(head)), &mut out);
+        // The registering request is answered with the height-0 snapshot.
+        let answers = publishes(&out);
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].1, Snapshot::of_root(&root).encoded);
+        (e, root)
+    }
+
+    #[test]
+    fn patches_go_to_the_store_in_one_batch_then_get_their_notices() {
+        let (mut e, root) = with_root();
+        let chan = |h: &Hash| Channels::new(None).updates(h);
+        let p1 = Patch::build(
+            root.hash(),
+            root.hash(),
+            0,
+            json!([{"op":"add","path":"/a","value":1}]),
+            None,
+        )
+        .unwrap();
+        let p2 = Patch::build(
+            root.hash(),
+            p1.hash,
+            1,
+            json!([{"op":"add","path":"/b","value":2}]),
+            None,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        e.handle_message(chan(&root.hash()).as_bytes(), &p1.encoded, &mut out)
+            .unwrap();
+        e.handle_message(chan(&p1.hash).as_bytes(), &p2.encoded, &mut out)
+            .unwrap();
+        // A request arriving after the patches waits until they are durable.
+        e.handle_message(
+            b"update_requests",
+            root.hash().to_hex().as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        e.handle_message(
+            b"update_requests",
+            root.hash().to_hex().as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        e.flush(&mut out);
+        let [StorageCommand::Persist { batch, commits }] = &out[..] else {
+            panic!("expected one batch, got {out:?}");
+        };
+        assert_eq!(commits.len(), 2);
+        assert_eq!(commits[1].expected_head, p1.hash);
+        let batch = *batch;
+        out.clear();
+        e.handle_persisted(
+            batch,
+            Ok(vec![PersistOutcome::Applied, PersistOutcome::Applied]),
+            &mut out,
+        );
+        let sent = publishes(&out);
+        let stored = |p: &Patch| {
+            Stored {
+                root: root.hash(),
+                head: p.hash,
+                height: p.height,
+            }
+            .encode()
+        };
+        assert_eq!(sent[0], (chan(&root.hash()), stored(&p1)));
+        assert_eq!(sent[1], (chan(&root.hash()), stored(&p2)));
+        // Two requests, one answer, after the notices, from durable state.
+        assert_eq!(sent.len(), 3);
+        let expected = Snapshot::new(
+            root.hash(),
+            p2.hash,
+            2,
+            json!({
+                "connection": root.value()["connection"], "a": 1, "b": 2
+            }),
+        );
+        assert_eq!(sent[2].1, expected.encoded);
+    }
+
+    #[test]
+    fn unknown_roots_and_losing_patches() {
+        let (mut e, root) = with_root();
+        let mut out = Vec::new();
+        let nobody = Hash::of_canonical_bytes(b"nobody");
+        e.handle_message(b"update_requests", nobody.to_hex().as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(out, vec![StorageCommand::Load(nobody)]);
+        out.clear();
+        e.handle_loaded(nobody, Ok(None), &mut out);
+        assert_eq!(
+            publishes(&out),
+            vec![(
+                Channels::new(None).updates(&nobody),
+                crate::message::encode_unknown(nobody),
+            )]
+        );
+
+        // Two patches on one parent: the first counts, the second is stale.
+        out.clear();
+        let chan = Channels::new(None).updates(&root.hash());
+        for key in ["x", "y"] {
+            let p = Patch::build(
+                root.hash(),
+                root.hash(),
+                0,
+                json!([{"op":"add","path":format!("/{key}"),"value":1}]),
+                None,
+            )
+            .unwrap();
+            e.handle_message(chan.as_bytes(), &p.encoded, &mut out)
+                .unwrap();
+        }
+        assert_eq!(e.stats().applied, 1);
+        assert_eq!(e.stats().stale, 1);
+        // A patch whose ops fail is counted, never stored.
+        let head = e.open_notices[0].head;
+        let bad = Patch::build(
+            root.hash(),
+            head,
+            1,
+            json!([{"op":"remove","path":"/nope"}]),
+            None,
+        )
+        .unwrap();
+        let on_head = Channels::new(None).updates(&head);
+        e.handle_message(on_head.as_bytes(), &bad.encoded, &mut out)
+            .unwrap();
+        assert_eq!(e.stats().applied, 1);
+        assert_eq!(e.stats().ignored.get("ops_failed"), Some(&1));
+    }
+}

@@ -274,15 +274,69 @@ impl Sim {
     }
 
     fn write(&mut self, i: usize) {
-        if self.followers[i].current().is_none() {
+        let Some(current) = self.followers[i].current() else {
             return;
-        }
+        };
+        let doc = current.doc.clone();
         self.seq += 1;
         let key = format!("w{i}_{}", self.seq);
-        let ops = json!([{"op": "add", "path": format!("/{key}"), "value": self.seq}]);
-        if let Ok((patch, step)) = self.followers[i].submit(self.now, None, ops, None) {
+        // A unique marker key, so a lost or forked write is visible, plus one random
+        // op that may touch (or fail on) anything already in the document.
+        let mut ops = vec![json!({"op": "add", "path": format!("/{key}"), "value": self.seq})];
+        ops.push(self.random_op(&doc));
+        if let Ok((patch, step)) = self.followers[i].submit(self.now, None, json!(ops), None) {
             self.keys.insert(patch.hash, key);
             self.follower_step(i, step);
+        }
+    }
+
+    /// A hostile or buggy writer: a patch on a live head whose ops cannot apply.
+    /// Every node must reject it the same way and keep waiting on that channel.
+    fn publish_failing_patch(&mut self) {
+        let i = self.rng.below(self.followers.len() as u64) as usize;
+        let Some(current) = self.followers[i].current() else {
+            return;
+        };
+        let ops = json!([{"op": "remove", "path": "/does/not/exist"}]);
+        let root = self.followers[i].root();
+        let patch = tikaconf_proto::Patch::build(root, current.head, current.height, ops, None)
+            .expect("well-formed");
+        let channel = Channels::new(None).updates(&current.head);
+        self.publish(channel, patch.encoded.clone());
+    }
+
+    /// A random RFC 6902 op against `doc`: on the shared `/data` area, on paths
+    /// that exist or not, so some ops fail (and the whole patch with them).
+    fn random_op(&mut self, doc: &serde_json::Value) -> serde_json::Value {
+        let data = doc.get("data");
+        let existing: Vec<String> = match data {
+            Some(serde_json::Value::Object(m)) => m.keys().map(|k| format!("/data/{k}")).collect(),
+            _ => Vec::new(),
+        };
+        let fresh = format!("/data/f{}", self.rng.below(20));
+        let pick = |rng: &mut Rng, fallback: &str| -> String {
+            if existing.is_empty() || rng.chance(30) {
+                fallback.to_owned()
+            } else {
+                existing[rng.below(existing.len() as u64) as usize].clone()
+            }
+        };
+        let value = match self.rng.below(4) {
+            0 => json!(self.rng.below(1000)),
+            1 => json!(format!("s{}", self.rng.below(100))),
+            2 => json!([1, 2.5, {"n": null}]),
+            _ => json!({"nested": {"x": self.rng.below(10)}}),
+        };
+        if data.is_none() {
+            return json!({"op": "add", "path": "/data", "value": {}});
+        }
+        match self.rng.below(6) {
+            0 => json!({"op": "add", "path": fresh, "value": value}),
+            1 => json!({"op": "remove", "path": pick(&mut self.rng, &fresh)}),
+            2 => json!({"op": "replace", "path": pick(&mut self.rng, &fresh), "value": value}),
+            3 => json!({"op": "move", "from": pick(&mut self.rng, &fresh), "path": fresh}),
+            4 => json!({"op": "copy", "from": pick(&mut self.rng, &fresh), "path": fresh}),
+            _ => json!({"op": "test", "path": pick(&mut self.rng, &fresh), "value": value}),
         }
     }
 
@@ -304,6 +358,9 @@ impl Sim {
         if writes && self.rng.chance(30) {
             let i = self.rng.below(n as u64) as usize;
             self.write(i);
+        }
+        if writes && self.rng.chance(2) {
+            self.publish_failing_patch();
         }
         for i in 0..n {
             if self.is_down(i) {
