@@ -49,9 +49,18 @@ impl Channels {
         format!("{}update_requests", self.prefix)
     }
 
-    /// `[NS:]updates:*`, the pattern storage nodes listen on.
+    /// `[NS:]updates:*`, the pattern storage nodes listen on. Glob characters in
+    /// the namespace are escaped, so a namespace never matches another's channels.
     pub fn updates_pattern(&self) -> String {
-        format!("{}updates:*", self.prefix)
+        let mut pattern = String::with_capacity(self.prefix.len() + 9);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str("updates:*");
+        pattern
     }
 
     /// Classifies a channel name; `None` for a name that is not ours (another
@@ -92,5 +101,9 @@ mod tests {
             None
         );
         assert_eq!(prod.classify(b"prod:updates:nothex"), None);
+        assert_eq!(
+            Channels::new(Some("a*b")).updates_pattern(),
+            "a\\*b:updates:*"
+        );
     }
 }

@@ -25,10 +25,11 @@
 //!    down to N): adopt: storage's chain forked from ours and can never reach h;
 //! 6. N < n and H is our ancestor (or beyond what we remember): storage is behind,
 //!    or it missed our later patches. If our head is confirmed stored, the snapshot
-//!    is stale: ignore it. Otherwise the follower becomes *suspicious*: it asks
-//!    storage again, and adopts a disagreeing snapshot received once `fork_grace`
-//!    has passed since the suspicion began and a request was sent after it began.
-//!    Any confirmation of our head ends the suspicion.
+//!    is stale: ignore it. Otherwise the follower becomes *suspicious* and sends a
+//!    fresh load request at once (and another when `fork_grace` has passed); it
+//!    adopts a disagreeing snapshot received once `fork_grace` has passed since
+//!    the suspicion began. Any confirmation of the height we were at when the
+//!    suspicion began ends it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -176,6 +177,9 @@ pub struct Follower {
     /// Rule 6: since when, and at which height of ours, we suspect storage missed
     /// our patches.
     suspect: Option<(Instant, u64)>,
+    /// The grace period of the current suspicion is over and a fresh request went
+    /// out: no timer is due for it any more, only the answer.
+    suspect_prodded: bool,
     connected: bool,
     writer: Writer,
     jitter: Jitter,
@@ -223,6 +227,7 @@ impl Follower {
             request_sent_at: None,
             next_resync: None,
             suspect: None,
+            suspect_prodded: false,
             connected: false,
             writer: Writer::default(),
             jitter,
@@ -294,7 +299,9 @@ impl Follower {
         [
             self.request_sent_at.map(|t| t + cfg.request_timeout),
             self.unconfirmed_since.map(|t| t + cfg.confirm_timeout),
-            self.suspect.map(|(t, _)| t + cfg.fork_grace),
+            self.suspect
+                .filter(|_| !self.suspect_prodded)
+                .map(|(t, _)| t + cfg.fork_grace),
             self.next_resync,
             self.writer.next_deadline(),
         ]
@@ -323,8 +330,10 @@ impl Follower {
             self.stats.resyncs += 1;
             self.send_request(now, &mut step);
         }
-        if due(self.suspect.map(|(t, _)| t), cfg.fork_grace) {
+        if !self.suspect_prodded && due(self.suspect.map(|(t, _)| t), cfg.fork_grace) {
             // Make sure an answer to a request sent after the grace period comes.
+            self.suspect_prodded = true;
+            self.request_sent_at = None;
             self.send_request(now, &mut step);
         }
         if self.next_resync.is_some_and(|t| t <= now) {
@@ -515,6 +524,7 @@ impl Follower {
         match self.suspect {
             None => {
                 self.suspect = Some((now, n));
+                self.suspect_prodded = false;
                 self.request_sent_at = None;
                 self.send_request(now, step);
             }

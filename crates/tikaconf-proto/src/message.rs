@@ -390,6 +390,14 @@ impl LoadRequest {
             return Ok(LoadRequest::ByHash(hash));
         }
         let value = json::parse_strict(bytes, limits.max_depth)?;
+        // The root configuration travels inside snapshots, one level deeper and
+        // with an envelope: a root that no snapshot could carry is refused here.
+        if json::depth(&value) >= limits.max_depth {
+            return Err(DecodeError::BadRoot(RootError::TooLarge));
+        }
+        if canonical::encoded_len(&value) > limits.max_document_bytes() {
+            return Err(DecodeError::BadRoot(RootError::TooLarge));
+        }
         Ok(LoadRequest::Register(RootConfig::from_value(value)?))
     }
 

@@ -27,6 +27,8 @@ pub enum RootError {
     ConnectionNotAnObject,
     #[error("a root configuration is exactly {{\"connection\": {{...}}}}")]
     NotARootConfig,
+    #[error("the root configuration is too large or too deep to fit in a snapshot")]
+    TooLarge,
     #[error("connection info is not valid protocol JSON: {0}")]
     Json(#[from] crate::json::JsonError),
 }

@@ -131,17 +131,17 @@ impl Bus for MemoryBus {
 
     fn psubscribe<'a>(&'a self, patterns: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
-            for p in patterns {
-                if !p.ends_with('*') || p[..p.len() - 1].contains(['*', '?', '[']) {
-                    return Err(BusError::Backend(format!(
-                        "the in-process bus supports only 'prefix*' patterns, not {p:?}"
-                    )));
-                }
-            }
-            self.with_connection(|c| {
-                c.prefixes
-                    .extend(patterns.iter().map(|p| p[..p.len() - 1].to_owned()))
-            })
+            let prefixes = patterns
+                .iter()
+                .map(|p| {
+                    literal_prefix(p).ok_or_else(|| {
+                        BusError::Backend(format!(
+                            "the in-process bus supports only 'prefix*' patterns, not {p:?}"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.with_connection(|c| c.prefixes.extend(prefixes))
         })
     }
 
@@ -155,5 +155,38 @@ impl Bus for MemoryBus {
             }
             Ok(())
         })
+    }
+}
+
+/// The literal prefix of a Redis glob pattern of the form `prefix*` (with `\\`
+/// escapes in the prefix), or `None` for any other pattern.
+fn literal_prefix(pattern: &str) -> Option<String> {
+    let mut prefix = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => prefix.push(chars.next()?),
+            '*' => return chars.next().is_none().then_some(prefix),
+            '?' | '[' => return None,
+            c => prefix.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_prefix;
+
+    #[test]
+    fn reads_prefix_patterns_with_escapes() {
+        assert_eq!(literal_prefix("updates:*").as_deref(), Some("updates:"));
+        assert_eq!(
+            literal_prefix("a\\*b:updates:*").as_deref(),
+            Some("a*b:updates:")
+        );
+        assert_eq!(literal_prefix("a*b"), None);
+        assert_eq!(literal_prefix("a?*"), None);
+        assert_eq!(literal_prefix("exact"), None);
     }
 }
