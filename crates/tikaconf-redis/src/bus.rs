@@ -27,7 +27,10 @@ pub enum RedisEvent {
     Connected,
     /// The subscribed connection is gone; a new one is being made.
     Disconnected,
-    Message { channel: Vec<u8>, payload: Vec<u8> },
+    Message {
+        channel: Vec<u8>,
+        payload: Vec<u8>,
+    },
 }
 
 /// Why a bus operation failed.
@@ -88,9 +91,20 @@ impl RedisBus {
         url: &str,
         backoff: Backoff,
     ) -> Result<(RedisBus, mpsc::UnboundedReceiver<RedisEvent>), BusError> {
-        let client = redis::Client::open(url)?;
-        let publisher = ConnectionManager::new(client.clone()).await?;
+        RedisBus::connect_client(open_client(url, None)?, backoff).await
+    }
+
+    /// Like [`RedisBus::connect`], with a client built by [`open_client`] (for a
+    /// `rediss://` server whose certificate a private CA signed).
+    pub async fn connect_client(
+        client: redis::Client,
+        backoff: Backoff,
+    ) -> Result<(RedisBus, mpsc::UnboundedReceiver<RedisEvent>), BusError> {
+        // The plain connection first: it fails fast on a refused connection, a bad
+        // password or an untrusted certificate, where the connection manager would
+        // retry with backoff.
         let first = client.get_async_pubsub().await?;
+        let publisher = ConnectionManager::new(client.clone()).await?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let sink = Arc::new(Mutex::new(None));
         let task = tokio::spawn(supervise(client, first, sink.clone(), events_tx, backoff));
@@ -143,6 +157,21 @@ impl RedisBus {
     }
 }
 
+/// A Redis client for `url`. For `rediss://`, the server's certificate is checked
+/// against the platform's web roots, or against `ca_pem` (PEM) when given.
+pub fn open_client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, redis::RedisError> {
+    match ca_pem {
+        None => redis::Client::open(url),
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.to_vec()),
+            },
+        ),
+    }
+}
+
 /// Owns the subscribed connection: forwards its messages, and when it ends,
 /// reports the loss and reconnects with jittered exponential backoff.
 async fn supervise(
@@ -176,7 +205,10 @@ async fn supervise(
         while let Some(msg) = stream.next().await {
             let channel = msg.get_channel::<Vec<u8>>().unwrap_or_default();
             let payload = msg.get_payload_bytes().to_vec();
-            if events.send(RedisEvent::Message { channel, payload }).is_err() {
+            if events
+                .send(RedisEvent::Message { channel, payload })
+                .is_err()
+            {
                 return;
             }
         }

@@ -71,8 +71,15 @@ impl BusHandle {
     /// Connects to Redis at `url` (`redis://` or `rediss://`, `user:password@` as
     /// needed). The first connection must succeed; later losses are retried forever.
     pub async fn redis(url: &str) -> Result<BusHandle, BusError> {
-        use tikaconf_redis::bus::{Backoff, RedisBus, RedisEvent};
-        let (bus, mut redis_events) = RedisBus::connect(url, Backoff::default())
+        BusHandle::redis_with_ca(url, None).await
+    }
+
+    /// Like [`BusHandle::redis`], checking a `rediss://` server's certificate
+    /// against the CA in `ca_pem` (PEM) instead of the platform's web roots.
+    pub async fn redis_with_ca(url: &str, ca_pem: Option<&[u8]>) -> Result<BusHandle, BusError> {
+        use tikaconf_redis::bus::{Backoff, RedisBus, RedisEvent, open_client};
+        let client = open_client(url, ca_pem).map_err(|e| BusError::Backend(e.to_string()))?;
+        let (bus, mut redis_events) = RedisBus::connect_client(client, Backoff::default())
             .await
             .map_err(|e| BusError::Backend(e.to_string()))?;
         let (tx, events) = mpsc::unbounded_channel();

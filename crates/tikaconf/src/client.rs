@@ -20,6 +20,9 @@ pub struct ClientOptions {
     pub follower: FollowerConfig,
     /// How long [`Client::follow`] waits for storage's answer.
     pub load_timeout: Duration,
+    /// PEM of the CA that signed a `rediss://` server's certificate, when it is not
+    /// one of the platform's web roots.
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for ClientOptions {
@@ -29,6 +32,7 @@ impl Default for ClientOptions {
             limits: Limits::default(),
             follower: FollowerConfig::default(),
             load_timeout: Duration::from_secs(10),
+            tls_ca_pem: None,
         }
     }
 }
@@ -68,7 +72,7 @@ impl Client {
     }
 
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client, Error> {
-        let bus = BusHandle::redis(url)
+        let bus = BusHandle::redis_with_ca(url, options.tls_ca_pem.as_deref())
             .await
             .map_err(|e| Error::Connect(e.to_string()))?;
         Ok(Client::with_bus(bus, options))
