@@ -53,3 +53,8 @@ pub use storage_node::{StorageNode, StorageOptions};
 pub use tikaconf_proto as proto;
 pub use tikaconf_proto::{Hash, Limits, RootConfig};
 pub use tikaconf_store as store;
+
+/// The README's library example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
