@@ -1,1 +1,88 @@
-fn main() {}
+//! The `tikaconf` command: root hashes, a storage node, and get/set/patch/watch on
+//! a running deployment.
+//!
+//! Operators and scripts need to touch a fleet's configuration without writing a
+//! bot: read it, change one value, apply a patch file, watch changes go by, and
+//! run the storage node that makes writes durable. Every failure ends with a
+//! message on stderr and a distinct exit code, so that scripts can react without
+//! parsing messages:
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success |
+//! | 1 | anything else (an internal or storage failure) |
+//! | 2 | bad input: usage, bad JSON, bad JSON Pointer, a patch that does not apply |
+//! | 3 | unknown root: storage does not know this root hash |
+//! | 4 | conflict: another write was stored first (the message names the winner) |
+//! | 5 | timeout: no answer in time; a write may or may not be stored |
+//! | 6 | cannot connect, or Redis failed |
+//!
+//! This file only wires the parsed command line to `commands`; the mapping from
+//! library errors to codes lives in `failure`.
+
+mod cli;
+mod commands;
+mod failure;
+mod output;
+mod session;
+mod shutdown;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::failure::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.command);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("tikaconf: {:#}", failure.error);
+            failure.exit_code()
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG`. The storage node logs at `info` by
+/// default; the one-shot commands only at `warn`, so that stderr stays quiet
+/// unless something is wrong.
+fn init_logging(command: &Command) {
+    let default = match command {
+        Command::Storage(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::other(e).context("cannot start the async runtime"))?;
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: &Cli) -> Result<(), Failure> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Root(args) => commands::root::run(args),
+        Command::Vectors => commands::vectors::run(),
+        Command::Storage(args) => commands::storage::run(global, args).await,
+        Command::Get { root, compact } => commands::get::run(global, root, *compact).await,
+        Command::Set {
+            root,
+            pointer,
+            json,
+        } => commands::write::set(global, root, pointer, json).await,
+        Command::Patch { root, file } => commands::write::patch(global, root, file).await,
+        Command::Watch { root } => commands::watch::run(global, root).await,
+    }
+}
