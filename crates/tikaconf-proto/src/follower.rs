@@ -531,7 +531,11 @@ impl Follower {
             Some((since, _)) if now >= since + self.config.fork_grace => {
                 self.adopt(now, snap, ChangeCause::Resync { dropped: true }, step);
             }
-            Some(_) => self.send_request(now, step),
+            // Wait: one request went out when the suspicion began and another goes
+            // out when the grace period ends. Asking again on every answer would
+            // flood storage with requests, and slow it down, exactly when it is
+            // catching up.
+            Some(_) => {}
         }
     }
 

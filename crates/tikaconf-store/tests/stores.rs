@@ -66,7 +66,7 @@ const CHILD_DIR: &str = "TIKACONF_STORE_CHILD_DIR";
 /// The child half of `redb_survives_sigkill`: commits forever, printing each
 /// height once its commit has returned (so is durable). Ignored when run normally.
 #[tokio::test]
-#[ignore = "run as a child process by redb_survives_sigkill"]
+#[ignore = "the child half of redb_survives_sigkill, which runs it in a process it SIGKILLs: cargo test -p tikaconf-store --test stores redb_survives_sigkill"]
 async fn child_writer() {
     let Ok(dir) = std::env::var(CHILD_DIR) else {
         return;

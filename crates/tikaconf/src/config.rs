@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use tikaconf_proto::follower::SubmitError;
+use tikaconf_proto::follower::{FollowerStats, SubmitError};
 use tikaconf_proto::{ChangeCause, Current, Hash, Patch, WriteOutcome};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -104,6 +104,20 @@ impl Config {
     /// The current document as a `T`.
     pub fn get<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         T::deserialize(&*self.document())
+    }
+
+    /// This node's counters for this root: patches applied, stale ones, messages
+    /// ignored by reason, load requests, re-syncs, drops.
+    pub async fn stats(&self) -> FollowerStats {
+        let (reply, rx) = oneshot::channel();
+        let request = Request::Stats {
+            root: self.root(),
+            reply,
+        };
+        if self.inner.hub.send(request).is_err() {
+            return FollowerStats::default();
+        }
+        rx.await.ok().flatten().unwrap_or_default()
     }
 
     /// The changes from now on. A reader more than 1,024 changes behind skips

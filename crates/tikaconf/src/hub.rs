@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tikaconf_proto::follower::{Step, SubmitError};
+use tikaconf_proto::follower::{FollowerStats, Step, SubmitError};
 use tikaconf_proto::{
     ChannelKind, Channels, Current, Follower, FollowerConfig, FollowerEvent, Hash, Limits, Patch,
     RootConfig, WriteOutcome,
@@ -63,6 +63,10 @@ pub(crate) enum Request {
     },
     Unfollow {
         root: Hash,
+    },
+    Stats {
+        root: Hash,
+        reply: oneshot::Sender<Option<FollowerStats>>,
     },
     Submit {
         root: Hash,
@@ -247,6 +251,10 @@ impl Hub {
                     self.slots.remove(&root);
                     self.executor.send(step.commands);
                 }
+            }
+            Request::Stats { root, reply } => {
+                let stats = self.slots.get(&root).map(|s| s.follower.stats().clone());
+                let _ = reply.send(stats);
             }
             Request::Submit {
                 root,

@@ -247,3 +247,71 @@ async fn a_thousand_roots_over_one_pubsub_connection() {
         .await
         .unwrap();
 }
+
+/// Garbage on a live head's channel, on the root channel and on `update_requests`
+/// is ignored and counted by every node; the next valid patch still applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_ignored_counted_and_harmless() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#garbage").unwrap();
+    let client = client(&redis).await;
+    let config = client.follow(root.clone()).await.unwrap();
+    let head = config
+        .submit(json!([{"op": "add", "path": "/a", "value": 1}]))
+        .await
+        .unwrap();
+
+    let mut raw = raw(&redis).await;
+    let on_head = format!("updates:{head}");
+    let on_root = format!("updates:{}", root.hash());
+    let wrong_parent = Patch::build(root.hash(), root.hash(), 0, json!([]), None).unwrap();
+    let failing = Patch::build(
+        root.hash(),
+        head,
+        1,
+        json!([{"op": "remove", "path": "/missing"}]),
+        None,
+    )
+    .unwrap();
+    let garbage: Vec<(&str, Vec<u8>)> = vec![
+        (&on_head, b"\xff\xfe not utf-8".to_vec()),
+        (&on_head, b"{\"type\":\"patch\"".to_vec()),
+        (&on_head, br#"{"type":"patch","type":"patch"}"#.to_vec()),
+        (&on_head, wrong_parent.encoded.to_vec()),
+        (&on_head, failing.encoded.to_vec()),
+        (
+            &on_root,
+            br#"{"type":"stored","root":"nothex","head":"x","height":1}"#.to_vec(),
+        ),
+        (&on_root, br#"{"type":"mystery"}"#.to_vec()),
+        ("update_requests", b"[1,2,3]".to_vec()),
+        ("update_requests", vec![b'['; 10_000]),
+    ];
+    for (channel, payload) in &garbage {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(*channel)
+            .arg(payload.as_slice())
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let next = config
+        .submit(json!([{"op": "add", "path": "/b", "value": 2}]))
+        .await
+        .expect("the next valid patch applies");
+    assert_eq!(config.head(), next);
+    assert_eq!(config.document()["b"], 2);
+
+    let stats = config.stats().await;
+    let ignored: u64 = stats.ignored.values().sum();
+    assert_eq!(
+        ignored, 7,
+        "every bad message on the node's channels: {stats:?}"
+    );
+    assert_eq!(stats.ignored.get("ops_failed"), Some(&1));
+    assert_eq!(stats.ignored.get("channel_mismatch"), Some(&1));
+    let storage_ignored: u64 = storage.status().stats.ignored.values().sum();
+    assert_eq!(storage_ignored, 9, "{:?}", storage.status().stats);
+}

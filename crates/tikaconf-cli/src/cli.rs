@@ -1,0 +1,131 @@
+//! The command line as clap sees it, kept apart from what the commands do so that
+//! `--help` (including the exit codes scripts rely on) reads as one document.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Shown at the end of `tikaconf --help`; the same table as in `main.rs`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  anything else (an internal or storage failure)
+  2  bad input: usage, bad JSON, bad JSON Pointer, a patch that does not apply
+  3  unknown root: storage does not know this root hash
+  4  conflict: another write was stored first (the winner is printed)
+  5  timeout: no answer in time; a write may or may not be stored
+  6  cannot connect, or Redis failed
+
+ROOT is a root hash (64 lowercase hex digits), `twitch:#channel`, or connection
+info as a JSON object such as '{\"platform\":\"discord\",\"guild\":\"42\"}'.
+Following a root by its connection info registers it with storage if it is new.";
+
+/// tikaconf: one JSON configuration cached by every node of a bot fleet, changed
+/// by hash-chained RFC 6902 patches over Redis Pub/Sub.
+#[derive(Debug, Parser)]
+#[command(name = "tikaconf", version, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command that talks to a deployment shares.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Redis URL (`redis://` or `rediss://`, `user:password@` as needed).
+    #[arg(
+        long,
+        global = true,
+        env = "TIKACONF_REDIS",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis: String,
+    /// Channel namespace, for deployments sharing one Redis.
+    #[arg(long, global = true, env = "TIKACONF_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Seconds to wait for storage to load a configuration, and for a write's outcome.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the root hash of a connection (computed locally, no Redis needed).
+    Root(RootArgs),
+    /// Run a storage node until Ctrl-C or SIGTERM.
+    Storage(StorageArgs),
+    /// Print the current document of ROOT.
+    Get {
+        root: String,
+        /// Canonical compact JSON (RFC 8785) instead of pretty-printed.
+        #[arg(long)]
+        compact: bool,
+    },
+    /// Set the value at a JSON Pointer (one RFC 6902 `add` op); prints the new head.
+    Set {
+        root: String,
+        /// RFC 6901 JSON Pointer, such as `/commands/!hello` (`""` is the whole document).
+        pointer: String,
+        /// The value, as strict JSON (a string needs its quotes: '"hi"').
+        json: String,
+    },
+    /// Submit an RFC 6902 patch document from FILE, or `-` for stdin; prints the new head.
+    Patch { root: String, file: PathBuf },
+    /// Print every change of ROOT as one JSON line until Ctrl-C
+    ///
+    /// The first line is the current state; then one line per change:
+    /// {"document":DOC,"dropped":BOOL,"head":HASH,"height":N,"ops":OPS}, in
+    /// canonical JSON. `ops` is null when the document came from a snapshot (the
+    /// first line, a re-sync); `dropped` is true when patches storage never
+    /// stored were dropped.
+    #[command(verbatim_doc_comment)]
+    Watch { root: String },
+    /// Print the protocol test vectors of docs/PROTOCOL.md as `key: value` lines.
+    Vectors,
+}
+
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// Print the root configuration (canonical JSON) instead of its hash.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Connection {
+    /// A Twitch channel, such as `#tikatoo` (case and the `#` do not matter).
+    Twitch { channel: String },
+    /// Connection info of any platform as a JSON object.
+    Json { connection: String },
+}
+
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// Directory of the redb database (created if missing); with `--store redb`.
+    #[arg(long, value_name = "DIR", default_value = "./tikaconf-data")]
+    pub data: PathBuf,
+    /// Where to keep heads: a local redb file, or keys in the same Redis.
+    #[arg(long, value_enum, default_value_t = StoreKind::Redb)]
+    pub store: StoreKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    Redb,
+    Redis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

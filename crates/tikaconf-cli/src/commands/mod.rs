@@ -1,0 +1,8 @@
+//! One module per subcommand; `main.rs` only dispatches.
+
+pub mod get;
+pub mod root;
+pub mod storage;
+pub mod vectors;
+pub mod watch;
+pub mod write;

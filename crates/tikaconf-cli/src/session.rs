@@ -1,0 +1,99 @@
+//! From the global options to a followed configuration: what `get`, `set`, `patch`
+//! and `watch` all start with.
+//!
+//! The one place that reads ROOT, connects, and applies `--timeout` to both the
+//! load and the write waits, so that every command agrees on what they mean.
+
+use std::time::Duration;
+
+use tikaconf::proto::FollowerConfig;
+use tikaconf::{Client, ClientOptions, Config, Root};
+
+use crate::cli::Global;
+use crate::failure::{Code, Failure};
+
+/// Reads a ROOT argument as users write it.
+pub fn parse_root(root: &str) -> Result<Root, Failure> {
+    root.parse::<Root>()
+        .map_err(|e| Failure::bad_input(e).context(format!("bad ROOT {root:?}")))
+}
+
+/// `--timeout` as a duration; rejects what cannot be one.
+pub fn timeout(global: &Global) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(global.timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            Failure::bad_input(anyhow::anyhow!(
+                "--timeout must be a positive number of seconds, not {}",
+                global.timeout
+            ))
+        })
+}
+
+/// Connects to the deployment and follows `root`: returns once the current
+/// document is loaded.
+pub async fn follow(global: &Global, root: &str) -> Result<Config, Failure> {
+    let root = parse_root(root)?;
+    let wait = timeout(global)?;
+    let options = ClientOptions {
+        namespace: global.namespace.clone(),
+        load_timeout: wait,
+        follower: FollowerConfig {
+            write_timeout: wait,
+            ..FollowerConfig::default()
+        },
+        ..ClientOptions::default()
+    };
+    check_reachable(global).await?;
+    let client = Client::connect_with(&global.redis, options)
+        .await
+        .map_err(|e| Failure::from(e).context(format!("Redis at {}", redact(&global.redis))))?;
+    Ok(client.follow(root).await?)
+}
+
+/// Fails fast, with exit code 6, when Redis cannot be reached.
+///
+/// The library's first connection retries for about ten seconds before it gives
+/// up on a refused connection (its connection manager's default backoff), which is
+/// right for a bot starting next to its Redis but wrong for a command that a
+/// person or a script just ran with a wrong `--redis`. One plain connection
+/// attempt, bounded by `--timeout`, answers the question at once.
+pub async fn check_reachable(global: &Global) -> Result<(), Failure> {
+    let url = redact(&global.redis);
+    let unreachable = |e: anyhow::Error| {
+        Failure::new(Code::Connect, e).context(format!("cannot connect to Redis at {url}"))
+    };
+    let client = tikaconf_redis::bus::open_client(&global.redis, None)
+        .map_err(|e| unreachable(anyhow::anyhow!("{e}")))?;
+    let wait = timeout(global)?;
+    match tokio::time::timeout(wait, client.get_multiplexed_async_connection()).await {
+        Ok(Ok(_connection)) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(anyhow::anyhow!("{e}"))),
+        Err(_) => Err(unreachable(anyhow::anyhow!("no answer within {wait:?}"))),
+    }
+}
+
+/// A Redis URL fit for logs and messages: any `user:password@` is hidden.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_credentials_only() {
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("rediss://bot:s3cret@redis.example:6380/0"),
+            "rediss://***@redis.example:6380/0"
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! The `tikaconf` binary, run as users run it, against a real `redis-server` and a
+//! real `tikaconf storage` child process.
+//!
+//! The exit codes are the command's contract with scripts, so each one is
+//! asserted here by running the compiled binary, not by calling its functions.
+//! Every test starts its own Redis on a free port (never 6379) through
+//! `tikaconf_test::RedisServer`, and every child process is killed by a drop guard,
+//! so a failing test leaves nothing running.
+
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tikaconf_test::RedisServer;
+
+mod common;
+
+use common::*;
+
+const TIKATOO: &str = "twitch:#tikatoo";
+const TIKATOO_HASH: &str = "2632a3e913455afa23071cb9a767ab9b7aa3bfebbebcfb3bae67ef3d074df222";
+
+/// A Redis and a storage node over a redb directory.
+struct Deployment {
+    // Dropped first: the storage node is killed before its Redis.
+    storage: Guard,
+    data: TempDir,
+    redis: RedisServer,
+}
+
+impl Deployment {
+    fn start() -> Deployment {
+        let redis = RedisServer::start();
+        let data = tempfile::tempdir().expect("temporary data directory");
+        let storage = start_storage(&redis.url(), &data.path().join("data"), &[]);
+        Deployment {
+            storage,
+            data,
+            redis,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.redis.url()
+    }
+
+    /// Runs `tikaconf --redis URL ARGS`.
+    fn run(&self, args: &[&str]) -> Output {
+        run(&[&["--redis", &self.url()], args].concat())
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        run_with_stdin(&[&["--redis", &self.url()], args].concat(), input)
+    }
+}
+
+#[test]
+fn root_prints_the_hash_or_the_configuration() {
+    assert_eq!(ok_line(&run(&["root", "twitch", "#tikatoo"])), TIKATOO_HASH);
+    assert_eq!(ok_line(&run(&["root", "twitch", "TikaToo"])), TIKATOO_HASH);
+    assert_eq!(
+        ok_line(&run(&["root", "twitch", "#tikatoo", "--json"])),
+        r##"{"connection":{"channel":"#tikatoo","platform":"twitch"}}"##
+    );
+    let discord = r#"{"platform":"discord","guild":"42"}"#;
+    assert_eq!(
+        ok_line(&run(&["root", "--json", "json", discord])),
+        r#"{"connection":{"guild":"42","platform":"discord"}}"#
+    );
+    let hash = ok_line(&run(&["root", "json", discord]));
+    assert_eq!(hash.len(), 64);
+    assert_ne!(hash, TIKATOO_HASH);
+    assert_code(&run(&["root", "twitch", "not a channel"]), 2);
+    assert_code(&run(&["root", "json", "[1]"]), 2);
+    assert_code(&run(&["root", "json", "{\"a\":1,\"a\":2}"]), 2);
+}
+
+#[test]
+fn vectors_are_stable() {
+    let expected = format!(
+        "\
+twitch_channel: #tikatoo
+root_config: {{\"connection\":{{\"channel\":\"#tikatoo\",\"platform\":\"twitch\"}}}}
+root_hash: {TIKATOO_HASH}
+patch1_ops: [{{\"op\":\"add\",\"path\":\"/commands\",\"value\":{{\"!hello\":\"Hello, chat!\"}}}}]
+patch1: {{\"height\":1,\"ops\":[{{\"op\":\"add\",\"path\":\"/commands\",\"value\":{{\"!hello\":\"Hello, chat!\"}}}}],\"parent\":\"{TIKATOO_HASH}\",\"root\":\"{TIKATOO_HASH}\",\"type\":\"patch\"}}
+patch1_hash: 89163d3e3e8234e5251271b2ca87330e0b02745ab4ad40a35318a4a1f3b73720
+document1: {{\"commands\":{{\"!hello\":\"Hello, chat!\"}},\"connection\":{{\"channel\":\"#tikatoo\",\"platform\":\"twitch\"}}}}
+"
+    );
+    let first = run(&["vectors"]);
+    assert_code(&first, 0);
+    assert_eq!(stdout(&first), expected);
+    assert_eq!(stdout(&run(&["vectors"])), expected);
+}
+
+#[test]
+fn set_get_and_patch_round_trip_and_survive_a_restart() {
+    let mut d = Deployment::start();
+    let head1 = ok_line(&d.run(&["set", TIKATOO, "/commands", r#"{"!hello":"Hello, chat!"}"#]));
+    // The same first patch as the protocol vectors.
+    assert_eq!(
+        head1,
+        "89163d3e3e8234e5251271b2ca87330e0b02745ab4ad40a35318a4a1f3b73720"
+    );
+
+    let pretty = d.run(&["get", TIKATOO]);
+    assert_code(&pretty, 0);
+    let doc: Value = serde_json::from_slice(&pretty.stdout).expect("get prints JSON");
+    assert_eq!(doc["commands"], json!({"!hello": "Hello, chat!"}));
+
+    let patch = r#"[{"op":"add","path":"/commands/!bye","value":"Bye!"},
+                    {"op":"add","path":"/volume","value":11}]"#;
+    let head2 = ok_line(&d.run_with_stdin(&["patch", TIKATOO, "-"], patch));
+    assert_eq!(head2.len(), 64);
+    assert_ne!(head2, head1);
+
+    // By root hash, compact: the canonical bytes.
+    let compact = r##"{"commands":{"!bye":"Bye!","!hello":"Hello, chat!"},"connection":{"channel":"#tikatoo","platform":"twitch"},"volume":11}"##;
+    assert_eq!(
+        ok_line(&d.run(&["get", "--compact", TIKATOO_HASH])),
+        compact
+    );
+
+    // SIGTERM stops the node gracefully; a new node on the same data has it all.
+    let pid = d.storage.0.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(term.expect("run kill").success());
+    let status = d.storage.0.wait().expect("wait for storage");
+    assert!(status.success(), "storage exited with {status}");
+    d.storage = start_storage(&d.url(), &d.data.path().join("data"), &[]);
+    assert_eq!(
+        ok_line(&d.run(&["get", "--compact", TIKATOO_HASH])),
+        compact
+    );
+}
+
+#[test]
+fn bad_input_exits_2() {
+    let d = Deployment::start();
+    let cases: &[(&[&str], &str)] = &[
+        (&["set", TIKATOO, "/x", "{bad json"], "JSON"),
+        (&["set", TIKATOO, "/x", "hello"], "JSON"),
+        (&["set", TIKATOO, "no-slash", "1"], "Pointer"),
+        (&["set", TIKATOO, "/a/b", "1"], "does not apply"),
+        (&["set", "nonsense", "/x", "1"], "ROOT"),
+        (&["get", "twitch:"], "ROOT"),
+        (&["get"], "Usage"),
+        (&["frobnicate"], "Usage"),
+        (&["--timeout", "0", "get", TIKATOO], "timeout"),
+    ];
+    for (args, says) in cases {
+        let out = d.run(args);
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    let not_ops = d.run_with_stdin(&["patch", TIKATOO, "-"], r#"{"op":"add"}"#);
+    assert_code(&not_ops, 2);
+    let test_fails = r#"[{"op":"test","path":"/connection/platform","value":"discord"}]"#;
+    assert_code(&d.run_with_stdin(&["patch", TIKATOO, "-"], test_fails), 2);
+    assert_code(&d.run(&["patch", TIKATOO, "/nonexistent/patch.json"]), 2);
+    // Nothing was written by any of them.
+    let compact = ok_line(&d.run(&["get", "--compact", TIKATOO]));
+    assert_eq!(
+        compact,
+        r##"{"connection":{"channel":"#tikatoo","platform":"twitch"}}"##
+    );
+}
+
+#[test]
+fn unknown_root_by_hash_exits_3() {
+    let d = Deployment::start();
+    let unknown = "0".repeat(64);
+    let out = d.run(&["get", &unknown]);
+    assert_code(&out, 3);
+    assert!(stderr(&out).contains(&unknown), "{}", stderr(&out));
+    assert_code(&d.run(&["set", &unknown, "/x", "1"]), 3);
+}
+
+#[test]
+fn watch_prints_a_change_made_by_set() {
+    let d = Deployment::start();
+    let url = d.url();
+    let (_watch, lines, first) = spawn(&["--redis", &url, "watch", TIKATOO]);
+    let first: Value = serde_json::from_str(&first).expect("watch prints JSON lines");
+    assert_eq!(first["head"], TIKATOO_HASH);
+    assert_eq!(first["height"], 0);
+    assert_eq!(first["ops"], Value::Null);
+
+    let head = ok_line(&d.run(&["set", TIKATOO, "/greeting", r#""hi""#]));
+    let change: Value = serde_json::from_str(&lines.next("change")).expect("a JSON line");
+    assert_eq!(change["head"], head.as_str());
+    assert_eq!(change["height"], 1);
+    assert_eq!(
+        change["ops"],
+        json!([{"op": "add", "path": "/greeting", "value": "hi"}])
+    );
+    assert_eq!(change["document"]["greeting"], "hi");
+    assert_eq!(change["dropped"], false);
+}
+
+#[test]
+fn no_storage_means_timeout_exit_5() {
+    let redis = RedisServer::start();
+    let out = run(&["--redis", &redis.url(), "--timeout", "0.5", "get", TIKATOO]);
+    assert_code(&out, 5);
+    assert!(stderr(&out).contains("storage"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_closed_port_exits_6() {
+    let url = format!("redis://127.0.0.1:{}", tikaconf_test::free_port());
+    for args in [
+        &["get", TIKATOO][..],
+        &["set", TIKATOO, "/x", "1"],
+        &["watch", TIKATOO],
+        &["storage", "--store", "redis"],
+    ] {
+        let out = run(&[&["--redis", url.as_str()], args].concat());
+        assert_code(&out, 6);
+        assert!(stderr(&out).contains(&url), "{args:?}: {}", stderr(&out));
+    }
+    let data = tempfile::tempdir().expect("temporary data directory");
+    let data = data.path().to_str().expect("UTF-8 path");
+    assert_code(&run(&["storage", "--redis", &url, "--data", data]), 6);
+}
+
+#[test]
+fn redis_store_keeps_namespaces_apart() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let unused = tempfile::tempdir().expect("temporary directory");
+    let _storage = start_storage(
+        &url,
+        unused.path(),
+        &["--store", "redis", "--namespace", "blue"],
+    );
+    let blue =
+        |args: &[&str]| run(&[&["--redis", url.as_str(), "--namespace", "blue"], args].concat());
+    ok_line(&blue(&["set", TIKATOO, "/color", r#""blue""#]));
+    assert_eq!(
+        ok_line(&blue(&["get", "--compact", TIKATOO])),
+        r##"{"color":"blue","connection":{"channel":"#tikatoo","platform":"twitch"}}"##
+    );
+    // No storage node serves the default namespace.
+    let out = run(&["--redis", &url, "--timeout", "0.5", "get", TIKATOO]);
+    assert_code(&out, 5);
+    // The redb directory was not used.
+    assert_eq!(
+        std::fs::read_dir(unused.path()).expect("read dir").count(),
+        0
+    );
+}
