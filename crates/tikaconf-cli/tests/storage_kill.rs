@@ -15,14 +15,7 @@ use tikaconf_test::RedisServer;
 
 fn options() -> ClientOptions {
     ClientOptions {
-        follower: FollowerConfig {
-            resync_interval: Duration::from_secs(2),
-            request_timeout: Duration::from_millis(500),
-            confirm_timeout: Duration::from_millis(500),
-            fork_grace: Duration::from_millis(300),
-            write_timeout: Duration::from_secs(1),
-            jitter_seed: 7,
-        },
+        follower: FollowerConfig::quick(Duration::from_secs(1)),
         ..ClientOptions::default()
     }
 }

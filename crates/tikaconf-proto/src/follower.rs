@@ -80,6 +80,22 @@ impl Default for FollowerConfig {
     }
 }
 
+impl FollowerConfig {
+    /// Timers scaled down about fourfold, for loopback deployments and tests where
+    /// healing should show within seconds: re-sync every 2 s, ask again after
+    /// 500 ms, give up on a write after `write_timeout`.
+    pub fn quick(write_timeout: Duration) -> FollowerConfig {
+        FollowerConfig {
+            resync_interval: Duration::from_secs(2),
+            request_timeout: Duration::from_millis(500),
+            confirm_timeout: Duration::from_millis(500),
+            fork_grace: Duration::from_millis(300),
+            write_timeout,
+            jitter_seed: 0,
+        }
+    }
+}
+
 /// The document at one head.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Current {

@@ -69,6 +69,13 @@ impl Ops {
         Ok(Ops { patch: Patch(ops) })
     }
 
+    /// The ops as a JSON array, as they appear in the patch message.
+    pub fn to_value(&self) -> Value {
+        // Serializing a parsed patch cannot fail: it holds only JSON values and
+        // pointers, which serialize to strings.
+        serde_json::to_value(&self.patch).unwrap_or(Value::Null)
+    }
+
     /// The number of ops.
     pub fn len(&self) -> usize {
         self.patch.0.len()
@@ -95,6 +102,12 @@ impl Ops {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ops_serialize_back_to_their_json() {
+        let v = serde_json::json!([{"op": "add", "path": "/a", "value": 1}]);
+        assert_eq!(super::Ops::from_value(&v).unwrap().to_value(), v);
+    }
+
     use super::*;
     use crate::json::parse_strict;
     use serde_json::json;

@@ -17,12 +17,8 @@ pub use tikaconf_test::RedisServer;
 pub fn fast_options() -> ClientOptions {
     ClientOptions {
         follower: FollowerConfig {
-            resync_interval: Duration::from_secs(2),
-            request_timeout: Duration::from_millis(500),
-            confirm_timeout: Duration::from_millis(500),
-            fork_grace: Duration::from_millis(300),
-            write_timeout: Duration::from_secs(5),
             jitter_seed: rand::random(),
+            ..FollowerConfig::quick(Duration::from_secs(5))
         },
         load_timeout: Duration::from_secs(10),
         ..ClientOptions::default()
