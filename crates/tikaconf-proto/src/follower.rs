@@ -40,7 +40,8 @@ use serde_json::{Map, Value};
 use crate::channel::ChannelKind;
 use crate::command::Command;
 use crate::jitter::Jitter;
-use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored};
+use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
+use crate::signature::{SigningKey, TrustSet};
 use crate::writer::{WriteOutcome, Writer};
 use crate::{Channels, Hash, Limits, RootConfig};
 
@@ -198,6 +199,10 @@ pub struct Follower {
     suspect_prodded: bool,
     connected: bool,
     writer: Writer,
+    /// Keys whose signatures this follower requires (empty: none required).
+    trust: TrustSet,
+    /// The key this follower's writes are signed with, if any.
+    signer: Option<SigningKey>,
     jitter: Jitter,
     stats: FollowerStats,
 }
@@ -246,9 +251,24 @@ impl Follower {
             suspect_prodded: false,
             connected: false,
             writer: Writer::default(),
+            trust: TrustSet::default(),
+            signer: None,
             jitter,
             stats: FollowerStats::default(),
         }
+    }
+
+    /// Requires every message on `updates:` channels to be signed by a key of
+    /// `trust` (see [`crate::signature`]).
+    pub fn with_trust(mut self, trust: TrustSet) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Signs this follower's writes with `key`.
+    pub fn with_signer(mut self, key: Option<SigningKey>) -> Self {
+        self.signer = key;
+        self
     }
 
     pub fn root(&self) -> Hash {
@@ -370,17 +390,6 @@ impl Follower {
         step
     }
 
-    /// Same as [`Follower::handle_message`], for a message already decoded (a
-    /// driver that follows many roots decodes once and dispatches).
-    pub fn handle_decoded(&mut self, now: Instant, channel: Hash, message: Message) -> Step {
-        let mut step = Step::default();
-        if let Err(reason) = self.on_decoded(now, channel, message, &mut step) {
-            *self.stats.ignored.entry(reason.label()).or_default() += 1;
-            step.events.push(FollowerEvent::Ignored { reason });
-        }
-        step
-    }
-
     /// Builds a patch of `ops` on the current head (which must be `parent`, when
     /// given: ops computed from one document must not land on another), checks
     /// that it applies, and returns it with the command that publishes it. Its
@@ -409,10 +418,14 @@ impl Follower {
         let patch = Arc::new(patch);
         self.writer
             .track(patch.hash, patch.height, now + self.config.write_timeout);
+        let payload = match &self.signer {
+            Some(key) => attach_signature(&patch.encoded, &key.sign(&patch.hash)),
+            None => patch.encoded.clone(),
+        };
         let step = Step {
             commands: vec![Command::Publish {
                 channel: self.channels.updates(&patch.parent),
-                payload: patch.encoded.clone(),
+                payload,
             }],
             events: Vec::new(),
         };
@@ -429,7 +442,8 @@ impl Follower {
         let Some(ChannelKind::Updates(on)) = self.channels.classify(channel) else {
             return Err(Rejection::ForeignChannel);
         };
-        let message = Message::decode(payload, &self.limits)?;
+        let (message, signature) = Message::decode_signed(payload, &self.limits)?;
+        message.verify(signature.as_ref(), &self.trust)?;
         self.on_decoded(now, on, message, step)
     }
 

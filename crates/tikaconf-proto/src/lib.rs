@@ -20,6 +20,7 @@ pub mod limits;
 pub mod message;
 pub mod patch;
 pub mod root;
+pub mod signature;
 pub mod storage;
 pub mod writer;
 
@@ -31,5 +32,6 @@ pub use hash::Hash;
 pub use limits::Limits;
 pub use message::{DecodeError, LoadRequest, Message, Patch, Rejection, Snapshot, Stored};
 pub use root::RootConfig;
+pub use signature::{PublicKey, Signature, SigningKey, TrustSet};
 pub use storage::{PersistCommit, PersistOutcome, StorageCommand, StorageEngine, StoredHead};
 pub use writer::{WriteOutcome, Writer};

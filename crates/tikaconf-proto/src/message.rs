@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::json::JsonError;
 use crate::patch::{Ops, PatchError};
 use crate::root::{RootConfig, RootError};
+use crate::signature::{Signature, TrustSet};
 use crate::{Hash, Limits, canonical, json};
 
 /// Largest integer the protocol carries exactly (2^53).
@@ -113,6 +114,8 @@ pub enum DecodeError {
     BadMeta,
     #[error("invalid root configuration: {0}")]
     BadRoot(#[from] RootError),
+    #[error("field \"sig\" must be {{\"key\": 64 hex digits, \"sig\": 128 hex digits}}")]
+    BadSignature,
 }
 
 /// Why a well-formed patch or answer is not accepted by a node in its state.
@@ -137,6 +140,12 @@ pub enum Rejection {
     DocumentTooDeep { depth: usize, max: usize },
     #[error("this kind of message does not belong on this channel")]
     WrongChannelKind,
+    #[error("unsigned, and this node accepts only signed messages")]
+    Unsigned,
+    #[error("signed by a key this node does not trust")]
+    UntrustedKey,
+    #[error("the signature does not match the message")]
+    BadSignature,
 }
 
 impl Rejection {
@@ -152,6 +161,9 @@ impl Rejection {
             Rejection::DocumentTooLarge { .. } => "document_too_large",
             Rejection::DocumentTooDeep { .. } => "document_too_deep",
             Rejection::WrongChannelKind => "wrong_channel_kind",
+            Rejection::Unsigned => "unsigned",
+            Rejection::UntrustedKey => "untrusted_key",
+            Rejection::BadSignature => "bad_signature",
         }
     }
 }
@@ -197,18 +209,41 @@ fn check_size(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
 }
 
 impl Message {
-    /// Decodes a message received on an `updates:<hash>` channel.
+    /// Decodes a message received on an `updates:<hash>` channel. A `"sig"`
+    /// member, if any, is checked for shape and dropped; see
+    /// [`Message::decode_signed`].
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+        Message::decode_signed(bytes, limits).map(|(m, _)| m)
+    }
+
+    /// Decodes a message and its signature, if it carries one.
+    pub fn decode_signed(
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<(Message, Option<Signature>), DecodeError> {
         check_size(bytes, limits)?;
         let value = json::parse_strict(bytes, limits.max_depth)?;
-        Message::from_value(value)
+        Message::from_value_signed(value)
     }
 
     /// Builds a message from an already normalized JSON value (see [`json::normalize`]).
     pub fn from_value(value: Value) -> Result<Message, DecodeError> {
-        let Value::Object(map) = value else {
+        Message::from_value_signed(value).map(|(m, _)| m)
+    }
+
+    fn from_value_signed(value: Value) -> Result<(Message, Option<Signature>), DecodeError> {
+        let Value::Object(mut map) = value else {
             return Err(DecodeError::NotAnObject);
         };
+        // The signature is not part of what it signs: take it out first.
+        let signature = match map.remove("sig") {
+            None => None,
+            Some(v) => Some(Signature::from_value(&v).ok_or(DecodeError::BadSignature)?),
+        };
+        Message::from_map(map).map(|m| (m, signature))
+    }
+
+    fn from_map(map: Map<String, Value>) -> Result<Message, DecodeError> {
         let kind = match map.get("type") {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(DecodeError::MissingType),
@@ -236,6 +271,32 @@ impl Message {
             }
             _ => Err(DecodeError::UnknownType(kind)),
         }
+    }
+
+    /// The hash a signature of this message signs: the hash of its canonical form
+    /// without `"sig"` (for a patch, the patch's own hash).
+    pub fn signed_hash(&self) -> Hash {
+        match self {
+            Message::Patch(p) => p.hash,
+            Message::Snapshot(s) => Hash::of_canonical_bytes(&s.encoded),
+            Message::Unknown { root } => Hash::of_canonical_bytes(&encode_unknown(*root)),
+            Message::Stored(s) => Hash::of_canonical_bytes(&s.encode()),
+        }
+    }
+
+    /// Checks the signature against `trust` (nothing to check when it is empty).
+    pub fn verify(&self, signature: Option<&Signature>, trust: &TrustSet) -> Result<(), Rejection> {
+        if trust.is_empty() {
+            return Ok(());
+        }
+        let sig = signature.ok_or(Rejection::Unsigned)?;
+        if !trust.contains(&sig.key) {
+            return Err(Rejection::UntrustedKey);
+        }
+        if !sig.verifies(&self.signed_hash()) {
+            return Err(Rejection::BadSignature);
+        }
+        Ok(())
     }
 
     /// The root this message is about.
@@ -461,5 +522,18 @@ impl Patch {
             });
         }
         Ok(next)
+    }
+}
+
+/// The wire form of a canonical message `unsigned` with `signature` added as its
+/// `"sig"` member (still canonical).
+pub fn attach_signature(unsigned: &[u8], signature: &Signature) -> Bytes {
+    match json::parse_strict(unsigned, Limits::MAX_DEPTH_CEILING) {
+        Ok(Value::Object(mut map)) => {
+            map.insert("sig".into(), signature.to_value());
+            Bytes::from(canonical::to_vec(&Value::Object(map)))
+        }
+        // Our own canonical output always parses back as an object.
+        _ => Bytes::copy_from_slice(unsigned),
     }
 }

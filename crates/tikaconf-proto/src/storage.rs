@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::channel::ChannelKind;
 use crate::command::Command;
-use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored};
+use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
+use crate::signature::{SigningKey, TrustSet};
 use crate::{Channels, Hash, Limits};
 
 /// What storage holds for one root: its latest head, and the snapshot that takes
@@ -25,6 +26,17 @@ pub struct StoredHead {
     pub height: u64,
     /// Canonical JSON of the snapshot message for (`root`, `head`, `height`).
     pub snapshot: Bytes,
+}
+
+/// `unsigned` canonical bytes with `signer`'s signature attached, if there is one.
+fn sign_with(signer: Option<&SigningKey>, unsigned: Bytes) -> Bytes {
+    match signer {
+        Some(key) => {
+            let sig = key.sign(&Hash::of_canonical_bytes(&unsigned));
+            attach_signature(&unsigned, &sig)
+        }
+        None => unsigned,
+    }
 }
 
 /// One compare-and-set a store must carry out: move `new.root` from
@@ -142,6 +154,10 @@ pub struct StorageEngine {
     next_batch: u64,
     /// Roots whose snapshot is owed to requesters, sent once nothing is unpersisted.
     answers_due: BTreeSet<Hash>,
+    /// Keys whose signatures patches must carry (empty: none required).
+    trust: TrustSet,
+    /// The key this node signs its snapshots and notices with, if any.
+    signer: Option<SigningKey>,
     stats: StorageStats,
 }
 
@@ -156,8 +172,29 @@ impl StorageEngine {
             in_flight: None,
             next_batch: 0,
             answers_due: BTreeSet::new(),
+            trust: TrustSet::default(),
+            signer: None,
             stats: StorageStats::default(),
         }
+    }
+
+    /// Requires patches (and other storage nodes' notices) to be signed by a key
+    /// of `trust`.
+    pub fn with_trust(mut self, trust: TrustSet) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Signs snapshots and notices with `key`, so that followers requiring
+    /// signatures accept them.
+    pub fn with_signer(mut self, key: Option<SigningKey>) -> Self {
+        self.signer = key;
+        self
+    }
+
+    /// `unsigned` canonical bytes as this node publishes them: with its signature.
+    fn signed(&self, unsigned: Bytes) -> Bytes {
+        sign_with(self.signer.as_ref(), unsigned)
     }
 
     pub fn stats(&self) -> &StorageStats {
@@ -206,7 +243,7 @@ impl StorageEngine {
                 self.dispatch(request.root(), Queued::Request(request), out);
                 Ok(())
             }
-            Some(ChannelKind::Updates(on)) => match Message::decode(payload, &self.limits)? {
+            Some(ChannelKind::Updates(on)) => match self.decode_verified(payload)? {
                 Message::Patch(patch) => {
                     if patch.parent != on {
                         return Err(Rejection::ChannelMismatch {
@@ -227,6 +264,16 @@ impl StorageEngine {
                 _ => Err(Rejection::WrongChannelKind),
             },
         }
+    }
+
+    /// Decodes a message on an `updates:` channel; with a trust set, patches and
+    /// `stored` notices must carry a trusted signature (answers are ignored anyway).
+    fn decode_verified(&self, payload: &[u8]) -> Result<Message, Rejection> {
+        let (message, signature) = Message::decode_signed(payload, &self.limits)?;
+        if matches!(message, Message::Patch(_) | Message::Stored(_)) {
+            message.verify(signature.as_ref(), &self.trust)?;
+        }
+        Ok(message)
     }
 
     fn dispatch(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
@@ -256,13 +303,13 @@ impl StorageEngine {
                     root,
                     head: root,
                     height: 0,
-                    snapshot: snapshot.encoded,
+                    snapshot: self.signed(snapshot.encoded),
                 }));
             }
             Queued::Request(LoadRequest::ByHash(_)) => {
                 out.push(StorageCommand::Bus(Command::Publish {
                     channel: self.channels.updates(&root),
-                    payload: crate::message::encode_unknown(root),
+                    payload: self.signed(crate::message::encode_unknown(root)),
                 }));
             }
             Queued::Patch(_) => self.stats.unknown_root += 1,
@@ -316,7 +363,7 @@ impl StorageEngine {
                     root,
                     head: patch.hash,
                     height: patch.height,
-                    snapshot: snapshot.encoded,
+                    snapshot: sign_with(self.signer.as_ref(), snapshot.encoded),
                 };
                 self.open_notices.push(new.clone());
                 self.open.push(PersistCommit {
@@ -441,7 +488,7 @@ impl StorageEngine {
                     self.stats.stored_notices += 1;
                     out.push(StorageCommand::Bus(Command::Publish {
                         channel: self.channels.updates(&notice.root),
-                        payload: stored.encode(),
+                        payload: self.signed(stored.encode()),
                     }));
                 }
                 PersistOutcome::Stale { .. } => {

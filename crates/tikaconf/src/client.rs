@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tikaconf_proto::{Channels, FollowerConfig, Hash, Limits, RootConfig};
+use tikaconf_proto::{Channels, FollowerConfig, Hash, Limits, RootConfig, SigningKey, TrustSet};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::BusHandle;
@@ -23,6 +23,11 @@ pub struct ClientOptions {
     /// PEM of the CA that signed a `rediss://` server's certificate, when it is not
     /// one of the platform's web roots.
     pub tls_ca_pem: Option<Vec<u8>>,
+    /// Accept only messages signed by these keys (empty: no signatures required).
+    /// Every node of a deployment must use the same set.
+    pub trust: TrustSet,
+    /// Sign this client's writes with this key.
+    pub signing_key: Option<SigningKey>,
 }
 
 impl Default for ClientOptions {
@@ -33,6 +38,8 @@ impl Default for ClientOptions {
             follower: FollowerConfig::default(),
             load_timeout: Duration::from_secs(10),
             tls_ca_pem: None,
+            trust: TrustSet::default(),
+            signing_key: None,
         }
     }
 }
@@ -81,7 +88,7 @@ impl Client {
     /// A client over any bus, such as [`crate::memory::Broker::connect`].
     pub fn with_bus(bus: BusHandle, options: ClientOptions) -> Client {
         let channels = Channels::new(options.namespace.as_deref());
-        let hub = Hub::spawn(bus, channels, options.limits, options.follower.clone());
+        let hub = Hub::spawn(bus, channels, &options);
         Client { hub, options }
     }
 

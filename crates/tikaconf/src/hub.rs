@@ -14,12 +14,13 @@ use serde_json::{Map, Value};
 use tikaconf_proto::follower::{FollowerStats, Step, SubmitError};
 use tikaconf_proto::{
     ChannelKind, Channels, Current, Follower, FollowerConfig, FollowerEvent, Hash, Limits, Patch,
-    RootConfig, WriteOutcome,
+    RootConfig, SigningKey, TrustSet, WriteOutcome,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::bus::{BusEvent, BusHandle};
+use crate::client::ClientOptions;
 use crate::config::Change;
 use crate::executor::Executor;
 
@@ -99,6 +100,8 @@ pub(crate) struct Hub {
     channels: Channels,
     limits: Limits,
     config: FollowerConfig,
+    trust: TrustSet,
+    signer: Option<SigningKey>,
     executor: Executor,
     connected: bool,
     slots: HashMap<Hash, Slot>,
@@ -111,16 +114,18 @@ impl Hub {
     pub(crate) fn spawn(
         bus: BusHandle,
         channels: Channels,
-        limits: Limits,
-        config: FollowerConfig,
+        options: &ClientOptions,
     ) -> mpsc::UnboundedSender<Request> {
         let (tx, rx) = mpsc::unbounded_channel();
         let executor = Executor::spawn(bus.bus.clone());
+        let config = options.follower.clone();
         let hub = Hub {
             channels,
-            limits,
+            limits: options.limits,
             next_seed: config.jitter_seed,
             config,
+            trust: options.trust.clone(),
+            signer: options.signing_key.clone(),
             executor,
             connected: false,
             slots: HashMap::new(),
@@ -214,7 +219,9 @@ impl Hub {
                     RootTarget::Root(r) => {
                         Follower::by_root(r, self.channels.clone(), self.limits, config)
                     }
-                };
+                }
+                .with_trust(self.trust.clone())
+                .with_signer(self.signer.clone());
                 let (current_tx, current) = watch::channel(None);
                 let (changes, _) = broadcast::channel(CHANGES_BUFFER);
                 let shared = Arc::new(Shared {

@@ -51,7 +51,7 @@ pub use config::{Change, Changes, Config};
 pub use error::{Error, WriteError};
 pub use storage_node::{StorageNode, StorageOptions};
 pub use tikaconf_proto as proto;
-pub use tikaconf_proto::{Hash, Limits, RootConfig};
+pub use tikaconf_proto::{Hash, Limits, PublicKey, RootConfig, SigningKey, TrustSet};
 pub use tikaconf_store as store;
 
 /// The README's library example, compiled as a doctest so it cannot rot.

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tikaconf_proto::storage::{PersistCommit, PersistOutcome, StorageCommand, StorageStats};
-use tikaconf_proto::{Channels, Hash, Limits, StorageEngine, StoredHead};
+use tikaconf_proto::{Channels, Hash, Limits, SigningKey, StorageEngine, StoredHead, TrustSet};
 use tikaconf_store::{Commit, CommitOutcome, Store};
 use tokio::sync::{mpsc, watch};
 
@@ -24,6 +24,11 @@ use crate::executor::Executor;
 pub struct StorageOptions {
     pub namespace: Option<String>,
     pub limits: Limits,
+    /// Accept only patches signed by these keys (empty: no signatures required).
+    pub trust: TrustSet,
+    /// Sign snapshots and notices with this key (needed when followers require
+    /// signatures).
+    pub signing_key: Option<SigningKey>,
 }
 
 /// A store call finished.
@@ -50,7 +55,9 @@ pub async fn run<S: Store>(
     shutdown: impl Future<Output = ()>,
 ) {
     let channels = Channels::new(options.namespace.as_deref());
-    let mut engine = StorageEngine::new(channels, options.limits);
+    let mut engine = StorageEngine::new(channels, options.limits)
+        .with_trust(options.trust)
+        .with_signer(options.signing_key);
     let executor = Executor::spawn(bus.bus.clone());
     let store = Arc::new(store);
     let (results_tx, mut results) = mpsc::unbounded_channel();

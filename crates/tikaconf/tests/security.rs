@@ -57,3 +57,108 @@ async fn tls_and_acl_user() {
     assert!(Client::connect_with(&url, fast_options()).await.is_err());
     node.shutdown().await;
 }
+
+/// With a trust set configured, a client with full Redis rights but no trusted
+/// key cannot change a configuration: not by writing, not by publishing a patch by
+/// hand, not by forging storage's answers or notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_updates_keep_out_a_client_without_a_key() {
+    use tikaconf::proto::{Patch, Snapshot, Stored};
+    use tikaconf::{SigningKey, TrustSet, WriteError};
+
+    let redis = RedisServer::start();
+    let storage_key = SigningKey::from_seed([1; 32]);
+    let writer_key = SigningKey::from_seed([2; 32]);
+    let trust = TrustSet::new([storage_key.public_key(), writer_key.public_key()]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bus = BusHandle::redis(&redis.url()).await.unwrap();
+    let storage_options = StorageOptions {
+        trust: trust.clone(),
+        signing_key: Some(storage_key),
+        ..StorageOptions::default()
+    };
+    let node = StorageNode::spawn(bus, RedbStore::open(dir.path()).unwrap(), storage_options);
+    node.ready().await;
+
+    let signed = |key: Option<SigningKey>| ClientOptions {
+        trust: trust.clone(),
+        signing_key: key,
+        ..fast_options()
+    };
+    let root = RootConfig::twitch("#signed").unwrap();
+    let writer = Client::connect_with(&redis.url(), signed(Some(writer_key))).await.unwrap();
+    let w = writer.follow(root.clone()).await.expect("storage's signed snapshot is accepted");
+    let head = w
+        .submit(json!([{"op": "add", "path": "/mod", "value": "tika"}]))
+        .await
+        .expect("a trusted writer commits");
+    let reader = Client::connect_with(&redis.url(), signed(None)).await.unwrap();
+    let r = reader.follow(root.hash()).await.unwrap();
+    assert_eq!(r.head(), head);
+
+    // A client with no key (and full Redis rights): its write is never stored.
+    let intruder = Client::connect_with(&redis.url(), signed(None)).await.unwrap();
+    let i = intruder.follow(root.hash()).await.unwrap();
+    let attempt = i
+        .submit(json!([{"op": "replace", "path": "/mod", "value": "evil"}]))
+        .await;
+    assert!(
+        matches!(attempt, Err(WriteError::Timeout { .. })),
+        "{attempt:?}"
+    );
+
+    // By hand: an unsigned patch, a patch signed by an unknown key, a forged
+    // snapshot far ahead, a forged `stored` notice.
+    let mut raw = raw(&redis).await;
+    let forged_patch = Patch::build(
+        root.hash(),
+        head,
+        1,
+        json!([{"op": "replace", "path": "/mod", "value": "evil"}]),
+        None,
+    )
+    .unwrap();
+    let rogue = SigningKey::from_seed([9; 32]);
+    let rogue_signed = tikaconf::proto::message::attach_signature(
+        &forged_patch.encoded,
+        &rogue.sign(&forged_patch.hash),
+    );
+    let forged_snapshot = Snapshot::new(
+        root.hash(),
+        forged_patch.hash,
+        50,
+        json!({"mod": "evil"}),
+    );
+    let forged_stored = Stored {
+        root: root.hash(),
+        head: forged_patch.hash,
+        height: 2,
+    };
+    let on_head = format!("updates:{head}");
+    let on_root = format!("updates:{}", root.hash());
+    for (channel, payload) in [
+        (&on_head, forged_patch.encoded.clone()),
+        (&on_head, rogue_signed),
+        (&on_root, forged_snapshot.encoded.clone()),
+        (&on_root, forged_stored.encode()),
+    ] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload.as_ref())
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    // The trusted writer still writes, and everyone agrees on its document.
+    let next = w
+        .submit(json!([{"op": "add", "path": "/ok", "value": 1}]))
+        .await
+        .unwrap();
+    wait_for_head(&r, next, std::time::Duration::from_secs(5)).await;
+    assert_eq!(r.document()["mod"], "tika");
+    let stats = r.stats().await;
+    assert!(stats.ignored.get("unsigned").copied().unwrap_or(0) >= 3, "{stats:?}");
+    assert_eq!(stats.ignored.get("untrusted_key"), Some(&1), "{stats:?}");
+    node.shutdown().await;
+}

@@ -1,0 +1,188 @@
+//! Signed messages: who may change a configuration when Redis itself is not trusted.
+//!
+//! Anyone who can publish on Redis could otherwise change every bot's
+//! configuration. With a [`TrustSet`] of Ed25519 public keys configured, a node
+//! accepts on `updates:` channels only messages signed by one of those keys:
+//! writers sign their patches, storage nodes their snapshots, `stored` and
+//! `unknown` notices. The signature travels in an optional `"sig"` member,
+//! `{"key": <public key, 64 hex>, "sig": <signature, 128 hex>}`, and signs the
+//! 32-byte hash of the canonical message *without* that member; for a patch that
+//! is the patch's hash, so signing never changes a chain's hashes.
+//!
+//! Every node of a deployment must use the same trust set, or they would disagree
+//! on which patch counts. An empty trust set (the default) turns verification off;
+//! signatures present are then ignored.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use ed25519_dalek::{Signer as _, Verifier as _};
+use serde_json::{Map, Value};
+
+use crate::Hash;
+
+/// An Ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(ed25519_dalek::VerifyingKey);
+
+/// An Ed25519 signing key (its 32-byte seed is the secret).
+#[derive(Clone)]
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+/// A message's signature and the key that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signature {
+    pub key: PublicKey,
+    pub sig: ed25519_dalek::Signature,
+}
+
+/// The public keys whose signatures a node accepts. Empty: no verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustSet(HashSet<[u8; 32]>);
+
+/// Why a key or signature could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("a key is 64 hex digits")]
+    BadHex,
+    #[error("not a valid Ed25519 public key")]
+    BadPublicKey,
+}
+
+fn hex_bytes<const N: usize>(s: &str) -> Result<[u8; N], KeyError> {
+    let s = s.as_bytes();
+    if s.len() != 2 * N {
+        return Err(KeyError::BadHex);
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        _ => Err(KeyError::BadHex),
+    };
+    let mut out = [0u8; N];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Ok(out)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl PublicKey {
+    pub fn from_hex(s: &str) -> Result<PublicKey, KeyError> {
+        let bytes = hex_bytes::<32>(s)?;
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map(PublicKey)
+            .map_err(|_| KeyError::BadPublicKey)
+    }
+
+    pub fn to_hex(&self) -> String {
+        to_hex(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", &self.to_hex()[..12])
+    }
+}
+
+impl SigningKey {
+    /// A signing key from its 32-byte secret seed.
+    pub fn from_seed(seed: [u8; 32]) -> SigningKey {
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// A signing key from its seed written as 64 hex digits.
+    pub fn from_hex(s: &str) -> Result<SigningKey, KeyError> {
+        hex_bytes::<32>(s.trim()).map(SigningKey::from_seed)
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key())
+    }
+
+    /// Signs a message's hash (see the module documentation).
+    pub fn sign(&self, hash: &Hash) -> Signature {
+        Signature {
+            key: self.public_key(),
+            sig: self.0.sign(hash.as_bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        write!(f, "SigningKey(public {:?})", self.public_key())
+    }
+}
+
+impl TrustSet {
+    pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> TrustSet {
+        TrustSet(keys.into_iter().map(|k| *k.0.as_bytes()).collect())
+    }
+
+    /// True when verification is off.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, key: &PublicKey) -> bool {
+        self.0.contains(key.0.as_bytes())
+    }
+}
+
+impl Signature {
+    /// The `"sig"` member's value.
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("key".into(), Value::String(self.key.to_hex()));
+        m.insert("sig".into(), Value::String(to_hex(&self.sig.to_bytes())));
+        Value::Object(m)
+    }
+
+    /// Reads a `"sig"` member: exactly `{"key": hex, "sig": hex}`.
+    pub fn from_value(value: &Value) -> Option<Signature> {
+        let Value::Object(m) = value else {
+            return None;
+        };
+        if m.len() != 2 {
+            return None;
+        }
+        let key = PublicKey::from_hex(m.get("key")?.as_str()?).ok()?;
+        let sig = hex_bytes::<64>(m.get("sig")?.as_str()?).ok()?;
+        Some(Signature {
+            key,
+            sig: ed25519_dalek::Signature::from_bytes(&sig),
+        })
+    }
+
+    /// Whether this signs `hash`.
+    pub fn verifies(&self, hash: &Hash) -> bool {
+        self.key.0.verify(hash.as_bytes(), &self.sig).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_and_verifies_a_hash() {
+        let key = SigningKey::from_seed([7; 32]);
+        let h = Hash::of_canonical_bytes(b"{}");
+        let sig = key.sign(&h);
+        assert!(sig.verifies(&h));
+        assert!(!sig.verifies(&Hash::of_canonical_bytes(b"[]")));
+        let back = Signature::from_value(&sig.to_value()).unwrap();
+        assert_eq!(back, sig);
+        let trust = TrustSet::new([key.public_key()]);
+        assert!(trust.contains(&sig.key));
+        assert!(!trust.contains(&SigningKey::from_seed([8; 32]).public_key()));
+        assert_eq!(PublicKey::from_hex(&key.public_key().to_hex()), Ok(key.public_key()));
+    }
+}
