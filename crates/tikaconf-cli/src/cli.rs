@@ -48,6 +48,24 @@ pub struct Global {
     /// Seconds to wait for storage to load a configuration, and for a write's outcome.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
+    /// Accept only messages signed by these Ed25519 public keys (64 hex digits each,
+    /// comma-separated); every node of a deployment needs the same set.
+    #[arg(
+        long = "trust-key",
+        global = true,
+        env = "TIKACONF_TRUST_KEYS",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub trust_keys: Vec<String>,
+    /// File holding the Ed25519 secret (64 hex digits) to sign writes, or a storage
+    /// node's snapshots and notices, with (see `tikaconf keygen`).
+    #[arg(long, global = true, env = "TIKACONF_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// PEM file of the CA that signed a `rediss://` server's certificate, when it is
+    /// not one of the usual web roots.
+    #[arg(long, global = true, env = "TIKACONF_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +102,9 @@ pub enum Command {
     Watch { root: String },
     /// Print the protocol test vectors of docs/PROTOCOL.md as `key: value` lines.
     Vectors,
+    /// Make a new Ed25519 key pair for signed updates: prints `secret: HEX` (keep it
+    /// in a file for --signing-key) and `public: HEX` (for --trust-key).
+    Keygen,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@
 
 mod cli;
 mod commands;
+mod credentials;
 mod failure;
 mod output;
 mod session;
@@ -75,6 +76,7 @@ async fn dispatch(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Root(args) => commands::root::run(args),
         Command::Vectors => commands::vectors::run(),
+        Command::Keygen => commands::keygen::run(),
         Command::Storage(args) => commands::storage::run(global, args).await,
         Command::Get { root, compact } => commands::get::run(global, root, *compact).await,
         Command::Set {

@@ -10,6 +10,7 @@ use tikaconf::proto::FollowerConfig;
 use tikaconf::{Client, ClientOptions, Config, Root};
 
 use crate::cli::Global;
+use crate::credentials::Credentials;
 use crate::failure::{Code, Failure};
 
 /// Reads a ROOT argument as users write it.
@@ -36,6 +37,7 @@ pub fn timeout(global: &Global) -> Result<Duration, Failure> {
 pub async fn follow(global: &Global, root: &str) -> Result<Config, Failure> {
     let root = parse_root(root)?;
     let wait = timeout(global)?;
+    let credentials = Credentials::from_options(global)?;
     let options = ClientOptions {
         namespace: global.namespace.clone(),
         load_timeout: wait,
@@ -43,6 +45,9 @@ pub async fn follow(global: &Global, root: &str) -> Result<Config, Failure> {
             write_timeout: wait,
             ..FollowerConfig::default()
         },
+        tls_ca_pem: credentials.tls_ca_pem,
+        trust: credentials.trust,
+        signing_key: credentials.signing_key,
         ..ClientOptions::default()
     };
     check_reachable(global).await?;
@@ -64,7 +69,8 @@ pub async fn check_reachable(global: &Global) -> Result<(), Failure> {
     let unreachable = |e: anyhow::Error| {
         Failure::new(Code::Connect, e).context(format!("cannot connect to Redis at {url}"))
     };
-    let client = tikaconf_redis::bus::open_client(&global.redis, None)
+    let ca = Credentials::from_options(global)?.tls_ca_pem;
+    let client = tikaconf_redis::bus::open_client(&global.redis, ca.as_deref())
         .map_err(|e| unreachable(anyhow::anyhow!("{e}")))?;
     let wait = timeout(global)?;
     match tokio::time::timeout(wait, client.get_multiplexed_async_connection()).await {

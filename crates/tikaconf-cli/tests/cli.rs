@@ -251,3 +251,59 @@ fn redis_store_keeps_namespaces_apart() {
         0
     );
 }
+
+/// `keygen`, then a deployment that requires signatures: a writer with a trusted
+/// key writes, one without a key cannot (its write is never stored: exit 5).
+#[test]
+fn signed_deployment_accepts_only_trusted_writers() {
+    let keys = tempfile::tempdir().expect("key directory");
+    let keygen = |name: &str| -> (String, String) {
+        let out = run(&["keygen"]);
+        assert_code(&out, 0);
+        let text = stdout(&out);
+        let field = |label: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(label))
+                .unwrap_or_else(|| panic!("no {label} in {text}"))
+                .trim()
+                .to_owned()
+        };
+        let path = keys.path().join(name);
+        std::fs::write(&path, field("secret:")).expect("write key");
+        (path.to_str().unwrap().to_owned(), field("public:"))
+    };
+    let (storage_key, storage_pub) = keygen("storage.key");
+    let (writer_key, writer_pub) = keygen("writer.key");
+    let trust = format!("{storage_pub},{writer_pub}");
+
+    let redis = RedisServer::start();
+    let data = tempfile::tempdir().expect("data directory");
+    let _storage = start_storage(
+        &redis.url(),
+        &data.path().join("data"),
+        &["--trust-key", &trust, "--signing-key", &storage_key],
+    );
+    let base = ["--redis", &redis.url(), "--trust-key", &trust];
+    let signed = run(&[
+        &base[..],
+        &[
+            "--signing-key",
+            &writer_key,
+            "set",
+            TIKATOO,
+            "/mod",
+            "\"tika\"",
+        ],
+    ]
+    .concat());
+    assert_code(&signed, 0);
+    let unsigned = run(&[
+        &base[..],
+        &["--timeout", "2", "set", TIKATOO, "/mod", "\"evil\""],
+    ]
+    .concat());
+    assert_code(&unsigned, 5);
+    let got = run(&[&base[..], &["get", "--compact", TIKATOO]].concat());
+    assert_code(&got, 0);
+    assert!(stdout(&got).contains(r#""mod":"tika""#), "{}", stdout(&got));
+}

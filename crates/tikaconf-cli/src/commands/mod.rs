@@ -1,6 +1,7 @@
 //! One module per subcommand; `main.rs` only dispatches.
 
 pub mod get;
+pub mod keygen;
 pub mod root;
 pub mod storage;
 pub mod vectors;

@@ -15,6 +15,7 @@ use tikaconf::{StorageNode, StorageOptions};
 use tikaconf_redis::RedisStore;
 
 use crate::cli::{Global, StorageArgs, StoreKind};
+use crate::credentials::Credentials;
 use crate::failure::{Code, Failure};
 use crate::{output, session, shutdown};
 
@@ -32,7 +33,10 @@ pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
                 Some(ns) if !ns.is_empty() => format!("tikaconf:{ns}:"),
                 _ => "tikaconf:".to_owned(),
             };
-            let store = RedisStore::connect(&global.redis, &prefix)
+            let ca = Credentials::from_options(global)?.tls_ca_pem;
+            let client = tikaconf_redis::bus::open_client(&global.redis, ca.as_deref())
+                .map_err(|e| Failure::new(Code::Connect, e).context(format!("Redis at {redis}")))?;
+            let store = RedisStore::with_client(client, &prefix)
                 .await
                 .map_err(|e| {
                     Failure::new(Code::Connect, e).context(format!("Redis store at {redis}"))
@@ -67,11 +71,14 @@ async fn serve<S: Store>(
     redis: &str,
     stores: &str,
 ) -> Result<(), Failure> {
-    let bus = BusHandle::redis(&global.redis)
+    let credentials = Credentials::from_options(global)?;
+    let bus = BusHandle::redis_with_ca(&global.redis, credentials.tls_ca_pem.as_deref())
         .await
         .map_err(|e| Failure::new(Code::Connect, e).context(format!("Redis at {redis}")))?;
     let options = StorageOptions {
         namespace: global.namespace.clone(),
+        trust: credentials.trust,
+        signing_key: credentials.signing_key,
         ..StorageOptions::default()
     };
     let node = StorageNode::spawn(bus, store, options);
