@@ -40,6 +40,7 @@ use serde_json::{Map, Value};
 use crate::channel::ChannelKind;
 use crate::command::Command;
 use crate::jitter::Jitter;
+use crate::limits::DocBound;
 use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
 use crate::signature::{SigningKey, TrustSet};
 use crate::writer::{WriteOutcome, Writer};
@@ -181,6 +182,8 @@ pub struct Follower {
     limits: Limits,
     config: FollowerConfig,
     current: Option<Current>,
+    /// Bounds of the current document's size and depth (see [`DocBound`]).
+    doc_bound: DocBound,
     /// Recent heads of our chain, ascending and contiguous, ending at the head.
     chain: VecDeque<(u64, Hash)>,
     /// Highest height of our chain that storage confirmed.
@@ -241,6 +244,7 @@ impl Follower {
             limits,
             config,
             current: None,
+            doc_bound: DocBound::default(),
             chain: VecDeque::new(),
             confirmed: None,
             notices: VecDeque::new(),
@@ -413,7 +417,13 @@ impl Follower {
         }
         let patch = Patch::build(self.root, current.head, current.height, ops, meta)?;
         patch
-            .apply_to(self.root, current.height, &current.doc, &self.limits)
+            .apply_with_bound(
+                self.root,
+                current.height,
+                &current.doc,
+                self.doc_bound,
+                &self.limits,
+            )
             .map_err(SubmitError::Rejected)?;
         let patch = Arc::new(patch);
         self.writer
@@ -504,7 +514,14 @@ impl Follower {
             self.stats.stale += 1;
             return Ok(());
         }
-        let doc = patch.apply_to(self.root, current.height, &current.doc, &self.limits)?;
+        let (doc, bound) = patch.apply_with_bound(
+            self.root,
+            current.height,
+            &current.doc,
+            self.doc_bound,
+            &self.limits,
+        )?;
+        self.doc_bound = bound;
         let next = Current {
             head: patch.hash,
             height: patch.height,
@@ -642,6 +659,7 @@ impl Follower {
             height: snap.height,
             doc: Arc::new(snap.config.clone()),
         };
+        self.doc_bound = DocBound::measure(&next.doc);
         self.move_to(next, cause, step);
         if first {
             self.schedule_resync(now);

@@ -27,6 +27,31 @@ impl Default for Limits {
     }
 }
 
+/// Upper bounds of a document's canonical size and nesting depth.
+///
+/// Checking a patched document against the limits exactly costs a walk over the
+/// whole document for every patch, which is most of what applying a small patch to
+/// a large document costs. Instead each node carries bounds: exact after a
+/// measurement, then grown by what each patch's ops could add at most (see
+/// [`crate::patch::Ops::bound_after`]). While the bound is within the limits, the
+/// document is too; only when the bound crosses a limit is the document measured
+/// again. The outcome is the same as measuring every time, so nodes still agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DocBound {
+    pub bytes: usize,
+    pub depth: usize,
+}
+
+impl DocBound {
+    /// The exact size and depth of `doc`.
+    pub fn measure(doc: &serde_json::Value) -> DocBound {
+        DocBound {
+            bytes: crate::canonical::encoded_len(doc),
+            depth: crate::json::depth(doc),
+        }
+    }
+}
+
 impl Limits {
     /// Room left in a message for a snapshot's envelope (type, root, head, height
     /// and their keys take about 200 bytes; the rest is margin).

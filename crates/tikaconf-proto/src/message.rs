@@ -17,6 +17,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::json::JsonError;
+use crate::limits::DocBound;
 use crate::patch::{Ops, PatchError};
 use crate::root::{RootConfig, RootError};
 use crate::signature::{Signature, TrustSet};
@@ -492,6 +493,23 @@ impl Patch {
         doc: &Value,
         limits: &Limits,
     ) -> Result<Value, Rejection> {
+        let bound = DocBound::measure(doc);
+        self.apply_with_bound(root, parent_height, doc, bound, limits)
+            .map(|(doc, _)| doc)
+    }
+
+    /// [`Patch::apply_to`] for a node that tracks bounds of its document's size
+    /// and depth (see [`DocBound`]): `bound` is the parent's, and the new
+    /// document's comes back with it, which spares measuring the whole document
+    /// on every patch.
+    pub fn apply_with_bound(
+        &self,
+        root: Hash,
+        parent_height: u64,
+        doc: &Value,
+        bound: DocBound,
+        limits: &Limits,
+    ) -> Result<(Value, DocBound), Rejection> {
         if self.root != root {
             return Err(Rejection::RootMismatch {
                 expected: root,
@@ -504,24 +522,29 @@ impl Patch {
                 got: self.height,
             });
         }
-        let mut next = doc.clone();
-        self.ops.apply(&mut next).map_err(Rejection::OpsFailed)?;
+        let next = self
+            .ops
+            .apply_owned(doc.clone())
+            .map_err(Rejection::OpsFailed)?;
         // The document travels inside a snapshot, one level deeper than itself.
-        let depth = json::depth(&next);
+        let quick = self.ops.bound_after(bound);
+        if quick.depth < limits.max_depth && quick.bytes <= limits.max_document_bytes() {
+            return Ok((next, quick));
+        }
+        let DocBound { bytes: size, depth } = DocBound::measure(&next);
         if depth >= limits.max_depth {
             return Err(Rejection::DocumentTooDeep {
                 depth,
                 max: limits.max_depth.saturating_sub(1),
             });
         }
-        let size = canonical::encoded_len(&next);
         if size > limits.max_document_bytes() {
             return Err(Rejection::DocumentTooLarge {
                 size,
                 max: limits.max_document_bytes(),
             });
         }
-        Ok(next)
+        Ok((next, DocBound { bytes: size, depth }))
     }
 }
 

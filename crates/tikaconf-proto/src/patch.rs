@@ -76,6 +76,58 @@ impl Ops {
         serde_json::to_value(&self.patch).unwrap_or(Value::Null)
     }
 
+    /// Upper bounds of the document's size and depth after these ops, given bounds
+    /// before them (see [`crate::limits::DocBound`]). Sound for any document within
+    /// `before`: an add or replace grows the size by at most its value and member
+    /// key, a move by a key, a copy by at most the whole document and a key; depth
+    /// grows to at most the path's depth plus the value's, or, for a move or copy,
+    /// by the path's depth.
+    pub fn bound_after(&self, before: crate::limits::DocBound) -> crate::limits::DocBound {
+        // A member key as canonical JSON: every byte may become a 6-byte escape,
+        // plus quotes, colon and comma.
+        fn key_bytes(path: &str) -> usize {
+            let last = path.rsplit('/').next().unwrap_or("");
+            6 * last.len() + 4
+        }
+        fn segments(path: &str) -> usize {
+            path.bytes().filter(|b| *b == b'/').count()
+        }
+        let mut b = before;
+        for op in &self.patch.0 {
+            match op {
+                PatchOperation::Add(op) => {
+                    b.bytes = b.bytes.saturating_add(
+                        crate::canonical::encoded_len(&op.value) + key_bytes(op.path.as_str()),
+                    );
+                    b.depth = b
+                        .depth
+                        .max(segments(op.path.as_str()) + json::depth(&op.value));
+                }
+                PatchOperation::Replace(op) => {
+                    b.bytes = b.bytes.saturating_add(
+                        crate::canonical::encoded_len(&op.value) + key_bytes(op.path.as_str()),
+                    );
+                    b.depth = b
+                        .depth
+                        .max(segments(op.path.as_str()) + json::depth(&op.value));
+                }
+                PatchOperation::Move(op) => {
+                    b.bytes = b.bytes.saturating_add(key_bytes(op.path.as_str()));
+                    b.depth = b.depth.saturating_add(segments(op.path.as_str()));
+                }
+                PatchOperation::Copy(op) => {
+                    b.bytes = b
+                        .bytes
+                        .saturating_mul(2)
+                        .saturating_add(key_bytes(op.path.as_str()));
+                    b.depth = b.depth.saturating_add(segments(op.path.as_str()));
+                }
+                PatchOperation::Remove(_) | PatchOperation::Test(_) => {}
+            }
+        }
+        b
+    }
+
     /// The number of ops.
     pub fn len(&self) -> usize {
         self.patch.0.len()
@@ -97,6 +149,17 @@ impl Ops {
         })?;
         *doc = next;
         Ok(())
+    }
+
+    /// Applies every op to `doc`, which is consumed: the new document, or the error
+    /// (the partly patched value is dropped). For callers that already hold their
+    /// own copy, this saves [`Ops::apply`]'s second one.
+    pub fn apply_owned(&self, mut doc: Value) -> Result<Value, PatchError> {
+        json_patch::patch_unsafe(&mut doc, &self.patch).map_err(|e| PatchError::OpFailed {
+            index: e.operation,
+            reason: format!("{} (path {:?})", e.kind, e.path.as_str()),
+        })?;
+        Ok(doc)
     }
 }
 
@@ -195,6 +258,80 @@ mod tests {
                 matches!(Ops::from_value(&bad), Err(PatchError::InvalidOps(_))),
                 "{bad}"
             );
+        }
+    }
+
+    mod bounds {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use crate::json::tests::arb_value;
+        use crate::limits::DocBound;
+
+        /// Documents whose keys are the ones the paths use, so most ops apply.
+        fn arb_doc() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<i32>().prop_map(Value::from),
+                "[a-z\\x00-\\x1f\"]{0,6}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop::sample::select(vec!["a", "b", "0", "1", "k/x"])
+                            .prop_map(String::from),
+                        inner,
+                        0..4
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn arb_path() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                prop::sample::select(vec!["a", "b", "0", "1", "-", "k~1x"]),
+                0..4,
+            )
+            .prop_map(|segs| segs.iter().map(|s| format!("/{s}")).collect())
+        }
+
+        fn arb_op() -> impl Strategy<Value = Value> {
+            (
+                0..6usize,
+                arb_path(),
+                arb_path(),
+                prop_oneof![arb_value(), arb_doc()],
+            )
+                .prop_map(|(kind, path, from, value)| match kind {
+                    0 => json!({"op": "add", "path": path, "value": value}),
+                    1 => json!({"op": "remove", "path": path}),
+                    2 => json!({"op": "replace", "path": path, "value": value}),
+                    3 => json!({"op": "move", "from": from, "path": path}),
+                    4 => json!({"op": "copy", "from": from, "path": path}),
+                    _ => json!({"op": "test", "path": path, "value": value}),
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+            /// The bound after a patch is never below the truth, so the fast path
+            /// never accepts a document the exact check would refuse.
+            #[test]
+            fn bound_after_is_an_upper_bound(
+                doc in arb_doc(),
+                ops in prop::collection::vec(arb_op(), 1..4),
+            ) {
+                let ops = super::super::Ops::from_value(&Value::Array(ops)).unwrap();
+                let before = DocBound::measure(&doc);
+                if let Ok(after) = ops.apply_owned(doc) {
+                    let truth = DocBound::measure(&after);
+                    let bound = ops.bound_after(before);
+                    prop_assert!(bound.bytes >= truth.bytes, "{bound:?} < {truth:?}");
+                    prop_assert!(bound.depth >= truth.depth, "{bound:?} < {truth:?}");
+                }
+            }
         }
     }
 }

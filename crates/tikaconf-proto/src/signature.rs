@@ -183,6 +183,9 @@ mod tests {
         let trust = TrustSet::new([key.public_key()]);
         assert!(trust.contains(&sig.key));
         assert!(!trust.contains(&SigningKey::from_seed([8; 32]).public_key()));
-        assert_eq!(PublicKey::from_hex(&key.public_key().to_hex()), Ok(key.public_key()));
+        assert_eq!(
+            PublicKey::from_hex(&key.public_key().to_hex()),
+            Ok(key.public_key())
+        );
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::channel::ChannelKind;
 use crate::command::Command;
+use crate::limits::DocBound;
 use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
 use crate::signature::{SigningKey, TrustSet};
 use crate::{Channels, Hash, Limits};
@@ -121,6 +122,8 @@ struct ReadyRoot {
     head: Hash,
     height: u64,
     doc: Value,
+    /// Bounds of `doc`'s size and depth (see [`DocBound`]).
+    bound: DocBound,
     /// Commits of this root not yet acknowledged by the store.
     unpersisted: usize,
     /// Reload from the store once the in-flight batch is done.
@@ -351,8 +354,15 @@ impl StorageEngine {
                     self.stats.stale += 1;
                     return;
                 }
-                let doc = match patch.apply_to(root, ready.height, &ready.doc, &self.limits) {
-                    Ok(doc) => doc,
+                let applied = patch.apply_with_bound(
+                    root,
+                    ready.height,
+                    &ready.doc,
+                    ready.bound,
+                    &self.limits,
+                );
+                let (doc, bound) = match applied {
+                    Ok(pair) => pair,
                     Err(reason) => {
                         *self.stats.ignored.entry(reason.label()).or_default() += 1;
                         return;
@@ -373,6 +383,7 @@ impl StorageEngine {
                 ready.head = patch.hash;
                 ready.height = patch.height;
                 ready.doc = snapshot.config;
+                ready.bound = bound;
                 ready.unpersisted += 1;
                 self.stats.applied += 1;
             }
@@ -423,6 +434,7 @@ impl StorageEngine {
             head: head.head,
             height: head.height,
             doc: snapshot.config.clone(),
+            bound: DocBound::measure(&snapshot.config),
             durable: head,
             unpersisted: 0,
             reload_after: false,
