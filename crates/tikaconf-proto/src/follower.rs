@@ -625,6 +625,11 @@ impl Follower {
             self.suspect = None;
         }
         let _ = head;
+        self.resolve_writes(height, step);
+    }
+
+    /// Ends the writes that storage's chain up to `height` decides.
+    fn resolve_writes(&mut self, height: u64, step: &mut Step) {
         let mut ended = Vec::new();
         let (chain, notices) = (&self.chain, &self.notices);
         self.writer.confirmed(
@@ -664,8 +669,12 @@ impl Follower {
         if first {
             self.schedule_resync(now);
         }
-        // A snapshot is storage's word: the chain up to it is stored.
-        self.confirm(now, snap.height, snap.head, step);
+        // A snapshot is storage's word on which writes it holds. It does not
+        // confirm our head for rule 6, though: a snapshot nobody can vouch for (a
+        // forged one, without signatures) must not make the follower ignore every
+        // later answer of storage's. Storage's next answer that matches our head
+        // confirms it.
+        self.resolve_writes(snap.height, step);
     }
 
     /// Makes `next` current, moving the head subscription.

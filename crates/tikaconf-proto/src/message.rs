@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::json::JsonError;
 use crate::limits::DocBound;
-use crate::patch::{Ops, PatchError};
+use crate::patch::{ApplyError, Ops, PatchError};
 use crate::root::{RootConfig, RootError};
 use crate::signature::{Signature, TrustSet};
 use crate::{Hash, Limits, canonical, json};
@@ -522,29 +522,22 @@ impl Patch {
                 got: self.height,
             });
         }
-        let next = self
-            .ops
-            .apply_owned(doc.clone())
-            .map_err(Rejection::OpsFailed)?;
-        // The document travels inside a snapshot, one level deeper than itself.
-        let quick = self.ops.bound_after(bound);
-        if quick.depth < limits.max_depth && quick.bytes <= limits.max_document_bytes() {
-            return Ok((next, quick));
-        }
-        let DocBound { bytes: size, depth } = DocBound::measure(&next);
-        if depth >= limits.max_depth {
-            return Err(Rejection::DocumentTooDeep {
-                depth,
-                max: limits.max_depth.saturating_sub(1),
-            });
-        }
-        if size > limits.max_document_bytes() {
-            return Err(Rejection::DocumentTooLarge {
-                size,
-                max: limits.max_document_bytes(),
-            });
-        }
-        Ok((next, DocBound { bytes: size, depth }))
+        // The document travels inside a snapshot, one level deeper than itself,
+        // so it must stay below `max_depth`, and after every op, not only the last.
+        let max_bytes = limits.max_document_bytes();
+        self.ops
+            .apply_within(doc.clone(), bound, max_bytes, limits.max_depth)
+            .map_err(|e| match e {
+                ApplyError::Op(e) => Rejection::OpsFailed(e),
+                ApplyError::TooLarge { size } => Rejection::DocumentTooLarge {
+                    size,
+                    max: max_bytes,
+                },
+                ApplyError::TooDeep { depth } => Rejection::DocumentTooDeep {
+                    depth,
+                    max: limits.max_depth.saturating_sub(1),
+                },
+            })
     }
 }
 

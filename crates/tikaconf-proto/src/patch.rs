@@ -19,13 +19,70 @@ use json_patch::{Patch, PatchOperation};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Limits;
-use crate::json;
+use crate::limits::DocBound;
+use crate::{Limits, canonical, json};
 
 /// A parsed, normalized list of RFC 6902 operations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ops {
     patch: Patch,
+}
+
+/// Why [`Ops::apply_within`] refused a patch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyError {
+    Op(PatchError),
+    /// A document after some op would be this large (canonical bytes).
+    TooLarge {
+        size: usize,
+    },
+    /// A document after some op would nest this deep.
+    TooDeep {
+        depth: usize,
+    },
+}
+
+/// The bound after one op: an add or replace grows the size by at most its value
+/// and a member key, a move by a key, a copy by at most the whole document and a
+/// key; depth grows to at most the path's depth plus the value's, or, for a move
+/// or copy, by the path's depth.
+fn bound_after_op(op: &PatchOperation, mut b: DocBound) -> DocBound {
+    // A member key as canonical JSON: every byte may become a 6-byte escape, plus
+    // quotes, colon and comma.
+    fn key_bytes(path: &str) -> usize {
+        let last = path.rsplit('/').next().unwrap_or("");
+        6 * last.len() + 4
+    }
+    fn segments(path: &str) -> usize {
+        path.bytes().filter(|b| *b == b'/').count()
+    }
+    match op {
+        PatchOperation::Add(op) => {
+            let grow = canonical::encoded_len(&op.value) + key_bytes(op.path.as_str());
+            b.bytes = b.bytes.saturating_add(grow);
+            b.depth = b
+                .depth
+                .max(segments(op.path.as_str()) + json::depth(&op.value));
+        }
+        PatchOperation::Replace(op) => {
+            let grow = canonical::encoded_len(&op.value) + key_bytes(op.path.as_str());
+            b.bytes = b.bytes.saturating_add(grow);
+            b.depth = b
+                .depth
+                .max(segments(op.path.as_str()) + json::depth(&op.value));
+        }
+        PatchOperation::Move(op) => {
+            b.bytes = b.bytes.saturating_add(key_bytes(op.path.as_str()));
+            b.depth = b.depth.saturating_add(segments(op.path.as_str()));
+        }
+        PatchOperation::Copy(op) => {
+            let grow = key_bytes(op.path.as_str());
+            b.bytes = b.bytes.saturating_mul(2).saturating_add(grow);
+            b.depth = b.depth.saturating_add(segments(op.path.as_str()));
+        }
+        PatchOperation::Remove(_) | PatchOperation::Test(_) => {}
+    }
+    b
 }
 
 /// Why ops could not be read or applied.
@@ -77,55 +134,50 @@ impl Ops {
     }
 
     /// Upper bounds of the document's size and depth after these ops, given bounds
-    /// before them (see [`crate::limits::DocBound`]). Sound for any document within
-    /// `before`: an add or replace grows the size by at most its value and member
-    /// key, a move by a key, a copy by at most the whole document and a key; depth
-    /// grows to at most the path's depth plus the value's, or, for a move or copy,
-    /// by the path's depth.
-    pub fn bound_after(&self, before: crate::limits::DocBound) -> crate::limits::DocBound {
-        // A member key as canonical JSON: every byte may become a 6-byte escape,
-        // plus quotes, colon and comma.
-        fn key_bytes(path: &str) -> usize {
-            let last = path.rsplit('/').next().unwrap_or("");
-            6 * last.len() + 4
-        }
-        fn segments(path: &str) -> usize {
-            path.bytes().filter(|b| *b == b'/').count()
-        }
-        let mut b = before;
-        for op in &self.patch.0 {
-            match op {
-                PatchOperation::Add(op) => {
-                    b.bytes = b.bytes.saturating_add(
-                        crate::canonical::encoded_len(&op.value) + key_bytes(op.path.as_str()),
-                    );
-                    b.depth = b
-                        .depth
-                        .max(segments(op.path.as_str()) + json::depth(&op.value));
+    /// before them (see [`DocBound`]). Sound for any document within `before`.
+    pub fn bound_after(&self, before: DocBound) -> DocBound {
+        self.patch
+            .0
+            .iter()
+            .fold(before, |b, op| bound_after_op(op, b))
+    }
+
+    /// Applies the ops one by one to `doc` (consumed), keeping every intermediate
+    /// document within `max_bytes` of canonical size and below `max_depth` of
+    /// nesting; returns the new document and its bound.
+    ///
+    /// Checking after each op, not only at the end, is what keeps a hostile patch
+    /// cheap: a few dozen `copy` ops of the root into itself double the document
+    /// each time, and would otherwise build a gigabyte, or a document deep enough
+    /// to overflow the stack of whatever walks it, before any check ran. Each op's
+    /// growth is bounded (see [`Ops::bound_after`]); the document is measured
+    /// exactly only when the bound crosses a limit.
+    pub fn apply_within(
+        &self,
+        mut doc: Value,
+        mut bound: DocBound,
+        max_bytes: usize,
+        max_depth: usize,
+    ) -> Result<(Value, DocBound), ApplyError> {
+        for (index, op) in self.patch.0.iter().enumerate() {
+            json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|e| {
+                ApplyError::Op(PatchError::OpFailed {
+                    index,
+                    reason: format!("{} (path {:?})", e.kind, e.path.as_str()),
+                })
+            })?;
+            bound = bound_after_op(op, bound);
+            if bound.depth >= max_depth || bound.bytes > max_bytes {
+                bound = DocBound::measure(&doc);
+                if bound.depth >= max_depth {
+                    return Err(ApplyError::TooDeep { depth: bound.depth });
                 }
-                PatchOperation::Replace(op) => {
-                    b.bytes = b.bytes.saturating_add(
-                        crate::canonical::encoded_len(&op.value) + key_bytes(op.path.as_str()),
-                    );
-                    b.depth = b
-                        .depth
-                        .max(segments(op.path.as_str()) + json::depth(&op.value));
+                if bound.bytes > max_bytes {
+                    return Err(ApplyError::TooLarge { size: bound.bytes });
                 }
-                PatchOperation::Move(op) => {
-                    b.bytes = b.bytes.saturating_add(key_bytes(op.path.as_str()));
-                    b.depth = b.depth.saturating_add(segments(op.path.as_str()));
-                }
-                PatchOperation::Copy(op) => {
-                    b.bytes = b
-                        .bytes
-                        .saturating_mul(2)
-                        .saturating_add(key_bytes(op.path.as_str()));
-                    b.depth = b.depth.saturating_add(segments(op.path.as_str()));
-                }
-                PatchOperation::Remove(_) | PatchOperation::Test(_) => {}
             }
         }
-        b
+        Ok((doc, bound))
     }
 
     /// The number of ops.
