@@ -1,0 +1,84 @@
+//! Workload 8, fan-out: 1,000 followers of one root, each a client with its own
+//! connections; how long until a patch is applied at every follower (the last
+//! one's receipt), against raw Redis publishing to 1,000 subscriber connections.
+//!
+//! At this width the cost that matters is per follower and per message: Redis
+//! writes the message 1,000 times and every follower decodes, validates and
+//! applies it on a machine with two cores, so the time to the last follower is
+//! the CPU cost of the whole fleet in one place.
+
+use tokio::time::Instant;
+
+use super::propagation::{RawCase, TkCase};
+use super::{Ctx, RAW_REDIS};
+use crate::deploy;
+use crate::report::{Kind, Metric, Section, TIKACONF};
+use crate::stats::Samples;
+
+const SIZE: usize = 200;
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
+    let n = ctx.pick(1000, 200);
+    let iterations = ctx.pick(100, 10);
+    let mut section = Section::new(
+        format!("8. Fan-out: {n} followers of one root, 200 B patches"),
+        Kind::Latency,
+    );
+    let all_case = format!("{n} followers: all applied");
+    let each_case = format!("{n} followers: each");
+    let budget = ctx.budget();
+
+    let raw = async {
+        let mut case = RawCase::new(&ctx.redis_url, n, "fanout", SIZE).await?;
+        let start = Instant::now();
+        let each = case.run(iterations, budget).await?;
+        let mut all = std::mem::take(&mut case.all);
+        all.add_ops(iterations as u64);
+        all.set_wall(start.elapsed());
+        anyhow::Ok((each, all))
+    };
+    record(&mut section, &each_case, &all_case, RAW_REDIS, raw.await);
+
+    let tk = async {
+        let followers = deploy::clients(&ctx.redis_url, n).await?;
+        let writer = deploy::client(&ctx.redis_url).await?;
+        let mut case = TkCase::new(&writer, &followers, "fanout", SIZE).await?;
+        let start = Instant::now();
+        let each = case.run(iterations, budget).await?;
+        let mut all = std::mem::take(&mut case.all);
+        all.add_ops(iterations as u64);
+        all.set_wall(start.elapsed());
+        anyhow::Ok((each, all, case.resyncs))
+    };
+    let tk = tk.await.map(|(each, all, resyncs)| {
+        if resyncs > 0 {
+            section.note(format!(
+                "{resyncs} receipts came by re-sync (a missed patch healed from storage)"
+            ));
+        }
+        (each, all)
+    });
+    record(&mut section, &each_case, &all_case, TIKACONF, tk);
+
+    section.ratio_target(&all_case, RAW_REDIS, Metric::P99, 1.3);
+    Ok(section)
+}
+
+fn record(
+    section: &mut Section,
+    each_case: &str,
+    all_case: &str,
+    system: &str,
+    result: anyhow::Result<(Samples, Samples)>,
+) {
+    match result {
+        Ok((each, all)) => {
+            section.ran(all_case, system, all.summarize());
+            section.ran(each_case, system, each.summarize());
+        }
+        Err(e) => {
+            section.not_run(all_case, system, format!("failed: {e:#}"));
+            section.not_run(each_case, system, format!("failed: {e:#}"));
+        }
+    }
+}

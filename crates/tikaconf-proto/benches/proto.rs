@@ -1,0 +1,100 @@
+//! Micro-benchmarks of the protocol's per-message work: canonical encoding,
+//! hashing, decoding + validating a patch message, and applying a patch, on
+//! documents of about 200 B, 10 KiB and 1 MiB.
+//!
+//! These are the CPU costs every follower pays for every change (decode,
+//! apply) and every writer and storage node pays per write (encode, hash).
+//! `tikaconf-bench` measures them end to end; these isolate them, so that a
+//! regression or an optimisation shows up here first. Run with
+//! `cargo bench -p tikaconf-proto --bench proto`.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Map, Value, json};
+use tikaconf_proto::{Hash, Limits, Message, Patch, RootConfig, canonical};
+
+/// A document of about `size` canonical bytes: a map of ~100-byte commands,
+/// the shape of a chat bot's configuration.
+fn document(size: usize) -> Value {
+    let mut commands = Map::new();
+    let mut total = 16;
+    let mut i = 0usize;
+    while total + 110 < size.max(120) {
+        let key = format!("!cmd{i:06}");
+        let text: String = (0..90)
+            .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
+            .collect();
+        total += key.len() + text.len() + 6;
+        commands.insert(key, Value::String(text));
+        i += 1;
+    }
+    json!({ "commands": commands, "prefix": "!" })
+}
+
+const SIZES: [(&str, usize); 3] = [("200B", 200), ("10KiB", 10 * 1024), ("1MiB", 1_000_000)];
+
+fn bench(c: &mut Criterion) {
+    let root = RootConfig::twitch("#bench").expect("valid channel");
+    let limits = Limits::default();
+
+    let mut encode = c.benchmark_group("canonical_encode");
+    for (name, size) in SIZES {
+        let doc = document(size);
+        encode.throughput(Throughput::Bytes(canonical::encoded_len(&doc) as u64));
+        encode.bench_with_input(BenchmarkId::from_parameter(name), &doc, |b, doc| {
+            b.iter(|| canonical::to_vec(black_box(doc)))
+        });
+    }
+    encode.finish();
+
+    let mut hash = c.benchmark_group("hash");
+    for (name, size) in SIZES {
+        let bytes = canonical::to_vec(&document(size));
+        hash.throughput(Throughput::Bytes(bytes.len() as u64));
+        hash.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
+            b.iter(|| Hash::of_canonical_bytes(black_box(bytes)))
+        });
+    }
+    hash.finish();
+
+    // A patch message carrying a document of the size as one op's value: what a
+    // follower decodes (strict parse, normalization, hash, ops) per change.
+    let mut decode = c.benchmark_group("decode_validate_patch");
+    for (name, size) in SIZES {
+        let ops = json!([{"op": "add", "path": "/commands", "value": document(size)["commands"]}]);
+        let patch = Patch::build(root.hash(), root.hash(), 0, ops, None).expect("patch builds");
+        let bytes = patch.encoded.clone();
+        decode.throughput(Throughput::Bytes(bytes.len() as u64));
+        decode.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
+            b.iter(|| Message::decode(black_box(bytes), &limits).expect("decodes"))
+        });
+    }
+    decode.finish();
+
+    // A one-op change applied to a document of the size: `Ops::apply`, which
+    // works on a copy of the document (all or nothing). The op is idempotent, so
+    // one document serves every iteration.
+    let mut apply = c.benchmark_group("apply_patch");
+    for (name, size) in SIZES {
+        let doc = document(size);
+        let ops = json!([{"op": "replace", "path": "/prefix", "value": "?"}]);
+        let patch = Patch::build(root.hash(), root.hash(), 0, ops, None).expect("patch builds");
+        apply.throughput(Throughput::Bytes(canonical::encoded_len(&doc) as u64));
+        let mut doc = doc;
+        apply.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| patch.ops.apply(black_box(&mut doc)).expect("applies"))
+        });
+    }
+    apply.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);
