@@ -7,8 +7,8 @@
 //! unbounded queue, so a slow consumer here never makes Redis drop us as a slow
 //! pub/sub client; the queue is drained by the node's loop.
 //!
-//! This module makes no protocol decisions. It reports [`RedisEvent::Connected`]
-//! and [`RedisEvent::Disconnected`] and reconnects with jittered exponential
+//! This module makes no protocol decisions. It reports [`BusEvent::Connected`]
+//! and [`BusEvent::Disconnected`] and reconnects with jittered exponential
 //! backoff; what to subscribe after a reconnect, and what to re-ask, is the state
 //! machines' business (a reconnect is one of their inputs, because Pub/Sub drops
 //! whatever was published while we were away).
@@ -16,20 +16,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSubSink};
-use tokio::sync::{Mutex, mpsc};
+use std::sync::{Mutex, PoisonError};
 
-/// What the subscribed connection reports.
+use tokio::sync::mpsc;
+
+/// What a subscribed connection reports. The in-process bus reports the same
+/// events, which is why the type is this plain.
 #[derive(Debug, Clone)]
-pub enum RedisEvent {
+pub enum BusEvent {
     /// A (new) subscribed connection is up, with no subscriptions.
     Connected,
-    /// The subscribed connection is gone; a new one is being made.
+    /// The subscribed connection is gone; a new one is being made. Whatever is
+    /// published until the next `Connected` is lost to this connection.
     Disconnected,
     Message {
-        channel: Vec<u8>,
-        payload: Vec<u8>,
+        channel: Bytes,
+        payload: Bytes,
     },
 }
 
@@ -90,7 +95,7 @@ impl RedisBus {
     pub async fn connect(
         url: &str,
         backoff: Backoff,
-    ) -> Result<(RedisBus, mpsc::UnboundedReceiver<RedisEvent>), BusError> {
+    ) -> Result<(RedisBus, mpsc::UnboundedReceiver<BusEvent>), BusError> {
         RedisBus::connect_client(open_client(url, None)?, backoff).await
     }
 
@@ -99,7 +104,7 @@ impl RedisBus {
     pub async fn connect_client(
         client: redis::Client,
         backoff: Backoff,
-    ) -> Result<(RedisBus, mpsc::UnboundedReceiver<RedisEvent>), BusError> {
+    ) -> Result<(RedisBus, mpsc::UnboundedReceiver<BusEvent>), BusError> {
         // The plain connection first: it fails fast on a refused connection, a bad
         // password or an untrusted certificate, where the connection manager would
         // retry with backoff.
@@ -116,8 +121,11 @@ impl RedisBus {
         Ok((bus, events))
     }
 
-    async fn sink(&self) -> Result<PubSubSink, BusError> {
-        self.sink.lock().await.clone().ok_or(BusError::Disconnected)
+    /// The current connection's sink. A plain (not async) lock, held for a clone:
+    /// the first poll of a subscribe must send its command without yielding, so
+    /// that commands leave in the order they were issued.
+    fn sink(&self) -> Result<PubSubSink, BusError> {
+        lock(&self.sink).clone().ok_or(BusError::Disconnected)
     }
 
     /// Subscribes to `channels` and waits until Redis confirms.
@@ -125,21 +133,21 @@ impl RedisBus {
         if channels.is_empty() {
             return Ok(());
         }
-        Ok(self.sink().await?.subscribe(channels).await?)
+        Ok(self.sink()?.subscribe(channels).await?)
     }
 
     pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), BusError> {
         if channels.is_empty() {
             return Ok(());
         }
-        Ok(self.sink().await?.unsubscribe(channels).await?)
+        Ok(self.sink()?.unsubscribe(channels).await?)
     }
 
     pub async fn psubscribe(&self, patterns: &[String]) -> Result<(), BusError> {
         if patterns.is_empty() {
             return Ok(());
         }
-        Ok(self.sink().await?.psubscribe(patterns).await?)
+        Ok(self.sink()?.psubscribe(patterns).await?)
     }
 
     /// Publishes `messages` in order, in one pipeline.
@@ -178,7 +186,7 @@ async fn supervise(
     client: redis::Client,
     first: redis::aio::PubSub,
     sink_slot: Arc<Mutex<Option<PubSubSink>>>,
-    events: mpsc::UnboundedSender<RedisEvent>,
+    events: mpsc::UnboundedSender<BusEvent>,
     backoff: Backoff,
 ) {
     let mut next = Some(first);
@@ -198,27 +206,30 @@ async fn supervise(
         };
         delay = backoff.initial;
         let (sink, mut stream) = pubsub.split();
-        *sink_slot.lock().await = Some(sink);
-        if events.send(RedisEvent::Connected).is_err() {
+        *lock(&sink_slot) = Some(sink);
+        if events.send(BusEvent::Connected).is_err() {
             return;
         }
         while let Some(msg) = stream.next().await {
-            let channel = msg.get_channel::<Vec<u8>>().unwrap_or_default();
-            let payload = msg.get_payload_bytes().to_vec();
-            if events
-                .send(RedisEvent::Message { channel, payload })
-                .is_err()
-            {
+            let channel = Bytes::from(msg.get_channel::<Vec<u8>>().unwrap_or_default());
+            let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+            if events.send(BusEvent::Message { channel, payload }).is_err() {
                 return;
             }
         }
-        *sink_slot.lock().await = None;
+        *lock(&sink_slot) = None;
         tracing::warn!("redis pub/sub connection lost; reconnecting");
-        if events.send(RedisEvent::Disconnected).is_err() {
+        if events.send(BusEvent::Disconnected).is_err() {
             return;
         }
         tokio::time::sleep(jittered(delay)).await;
     }
+}
+
+/// The slot holds an `Option` replaced whole, so a panic elsewhere cannot leave
+/// it half-written: poisoning is ignored.
+fn lock(slot: &Mutex<Option<PubSubSink>>) -> std::sync::MutexGuard<'_, Option<PubSubSink>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `base` scaled by a factor in [0.5, 1.5), so a fleet that lost Redis at once

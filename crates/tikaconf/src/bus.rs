@@ -15,18 +15,9 @@ use tokio::sync::mpsc;
 /// A boxed future, so that [`Bus`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What a bus reports to the node that owns it.
-#[derive(Debug, Clone)]
-pub enum BusEvent {
-    /// Connected, with no subscriptions yet (first connection or a reconnect).
-    Connected,
-    /// Connection lost; everything published until the next `Connected` is lost.
-    Disconnected,
-    Message {
-        channel: Bytes,
-        payload: Bytes,
-    },
-}
+/// What a bus reports to the node that owns it (defined next to the Redis bus,
+/// the lowest crate that produces it).
+pub use tikaconf_redis::bus::BusEvent;
 
 /// Why a bus operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,28 +68,11 @@ impl BusHandle {
     /// Like [`BusHandle::redis`], checking a `rediss://` server's certificate
     /// against the CA in `ca_pem` (PEM) instead of the platform's web roots.
     pub async fn redis_with_ca(url: &str, ca_pem: Option<&[u8]>) -> Result<BusHandle, BusError> {
-        use tikaconf_redis::bus::{Backoff, RedisBus, RedisEvent, open_client};
+        use tikaconf_redis::bus::{Backoff, RedisBus, open_client};
         let client = open_client(url, ca_pem).map_err(|e| BusError::Backend(e.to_string()))?;
-        let (bus, mut redis_events) = RedisBus::connect_client(client, Backoff::default())
+        let (bus, events) = RedisBus::connect_client(client, Backoff::default())
             .await
             .map_err(|e| BusError::Backend(e.to_string()))?;
-        let (tx, events) = mpsc::unbounded_channel();
-        // Translate events on a task of their own: a plain loop, no buffering.
-        tokio::spawn(async move {
-            while let Some(event) = redis_events.recv().await {
-                let event = match event {
-                    RedisEvent::Connected => BusEvent::Connected,
-                    RedisEvent::Disconnected => BusEvent::Disconnected,
-                    RedisEvent::Message { channel, payload } => BusEvent::Message {
-                        channel: Bytes::from(channel),
-                        payload: Bytes::from(payload),
-                    },
-                };
-                if tx.send(event).is_err() {
-                    return;
-                }
-            }
-        });
         Ok(BusHandle::new(Arc::new(RedisAdapter(bus)), events))
     }
 }

@@ -10,7 +10,7 @@ use tikaconf_proto::{ChangeCause, Current, Hash, Patch, WriteOutcome};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::{Error, WriteError};
-use crate::hub::{Request, Shared};
+use crate::hub::{CHANGES_BUFFER, Request, Shared};
 
 /// One change of a configuration, as the application sees it.
 #[derive(Debug, Clone)]
@@ -124,7 +124,12 @@ impl Config {
     /// ahead (see [`Changes::next`]); the document itself is never stale.
     pub fn changes(&self) -> Changes {
         Changes {
-            rx: self.inner.shared.changes.subscribe(),
+            rx: self
+                .inner
+                .shared
+                .changes
+                .get_or_init(|| broadcast::channel(CHANGES_BUFFER).0)
+                .subscribe(),
         }
     }
 

@@ -7,7 +7,7 @@
 //! changes through a `broadcast`, write outcomes through `oneshot`s).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -28,7 +28,7 @@ use crate::executor::Executor;
 const TICK: Duration = Duration::from_millis(50);
 
 /// Changes kept for a slow reader before it starts to miss them.
-const CHANGES_BUFFER: usize = 1024;
+pub(crate) const CHANGES_BUFFER: usize = 1024;
 
 /// What a root is followed by.
 #[derive(Debug, Clone)]
@@ -51,7 +51,10 @@ impl RootTarget {
 pub(crate) struct Shared {
     pub(crate) root: Hash,
     pub(crate) current: watch::Receiver<Option<Current>>,
-    pub(crate) changes: broadcast::Sender<Change>,
+    /// Made on the first [`crate::Config::changes`] call: a broadcast channel
+    /// allocates all its slots up front, which for a process following 10,000
+    /// roots nobody reads the changes of would be most of its memory.
+    pub(crate) changes: OnceLock<broadcast::Sender<Change>>,
 }
 
 pub(crate) type Outcome = oneshot::Receiver<WriteOutcome>;
@@ -223,7 +226,7 @@ impl Hub {
                 .with_trust(self.trust.clone())
                 .with_signer(self.signer.clone());
                 let (current_tx, current) = watch::channel(None);
-                let (changes, _) = broadcast::channel(CHANGES_BUFFER);
+                let changes = OnceLock::new();
                 let shared = Arc::new(Shared {
                     root,
                     current,
@@ -327,9 +330,10 @@ impl Hub {
         for event in step.events {
             match event {
                 FollowerEvent::Changed { current, cause } => {
-                    let change = Change::new(&current, cause);
+                    if let Some(changes) = slot.shared.changes.get() {
+                        let _ = changes.send(Change::new(&current, cause));
+                    }
                     slot.current_tx.send_replace(Some(current));
-                    let _ = slot.shared.changes.send(change);
                     for waiter in slot.waiting.drain(..) {
                         let _ = waiter.send(Ok(slot.shared.clone()));
                     }

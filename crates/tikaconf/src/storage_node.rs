@@ -59,6 +59,7 @@ pub async fn run<S: Store>(
         .with_trust(options.trust)
         .with_signer(options.signing_key);
     let executor = Executor::spawn(bus.bus.clone());
+    let bus_ops = bus.bus.clone();
     let store = Arc::new(store);
     let (results_tx, mut results) = mpsc::unbounded_channel();
     let mut events = bus.events;
@@ -75,10 +76,23 @@ pub async fn run<S: Store>(
             }
             event = events.recv() => {
                 let Some(event) = event else { return };
+                if let BusEvent::Connected = event {
+                    // Subscribe here, not through the executor, and only then say
+                    // we listen: a load request sent before Redis confirmed the
+                    // subscription would be lost.
+                    subscribe_now(bus_ops.as_ref(), engine.handle_connected()).await;
+                    status.send_modify(|s| s.listening = true);
+                    continue;
+                }
                 on_event(&mut engine, event, &status, &mut out);
                 // Group commit: take everything already waiting before flushing.
                 while let Ok(event) = events.try_recv() {
-                    on_event(&mut engine, event, &status, &mut out);
+                    if let BusEvent::Connected = event {
+                        subscribe_now(bus_ops.as_ref(), engine.handle_connected()).await;
+                        status.send_modify(|s| s.listening = true);
+                    } else {
+                        on_event(&mut engine, event, &status, &mut out);
+                    }
                 }
             }
         }
@@ -93,6 +107,25 @@ pub async fn run<S: Store>(
     }
 }
 
+/// Carries out subscription commands at once, waiting for Redis to confirm them.
+async fn subscribe_now(bus: &dyn crate::bus::Bus, commands: Vec<StorageCommand>) {
+    use tikaconf_proto::Command;
+    for command in commands {
+        let result = match command {
+            StorageCommand::Bus(Command::PSubscribe(p)) => bus.psubscribe(&[p]).await,
+            StorageCommand::Bus(Command::Subscribe(c)) => bus.subscribe(&[c]).await,
+            other => {
+                tracing::error!(?other, "unexpected command on connect");
+                Ok(())
+            }
+        };
+        if let Err(err) = result {
+            // The connection dropped again; the next Connected retries.
+            tracing::debug!(%err, "subscribing on connect failed");
+        }
+    }
+}
+
 fn on_event(
     engine: &mut StorageEngine,
     event: BusEvent,
@@ -100,10 +133,8 @@ fn on_event(
     out: &mut Vec<StorageCommand>,
 ) {
     match event {
-        BusEvent::Connected => {
-            out.extend(engine.handle_connected());
-            status.send_modify(|s| s.listening = true);
-        }
+        // Handled by the loop itself, which must wait for the subscriptions.
+        BusEvent::Connected => {}
         BusEvent::Disconnected => {
             engine.handle_disconnected();
             status.send_modify(|s| s.listening = false);

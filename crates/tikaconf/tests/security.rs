@@ -87,18 +87,27 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
         ..fast_options()
     };
     let root = RootConfig::twitch("#signed").unwrap();
-    let writer = Client::connect_with(&redis.url(), signed(Some(writer_key))).await.unwrap();
-    let w = writer.follow(root.clone()).await.expect("storage's signed snapshot is accepted");
+    let writer = Client::connect_with(&redis.url(), signed(Some(writer_key)))
+        .await
+        .unwrap();
+    let w = writer
+        .follow(root.clone())
+        .await
+        .expect("storage's signed snapshot is accepted");
     let head = w
         .submit(json!([{"op": "add", "path": "/mod", "value": "tika"}]))
         .await
         .expect("a trusted writer commits");
-    let reader = Client::connect_with(&redis.url(), signed(None)).await.unwrap();
+    let reader = Client::connect_with(&redis.url(), signed(None))
+        .await
+        .unwrap();
     let r = reader.follow(root.hash()).await.unwrap();
     assert_eq!(r.head(), head);
 
     // A client with no key (and full Redis rights): its write is never stored.
-    let intruder = Client::connect_with(&redis.url(), signed(None)).await.unwrap();
+    let intruder = Client::connect_with(&redis.url(), signed(None))
+        .await
+        .unwrap();
     let i = intruder.follow(root.hash()).await.unwrap();
     let attempt = i
         .submit(json!([{"op": "replace", "path": "/mod", "value": "evil"}]))
@@ -124,12 +133,7 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
         &forged_patch.encoded,
         &rogue.sign(&forged_patch.hash),
     );
-    let forged_snapshot = Snapshot::new(
-        root.hash(),
-        forged_patch.hash,
-        50,
-        json!({"mod": "evil"}),
-    );
+    let forged_snapshot = Snapshot::new(root.hash(), forged_patch.hash, 50, json!({"mod": "evil"}));
     let forged_stored = Stored {
         root: root.hash(),
         head: forged_patch.hash,
@@ -158,7 +162,10 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
     wait_for_head(&r, next, std::time::Duration::from_secs(5)).await;
     assert_eq!(r.document()["mod"], "tika");
     let stats = r.stats().await;
-    assert!(stats.ignored.get("unsigned").copied().unwrap_or(0) >= 3, "{stats:?}");
+    assert!(
+        stats.ignored.get("unsigned").copied().unwrap_or(0) >= 3,
+        "{stats:?}"
+    );
     assert_eq!(stats.ignored.get("untrusted_key"), Some(&1), "{stats:?}");
     node.shutdown().await;
 }

@@ -1,0 +1,379 @@
+//! Least-privilege Redis ACL users for the three roles, as `docs/SECURITY.md`
+//! writes them, checked against a real `redis-server`.
+//!
+//! A deployment should not hand every bot the power to rewrite every
+//! configuration. Redis ACLs can confine each role to the commands, channels and
+//! keys it needs: a follower subscribes to `updates:*` and may publish only load
+//! requests; a writer may also publish patches; storage listens to everything and
+//! answers, and with the Redis store also owns the `tikaconf:*` keys. This test
+//! starts a server with exactly the rules of SECURITY.md (the `rules` functions
+//! below are the single source the document quotes), runs each role with its own
+//! credentials, and checks that each can do its job and that a follower cannot
+//! publish a patch: neither with a raw connection (`NOPERM`) nor through
+//! `Config::submit` (the publish is refused by Redis, nothing is applied or
+//! stored, and the write ends as `WriteError::Timeout`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tikaconf::bus::BusHandle;
+use tikaconf::store::RedbStore;
+use tikaconf::{Client, ClientOptions, RootConfig, StorageNode, StorageOptions, WriteError};
+use tikaconf_redis::RedisStore;
+
+/// What every role's connections run on connect besides AUTH (always allowed):
+/// redis-rs sends `CLIENT SETINFO LIB-NAME` and `LIB-VER` and ignores the answer;
+/// allowing them keeps NOPERM entries out of `ACL LOG`. The subcommand exists from
+/// Redis 7.2 on, and naming an unknown one in a rule stops the server from
+/// starting, so it is only added for servers that have it.
+fn connect_rules() -> &'static str {
+    static RULES: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        let out = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .expect("redis-server --version");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .unwrap_or("0.0");
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if (major, minor) >= (7, 2) {
+            "+client|setinfo"
+        } else {
+            ""
+        }
+    })
+}
+
+/// A follower: SUBSCRIBE to `updates:*` channels; PUBLISH only on
+/// `update_requests` (a selector, since a channel rule covers both directions).
+fn follower_rules(ns: &str, password: &str) -> Vec<String> {
+    let connect = connect_rules();
+    words(&format!(
+        "on >{password} resetkeys resetchannels &{ns}updates:* -@all +subscribe +unsubscribe {connect} \
+         (+publish resetchannels &{ns}update_requests)"
+    ))
+}
+
+/// A writer: a follower that may also PUBLISH patches on `updates:*`.
+fn writer_rules(ns: &str, password: &str) -> Vec<String> {
+    let connect = connect_rules();
+    words(&format!(
+        "on >{password} resetkeys resetchannels &{ns}updates:* -@all +subscribe +unsubscribe +publish {connect} \
+         (+publish resetchannels &{ns}update_requests)"
+    ))
+}
+
+/// A storage node: PSUBSCRIBE `updates:*`, SUBSCRIBE `update_requests`, PUBLISH
+/// answers and notices on `updates:*`; with the Redis store, its keys and the Lua
+/// scripts that touch them (scripts run with the caller's permissions, so the
+/// commands they call are granted too). redis-rs runs scripts with EVALSHA and,
+/// when the server does not have one yet, SCRIPT LOAD; it never sends EVAL.
+fn storage_rules(ns: &str, prefix: &str, password: &str) -> Vec<String> {
+    let connect = connect_rules();
+    words(&format!(
+        "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests -@all \
+         +psubscribe +punsubscribe +subscribe +unsubscribe +publish {connect} \
+         +evalsha +script|load +get +set +del +scan"
+    ))
+}
+
+/// Splits rules into `redis-server --user` arguments, keeping a `( ... )` selector
+/// as one argument.
+fn words(rules: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut selector: Option<String> = None;
+    for w in rules.split_whitespace() {
+        match &mut selector {
+            Some(s) => {
+                s.push(' ');
+                s.push_str(w);
+                if w.ends_with(')') {
+                    out.push(selector.take().unwrap());
+                }
+            }
+            None if w.starts_with('(') && !w.ends_with(')') => selector = Some(w.to_owned()),
+            None => out.push(w.to_owned()),
+        }
+    }
+    out
+}
+
+/// A server with the three roles under namespace `ns` (`""` or `"NS:"`) and key
+/// prefix `prefix`, no anonymous access, and an `admin` user for the test to
+/// inspect `ACL LOG` with.
+fn server(ns: &str, prefix: &str) -> RedisServer {
+    let mut args: Vec<String> = Vec::new();
+    for (name, rules) in [
+        ("default", words("off resetkeys resetchannels -@all")),
+        ("follower", follower_rules(ns, "fpass")),
+        ("writer", writer_rules(ns, "wpass")),
+        ("storage", storage_rules(ns, prefix, "spass")),
+        ("admin", words("on >apass ~* &* +@all")),
+    ] {
+        args.push("--user".into());
+        args.push(name.into());
+        args.extend(rules);
+    }
+    RedisServer::builder().extra_args(args).start()
+}
+
+/// The permission failures Redis recorded, as `(username, object)` pairs: a role
+/// doing its normal job must cause none.
+async fn acl_denials(redis: &RedisServer) -> Vec<(String, String)> {
+    let mut admin = raw_as(&url(redis, "admin", "apass")).await;
+    let entries: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut admin)
+        .await
+        .expect("ACL LOG");
+    let text = |e: &std::collections::HashMap<String, redis::Value>, k: &str| match e.get(k) {
+        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(redis::Value::SimpleString(s)) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    entries
+        .iter()
+        .map(|e| (text(e, "username"), text(e, "object")))
+        .collect()
+}
+
+fn url(redis: &RedisServer, user: &str, password: &str) -> String {
+    redis
+        .url()
+        .replacen("redis://", &format!("redis://{user}:{password}@"), 1)
+}
+
+async fn raw_as(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection")
+}
+
+async fn publish(
+    conn: &mut redis::aio::MultiplexedConnection,
+    channel: &str,
+) -> redis::RedisResult<i64> {
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg("x")
+        .query_async(conn)
+        .await
+}
+
+fn is_noperm(r: &redis::RedisResult<impl std::fmt::Debug>) -> bool {
+    matches!(r, Err(e) if e.code() == Some("NOPERM") || e.to_string().contains("NOPERM"))
+}
+
+fn options(namespace: Option<&str>) -> ClientOptions {
+    ClientOptions {
+        namespace: namespace.map(str::to_owned),
+        ..fast_options()
+    }
+}
+
+/// The three roles, each with its own credentials, over the embedded store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_can_do_its_job_and_no_more() {
+    let redis = server("", "tikaconf:");
+    let dir = tempfile::tempdir().unwrap();
+    let bus = BusHandle::redis(&url(&redis, "storage", "spass"))
+        .await
+        .expect("storage connects with its credentials");
+    let node = StorageNode::spawn(
+        bus,
+        RedbStore::open(dir.path()).unwrap(),
+        StorageOptions::default(),
+    );
+    node.ready().await;
+
+    // The writer registers the root and writes.
+    let root = RootConfig::twitch("#acl").unwrap();
+    let writer = Client::connect_with(&url(&redis, "writer", "wpass"), options(None))
+        .await
+        .expect("writer connects");
+    let w = writer.follow(root.clone()).await.expect("writer loads");
+    let head = w
+        .submit(json!([{"op": "add", "path": "/commands", "value": {"!hi": "hello"}}]))
+        .await
+        .expect("the writer can write");
+
+    // The follower loads, and follows the writer's changes.
+    let follower = Client::connect_with(&url(&redis, "follower", "fpass"), options(None))
+        .await
+        .expect("follower connects");
+    let f = follower.follow(root.clone()).await.expect("follower loads");
+    assert_eq!(f.head(), head);
+    assert_eq!(f.document()["commands"]["!hi"], "hello");
+    let head2 = w
+        .submit(json!([{"op": "add", "path": "/timers", "value": []}]))
+        .await
+        .unwrap();
+    wait_for_head(&f, head2, Duration::from_secs(5)).await;
+    assert_eq!(
+        acl_denials(&redis).await,
+        [],
+        "the roles' normal work needs nothing more"
+    );
+
+    // A raw connection with the follower's credentials: load requests yes,
+    // patches, other channels and keys no.
+    let mut raw = raw_as(&url(&redis, "follower", "fpass")).await;
+    assert!(publish(&mut raw, "update_requests").await.is_ok());
+    let patch = publish(&mut raw, &format!("updates:{head2}")).await;
+    assert!(
+        is_noperm(&patch),
+        "follower PUBLISH updates:<head>: {patch:?}"
+    );
+    let root_channel = publish(&mut raw, &format!("updates:{}", root.hash())).await;
+    assert!(is_noperm(&root_channel), "{root_channel:?}");
+    let elsewhere = publish(&mut raw, "other").await;
+    assert!(is_noperm(&elsewhere), "{elsewhere:?}");
+    let key: redis::RedisResult<Option<String>> = redis::cmd("GET")
+        .arg("tikaconf:anything")
+        .query_async(&mut raw)
+        .await;
+    assert!(is_noperm(&key), "follower GET: {key:?}");
+    let mut sub = redis::Client::open(url(&redis, "follower", "fpass"))
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    assert!(sub.subscribe(format!("updates:{head2}")).await.is_ok());
+    let requests = sub.subscribe("update_requests").await;
+    assert!(
+        is_noperm(&requests),
+        "follower SUBSCRIBE update_requests: {requests:?}"
+    );
+    let pattern = sub.psubscribe("updates:*").await;
+    assert!(is_noperm(&pattern), "follower PSUBSCRIBE: {pattern:?}");
+    let denials = acl_denials(&redis).await;
+    assert!(
+        denials.contains(&("follower".into(), format!("updates:{head2}"))),
+        "Redis logs the refused PUBLISH: {denials:?}"
+    );
+
+    // The writer may publish patches, but not read keys or listen to requests.
+    let mut wraw = raw_as(&url(&redis, "writer", "wpass")).await;
+    assert!(
+        publish(&mut wraw, &format!("updates:{}", root.hash()))
+            .await
+            .is_ok()
+    );
+    let wkey: redis::RedisResult<Option<String>> = redis::cmd("GET")
+        .arg("tikaconf:anything")
+        .query_async(&mut wraw)
+        .await;
+    assert!(is_noperm(&wkey), "writer GET: {wkey:?}");
+
+    // Config::submit with follower credentials: Redis refuses the PUBLISH, the
+    // library only logs it (at debug), and the write times out with an unknown
+    // outcome. Nothing is applied anywhere, and storage still holds head2.
+    let stats_before = f.stats().await;
+    let started = std::time::Instant::now();
+    let refused = f
+        .submit(json!([{"op": "add", "path": "/hacked", "value": true}]))
+        .await;
+    assert!(
+        matches!(refused, Err(WriteError::Timeout { .. })),
+        "follower submit: {refused:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "it waited write_timeout"
+    );
+    assert_eq!(f.head(), head2);
+    assert_eq!(w.head(), head2);
+    assert!(f.document().get("hacked").is_none());
+    assert_eq!(f.stats().await.applied, stats_before.applied);
+    let check = Client::connect_with(&url(&redis, "follower", "fpass"), options(None))
+        .await
+        .unwrap();
+    assert_eq!(check.follow(root.hash()).await.unwrap().head(), head2);
+
+    // No anonymous access.
+    let anonymous = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await;
+    let anon_publish = match anonymous {
+        Ok(mut c) => publish(&mut c, "update_requests").await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(anon_publish.is_err(), "anonymous PUBLISH must fail");
+    node.shutdown().await;
+}
+
+/// The storage role with the shared Redis store and a namespace: keys under its
+/// prefix, scripts, and namespaced channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_with_redis_store_and_namespace() {
+    let redis = server("prod:", "tikaconf:prod:");
+    let storage_url = url(&redis, "storage", "spass");
+    let store = RedisStore::connect(&storage_url, "tikaconf:prod:")
+        .await
+        .expect("the Redis store connects with storage credentials");
+    let bus = BusHandle::redis(&storage_url).await.unwrap();
+    let node = StorageNode::spawn(
+        bus,
+        store,
+        StorageOptions {
+            namespace: Some("prod".into()),
+            ..StorageOptions::default()
+        },
+    );
+    node.ready().await;
+
+    let root = RootConfig::twitch("#acl_ns").unwrap();
+    let writer = Client::connect_with(&url(&redis, "writer", "wpass"), options(Some("prod")))
+        .await
+        .unwrap();
+    let w = writer.follow(root.clone()).await.expect("writer loads");
+    let head = w
+        .submit(json!([{"op": "add", "path": "/ok", "value": true}]))
+        .await
+        .expect("stored through the Redis store's scripts");
+    let follower = Client::connect_with(&url(&redis, "follower", "fpass"), options(Some("prod")))
+        .await
+        .unwrap();
+    let f = follower.follow(root.hash()).await.expect("follower loads");
+    assert_eq!(f.head(), head);
+    assert_eq!(
+        acl_denials(&redis).await,
+        [],
+        "the roles' normal work needs nothing more"
+    );
+
+    // The namespace confines every role: nothing outside `prod:`.
+    let mut wraw = raw_as(&url(&redis, "writer", "wpass")).await;
+    let outside = publish(&mut wraw, &format!("updates:{head}")).await;
+    assert!(
+        is_noperm(&outside),
+        "writer outside its namespace: {outside:?}"
+    );
+    assert!(
+        publish(&mut wraw, &format!("prod:updates:{head}"))
+            .await
+            .is_ok()
+    );
+    let mut sraw = raw_as(&storage_url).await;
+    let other_keys: redis::RedisResult<Option<String>> = redis::cmd("GET")
+        .arg("tikaconf:staging:head:x")
+        .query_async(&mut sraw)
+        .await;
+    assert!(
+        is_noperm(&other_keys),
+        "storage outside its prefix: {other_keys:?}"
+    );
+    let flush: redis::RedisResult<()> = redis::cmd("FLUSHALL").query_async(&mut sraw).await;
+    assert!(is_noperm(&flush), "storage FLUSHALL: {flush:?}");
+    node.shutdown().await;
+}

@@ -1,0 +1,389 @@
+//! The reject corpus over a real Redis: every bad message is ignored, counted, and
+//! harmless to a running follower and storage node.
+//!
+//! `crates/tikaconf-proto/tests/wire_rejects.rs` checks each message of
+//! `testdata/wire/rejects/rejects.jsonl` against the state machines directly. This
+//! checks what a deployment sees: the messages published with a raw connection on
+//! every channel they are meant for (the live head's `updates:<head>`, the root's
+//! `updates:<root>`, `update_requests`, and a few channels that only look like
+//! tikaconf's), heard by a `Config` and a `StorageNode` through Redis exactly as a
+//! peer's would be. Each node must count each message it hears under the corpus's
+//! label (`Config::stats`, `StorageNode::status().stats`), keep its head, height and
+//! document, and still take the next valid patch. A follower only hears the head's
+//! and the root's channels; storage hears `updates:*` and `update_requests`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use tikaconf::proto::{Channels, canonical};
+use tikaconf::{Hash, RootConfig};
+
+/// One record of the corpus (see `testdata/wire/README.md`).
+#[derive(Debug, Clone)]
+struct Record {
+    name: String,
+    channels: Vec<String>,
+    payload: Vec<u8>,
+    follower: Option<String>,
+    storage: Option<String>,
+}
+
+fn corpus() -> Vec<Record> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/wire/rejects/rejects.jsonl");
+    let text = std::fs::read_to_string(path).expect("testdata/wire/rejects/rejects.jsonl");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("a corpus line is JSON");
+            let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+            let payload = match (text("payload"), text("payload_b64")) {
+                (Some(p), None) => p.into_bytes(),
+                (None, Some(b)) => base64(&b),
+                _ => panic!("record needs exactly one of payload, payload_b64: {line}"),
+            };
+            Record {
+                name: text("name").expect("name"),
+                channels: v["channels"]
+                    .as_array()
+                    .expect("channels")
+                    .iter()
+                    .map(|c| c.as_str().expect("channel").to_owned())
+                    .collect(),
+                payload,
+                follower: text("follower"),
+                storage: text("storage"),
+            }
+        })
+        .collect()
+}
+
+fn base64(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// The live values the corpus's placeholders stand for.
+struct Live {
+    root: RootConfig,
+    head: Hash,
+    prev: Hash,
+    height: u64,
+}
+
+impl Live {
+    fn substitute(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut rest = bytes;
+        while let Some(start) = find(rest, b"{{") {
+            out.extend_from_slice(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = find(after, b"}}").expect("unterminated placeholder");
+            let name = std::str::from_utf8(&after[..end]).expect("ASCII placeholder");
+            out.extend_from_slice(&self.expand(name));
+            rest = &after[end + 2..];
+        }
+        out.extend_from_slice(rest);
+        out
+    }
+
+    fn expand(&self, name: &str) -> Vec<u8> {
+        let r = self.root.hash();
+        if let Some(spec) = name.strip_prefix("REP:") {
+            let (n, c) = spec.split_once(':').expect("REP:<n>:<char>");
+            return c.repeat(n.parse().expect("REP count")).into_bytes();
+        }
+        let text = match name {
+            "ROOT" => r.to_hex(),
+            "HEAD" => self.head.to_hex(),
+            "PREV" => self.prev.to_hex(),
+            "HEIGHT" => self.height.to_string(),
+            "NEXT" => (self.height + 1).to_string(),
+            "OTHER_ROOT" => RootConfig::twitch("#someone_else").unwrap().hash().to_hex(),
+            "RANDOM" => Hash::of_canonical_bytes(b"a head on no chain").to_hex(),
+            "ROOT_UPPER" => r.to_hex().to_ascii_uppercase(),
+            "HEAD_UPPER" => self.head.to_hex().to_ascii_uppercase(),
+            "ROOT_63" => r.to_hex()[..63].to_owned(),
+            "ROOT_CONFIG" => String::from_utf8(self.root.to_canonical()).unwrap(),
+            other => panic!("unknown placeholder {{{{{other}}}}}"),
+        };
+        text.into_bytes()
+    }
+
+    fn channel(&self, kind: &str) -> String {
+        let ch = Channels::new(None);
+        match kind {
+            "head" => ch.updates(&self.head),
+            "root" => ch.updates(&self.root.hash()),
+            "old" => ch.updates(&self.prev),
+            "update_requests" => ch.update_requests(),
+            literal => String::from_utf8(self.substitute(literal.as_bytes())).unwrap(),
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn sum(m: &BTreeMap<&'static str, u64>) -> u64 {
+    m.values().sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reject_is_ignored_counted_and_harmless_over_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#rejects").unwrap();
+    let client = client(&redis).await;
+    let config = client.follow(root.clone()).await.unwrap();
+    let prev = config
+        .submit(json!([{"op": "add", "path": "/commands", "value": {"!hi": "hello"}}]))
+        .await
+        .unwrap();
+    let head = config
+        .submit(json!([{"op": "add", "path": "/timers", "value": []}]))
+        .await
+        .unwrap();
+    let live = Live {
+        root: root.clone(),
+        head,
+        prev,
+        height: 2,
+    };
+    let doc_before = canonical::to_vec(&config.document());
+    let follower_before = config.stats().await;
+    let storage_before = storage.status().stats;
+
+    // Publish everything; tally what each node should count.
+    let head_channel = live.channel("head");
+    let root_channel = live.channel("root");
+    let mut want_f: BTreeMap<&'static str, u64> = follower_before.ignored.clone();
+    let mut want_s: BTreeMap<&'static str, u64> = storage_before.ignored.clone();
+    let (mut f_stale, mut s_stale, mut s_unknown) = (0u64, 0u64, 0u64);
+    let mut raw = raw(&redis).await;
+    let mut published = 0;
+    for rec in corpus() {
+        let payload = live.substitute(&rec.payload);
+        for kind in &rec.channels {
+            let channel = live.channel(kind);
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(payload.as_slice())
+                .query_async(&mut raw)
+                .await
+                .unwrap_or_else(|e| panic!("publishing {} on {channel}: {e}", rec.name));
+            published += 1;
+            let follower_hears = channel == head_channel || channel == root_channel;
+            if let (true, Some(expect)) = (follower_hears, &rec.follower) {
+                match expect.as_str() {
+                    "stale" => f_stale += 1,
+                    "resync" | "none" => {}
+                    label => *want_f.entry(label_of(label)).or_default() += 1,
+                }
+            }
+            let storage_hears = channel.starts_with("updates:") || channel == "update_requests";
+            if let (true, Some(expect)) = (storage_hears, &rec.storage) {
+                match expect.as_str() {
+                    "stale" => s_stale += 1,
+                    "unknown_root" => s_unknown += 1,
+                    "none" => {}
+                    label => *want_s.entry(label_of(label)).or_default() += 1,
+                }
+            }
+        }
+    }
+    assert!(published >= 100, "{published} messages published");
+
+    // Both nodes get through all of it (the storage node's counters are the last to
+    // move: it hears the most).
+    let counted = tikaconf_test::wait_until(Duration::from_secs(30), || {
+        sum(&storage.status().stats.ignored) >= sum(&want_s)
+    })
+    .await;
+    let s = storage.status().stats;
+    assert!(counted, "storage counted {:?}, want {want_s:?}", s.ignored);
+    let mut f = config.stats().await;
+    for _ in 0..200 {
+        if sum(&f.ignored) >= sum(&want_f) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        f = config.stats().await;
+    }
+    assert_eq!(f.ignored, want_f, "follower: ignored by label");
+    assert_eq!(f.stale, follower_before.stale + f_stale, "follower: stale");
+    assert_eq!(
+        f.applied, follower_before.applied,
+        "follower: applied nothing"
+    );
+    assert_eq!(s.ignored, want_s, "storage: ignored by label");
+    assert_eq!(s.stale, storage_before.stale + s_stale, "storage: stale");
+    assert_eq!(
+        s.unknown_root,
+        storage_before.unknown_root + s_unknown,
+        "storage: unknown roots"
+    );
+    assert_eq!(
+        s.applied, storage_before.applied,
+        "storage: applied nothing"
+    );
+
+    // Nothing moved: not the follower, and not what storage holds (a new client
+    // loads it by hash).
+    assert_eq!(config.head(), head);
+    assert_eq!(config.height(), 2);
+    assert_eq!(canonical::to_vec(&config.document()), doc_before);
+    let other = common::client(&redis).await;
+    let fresh = other.follow(root.hash()).await.unwrap();
+    assert_eq!(fresh.head(), head, "storage still holds the head");
+    assert_eq!(canonical::to_vec(&fresh.document()), doc_before);
+
+    // And the next valid patch goes through, everywhere.
+    let next = config
+        .submit(json!([{"op": "add", "path": "/ok", "value": true}]))
+        .await
+        .expect("the next valid patch is stored");
+    assert_eq!(config.head(), next);
+    assert_eq!(config.document()["ok"], true);
+    wait_for_head(&fresh, next, Duration::from_secs(5)).await;
+    storage.shutdown().await;
+}
+
+fn label_of(label: &str) -> &'static str {
+    [
+        "malformed",
+        "foreign_channel",
+        "channel_mismatch",
+        "root_mismatch",
+        "wrong_height",
+        "ops_failed",
+        "document_too_large",
+        "document_too_deep",
+        "wrong_channel_kind",
+        "unsigned",
+        "untrusted_key",
+        "bad_signature",
+    ]
+    .into_iter()
+    .find(|l| *l == label)
+    .unwrap_or_else(|| panic!("not a rejection label: {label}"))
+}
+
+/// Runs `body` in a child process (this test binary, filtered to `test`, told by
+/// an environment variable to run the body) and fails if it dies or overruns
+/// `deadline`: the failure guarded against is an abort of the whole process.
+fn isolated(test: &str, deadline: Duration, body: impl FnOnce()) {
+    const VAR: &str = "TIKACONF_ISOLATED_TEST";
+    if std::env::var(VAR).as_deref() == Ok(test) {
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = std::process::Command::new(exe)
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env(VAR, test)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the test binary");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let lines: Vec<&str> = stderr.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            assert!(
+                status.success(),
+                "{test}: the process running the nodes died ({status}):\n{tail}"
+            );
+            return;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{test}: no outcome within {deadline:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One 33 KB patch whose `copy` ops double the document's depth 14 times (to
+/// 16,383 levels). A node that applied it in full recursed that deep on a tokio
+/// worker's 2 MiB stack and aborted (the storage node and every follower at once);
+/// it must refuse it instead, and take the next patch.
+#[test]
+fn a_copy_bomb_does_not_take_the_fleet_down() {
+    isolated(
+        "a_copy_bomb_does_not_take_the_fleet_down",
+        Duration::from_secs(60),
+        || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(copy_bomb_scenario());
+        },
+    );
+}
+
+async fn copy_bomb_scenario() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#bomb").unwrap();
+    let client = client(&redis).await;
+    let config = client.follow(root.clone()).await.unwrap();
+    let head = config
+        .submit(json!([{"op": "add", "path": "/a", "value": {}}]))
+        .await
+        .unwrap();
+    let mut ops = Vec::new();
+    let mut depth = 0usize; // the innermost {} is at "/a" + "/a" * depth
+    for _ in 0..14 {
+        let path = format!("/a{}", "/a".repeat(depth + 1));
+        ops.push(json!({"op": "copy", "from": "/a", "path": path}));
+        depth = 2 * depth + 1;
+    }
+    let bomb =
+        tikaconf::proto::Patch::build(root.hash(), head, 1, Value::Array(ops), None).unwrap();
+    let mut raw = raw(&redis).await;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(format!("updates:{head}"))
+        .arg(bomb.encoded.as_ref())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let counted = tikaconf_test::wait_until(Duration::from_secs(20), || {
+        sum(&storage.status().stats.ignored) == 1
+    })
+    .await;
+    assert!(counted, "storage: {:?}", storage.status().stats);
+    assert_eq!(config.head(), head);
+    let next = config
+        .submit(json!([{"op": "add", "path": "/ok", "value": true}]))
+        .await
+        .expect("the next valid patch is stored");
+    assert_eq!(config.head(), next);
+    storage.shutdown().await;
+}
