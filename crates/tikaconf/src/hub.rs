@@ -330,10 +330,17 @@ impl Hub {
         for event in step.events {
             match event {
                 FollowerEvent::Changed { current, cause } => {
-                    if let Some(changes) = slot.shared.changes.get() {
-                        let _ = changes.send(Change::new(&current, cause));
-                    }
+                    // The document first, then the change: a reader woken by the
+                    // change must find the document already there.
+                    let change = slot
+                        .shared
+                        .changes
+                        .get()
+                        .map(|tx| (tx, Change::new(&current, cause)));
                     slot.current_tx.send_replace(Some(current));
+                    if let Some((tx, change)) = change {
+                        let _ = tx.send(change);
+                    }
                     for waiter in slot.waiting.drain(..) {
                         let _ = waiter.send(Ok(slot.shared.clone()));
                     }
