@@ -1,132 +1,150 @@
-//! Carries out the state machines' bus commands, in order, off the node's loop.
+//! Carries out the state machines' bus commands, in order, without stalling the
+//! node's loop.
 //!
-//! The node's loop must never wait on Redis: it decides, queues commands here, and
-//! goes back to reading messages. This task sends the queue in order, merging runs
-//! of the same kind into one command (one SUBSCRIBE for many channels, one
-//! pipeline for many publishes).
+//! The executor lives inside the loop that drives the state machines (the hub, the
+//! storage node): every command is *sent* the moment it is issued (the first poll
+//! of a bus future hands the command to the connection, synchronously), and its
+//! confirmation is collected later while the loop goes on reading messages. A
+//! task of its own would add a hand-off, some tens of microseconds on a busy
+//! machine, to every publish and every hop.
 //!
-//! Subscription changes are sent at once but not awaited one by one: a follower
-//! that hops from channel to channel would otherwise wait a round trip per hop,
-//! and the later SUBSCRIBE would reach Redis late, widening the hop gap. What
-//! must be awaited is only this: a publish goes out after every subscription
-//! change before it has been confirmed, which is what makes a load request go out
-//! only once the subscription that hears its answer is in place.
+//! One ordering rule is kept: a publish leaves only after every subscription change
+//! issued before it is confirmed, which is what makes a load request go out only
+//! once the subscription that hears its answer is in place. Subscription changes
+//! themselves are never held back: a follower hopping from channel to channel
+//! would otherwise wait a round trip per hop, and its SUBSCRIBE would reach Redis
+//! later, widening the hop gap.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use tikaconf_proto::Command;
-use tokio::sync::mpsc;
 
 use crate::bus::{Bus, BusError};
 
-/// Sends commands to the executor task.
-#[derive(Debug, Clone)]
+type Pending = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>>;
+
 pub(crate) struct Executor {
-    tx: mpsc::UnboundedSender<Command>,
+    bus: Arc<dyn Bus>,
+    /// Subscription changes sent but not yet confirmed.
+    unconfirmed: FuturesOrdered<Pending>,
+    /// Publishes waiting for `unconfirmed` to drain, in order.
+    held: Vec<(String, Bytes)>,
+    /// Publishes sent, not yet answered.
+    publishing: FuturesOrdered<Pending>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("unconfirmed", &self.unconfirmed.len())
+            .field("held", &self.held.len())
+            .field("publishing", &self.publishing.len())
+            .finish()
+    }
 }
 
 impl Executor {
-    pub(crate) fn spawn(bus: Arc<dyn Bus>) -> Executor {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(bus, rx));
-        Executor { tx }
-    }
-
-    pub(crate) fn send(&self, commands: impl IntoIterator<Item = Command>) {
-        for c in commands {
-            // The task ends only when every sender is gone.
-            let _ = self.tx.send(c);
+    pub(crate) fn new(bus: Arc<dyn Bus>) -> Executor {
+        Executor {
+            bus,
+            unconfirmed: FuturesOrdered::new(),
+            held: Vec::new(),
+            publishing: FuturesOrdered::new(),
         }
     }
-}
 
-#[derive(PartialEq, Eq, Clone, Copy)]
-enum Kind {
-    Subscribe,
-    Unsubscribe,
-    PSubscribe,
-    Publish,
-}
-
-fn kind(c: &Command) -> Kind {
-    match c {
-        Command::Subscribe(_) => Kind::Subscribe,
-        Command::Unsubscribe(_) => Kind::Unsubscribe,
-        Command::PSubscribe(_) => Kind::PSubscribe,
-        Command::Publish { .. } => Kind::Publish,
-    }
-}
-
-type Pending = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>>;
-
-async fn run(bus: Arc<dyn Bus>, mut rx: mpsc::UnboundedReceiver<Command>) {
-    let mut queue: Vec<Command> = Vec::new();
-    // Subscription changes sent (first polled, in order) but not yet confirmed.
-    let mut unconfirmed: FuturesOrdered<Pending> = FuturesOrdered::new();
-    loop {
-        tokio::select! {
-            command = rx.recv() => match command {
-                Some(c) => queue.push(c),
-                None => return,
-            },
-            Some(result) = unconfirmed.next(), if !unconfirmed.is_empty() => {
-                report(result);
-                continue;
-            }
-        }
-        while let Ok(more) = rx.try_recv() {
-            queue.push(more);
-        }
-        let mut rest = queue.drain(..).peekable();
-        while let Some(head) = rest.next() {
-            let k = kind(&head);
-            let mut run = vec![head];
-            while let Some(next) = rest.next_if(|c| kind(c) == k) {
-                run.push(next);
-            }
-            if k == Kind::Publish {
-                while let Some(result) = unconfirmed.next().await {
-                    report(result);
-                }
-                let messages: Vec<(String, Bytes)> = run
-                    .into_iter()
-                    .filter_map(|c| match c {
-                        Command::Publish { channel, payload } => Some((channel, payload)),
-                        _ => None,
-                    })
-                    .collect();
-                report(bus.publish(&messages).await);
-            } else {
-                let names: Vec<String> = run
-                    .into_iter()
-                    .filter_map(|c| match c {
-                        Command::Subscribe(n)
-                        | Command::Unsubscribe(n)
-                        | Command::PSubscribe(n) => Some(n),
-                        Command::Publish { .. } => None,
-                    })
-                    .collect();
-                let bus = bus.clone();
-                let mut change: Pending = Box::pin(async move {
-                    match k {
-                        Kind::Subscribe => bus.subscribe(&names).await,
-                        Kind::Unsubscribe => bus.unsubscribe(&names).await,
-                        _ => bus.psubscribe(&names).await,
+    /// Sends `commands` in order (see the module documentation).
+    pub(crate) fn send(&mut self, commands: impl IntoIterator<Item = Command>) {
+        let mut queue: VecDeque<Command> = commands.into_iter().collect();
+        while let Some(first) = queue.pop_front() {
+            match first {
+                Command::Publish { channel, payload } => {
+                    self.held.push((channel, payload));
+                    while let Some(Command::Publish { .. }) = queue.front() {
+                        if let Some(Command::Publish { channel, payload }) = queue.pop_front() {
+                            self.held.push((channel, payload));
+                        }
                     }
-                });
-                // Poll once now, so the command leaves in order, before anything
-                // queued after it; the confirmation is collected later.
-                match futures_util::poll!(&mut change) {
-                    std::task::Poll::Ready(result) => report(result),
-                    std::task::Poll::Pending => unconfirmed.push_back(change),
+                    self.release();
+                }
+                change => {
+                    // Merge a run of the same kind into one command.
+                    let same =
+                        |c: &Command| std::mem::discriminant(c) == std::mem::discriminant(&change);
+                    let mut names = vec![name(&change)];
+                    while queue.front().is_some_and(same) {
+                        names.extend(queue.pop_front().as_ref().map(name));
+                    }
+                    let bus = self.bus.clone();
+                    let future: Pending = match change {
+                        Command::Subscribe(_) => {
+                            Box::pin(async move { bus.subscribe(&names).await })
+                        }
+                        Command::Unsubscribe(_) => {
+                            Box::pin(async move { bus.unsubscribe(&names).await })
+                        }
+                        _ => Box::pin(async move { bus.psubscribe(&names).await }),
+                    };
+                    start(future, &mut self.unconfirmed);
                 }
             }
         }
+    }
+
+    /// Publishes held publishes once no subscription change is unconfirmed.
+    fn release(&mut self) {
+        if !self.unconfirmed.is_empty() || self.held.is_empty() {
+            return;
+        }
+        let messages = std::mem::take(&mut self.held);
+        let bus = self.bus.clone();
+        start(
+            Box::pin(async move { bus.publish(&messages).await }),
+            &mut self.publishing,
+        );
+    }
+
+    /// Whether anything awaits an answer (drive [`Executor::next`] then).
+    pub(crate) fn busy(&self) -> bool {
+        !self.unconfirmed.is_empty() || !self.publishing.is_empty()
+    }
+
+    /// Waits for the next answer and acts on it. Only call while [`Executor::busy`].
+    pub(crate) async fn next(&mut self) {
+        tokio::select! {
+            Some(result) = self.unconfirmed.next(), if !self.unconfirmed.is_empty() => {
+                report(result);
+                self.release();
+            }
+            Some(result) = self.publishing.next(), if !self.publishing.is_empty() => {
+                report(result);
+            }
+        }
+    }
+}
+
+fn name(c: &Command) -> String {
+    match c {
+        Command::Subscribe(n) | Command::Unsubscribe(n) | Command::PSubscribe(n) => n.clone(),
+        Command::Publish { channel, .. } => channel.clone(),
+    }
+}
+
+/// Polls `future` once, which sends its command, and keeps it if not yet answered.
+fn start(mut future: Pending, pending: &mut FuturesOrdered<Pending>) {
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(result) => report(result),
+        // Polled again, with a real waker, when the loop drives `next`.
+        Poll::Pending => pending.push_back(future),
     }
 }
 

@@ -120,7 +120,7 @@ impl Hub {
         options: &ClientOptions,
     ) -> mpsc::UnboundedSender<Request> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let executor = Executor::spawn(bus.bus.clone());
+        let executor = Executor::new(bus.bus.clone());
         let config = options.follower.clone();
         let hub = Hub {
             channels,
@@ -158,6 +158,7 @@ impl Hub {
                     None => requests_open = false,
                 },
                 _ = tick.tick() => self.on_tick(),
+                () = self.executor.next(), if self.executor.busy() => {}
             }
             if !requests_open && self.slots.is_empty() {
                 return;

@@ -58,7 +58,7 @@ pub async fn run<S: Store>(
     let mut engine = StorageEngine::new(channels, options.limits)
         .with_trust(options.trust)
         .with_signer(options.signing_key);
-    let executor = Executor::spawn(bus.bus.clone());
+    let mut executor = Executor::new(bus.bus.clone());
     let bus_ops = bus.bus.clone();
     let store = Arc::new(store);
     let (results_tx, mut results) = mpsc::unbounded_channel();
@@ -74,6 +74,7 @@ pub async fn run<S: Store>(
                     on_result(&mut engine, result, &mut out);
                 }
             }
+            () = executor.next(), if executor.busy() => {}
             event = events.recv() => {
                 let Some(event) = event else { return };
                 if let BusEvent::Connected = event {
@@ -101,7 +102,7 @@ pub async fn run<S: Store>(
         }
         engine.flush(&mut out);
         for command in out.drain(..) {
-            execute(command, &executor, &store, &results_tx);
+            execute(command, &mut executor, &store, &results_tx);
         }
         status.send_modify(|s| s.stats = engine.stats().clone());
     }
@@ -170,7 +171,7 @@ fn on_result(engine: &mut StorageEngine, result: StoreResult, out: &mut Vec<Stor
 
 fn execute<S: Store>(
     command: StorageCommand,
-    executor: &Executor,
+    executor: &mut Executor,
     store: &Arc<S>,
     results: &mpsc::UnboundedSender<StoreResult>,
 ) {
