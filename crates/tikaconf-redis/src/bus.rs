@@ -16,12 +16,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, PubSubSink};
-use std::sync::{Mutex, PoisonError};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use std::sync::{Mutex, PoisonError};
 
 /// What a subscribed connection reports. The in-process bus reports the same
 /// events, which is why the type is this plain.
@@ -69,7 +71,6 @@ impl Default for Backoff {
 pub struct RedisBus {
     sink: Arc<Mutex<Option<PubSubSink>>>,
     publisher: ConnectionManager,
-    _supervisor: Arc<SupervisorGuard>,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -78,24 +79,11 @@ impl std::fmt::Debug for RedisBus {
     }
 }
 
-/// Stops the supervisor task when the last handle is dropped.
-#[derive(Debug)]
-struct SupervisorGuard(tokio::task::AbortHandle);
-
-impl Drop for SupervisorGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl RedisBus {
     /// Connects to `url` (`redis://` or `rediss://`, with `user:password@` if the
     /// server wants it). Fails if the first connection cannot be made; later losses
     /// are retried forever and reported as events.
-    pub async fn connect(
-        url: &str,
-        backoff: Backoff,
-    ) -> Result<(RedisBus, mpsc::UnboundedReceiver<BusEvent>), BusError> {
+    pub async fn connect(url: &str, backoff: Backoff) -> Result<(RedisBus, RedisEvents), BusError> {
         RedisBus::connect_client(open_client(url, None)?, backoff).await
     }
 
@@ -104,21 +92,21 @@ impl RedisBus {
     pub async fn connect_client(
         client: redis::Client,
         backoff: Backoff,
-    ) -> Result<(RedisBus, mpsc::UnboundedReceiver<BusEvent>), BusError> {
+    ) -> Result<(RedisBus, RedisEvents), BusError> {
         // The plain connection first: it fails fast on a refused connection, a bad
         // password or an untrusted certificate, where the connection manager would
         // retry with backoff.
         let first = client.get_async_pubsub().await?;
         let publisher = ConnectionManager::new(client.clone()).await?;
-        let (events_tx, events) = mpsc::unbounded_channel();
         let sink = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(supervise(client, first, sink.clone(), events_tx, backoff));
-        let bus = RedisBus {
-            sink,
-            publisher,
-            _supervisor: Arc::new(SupervisorGuard(task.abort_handle())),
+        let events = RedisEvents {
+            client,
+            sink: sink.clone(),
+            backoff,
+            delay: backoff.initial,
+            state: State::Up(Some(first)),
         };
-        Ok((bus, events))
+        Ok((RedisBus { sink, publisher }, events))
     }
 
     /// The current connection's sink. A plain (not async) lock, held for a clone:
@@ -180,49 +168,81 @@ pub fn open_client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, re
     }
 }
 
-/// Owns the subscribed connection: forwards its messages, and when it ends,
-/// reports the loss and reconnects with jittered exponential backoff.
-async fn supervise(
+/// The events of the subscribed connection, as a stream the node's loop polls
+/// itself (no task in between: each hand-off costs latency on every message).
+///
+/// It owns the connection: it reports its loss, and makes a new one with jittered
+/// exponential backoff. Dropping it closes the subscribed connection.
+pub struct RedisEvents {
     client: redis::Client,
-    first: redis::aio::PubSub,
-    sink_slot: Arc<Mutex<Option<PubSubSink>>>,
-    events: mpsc::UnboundedSender<BusEvent>,
+    sink: Arc<Mutex<Option<PubSubSink>>>,
     backoff: Backoff,
-) {
-    let mut next = Some(first);
-    let mut delay = backoff.initial;
-    loop {
-        let pubsub = match next.take() {
-            Some(p) => p,
-            None => match client.get_async_pubsub().await {
-                Ok(p) => p,
-                Err(err) => {
-                    tracing::debug!(%err, ?delay, "redis pub/sub reconnect failed");
-                    tokio::time::sleep(jittered(delay)).await;
-                    delay = (delay * 2).min(backoff.max);
-                    continue;
+    delay: Duration,
+    state: State,
+}
+
+enum State {
+    /// Connected; reported as `Connected` on the next poll.
+    Up(Option<redis::aio::PubSub>),
+    Streaming(PubSubStream),
+    Waiting(Pin<Box<tokio::time::Sleep>>),
+    Connecting(Pin<Box<dyn Future<Output = redis::RedisResult<redis::aio::PubSub>> + Send>>),
+}
+
+impl std::fmt::Debug for RedisEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEvents").finish_non_exhaustive()
+    }
+}
+
+impl Stream for RedisEvents {
+    type Item = BusEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BusEvent>> {
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                State::Up(pubsub) => {
+                    let Some(pubsub) = pubsub.take() else {
+                        return Poll::Ready(None);
+                    };
+                    let (sink, stream) = pubsub.split();
+                    *lock(&this.sink) = Some(sink);
+                    this.delay = this.backoff.initial;
+                    this.state = State::Streaming(stream);
+                    return Poll::Ready(Some(BusEvent::Connected));
                 }
-            },
-        };
-        delay = backoff.initial;
-        let (sink, mut stream) = pubsub.split();
-        *lock(&sink_slot) = Some(sink);
-        if events.send(BusEvent::Connected).is_err() {
-            return;
-        }
-        while let Some(msg) = stream.next().await {
-            let channel = Bytes::from(msg.get_channel::<Vec<u8>>().unwrap_or_default());
-            let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
-            if events.send(BusEvent::Message { channel, payload }).is_err() {
-                return;
+                State::Streaming(stream) => match ready!(stream.poll_next_unpin(cx)) {
+                    Some(msg) => {
+                        let channel = Bytes::from(msg.get_channel::<Vec<u8>>().unwrap_or_default());
+                        let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+                        return Poll::Ready(Some(BusEvent::Message { channel, payload }));
+                    }
+                    None => {
+                        *lock(&this.sink) = None;
+                        tracing::warn!("redis pub/sub connection lost; reconnecting");
+                        this.state =
+                            State::Waiting(Box::pin(tokio::time::sleep(jittered(this.delay))));
+                        return Poll::Ready(Some(BusEvent::Disconnected));
+                    }
+                },
+                State::Waiting(sleep) => {
+                    ready!(sleep.as_mut().poll(cx));
+                    let client = this.client.clone();
+                    this.state =
+                        State::Connecting(Box::pin(async move { client.get_async_pubsub().await }));
+                }
+                State::Connecting(connecting) => match ready!(connecting.as_mut().poll(cx)) {
+                    Ok(pubsub) => this.state = State::Up(Some(pubsub)),
+                    Err(err) => {
+                        tracing::debug!(%err, delay = ?this.delay, "redis pub/sub reconnect failed");
+                        this.state =
+                            State::Waiting(Box::pin(tokio::time::sleep(jittered(this.delay))));
+                        this.delay = (this.delay * 2).min(this.backoff.max);
+                    }
+                },
             }
         }
-        *lock(&sink_slot) = None;
-        tracing::warn!("redis pub/sub connection lost; reconnecting");
-        if events.send(BusEvent::Disconnected).is_err() {
-            return;
-        }
-        tokio::time::sleep(jittered(delay)).await;
     }
 }
 

@@ -10,7 +10,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use futures_util::Stream;
+
+/// The events of a bus's subscribed connection, polled by the node's loop itself.
+pub type Events = Pin<Box<dyn Stream<Item = BusEvent> + Send>>;
 
 /// A boxed future, so that [`Bus`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -42,10 +45,9 @@ pub trait Bus: Send + Sync + 'static {
 }
 
 /// A bus and the events of its subscribed connection: what a node is built from.
-#[derive(Debug)]
 pub struct BusHandle {
     pub(crate) bus: Arc<dyn Bus>,
-    pub(crate) events: mpsc::UnboundedReceiver<BusEvent>,
+    pub(crate) events: Events,
 }
 
 impl std::fmt::Debug for dyn Bus {
@@ -54,9 +56,21 @@ impl std::fmt::Debug for dyn Bus {
     }
 }
 
+impl std::fmt::Debug for BusHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusHandle").finish_non_exhaustive()
+    }
+}
+
 impl BusHandle {
-    pub fn new(bus: Arc<dyn Bus>, events: mpsc::UnboundedReceiver<BusEvent>) -> BusHandle {
-        BusHandle { bus, events }
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        events: impl Stream<Item = BusEvent> + Send + 'static,
+    ) -> BusHandle {
+        BusHandle {
+            bus,
+            events: Box::pin(events),
+        }
     }
 
     /// Connects to Redis at `url` (`redis://` or `rediss://`, `user:password@` as

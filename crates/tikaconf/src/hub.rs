@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tikaconf_proto::follower::{FollowerStats, Step, SubmitError};
 use tikaconf_proto::{
@@ -140,7 +141,7 @@ impl Hub {
 
     async fn run(
         mut self,
-        mut events: mpsc::UnboundedReceiver<BusEvent>,
+        mut events: crate::bus::Events,
         mut requests: mpsc::UnboundedReceiver<Request>,
     ) {
         let mut tick = tokio::time::interval(TICK);
@@ -148,7 +149,7 @@ impl Hub {
         let mut requests_open = true;
         loop {
             tokio::select! {
-                event = events.recv() => match event {
+                event = events.next() => match event {
                     Some(event) => self.on_event(event),
                     None => return,
                 },

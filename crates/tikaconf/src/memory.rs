@@ -59,7 +59,9 @@ impl Broker {
             broker: self.clone(),
             id,
         };
-        BusHandle::new(Arc::new(bus), events)
+        let mut events = events;
+        let stream = futures_util::stream::poll_fn(move |cx| events.poll_recv(cx));
+        BusHandle::new(Arc::new(bus), stream)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BrokerState> {

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::{FutureExt, StreamExt};
 use tikaconf_proto::storage::{PersistCommit, PersistOutcome, StorageCommand, StorageStats};
 use tikaconf_proto::{Channels, Hash, Limits, SigningKey, StorageEngine, StoredHead, TrustSet};
 use tikaconf_store::{Commit, CommitOutcome, Store};
@@ -75,7 +76,7 @@ pub async fn run<S: Store>(
                 }
             }
             () = executor.next(), if executor.busy() => {}
-            event = events.recv() => {
+            event = events.next() => {
                 let Some(event) = event else { return };
                 if let BusEvent::Connected = event {
                     // Subscribe here, not through the executor, and only then say
@@ -87,7 +88,7 @@ pub async fn run<S: Store>(
                 }
                 on_event(&mut engine, event, &status, &mut out);
                 // Group commit: take everything already waiting before flushing.
-                while let Ok(event) = events.try_recv() {
+                while let Some(Some(event)) = events.next().now_or_never() {
                     if let BusEvent::Connected = event {
                         subscribe_now(bus_ops.as_ref(), engine.handle_connected()).await;
                         status.send_modify(|s| s.listening = true);
