@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod proxy;
+pub use proxy::{FaultProxy, ProxyStats};
+
 /// How long a server may take to answer `PING` after it is spawned.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 

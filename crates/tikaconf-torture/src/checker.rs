@@ -1,0 +1,347 @@
+//! The invariants of issue 3, decided from a [`History`] and the final state.
+//!
+//! Kept apart from the code that injects faults so that each rule can be tested on
+//! hand-made histories: a checker that never fails proves nothing, so the unit
+//! tests below feed it each kind of violation and expect it to be caught.
+//!
+//! 1. Every Committed write is in the final document; every Conflict (and every
+//!    write never sent) is absent; an indeterminate one is present or absent but
+//!    never half-applied (its two keys come together).
+//! 2. After healing, every follower and every storage node of a root hold the same
+//!    head and byte-identical canonical documents (checked by [`check_final`];
+//!    the time it took is measured by the run).
+//! 3. A follower's height never decreases, except by a change marked `dropped`.
+//! 4. Nothing is acknowledged while no storage node runs (and, checked by the run,
+//!    no panic, no hang).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tikaconf::Hash;
+
+use crate::history::{DownWindow, FollowerLog, History, Outcome, WriteRecord};
+
+/// One broken invariant, described for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Which invariant: "lost-write", "conflict-present", ...
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+fn violation(kind: &'static str, detail: String) -> Violation {
+    Violation { kind, detail }
+}
+
+/// Counts of what the checker saw, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub outcomes: BTreeMap<Outcome, u64>,
+    /// Committed writes missing from the final document.
+    pub lost: u64,
+    /// Indeterminate writes that made it.
+    pub indeterminate_present: u64,
+    /// Changes by which a follower dropped unstored patches (allowed decreases).
+    pub dropped_changes: u64,
+    /// Writes started while no storage node ran (none may be acknowledged before
+    /// one runs again).
+    pub started_while_down: u64,
+}
+
+/// Invariant 1 over the final document of each root (`finals[root]`).
+pub fn check_writes(writes: &[WriteRecord], finals: &[Value], tally: &mut Tally) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for w in writes {
+        *tally.outcomes.entry(w.outcome).or_default() += 1;
+        let Some(doc) = finals.get(w.root) else {
+            out.push(violation(
+                "no-final-document",
+                format!("root {} of write {}", w.root, w.key),
+            ));
+            continue;
+        };
+        let key = doc.get(&w.key).is_some();
+        let twin = doc.get(w.twin()).is_some();
+        if key != twin {
+            out.push(violation(
+                "half-applied",
+                format!(
+                    "write {} on root {} ({:?}): key present {key}, twin present {twin}",
+                    w.key, w.root, w.outcome
+                ),
+            ));
+            continue;
+        }
+        match (w.outcome, key) {
+            (Outcome::Committed, false) => {
+                tally.lost += 1;
+                out.push(violation(
+                    "lost-write",
+                    format!(
+                        "write {} on root {} was Committed at {:?} but is not in the final document",
+                        w.key, w.root, w.ended
+                    ),
+                ));
+            }
+            (Outcome::Conflict, true) => out.push(violation(
+                "conflict-present",
+                format!(
+                    "write {} on root {} was told Conflict at {:?} but is in the final document",
+                    w.key, w.root, w.ended
+                ),
+            )),
+            (Outcome::NotSent, true) => out.push(violation(
+                "unsent-present",
+                format!(
+                    "write {} on root {} was refused before publishing but is in the final document",
+                    w.key, w.root
+                ),
+            )),
+            (Outcome::Indeterminate, true) => tally.indeterminate_present += 1,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Invariant 3: heights never decrease except by a `dropped` change.
+pub fn check_heights(logs: &[FollowerLog], tally: &mut Tally) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for log in logs {
+        for pair in log.observations.windows(2) {
+            let (before, after) = (&pair[0], &pair[1]);
+            if after.dropped {
+                tally.dropped_changes += 1;
+                continue;
+            }
+            if after.height < before.height {
+                out.push(violation(
+                    "height-decreased",
+                    format!(
+                        "follower {} of root {} went from height {} ({}) to {} ({}) without dropping",
+                        log.follower, log.root, before.height, before.head, after.height, after.head
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Invariant 4, the part the record shows: no write started while no storage node
+/// ran may be reported Committed before one runs again.
+pub fn check_down_windows(
+    writes: &[WriteRecord],
+    down: &[DownWindow],
+    tally: &mut Tally,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    tally.started_while_down += writes
+        .iter()
+        .filter(|w| down.iter().any(|d| w.started >= d.from && w.started < d.to))
+        .count() as u64;
+    for w in writes.iter().filter(|w| w.outcome == Outcome::Committed) {
+        if let Some(d) = down.iter().find(|d| w.started >= d.from && w.ended < d.to) {
+            out.push(violation(
+                "acknowledged-while-down",
+                format!(
+                    "write {} on root {} was Committed at {:?}, with no storage node running from {:?} to {:?}",
+                    w.key, w.root, w.ended, d.from, d.to
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// One node's view of a root at the end: a follower's or a storage node's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub node: String,
+    pub head: Hash,
+    pub height: u64,
+    /// Canonical bytes of the document.
+    pub canonical: Vec<u8>,
+}
+
+/// Invariant 2 at the end: every view of each root (storage first) agrees with the
+/// first storage view on head, height and canonical bytes.
+pub fn check_final(roots: &[Vec<View>]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (root, views) in roots.iter().enumerate() {
+        let Some(reference) = views.first() else {
+            out.push(violation("no-storage-view", format!("root {root}")));
+            continue;
+        };
+        for v in &views[1..] {
+            if v.head != reference.head || v.height != reference.height {
+                out.push(violation(
+                    "diverged",
+                    format!(
+                        "root {root}: {} holds {} at height {}, {} holds {} at height {}",
+                        v.node, v.head, v.height, reference.node, reference.head, reference.height
+                    ),
+                ));
+            } else if v.canonical != reference.canonical {
+                out.push(violation(
+                    "document-differs",
+                    format!(
+                        "root {root}: {} and {} hold head {} with different canonical documents",
+                        v.node, reference.node, v.head
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Runs every record-based check.
+pub fn check(history: &History, finals: &[Value], tally: &mut Tally) -> Vec<Violation> {
+    let mut out = check_writes(&history.writes, finals, tally);
+    out.extend(check_heights(&history.followers, tally));
+    out.extend(check_down_windows(&history.writes, &history.down, tally));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::history::{Observation, key_of};
+
+    fn write(writer: usize, seq: u64, outcome: Outcome) -> WriteRecord {
+        WriteRecord {
+            writer,
+            root: 0,
+            key: key_of(writer, seq),
+            outcome,
+            started: Duration::from_secs(seq),
+            ended: Duration::from_secs(seq) + Duration::from_millis(10),
+        }
+    }
+
+    fn hash(n: u8) -> Hash {
+        Hash::of_canonical_bytes(&[n])
+    }
+
+    fn obs(height: u64, n: u8, dropped: bool) -> Observation {
+        Observation {
+            height,
+            head: hash(n),
+            dropped,
+            at: Duration::from_secs(height),
+        }
+    }
+
+    #[test]
+    fn committed_present_and_conflict_absent_pass() {
+        let writes = [
+            write(1, 1, Outcome::Committed),
+            write(1, 2, Outcome::Conflict),
+            write(2, 1, Outcome::Indeterminate),
+            write(2, 2, Outcome::Indeterminate),
+            write(2, 3, Outcome::NotSent),
+        ];
+        let doc = json!({"w1-1": 1, "t1-1": 1, "w2-2": 2, "t2-2": 2});
+        let mut tally = Tally::default();
+        assert_eq!(check_writes(&writes, &[doc], &mut tally), vec![]);
+        assert_eq!(tally.outcomes[&Outcome::Indeterminate], 2);
+        assert_eq!(tally.indeterminate_present, 1);
+        assert_eq!(tally.lost, 0);
+    }
+
+    #[test]
+    fn a_lost_write_is_caught_and_counted() {
+        let writes = [write(1, 1, Outcome::Committed)];
+        let mut tally = Tally::default();
+        let v = check_writes(&writes, &[json!({})], &mut tally);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, "lost-write");
+        assert_eq!(tally.lost, 1);
+    }
+
+    #[test]
+    fn a_present_conflict_or_unsent_write_is_caught() {
+        let writes = [
+            write(1, 1, Outcome::Conflict),
+            write(1, 2, Outcome::NotSent),
+        ];
+        let doc = json!({"w1-1": 1, "t1-1": 1, "w1-2": 2, "t1-2": 2});
+        let v = check_writes(&writes, &[doc], &mut Tally::default());
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["conflict-present", "unsent-present"]);
+    }
+
+    #[test]
+    fn a_half_applied_write_is_caught_whatever_its_outcome() {
+        let writes = [write(3, 7, Outcome::Indeterminate)];
+        let v = check_writes(&writes, &[json!({"w3-7": 1})], &mut Tally::default());
+        assert_eq!(v[0].kind, "half-applied");
+    }
+
+    #[test]
+    fn heights_may_only_drop_with_a_dropped_change() {
+        let ok = FollowerLog {
+            follower: "f".into(),
+            root: 0,
+            observations: vec![
+                obs(1, 1, false),
+                obs(3, 3, false),
+                obs(2, 9, true),
+                obs(4, 4, false),
+            ],
+        };
+        let mut tally = Tally::default();
+        assert_eq!(check_heights(std::slice::from_ref(&ok), &mut tally), vec![]);
+        assert_eq!(tally.dropped_changes, 1);
+        let bad = FollowerLog {
+            observations: vec![obs(5, 5, false), obs(4, 4, false)],
+            ..ok
+        };
+        let v = check_heights(&[bad], &mut Tally::default());
+        assert_eq!(v[0].kind, "height-decreased");
+    }
+
+    #[test]
+    fn a_commit_while_storage_is_down_is_caught() {
+        let down = [DownWindow {
+            from: Duration::from_secs(10),
+            to: Duration::from_secs(20),
+        }];
+        let before = write(1, 5, Outcome::Committed); // started at 5 s
+        let during = write(1, 12, Outcome::Committed); // started and ended inside
+        let timed_out = write(1, 13, Outcome::Indeterminate);
+        let mut tally = Tally::default();
+        let v = check_down_windows(&[before, during, timed_out], &down, &mut tally);
+        assert_eq!(tally.started_while_down, 2);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, "acknowledged-while-down");
+    }
+
+    #[test]
+    fn final_views_must_agree_byte_for_byte() {
+        let view = |node: &str, n: u8, doc: &str| View {
+            node: node.into(),
+            head: hash(n),
+            height: 3,
+            canonical: doc.as_bytes().to_vec(),
+        };
+        let same = vec![view("storage", 1, "{}"), view("f1", 1, "{}")];
+        assert_eq!(check_final(std::slice::from_ref(&same)), vec![]);
+        let diverged = vec![view("storage", 1, "{}"), view("f1", 2, "{}")];
+        let differs = vec![view("storage", 1, "{}"), view("f1", 1, "{\"a\":1}")];
+        let v = check_final(&[diverged, differs, vec![]]);
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["diverged", "document-differs", "no-storage-view"]);
+    }
+}

@@ -1,0 +1,165 @@
+//! What happened during a run, recorded as it happens and judged afterwards.
+//!
+//! The invariants are about outcomes as the application saw them (a write told
+//! Committed, a follower's heights over time), so the suite records exactly that:
+//! every write with its writer, unique key and outcome, every follower's sequence
+//! of (height, head) from `Config::changes()`, and the windows in which no storage
+//! node ran. The checker then decides on the record alone, which is what makes it
+//! unit-testable without Redis.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tikaconf::Hash;
+
+/// How a write ended, as its writer saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Storage stored it: it must be in the final document.
+    Committed,
+    /// Another patch was proven stored instead: it must be absent.
+    Conflict,
+    /// No outcome in time: either present or absent, never half-applied.
+    Indeterminate,
+    /// Refused before publishing (not connected, head moved): never on the bus,
+    /// so it must be absent.
+    NotSent,
+}
+
+/// One write: `key` and its twin key are added by one patch, so a half-applied
+/// patch shows as one without the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRecord {
+    pub writer: usize,
+    pub root: usize,
+    pub key: String,
+    pub outcome: Outcome,
+    /// Since the start of the run.
+    pub started: Duration,
+    pub ended: Duration,
+}
+
+impl WriteRecord {
+    /// The second key the same patch adds.
+    pub fn twin(&self) -> String {
+        twin_of(&self.key)
+    }
+}
+
+/// The writer's key for its `seq`-th write.
+pub fn key_of(writer: usize, seq: u64) -> String {
+    format!("w{writer}-{seq}")
+}
+
+/// The key the same patch adds alongside `key`.
+pub fn twin_of(key: &str) -> String {
+    format!("t{}", &key[1..])
+}
+
+/// One change a follower saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub height: u64,
+    pub head: Hash,
+    /// The follower went back to drop patches storage never stored.
+    pub dropped: bool,
+    /// When the change reached the application, since the start of the run.
+    pub at: Duration,
+}
+
+impl FollowerLog {
+    /// When this follower came to hold `head` for good: the time of the first
+    /// observation of the run of observations at `head` that ends the log.
+    pub fn reached(&self, head: Hash) -> Option<Duration> {
+        let mut at = None;
+        for o in self.observations.iter().rev() {
+            if o.head != head {
+                break;
+            }
+            at = Some(o.at);
+        }
+        at
+    }
+}
+
+/// Everything one follower saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowerLog {
+    pub follower: String,
+    pub root: usize,
+    pub observations: Vec<Observation>,
+}
+
+/// A span in which no storage node of the deployment was running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownWindow {
+    pub from: Duration,
+    pub to: Duration,
+}
+
+/// The record of one run.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub writes: Vec<WriteRecord>,
+    pub followers: Vec<FollowerLog>,
+    pub down: Vec<DownWindow>,
+}
+
+/// A shared, append-only [`History`] with the run's clock.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    start: Instant,
+    history: Arc<Mutex<History>>,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder {
+            start: Instant::now(),
+            history: Arc::default(),
+        }
+    }
+
+    /// Time since the run started.
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub fn write(&self, record: WriteRecord) {
+        self.lock().writes.push(record);
+    }
+
+    pub fn down(&self, window: DownWindow) {
+        self.lock().down.push(window);
+    }
+
+    /// Registers a follower; returns its index for [`Recorder::observe`].
+    pub fn follower(&self, follower: String, root: usize, first: Observation) -> usize {
+        let mut h = self.lock();
+        h.followers.push(FollowerLog {
+            follower,
+            root,
+            observations: vec![first],
+        });
+        h.followers.len() - 1
+    }
+
+    pub fn observe(&self, index: usize, observation: Observation) {
+        self.lock().followers[index].observations.push(observation);
+    }
+
+    pub fn snapshot(&self) -> History {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, History> {
+        // A panic elsewhere must not hide the record: take it even if poisoned.
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}

@@ -1,0 +1,400 @@
+//! The named schedules and the engine that runs one: build a deployment, write
+//! while injecting faults, heal, measure convergence, then check the invariants.
+//!
+//! Each schedule stresses one of the fault families (a SIGKILLed storage
+//! node, a storage outage, Redis restarts with and without persistence, network
+//! faults through the proxies, a shared Redis store, racing writers, the hop gap,
+//! followers joining and leaving), and `mixed` draws from all of them. Every run
+//! uses the follower's DEFAULT timers, so the convergence it reports is what a
+//! deployment with default settings gets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use tokio::time::Instant;
+
+use crate::checker::{self, Tally, Violation};
+use crate::deploy::{Deployment, Shape};
+use crate::faults::{self, FaultKind, Injected};
+use crate::node::StoreKind;
+use crate::workload::{self, WriterStats};
+
+/// How long followers and storage get to agree after healing before the run fails.
+pub const CONVERGENCE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The `client-output-buffer-limit pubsub` of schedules with stalls: a reader
+/// 16 KiB behind for a second, or 64 KiB behind at all, is dropped.
+const SMALL_PUBSUB_LIMIT: &str = "pubsub 64kb 16kb 1";
+
+/// One named schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub shape: Shape,
+    pub faults: &'static [FaultKind],
+    pub back_to_back: bool,
+    /// Pause between one writer's writes.
+    pub pace: Duration,
+}
+
+const fn shape(
+    store: StoreKind,
+    storage_nodes: usize,
+    redis_persistence: bool,
+    roots: usize,
+    followers_per_root: usize,
+    writers_per_root: usize,
+) -> Shape {
+    Shape {
+        store,
+        storage_nodes,
+        redis_persistence,
+        roots,
+        followers_per_root,
+        writers_per_root,
+        pubsub_limit: None,
+    }
+}
+
+/// Every schedule, in the order the suite runs them.
+pub fn all() -> Vec<Schedule> {
+    use FaultKind::*;
+    use StoreKind::*;
+    let network = Shape {
+        pubsub_limit: Some(SMALL_PUBSUB_LIMIT),
+        ..shape(Redb, 1, false, 3, 3, 2)
+    };
+    vec![
+        Schedule {
+            name: "storage-kill",
+            about: "one storage node (redb) SIGKILLed mid-stream and restarted, repeatedly",
+            shape: shape(Redb, 1, false, 3, 3, 2),
+            faults: &[StorageKill],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+        },
+        Schedule {
+            name: "storage-outage",
+            about: "the only storage node (redb) down for seconds while writers keep writing",
+            shape: shape(Redb, 1, false, 2, 3, 2),
+            faults: &[StorageOutage],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+        },
+        Schedule {
+            name: "redis-restart",
+            about: "redis-server restarted without persistence (storage on redb)",
+            shape: shape(Redb, 1, false, 3, 3, 2),
+            faults: &[RedisRestart],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+        },
+        Schedule {
+            name: "redis-restart-aof",
+            about: "redis-server restarted with persistence (AOF, fsync always); two storage nodes share the Redis store",
+            shape: shape(Redis, 2, true, 3, 3, 2),
+            faults: &[RedisRestart],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+        },
+        Schedule {
+            name: "network",
+            about: "per-node proxy faults: latency, resets, partitions, read stalls (small pubsub output limit), refused connections",
+            shape: network.clone(),
+            faults: &[Latency, Reset, Blackhole, Stall, DropNew],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+        },
+        Schedule {
+            name: "shared-store",
+            about: "two storage nodes sharing the Redis store (AOF), one SIGKILLed at random; resets and latency",
+            shape: shape(Redis, 2, true, 3, 3, 2),
+            faults: &[StorageKill, StorageKill, Reset, Latency],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+        },
+        Schedule {
+            name: "racing-writers",
+            about: "six writers racing on one root (many conflicts), with latency and resets",
+            shape: shape(Redb, 1, false, 1, 3, 6),
+            faults: &[Latency, Reset],
+            back_to_back: false,
+            pace: Duration::ZERO,
+        },
+        Schedule {
+            name: "hop-gap",
+            about: "writers publishing back-to-back without waiting for storage (the hop gap), with latency and resets",
+            shape: shape(Redb, 1, false, 2, 4, 2),
+            faults: &[Latency, Reset],
+            back_to_back: true,
+            pace: Duration::ZERO,
+        },
+        Schedule {
+            name: "churn",
+            about: "followers joining and leaving while writes go on, with resets and storage kills",
+            shape: shape(Redb, 1, false, 3, 3, 2),
+            faults: &[Churn, Churn, Churn, Reset, StorageKill],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+        },
+        Schedule {
+            name: "mixed",
+            about: "every fault kind at once, back-to-back writers",
+            shape: network,
+            faults: &[
+                StorageKill,
+                StorageOutage,
+                RedisRestart,
+                Latency,
+                Reset,
+                Blackhole,
+                Stall,
+                DropNew,
+                Churn,
+            ],
+            back_to_back: true,
+            pace: Duration::from_millis(2),
+        },
+    ]
+}
+
+pub fn find(name: &str) -> Result<Schedule> {
+    match all().into_iter().find(|s| s.name == name) {
+        Some(s) => Ok(s),
+        None => {
+            let names: Vec<_> = all().iter().map(|s| s.name).collect();
+            bail!("no schedule {name:?}; schedules: {}", names.join(", "))
+        }
+    }
+}
+
+/// What one run did and found.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub schedule: &'static str,
+    pub seed: u64,
+    pub duration: Duration,
+    pub injected: Injected,
+    pub tally: Tally,
+    /// Per follower: time from healing until it held its root's final head.
+    pub convergence: Vec<Duration>,
+    /// Time from healing until every follower and storage agreed.
+    pub converged_after: Option<Duration>,
+    pub violations: Vec<Violation>,
+    pub storage_restart_retries: u64,
+    pub rss_start: u64,
+    pub rss_end: u64,
+    pub wall: Duration,
+}
+
+impl RunResult {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Runs `schedule` for `duration` of writing under faults, with `seed`.
+pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<RunResult> {
+    let wall = Instant::now();
+    let panics_before = crate::panics();
+    let d = Deployment::start(&schedule.shape, seed, schedule.name).await?;
+    let rss_start = crate::node::rss_bytes(None).unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(WriterStats::default());
+    let mut writers = Vec::new();
+    for (i, m) in d.members.lock().await.iter().enumerate() {
+        if m.writer {
+            writers.push(tokio::spawn(workload::write_loop(
+                m.config.clone(),
+                i,
+                m.root,
+                schedule.back_to_back,
+                schedule.pace,
+                d.recorder.clone(),
+                stats.clone(),
+                stop.clone(),
+            )));
+        }
+    }
+    let until = Instant::now() + duration;
+    let injected = faults::inject(d.clone(), schedule.faults, seed, until).await;
+    // The injector ends every fault it starts: from here on nothing is injected
+    // and no new write starts. Convergence is measured from this moment.
+    stop.store(true, Ordering::SeqCst);
+    let stopped = Instant::now();
+    let stopped_at = d.recorder.now();
+    let mut violations = Vec::new();
+    for w in writers {
+        // A writer ends within one write (bounded by the hang limit).
+        if tokio::time::timeout(workload::HANG * 2, w).await.is_err() {
+            violations.push(Violation {
+                kind: "hang",
+                detail: "a writer did not stop".into(),
+            });
+        }
+    }
+    d.check_crashes().await;
+    d.heal().await?;
+    let (converged_after, final_heads) = match converge(&d, stopped).await {
+        Ok(pair) => (Some(pair.0), pair.1),
+        Err(v) => {
+            violations.push(v);
+            (None, Vec::new())
+        }
+    };
+    // Every hub must still answer (a deadlocked one would not).
+    for m in d.members.lock().await.iter() {
+        if tokio::time::timeout(Duration::from_secs(5), m.config.stats())
+            .await
+            .is_err()
+        {
+            violations.push(Violation {
+                kind: "hang",
+                detail: format!("{} does not answer for its stats", m.name),
+            });
+        }
+    }
+    let member_views = d.member_views().await;
+    d.check_crashes().await;
+    let crashed = d.crashed.load(Ordering::SeqCst);
+    let (stored_views, finals) = d.stored_views().await?;
+    let history = d.recorder.snapshot();
+    // Per member still following: when its change stream delivered the final head.
+    let mut convergence = Vec::new();
+    if converged_after.is_some() {
+        for m in d.members.lock().await.iter() {
+            let log = history.followers.iter().find(|l| l.follower == m.name);
+            if let Some(at) = log.and_then(|l| l.reached(final_heads[m.root])) {
+                convergence.push(at.saturating_sub(stopped_at));
+            }
+        }
+    }
+    let mut tally = Tally::default();
+    violations.extend(checker::check(&history, &finals, &mut tally));
+    // Invariant 2 at the end: storage nodes first, then every member.
+    let views: Vec<_> = stored_views
+        .into_iter()
+        .zip(member_views)
+        .map(|(mut s, m)| {
+            s.extend(m);
+            s
+        })
+        .collect();
+    if converged_after.is_some() {
+        violations.extend(checker::check_final(&views));
+    }
+    let hangs = stats.hangs.load(Ordering::Relaxed);
+    if hangs > 0 {
+        violations.push(Violation {
+            kind: "hang",
+            detail: format!("{hangs} writes had no outcome within {:?}", workload::HANG),
+        });
+    }
+    if crashed {
+        violations.push(Violation {
+            kind: "crash",
+            detail: "a storage node exited on its own".into(),
+        });
+    }
+    for line in d.storage_panics().await {
+        violations.push(Violation {
+            kind: "panic",
+            detail: format!("storage node: {line}"),
+        });
+    }
+    let panics = crate::panics() - panics_before;
+    if panics > 0 {
+        violations.push(Violation {
+            kind: "panic",
+            detail: format!("{panics} panics in the followers' process"),
+        });
+    }
+    for e in &injected.errors {
+        violations.push(Violation {
+            kind: "fault-injection",
+            detail: e.clone(),
+        });
+    }
+    let storage_restart_retries = d.start_retries.load(Ordering::Relaxed);
+    drop(d);
+    Ok(RunResult {
+        schedule: schedule.name,
+        seed,
+        duration,
+        injected,
+        tally,
+        convergence,
+        converged_after,
+        violations,
+        storage_restart_retries,
+        rss_start,
+        rss_end: crate::node::rss_bytes(None).unwrap_or(0),
+        wall: wall.elapsed(),
+    })
+}
+
+/// Waits until every member of each root holds the same head and that head is
+/// what storage answers. Returns the time that took (from `stopped`) and the
+/// final head of each root.
+///
+/// Storage is asked (by a fresh client's load request) only once the members
+/// agree, because its answer reaches every follower of the root too and would
+/// otherwise speed up the convergence being measured.
+async fn converge(
+    d: &Deployment,
+    stopped: Instant,
+) -> Result<(Duration, Vec<tikaconf::Hash>), Violation> {
+    let deadline = stopped + CONVERGENCE_LIMIT;
+    let mut last_probe = None;
+    loop {
+        let views = d.member_views().await;
+        let agreed: Option<Vec<tikaconf::Hash>> = views
+            .iter()
+            .map(|vs| {
+                let first = vs.first()?.head;
+                vs.iter().all(|v| v.head == first).then_some(first)
+            })
+            .collect();
+        if let Some(heads) = agreed {
+            let probe_due =
+                last_probe.is_none_or(|t: Instant| t.elapsed() > Duration::from_millis(200));
+            if probe_due {
+                last_probe = Some(Instant::now());
+                if let Ok(stored) = d.probe_heads().await
+                    && stored == heads
+                {
+                    return Ok((stopped.elapsed(), heads));
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            let mut detail = String::new();
+            for m in d.members.lock().await.iter() {
+                let stats = tokio::time::timeout(Duration::from_secs(2), m.config.stats())
+                    .await
+                    .ok();
+                detail.push_str(&format!(
+                    "\n  {} root {} height {} head {} stats {:?}",
+                    m.name,
+                    m.root,
+                    m.config.height(),
+                    m.config.head(),
+                    stats
+                ));
+            }
+            if let Ok(stored) = d.probe_heads().await {
+                detail.push_str(&format!("\n  storage answers heads {stored:?}"));
+            }
+            return Err(Violation {
+                kind: "no-convergence",
+                detail: format!(
+                    "followers and storage did not agree within {CONVERGENCE_LIMIT:?} of healing:{detail}"
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

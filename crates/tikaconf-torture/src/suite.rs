@@ -1,0 +1,136 @@
+//! The suite: every schedule once, then the load test, then the report.
+//!
+//! One command runs everything issue 3 asks of the torture suite and writes
+//! docs/RELIABILITY.md from what it measured. `--quick` runs the same schedules
+//! for a few seconds each and one short load step, for CI: a failing invariant
+//! there fails the build with the seed and the command that reproduce it.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+
+use crate::load::{self, LoadShape};
+use crate::report::SuiteReport;
+use crate::schedules::{self, RunResult};
+
+/// How long each schedule writes under faults.
+pub fn schedule_duration(quick: bool) -> Duration {
+    Duration::from_secs(if quick { 6 } else { 45 })
+}
+
+/// The load steps: (rates tried in order, duration of each).
+pub fn load_plan(quick: bool) -> (Vec<u64>, Duration) {
+    if quick {
+        (vec![500], Duration::from_secs(10))
+    } else {
+        (
+            vec![500, 1000, 2000, 3000, 4000, 6000],
+            Duration::from_secs(60),
+        )
+    }
+}
+
+/// Prints how to reproduce a failed run.
+pub fn print_failure(r: &RunResult) {
+    eprintln!(
+        "FAILED seed={} schedule={}: {} violation(s)",
+        r.seed,
+        r.schedule,
+        r.violations.len()
+    );
+    for v in &r.violations {
+        eprintln!("  {v}");
+    }
+    eprintln!(
+        "  reproduce: cargo run --release -p tikaconf-torture -- run --seed {} --schedule {} --duration {}",
+        r.seed,
+        r.schedule,
+        r.duration.as_secs()
+    );
+}
+
+/// Prints one run's summary line.
+pub fn print_run(r: &RunResult) {
+    use crate::history::Outcome::*;
+    let n = |o| r.tally.outcomes.get(&o).copied().unwrap_or(0);
+    let faults: u64 = r.injected.by_kind.values().sum();
+    let conv = crate::report::percentiles(&r.convergence)
+        .map(|[a, b, c]| format!("{a:?}/{b:?}/{c:?}"))
+        .unwrap_or_else(|| "none".into());
+    eprintln!(
+        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} not-sent {} lost {}, dropped {}, convergence p50/p99/max {conv}, {:.0} s",
+        if r.passed() { "ok" } else { "FAILED" },
+        r.seed,
+        r.schedule,
+        n(Committed),
+        n(Conflict),
+        n(Indeterminate),
+        n(NotSent),
+        r.tally.lost,
+        r.tally.dropped_changes,
+        r.wall.as_secs_f64()
+    );
+}
+
+/// Runs the suite with schedule seeds `seed`, `seed + 1`, ...
+pub async fn run(seed: u64, quick: bool, command: String, with_load: bool) -> Result<SuiteReport> {
+    let started = SystemTime::now();
+    let wall = std::time::Instant::now();
+    eprintln!(
+        "tikaconf-torture suite: seed={seed}{}",
+        if quick { " (quick)" } else { "" }
+    );
+    let duration = schedule_duration(quick);
+    let mut runs = Vec::new();
+    for (i, schedule) in schedules::all().iter().enumerate() {
+        let seed = seed.wrapping_add(i as u64);
+        eprintln!(
+            "running seed={seed} schedule={} for {duration:?}",
+            schedule.name
+        );
+        let r = schedules::run(schedule, seed, duration).await?;
+        print_run(&r);
+        if !r.passed() {
+            print_failure(&r);
+        }
+        runs.push(r);
+    }
+    let (mut load, mut load_error) = (None, None);
+    if with_load {
+        let (rates, step) = load_plan(quick);
+        eprintln!("load: 1,000 followers across 100 roots, rates {rates:?}, {step:?} each");
+        match load::run(LoadShape::default(), &rates, step).await {
+            Ok(l) => {
+                for s in &l.steps {
+                    eprintln!(
+                        "load {}/s: committed {:.0}/s, lag p50 {:?} p99 {:?} max {:?}, missed {}, rss {:?}, storage rss {:?}: {}",
+                        s.target,
+                        s.achieved,
+                        s.lag_p50,
+                        s.lag_p99,
+                        s.lag_max,
+                        s.missed,
+                        s.rss,
+                        s.storage_rss,
+                        if s.holds {
+                            "holds".to_owned()
+                        } else {
+                            s.why_not.join("; ")
+                        }
+                    );
+                }
+                load = Some(l);
+            }
+            Err(e) => load_error = Some(format!("{e:#}")),
+        }
+    }
+    Ok(SuiteReport {
+        command,
+        started,
+        wall: wall.elapsed(),
+        quick,
+        runs,
+        load,
+        load_error,
+    })
+}
