@@ -61,7 +61,9 @@ impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             initial: Duration::from_millis(50),
-            max: Duration::from_secs(2),
+            // Short: after a Redis restart, every node of the fleet is deaf until it
+            // reconnects, and jitter already spreads the attempts out.
+            max: Duration::from_millis(500),
         }
     }
 }
