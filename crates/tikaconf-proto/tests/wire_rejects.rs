@@ -20,7 +20,6 @@
 mod checks;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,71 +32,7 @@ use tikaconf_proto::{
 
 use checks::StoreModel;
 
-/// One record of the corpus, with its payload decoded (placeholders still in).
-#[derive(Debug, Clone)]
-struct Record {
-    name: String,
-    channels: Vec<String>,
-    payload: Vec<u8>,
-    follower: Option<String>,
-    storage: Option<String>,
-    why: Option<String>,
-}
-
-fn corpus() -> Vec<Record> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/wire/rejects/rejects.jsonl");
-    let text = std::fs::read_to_string(&path).expect("testdata/wire/rejects/rejects.jsonl");
-    let records: Vec<Record> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("a corpus line is JSON");
-            let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-            let payload = match (text("payload"), text("payload_b64")) {
-                (Some(p), None) => p.into_bytes(),
-                (None, Some(b)) => base64(&b),
-                _ => panic!("record needs exactly one of payload, payload_b64: {line}"),
-            };
-            Record {
-                name: text("name").expect("name"),
-                channels: v["channels"]
-                    .as_array()
-                    .expect("channels")
-                    .iter()
-                    .map(|c| c.as_str().expect("channel").to_owned())
-                    .collect(),
-                payload,
-                follower: text("follower"),
-                storage: text("storage"),
-                why: text("why"),
-            }
-        })
-        .collect();
-    assert!(
-        records.len() >= 50,
-        "the corpus has {} records",
-        records.len()
-    );
-    records
-}
-
-fn base64(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
+use tikaconf_test::rejects::{self, corpus};
 
 /// The live hashes a record's placeholders stand for.
 #[derive(Debug, Clone)]
@@ -109,68 +44,33 @@ struct Live {
 }
 
 impl Live {
-    fn other_root() -> Hash {
-        RootConfig::twitch("#someone_else").unwrap().hash()
-    }
-
     fn random() -> Hash {
         Hash::of_canonical_bytes(b"a head on no chain")
     }
 
-    /// Replaces `{{NAME}}` placeholders (see testdata/wire/README.md).
-    fn substitute(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut rest = bytes;
-        while let Some(start) = find(rest, b"{{") {
-            out.extend_from_slice(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = find(after, b"}}").expect("unterminated placeholder");
-            let name = std::str::from_utf8(&after[..end]).expect("ASCII placeholder");
-            out.extend_from_slice(&self.expand(name));
-            rest = &after[end + 2..];
+    /// The same values as text, for the shared corpus loader.
+    fn text(&self) -> rejects::Live {
+        rejects::Live {
+            root: self.root.hash().to_hex(),
+            root_config: String::from_utf8(self.root.to_canonical()).expect("canonical JSON"),
+            head: self.head.to_hex(),
+            prev: self.prev.to_hex(),
+            height: self.height,
+            other_root: RootConfig::twitch("#someone_else").unwrap().hash().to_hex(),
+            random: Live::random().to_hex(),
+            updates: |h| format!("updates:{h}"),
+            update_requests: Channels::new(None).update_requests(),
         }
-        out.extend_from_slice(rest);
-        out
     }
 
-    fn expand(&self, name: &str) -> Vec<u8> {
-        let r = self.root.hash();
-        if let Some(spec) = name.strip_prefix("REP:") {
-            let (n, c) = spec.split_once(':').expect("REP:<n>:<char>");
-            return c.repeat(n.parse().expect("REP count")).into_bytes();
-        }
-        let text = match name {
-            "ROOT" => r.to_hex(),
-            "HEAD" => self.head.to_hex(),
-            "PREV" => self.prev.to_hex(),
-            "HEIGHT" => self.height.to_string(),
-            "NEXT" => (self.height + 1).to_string(),
-            "OTHER_ROOT" => Live::other_root().to_hex(),
-            "RANDOM" => Live::random().to_hex(),
-            "ROOT_UPPER" => r.to_hex().to_ascii_uppercase(),
-            "HEAD_UPPER" => self.head.to_hex().to_ascii_uppercase(),
-            "ROOT_63" => r.to_hex()[..63].to_owned(),
-            "ROOT_CONFIG" => String::from_utf8(self.root.to_canonical()).unwrap(),
-            other => panic!("unknown placeholder {{{{{other}}}}}"),
-        };
-        text.into_bytes()
+    fn substitute(&self, bytes: &[u8]) -> Vec<u8> {
+        self.text().substitute(bytes)
     }
 
     /// The channel a record's channel entry names.
     fn channel(&self, kind: &str) -> String {
-        let ch = Channels::new(None);
-        match kind {
-            "head" => ch.updates(&self.head),
-            "root" => ch.updates(&self.root.hash()),
-            "old" => ch.updates(&self.prev),
-            "update_requests" => ch.update_requests(),
-            literal => String::from_utf8(self.substitute(literal.as_bytes())).unwrap(),
-        }
+        self.text().channel(kind)
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The chain every test starts from: a root, then two patches, stored.

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod proxy;
+pub mod rejects;
 pub use proxy::{FaultProxy, ProxyStats};
 
 /// How long a server may take to answer `PING` after it is spawned.
