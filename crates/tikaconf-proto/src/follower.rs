@@ -73,9 +73,12 @@ impl Default for FollowerConfig {
     fn default() -> Self {
         FollowerConfig {
             resync_interval: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(2),
-            confirm_timeout: Duration::from_secs(2),
-            fork_grace: Duration::from_secs(1),
+            // Storage answers and acknowledges within milliseconds on a LAN; these
+            // bound how long a node can sit on a stale or unstored head after a
+            // fault heals (about a second in all).
+            request_timeout: Duration::from_secs(1),
+            confirm_timeout: Duration::from_millis(500),
+            fork_grace: Duration::from_millis(500),
             write_timeout: Duration::from_secs(5),
             jitter_seed: 0,
         }
