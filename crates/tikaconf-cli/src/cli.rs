@@ -58,6 +58,26 @@ pub struct Global {
         value_delimiter = ','
     )]
     pub trust_keys: Vec<String>,
+    /// Like --trust-key, for writers' keys only: trusted to sign patches, never
+    /// snapshots or notices.
+    #[arg(
+        long = "trust-writer-key",
+        global = true,
+        env = "TIKACONF_TRUST_WRITER_KEYS",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub trust_writer_keys: Vec<String>,
+    /// Like --trust-key, for storage nodes' keys only: trusted to sign snapshots and
+    /// notices, never patches.
+    #[arg(
+        long = "trust-storage-key",
+        global = true,
+        env = "TIKACONF_TRUST_STORAGE_KEYS",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub trust_storage_keys: Vec<String>,
     /// File holding the Ed25519 secret (64 hex digits) to sign writes, or a storage
     /// node's snapshots and notices, with (see `tikaconf keygen`).
     #[arg(long, global = true, env = "TIKACONF_SIGNING_KEY", value_name = "FILE")]

@@ -18,14 +18,11 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn from_options(global: &Global) -> Result<Credentials, Failure> {
-        let keys = global
-            .trust_keys
-            .iter()
-            .map(|k| {
-                PublicKey::from_hex(k.trim())
-                    .map_err(|e| Failure::bad_input(e).context(format!("bad --trust-key {k:?}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let both = keys(&global.trust_keys, "--trust-key")?;
+        let mut writers = keys(&global.trust_writer_keys, "--trust-writer-key")?;
+        let mut storage = keys(&global.trust_storage_keys, "--trust-storage-key")?;
+        writers.extend(both.iter().copied());
+        storage.extend(both);
         let signing_key = match &global.signing_key {
             None => None,
             Some(path) => {
@@ -41,11 +38,20 @@ impl Credentials {
             Some(path) => Some(read(path, "--tls-ca")?),
         };
         Ok(Credentials {
-            trust: TrustSet::new(keys),
+            trust: TrustSet::with_roles(writers, storage),
             signing_key,
             tls_ca_pem,
         })
     }
+}
+
+fn keys(hex: &[String], option: &str) -> Result<Vec<PublicKey>, Failure> {
+    hex.iter()
+        .map(|k| {
+            PublicKey::from_hex(k.trim())
+                .map_err(|e| Failure::bad_input(e).context(format!("bad {option} {k:?}")))
+        })
+        .collect()
 }
 
 fn read(path: &Path, option: &str) -> Result<Vec<u8>, Failure> {

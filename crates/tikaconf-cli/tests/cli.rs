@@ -274,6 +274,8 @@ fn signed_deployment_accepts_only_trusted_writers() {
     };
     let (storage_key, storage_pub) = keygen("storage.key");
     let (writer_key, writer_pub) = keygen("writer.key");
+    // The storage node trusts both keys for both roles; the clients trust each
+    // key for its role only.
     let trust = format!("{storage_pub},{writer_pub}");
 
     let redis = RedisServer::start();
@@ -283,7 +285,15 @@ fn signed_deployment_accepts_only_trusted_writers() {
         &data.path().join("data"),
         &["--trust-key", &trust, "--signing-key", &storage_key],
     );
-    let base = ["--redis", &redis.url(), "--trust-key", &trust];
+    let url = redis.url();
+    let base = [
+        "--redis",
+        &url,
+        "--trust-writer-key",
+        &writer_pub,
+        "--trust-storage-key",
+        &storage_pub,
+    ];
     let signed = run(&[
         &base[..],
         &[

@@ -20,7 +20,7 @@ use crate::json::JsonError;
 use crate::limits::DocBound;
 use crate::patch::{ApplyError, Ops, PatchError};
 use crate::root::{RootConfig, RootError};
-use crate::signature::{Signature, TrustSet};
+use crate::signature::{Role, Signature, TrustSet};
 use crate::{Hash, Limits, canonical, json};
 
 /// Largest integer the protocol carries exactly (2^53).
@@ -291,7 +291,11 @@ impl Message {
             return Ok(());
         }
         let sig = signature.ok_or(Rejection::Unsigned)?;
-        if !trust.contains(&sig.key) {
+        let role = match self {
+            Message::Patch(_) => Role::Writer,
+            _ => Role::Storage,
+        };
+        if !trust.trusts(&sig.key, role) {
             return Err(Rejection::UntrustedKey);
         }
         if !sig.verifies(&self.signed_hash()) {

@@ -37,8 +37,25 @@ pub struct Signature {
 }
 
 /// The public keys whose signatures a node accepts. Empty: no verification.
+///
+/// Keys may be trusted for one role only: a writer's key for patches, a storage
+/// node's key for snapshots and notices. Then a writer whose key leaks cannot
+/// forge storage's word (a `stored` notice would tell another writer its write
+/// was committed). Keys given to [`TrustSet::new`] are trusted for both roles.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustSet(HashSet<[u8; 32]>);
+pub struct TrustSet {
+    writers: HashSet<[u8; 32]>,
+    storage: HashSet<[u8; 32]>,
+}
+
+/// What a signed message speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A patch.
+    Writer,
+    /// A snapshot, `stored` or `unknown` notice.
+    Storage,
+}
 
 /// Why a key or signature could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,17 +139,43 @@ impl fmt::Debug for SigningKey {
 }
 
 impl TrustSet {
+    /// Trusts `keys` for every role.
     pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> TrustSet {
-        TrustSet(keys.into_iter().map(|k| *k.0.as_bytes()).collect())
+        let keys: HashSet<[u8; 32]> = keys.into_iter().map(|k| *k.0.as_bytes()).collect();
+        TrustSet {
+            writers: keys.clone(),
+            storage: keys,
+        }
+    }
+
+    /// Trusts `writers` for patches only and `storage` for storage's messages only.
+    pub fn with_roles(
+        writers: impl IntoIterator<Item = PublicKey>,
+        storage: impl IntoIterator<Item = PublicKey>,
+    ) -> TrustSet {
+        TrustSet {
+            writers: writers.into_iter().map(|k| *k.0.as_bytes()).collect(),
+            storage: storage.into_iter().map(|k| *k.0.as_bytes()).collect(),
+        }
     }
 
     /// True when verification is off.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.writers.is_empty() && self.storage.is_empty()
     }
 
+    /// Whether `key` is trusted for any role.
     pub fn contains(&self, key: &PublicKey) -> bool {
-        self.0.contains(key.0.as_bytes())
+        self.trusts(key, Role::Writer) || self.trusts(key, Role::Storage)
+    }
+
+    /// Whether `key` is trusted to speak for `role`.
+    pub fn trusts(&self, key: &PublicKey, role: Role) -> bool {
+        let keys = match role {
+            Role::Writer => &self.writers,
+            Role::Storage => &self.storage,
+        };
+        keys.contains(key.0.as_bytes())
     }
 }
 
@@ -187,5 +230,8 @@ mod tests {
             PublicKey::from_hex(&key.public_key().to_hex()),
             Ok(key.public_key())
         );
+        let roles = TrustSet::with_roles([key.public_key()], []);
+        assert!(roles.trusts(&key.public_key(), Role::Writer));
+        assert!(!roles.trusts(&key.public_key(), Role::Storage));
     }
 }

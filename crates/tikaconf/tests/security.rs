@@ -69,7 +69,9 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
     let redis = RedisServer::start();
     let storage_key = SigningKey::from_seed([1; 32]);
     let writer_key = SigningKey::from_seed([2; 32]);
-    let trust = TrustSet::new([storage_key.public_key(), writer_key.public_key()]);
+    // Each key trusted for its role only: a writer's key cannot speak for storage.
+    let trust = TrustSet::with_roles([writer_key.public_key()], [storage_key.public_key()]);
+    let writer_key_copy = writer_key.clone();
 
     let dir = tempfile::tempdir().unwrap();
     let bus = BusHandle::redis(&redis.url()).await.unwrap();
@@ -139,6 +141,11 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
         head: forged_patch.hash,
         height: 2,
     };
+    // A trusted writer's key forging storage's word: refused for its role.
+    let writer_signed_stored = tikaconf::proto::message::attach_signature(
+        &forged_stored.encode(),
+        &writer_key_copy.sign(&tikaconf::Hash::of_canonical_bytes(&forged_stored.encode())),
+    );
     let on_head = format!("updates:{head}");
     let on_root = format!("updates:{}", root.hash());
     for (channel, payload) in [
@@ -146,6 +153,7 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
         (&on_head, rogue_signed),
         (&on_root, forged_snapshot.encoded.clone()),
         (&on_root, forged_stored.encode()),
+        (&on_root, writer_signed_stored),
     ] {
         let _: i64 = redis::cmd("PUBLISH")
             .arg(channel)
@@ -166,6 +174,6 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
         stats.ignored.get("unsigned").copied().unwrap_or(0) >= 3,
         "{stats:?}"
     );
-    assert_eq!(stats.ignored.get("untrusted_key"), Some(&1), "{stats:?}");
+    assert_eq!(stats.ignored.get("untrusted_key"), Some(&2), "{stats:?}");
     node.shutdown().await;
 }
