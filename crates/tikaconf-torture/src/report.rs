@@ -267,14 +267,19 @@ impl SuiteReport {
             .collect();
         match percentiles(&all) {
             Some([a, b, c]) => {
+                let d = tikaconf::proto::FollowerConfig::default();
                 let _ = writeln!(
                     w,
                     "Time from the moment every fault was healed and writes had stopped until a \
                      follower held its root's final head (the head storage answers), over {} \
-                     followers of all runs, with the default follower timers (re-sync 30 s, \
-                     request and confirm timeouts 2 s, fork grace 1 s): **p50 {}, p99 {}, max \
-                     {}**.\n",
+                     followers of all runs, with the default follower timers (re-sync {:?}, \
+                     request timeout {:?}, confirm timeout {:?}, fork grace {:?}): **p50 {}, \
+                     p99 {}, max {}**.\n",
                     all.len(),
+                    d.resync_interval,
+                    d.request_timeout,
+                    d.confirm_timeout,
+                    d.fork_grace,
                     ms(a),
                     ms(b),
                     ms(c)
