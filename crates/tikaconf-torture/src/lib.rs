@@ -17,6 +17,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod bad_input;
 pub mod checker;
 pub mod deploy;
 pub mod faults;

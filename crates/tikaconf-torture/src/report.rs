@@ -24,6 +24,8 @@ pub struct SuiteReport {
     pub runs: Vec<RunResult>,
     pub load: Option<LoadResult>,
     pub load_error: Option<String>,
+    pub bad_input: Option<crate::bad_input::BadInputResult>,
+    pub bad_input_error: Option<String>,
 }
 
 /// `YYYY-MM-DD HH:MM UTC`.
@@ -80,6 +82,8 @@ fn count(tally: &crate::checker::Tally, o: Outcome) -> u64 {
 impl SuiteReport {
     pub fn failed(&self) -> bool {
         self.runs.iter().any(|r| !r.passed())
+            || self.bad_input_error.is_some()
+            || self.bad_input.as_ref().is_some_and(|b| !b.passed())
             || self.load_error.is_some()
             || self
                 .load
@@ -364,6 +368,33 @@ impl SuiteReport {
         }
 
         let _ = writeln!(w, "## Bad inputs and fuzzing\n");
+        match (&self.bad_input, &self.bad_input_error) {
+            (Some(b), _) => {
+                let _ = writeln!(
+                    w,
+                    "This run: the {} records of the reject corpus published as {} messages on a \
+                     live deployment (a follower and a storage node over redis-server). The \
+                     follower ignored and counted {} of the {} it had to; storage {} of {}; \
+                     head, height and documents unchanged: {}; the next valid patch committed and \
+                     applied: {}. **{}**\n",
+                    b.records,
+                    b.published,
+                    b.follower_counted,
+                    b.follower_expected,
+                    b.storage_counted,
+                    b.storage_expected,
+                    if b.unchanged { "yes" } else { "NO" },
+                    if b.next_write_ok { "yes" } else { "NO" },
+                    if b.passed() { "passed" } else { "FAILED" }
+                );
+            }
+            (None, Some(e)) => {
+                let _ = writeln!(w, "This run: the bad-input phase failed: {e}\n");
+            }
+            (None, None) => {
+                let _ = writeln!(w, "This run: the bad-input phase was not run.\n");
+            }
+        }
         write_bad_inputs_and_fuzzing(w);
 
         let _ = writeln!(w, "## Violations\n");

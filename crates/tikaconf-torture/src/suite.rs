@@ -124,6 +124,28 @@ pub async fn run(seed: u64, quick: bool, command: String, with_load: bool) -> Re
             Err(e) => load_error = Some(format!("{e:#}")),
         }
     }
+    eprintln!("bad inputs: the reject corpus against a live follower and storage node");
+    let (bad_input, bad_input_error) = match crate::bad_input::run().await {
+        Ok(b) => {
+            eprintln!(
+                "bad inputs: {} records, {} published; follower counted {}/{}, storage {}/{}; unchanged {}, next write {}: {}",
+                b.records,
+                b.published,
+                b.follower_counted,
+                b.follower_expected,
+                b.storage_counted,
+                b.storage_expected,
+                b.unchanged,
+                b.next_write_ok,
+                if b.passed() { "ok" } else { "FAILED" }
+            );
+            (Some(b), None)
+        }
+        Err(e) => {
+            eprintln!("bad inputs: FAILED: {e:#}");
+            (None, Some(format!("{e:#}")))
+        }
+    };
     Ok(SuiteReport {
         command,
         started,
@@ -132,5 +154,7 @@ pub async fn run(seed: u64, quick: bool, command: String, with_load: bool) -> Re
         runs,
         load,
         load_error,
+        bad_input,
+        bad_input_error,
     })
 }
