@@ -1,7 +1,7 @@
 //! [`Config`]: the application's handle on one followed configuration.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -23,6 +23,11 @@ pub struct Change {
     pub patch: Option<Arc<Patch>>,
     /// True when the follower went back to drop patches storage never stored.
     pub dropped: bool,
+    /// When this node made the change visible: the moment [`Config::document`]
+    /// started returning it. A reader of [`Config::changes`] is woken a little
+    /// later; the difference is its own scheduling delay, and `applied_at`
+    /// lets an application (or a benchmark) tell the two apart.
+    pub applied_at: Instant,
 }
 
 impl Change {
@@ -38,6 +43,7 @@ impl Change {
             document: current.doc.clone(),
             patch,
             dropped,
+            applied_at: Instant::now(),
         }
     }
 }

@@ -340,7 +340,8 @@ impl Hub {
                         .get()
                         .map(|tx| (tx, Change::new(&current, cause)));
                     slot.current_tx.send_replace(Some(current));
-                    if let Some((tx, change)) = change {
+                    if let Some((tx, mut change)) = change {
+                        change.applied_at = std::time::Instant::now();
                         let _ = tx.send(change);
                     }
                     for waiter in slot.waiting.drain(..) {

@@ -9,7 +9,7 @@
 
 use tokio::time::Instant;
 
-use super::propagation::{RawCase, TkCase};
+use super::propagation::{RawCase, TkCase, read_note};
 use super::{Ctx, RAW_REDIS};
 use crate::deploy;
 use crate::report::{Kind, Metric, Section, TIKACONF};
@@ -48,9 +48,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         let mut all = std::mem::take(&mut case.all);
         all.add_ops(iterations as u64);
         all.set_wall(start.elapsed());
-        anyhow::Ok((each, all, case.resyncs))
+        anyhow::Ok((each, all, case.resyncs, std::mem::take(&mut case.read)))
     };
-    let tk = tk.await.map(|(each, all, resyncs)| {
+    let tk = tk.await.map(|(each, all, resyncs, read)| {
+        section.note(read_note(&each_case, read));
         if resyncs > 0 {
             section.note(format!(
                 "{resyncs} receipts came by re-sync (a missed patch healed from storage)"

@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::stats::Samples;
+
 /// Names of the systems, as the tables print them.
 pub const RAW_REDIS: &str = "raw redis";
 pub const ETCD: &str = "etcd";
@@ -95,20 +97,34 @@ pub fn filler_bytes(len: usize, seq: u64) -> bytes::Bytes {
     bytes::Bytes::from(filler(len, seq).into_bytes())
 }
 
-/// When a follower reached which head, and whether by a patch (`true`) or by
-/// a snapshot after missing one (`false`: a re-sync).
-pub type Applied = (Hash, Instant, bool);
+/// A follower's receipt of one head: when the document became visible
+/// (`Change::applied_at`, taken by the node's loop right after the swap, the
+/// same point in the pipeline as a raw subscriber's receipt), when the
+/// application's `changes()` reader was woken with it (one task wake-up
+/// later), and whether it came by a patch (`true`) or by a snapshot after
+/// missing one (`false`: a re-sync).
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    pub head: Hash,
+    pub visible_at: Instant,
+    pub read_at: Instant,
+    pub by_patch: bool,
+}
 
-/// Forwards the moment each patch becomes visible at `config` (its change stream
-/// yields it, the document already swapped) to `tx`. The stream is subscribed
-/// before this returns, so nothing applied afterwards is missed.
+/// Forwards each change of `config` to `tx`. The stream is subscribed before
+/// this returns, so nothing applied afterwards is missed.
 pub fn forward_applied(config: Config, tx: mpsc::UnboundedSender<Applied>) -> JoinHandle<()> {
     let mut changes = config.changes();
     tokio::spawn(async move {
         let _config = config; // following ends when the last handle goes
         while let Some(change) = changes.next().await {
-            let at = Instant::now();
-            if tx.send((change.head, at, change.patch.is_some())).is_err() {
+            let applied = Applied {
+                head: change.head,
+                visible_at: Instant::from_std(change.applied_at),
+                read_at: Instant::now(),
+                by_patch: change.patch.is_some(),
+            };
+            if tx.send(applied).is_err() {
                 return;
             }
         }
@@ -134,32 +150,36 @@ impl Drop for Tasks {
     }
 }
 
-/// Waits for `n` followers to report `head`; returns the latest of their times
-/// (and pushes each latency from `t0` into `each`, counting re-syncs).
+/// Waits for `n` followers to report `head`; returns the latest time the
+/// document became visible at one of them. Pushes each follower's latency from
+/// `t0` to visibility into `each`, and to its `changes()` reader into `read`;
+/// counts re-syncs.
 pub async fn await_applied(
     rx: &mut mpsc::UnboundedReceiver<Applied>,
     head: Hash,
     n: usize,
     t0: Instant,
     each: &mut Vec<Duration>,
+    read: &mut Samples,
     resyncs: &mut u64,
 ) -> anyhow::Result<Instant> {
     let mut seen = 0;
     let mut last = t0;
     while seen < n {
-        let (h, at, by_patch) = tokio::time::timeout(RECEIPT_TIMEOUT, rx.recv())
+        let applied = tokio::time::timeout(RECEIPT_TIMEOUT, rx.recv())
             .await
             .with_context(|| {
                 format!("only {seen} of {n} followers applied within {RECEIPT_TIMEOUT:?}")
             })?
             .context("follower receipts closed")?;
-        if h != head {
+        if applied.head != head {
             continue; // a straggler of an earlier update
         }
         seen += 1;
-        *resyncs += u64::from(!by_patch);
-        last = last.max(at);
-        each.push(at - t0);
+        *resyncs += u64::from(!applied.by_patch);
+        last = last.max(applied.visible_at);
+        each.push(applied.visible_at - t0);
+        read.push(applied.read_at - t0);
     }
     Ok(last)
 }

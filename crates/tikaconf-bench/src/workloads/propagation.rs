@@ -29,7 +29,7 @@ use super::{
 use crate::baselines::raw_redis;
 use crate::deploy;
 use crate::report::{Kind, Metric, Section, TIKACONF};
-use crate::stats::Samples;
+use crate::stats::{Samples, fmt_duration};
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let mut section = Section::new(
@@ -48,12 +48,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         for size in sizes {
             let case = case_name(n, size);
             let label = format!("prop-{n}-{size}");
-            let (tk, raw, resyncs) =
+            let (tk, raw, extras) =
                 compare(ctx, &writer, &followers, &label, size, iterations).await;
+            let resyncs = extras.resyncs;
             if resyncs > 0 {
                 section.note(format!(
                     "{case}: {resyncs} receipts came by re-sync (a missed patch healed from storage)"
                 ));
+            }
+            if let Some(read) = extras.read {
+                section.note(read_note(&case, read));
             }
             section.record(&case, RAW_REDIS, raw.map(Samples::summarize));
             section.record(&case, TIKACONF, tk.map(Samples::summarize));
@@ -88,7 +92,7 @@ pub async fn compare(
     label: &str,
     size: usize,
     iterations: usize,
-) -> (anyhow::Result<Samples>, anyhow::Result<Samples>, u64) {
+) -> (anyhow::Result<Samples>, anyhow::Result<Samples>, TkExtras) {
     let n = followers.len();
     // A side that cannot even be set up reports its error; the other still runs.
     let mut tk = TkCase::new(writer, followers, label, size).await;
@@ -117,8 +121,37 @@ pub async fn compare(
             }
         }
     }
-    let resyncs = tk.as_ref().map_or(0, |t| t.resyncs);
-    (tk_all, raw_all, resyncs)
+    let extras = match tk {
+        Ok(t) => TkExtras {
+            resyncs: t.resyncs,
+            read: Some(t.read),
+        },
+        Err(_) => TkExtras::default(),
+    };
+    (tk_all, raw_all, extras)
+}
+
+/// What a tikaconf case measured besides its table row.
+#[derive(Debug, Default)]
+pub struct TkExtras {
+    /// Receipts that came by re-sync.
+    pub resyncs: u64,
+    /// Latencies until the followers' `changes()` readers were woken.
+    pub read: Option<Samples>,
+}
+
+/// A note with the latency until the application's `changes()` reader was
+/// woken: the table's tikaconf row times the moment the document became
+/// visible (what `Config::document` returns), which is the same point as a
+/// raw subscriber's receipt; a reader task waiting on the change stream is
+/// woken one task hand-off later.
+pub fn read_note(case: &str, read: Samples) -> String {
+    let m = read.summarize();
+    format!(
+        "{case}: the followers' changes() readers were woken at p50 {}, p99 {} (one task wake-up after the document swap the row times)",
+        fmt_duration(m.p50),
+        fmt_duration(m.p99)
+    )
 }
 
 /// One root, a writer and `n` followers, each follower a client of its own.
@@ -132,6 +165,8 @@ pub struct TkCase {
     pub resyncs: u64,
     /// Per update: until the last follower applied it.
     pub all: Samples,
+    /// Per follower and update: until its `changes()` reader was woken.
+    pub read: Samples,
     _tasks: Tasks,
 }
 
@@ -160,11 +195,13 @@ impl TkCase {
             seq: 0,
             resyncs: 0,
             all: Samples::new(),
+            read: Samples::new(),
             _tasks: tasks,
         };
         // Warm-up: the first patch adds /v; a few more fill buffers.
         case.run(5, Duration::from_secs(30)).await?;
         case.all = Samples::new();
+        case.read = Samples::new();
         Ok(case)
     }
 
@@ -186,6 +223,7 @@ impl TkCase {
                 self.n,
                 t0,
                 &mut each,
+                &mut self.read,
                 &mut self.resyncs,
             )
             .await?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::propagation::TkCase;
+use super::propagation::{TkCase, read_note};
 use super::{Ctx, ETCD, NATS, Tasks, await_receipts, filler_bytes};
 use crate::baselines::{etcd, nats};
 use crate::deploy;
@@ -54,9 +54,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         let follower = deploy::clients(&ctx.redis_url, 1).await?;
         let mut case = TkCase::new(&writer, &follower, "visibility", SIZE).await?;
         let samples = case.run(iterations, budget).await?;
-        anyhow::Ok(samples)
+        anyhow::Ok((samples, std::mem::take(&mut case.read)))
     };
-    section.record(CASE, TIKACONF, tk.await.map(Samples::summarize));
+    let tk = tk.await.map(|(samples, read)| {
+        section.note(read_note(CASE, read));
+        samples
+    });
+    section.record(CASE, TIKACONF, tk.map(Samples::summarize));
     section.ratio_target(CASE, ETCD, Metric::P50, 0.3);
     Ok(section)
 }

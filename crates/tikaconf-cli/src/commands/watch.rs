@@ -26,7 +26,7 @@ pub async fn run(global: &Global, root: &str) -> Result<(), Failure> {
         tokio::select! {
             () = &mut stop => return Ok(()),
             change = changes.next() => {
-                let Some(Change { head, height, document, patch, dropped }) = change else {
+                let Some(Change { head, height, document, patch, dropped, .. }) = change else {
                     return Ok(());
                 };
                 // The first line may already show a change that was also queued.
