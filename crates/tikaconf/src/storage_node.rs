@@ -4,17 +4,20 @@
 //! The engine decides; this loop only moves data. It reads every bus event that is
 //! ready, then flushes the engine, so that a burst of patches becomes one store
 //! transaction (group commit) and a burst of load requests one answer per root.
-//! Store calls run on their own tasks and come back as inputs, so the loop keeps
-//! reading while a batch is being made durable.
+//! Store calls are futures the loop itself polls (no task of their own, so no
+//! extra hand-off on the way in or out); their results come back as inputs, and
+//! the loop keeps reading while a batch is being made durable.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tikaconf_proto::storage::{PersistCommit, PersistOutcome, StorageCommand, StorageStats};
 use tikaconf_proto::{Channels, Hash, Limits, SigningKey, StorageEngine, StoredHead, TrustSet};
 use tikaconf_store::{Commit, CommitOutcome, Store};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::bus::{BusEvent, BusHandle};
 use crate::executor::Executor;
@@ -62,7 +65,8 @@ pub async fn run<S: Store>(
     let mut executor = Executor::new(bus.bus.clone());
     let bus_ops = bus.bus.clone();
     let store = Arc::new(store);
-    let (results_tx, mut results) = mpsc::unbounded_channel();
+    let mut store_calls: FuturesUnordered<BoxFuture<'static, StoreResult>> =
+        FuturesUnordered::new();
     let mut events = bus.events;
     let mut out = Vec::new();
     tokio::pin!(shutdown);
@@ -70,10 +74,8 @@ pub async fn run<S: Store>(
         tokio::select! {
             biased;
             _ = &mut shutdown => return,
-            result = results.recv() => {
-                if let Some(result) = result {
-                    on_result(&mut engine, result, &mut out);
-                }
+            Some(result) = store_calls.next(), if !store_calls.is_empty() => {
+                on_result(&mut engine, result, &mut out);
             }
             () = executor.next(), if executor.busy() => {}
             event = events.next() => {
@@ -98,12 +100,12 @@ pub async fn run<S: Store>(
                 }
             }
         }
-        while let Ok(result) = results.try_recv() {
+        while let Some(Some(result)) = store_calls.next().now_or_never() {
             on_result(&mut engine, result, &mut out);
         }
         engine.flush(&mut out);
         for command in out.drain(..) {
-            execute(command, &mut executor, &store, &results_tx);
+            execute(command, &mut executor, &store, &mut store_calls);
         }
         status.send_modify(|s| s.stats = engine.stats().clone());
     }
@@ -174,45 +176,41 @@ fn execute<S: Store>(
     command: StorageCommand,
     executor: &mut Executor,
     store: &Arc<S>,
-    results: &mpsc::UnboundedSender<StoreResult>,
+    store_calls: &mut FuturesUnordered<BoxFuture<'static, StoreResult>>,
 ) {
-    match command {
-        StorageCommand::Bus(c) => executor.send([c]),
-        StorageCommand::Load(root) => {
-            let (store, results) = (store.clone(), results.clone());
-            tokio::spawn(async move {
-                let r = store.load(root).await.map_err(|e| e.to_string());
-                let _ = results.send(StoreResult::Loaded(root, r));
-            });
-        }
-        StorageCommand::Register(head) => {
-            let (store, results) = (store.clone(), results.clone());
-            tokio::spawn(async move {
-                let root = head.root;
-                let r = store
-                    .register(head)
-                    .await
-                    .map(Some)
-                    .map_err(|e| e.to_string());
-                let _ = results.send(StoreResult::Loaded(root, r));
-            });
-        }
-        StorageCommand::Persist { batch, commits } => {
-            let (store, results) = (store.clone(), results.clone());
-            tokio::spawn(async move {
-                let commits = commits
-                    .into_iter()
-                    .map(|PersistCommit { expected_head, new }| Commit { expected_head, new })
-                    .collect();
-                let r = store
-                    .commit(commits)
-                    .await
-                    .map(|outcomes| outcomes.into_iter().map(outcome).collect())
-                    .map_err(|e| e.to_string());
-                let _ = results.send(StoreResult::Persisted(batch, r));
-            });
-        }
-    }
+    let store = store.clone();
+    let call: BoxFuture<'static, StoreResult> = match command {
+        StorageCommand::Bus(c) => return executor.send([c]),
+        StorageCommand::Load(root) => Box::pin(async move {
+            let r = store.load(root).await.map_err(|e| e.to_string());
+            StoreResult::Loaded(root, r)
+        }),
+        StorageCommand::Register(head) => Box::pin(async move {
+            let root = head.root;
+            let r = store
+                .register(head)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string());
+            StoreResult::Loaded(root, r)
+        }),
+        StorageCommand::Persist { batch, commits } => Box::pin(async move {
+            let commits = commits
+                .into_iter()
+                .map(|PersistCommit { expected_head, new }| Commit { expected_head, new })
+                .collect();
+            let r = store
+                .commit(commits)
+                .await
+                .map(|outcomes| outcomes.into_iter().map(outcome).collect())
+                .map_err(|e| e.to_string());
+            StoreResult::Persisted(batch, r)
+        }),
+    };
+    // Polled (and so started: a blocking store hands its work to the blocking
+    // pool on the first poll) as soon as the loop waits again, right after this
+    // flush.
+    store_calls.push(call);
 }
 
 fn outcome(o: CommitOutcome) -> PersistOutcome {
