@@ -115,15 +115,7 @@ impl Config {
     /// This node's counters for this root: patches applied, stale ones, messages
     /// ignored by reason, load requests, re-syncs, drops.
     pub async fn stats(&self) -> FollowerStats {
-        let (reply, rx) = oneshot::channel();
-        let request = Request::Stats {
-            root: self.root(),
-            reply,
-        };
-        if self.inner.hub.send(request).is_err() {
-            return FollowerStats::default();
-        }
-        rx.await.ok().flatten().unwrap_or_default()
+        self.inner.shared.stats()
     }
 
     /// The changes from now on. A reader more than 1,024 changes behind skips
@@ -179,18 +171,26 @@ impl Config {
         ops: Value,
         meta: Option<Map<String, Value>>,
     ) -> Result<(Arc<Patch>, oneshot::Receiver<WriteOutcome>), WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .hub
-            .send(Request::Submit {
-                root: self.root(),
-                parent,
-                ops,
-                meta,
-                reply,
-            })
-            .map_err(|_| WriteError::Closed)?;
-        match rx.await {
+        // From this task when that is safe (one task wake-up less on the write's
+        // path), else through the hub.
+        let submitted = match self.inner.shared.submit_direct(parent, ops, meta).await {
+            Ok(submitted) => Ok(submitted),
+            Err((ops, meta)) => {
+                let (reply, rx) = oneshot::channel();
+                self.inner
+                    .hub
+                    .send(Request::Submit {
+                        root: self.root(),
+                        parent,
+                        ops,
+                        meta,
+                        reply,
+                    })
+                    .map_err(|_| WriteError::Closed)?;
+                rx.await
+            }
+        };
+        match submitted {
             Ok(Ok(pair)) => Ok(pair),
             Ok(Err(SubmitError::Rejected(r))) => Err(WriteError::Rejected(r.to_string())),
             Ok(Err(SubmitError::Invalid(e))) => Err(WriteError::Rejected(e.to_string())),

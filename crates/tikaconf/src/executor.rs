@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -38,6 +39,10 @@ pub(crate) struct Executor {
     held: Vec<(String, Bytes)>,
     /// Publishes sent, not yet answered.
     publishing: FuturesOrdered<Pending>,
+    /// True while no subscription change is unconfirmed and no publish is held:
+    /// then a publish may leave from any task without breaking the ordering rule
+    /// (see [`Executor::settled`]).
+    settled: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -57,7 +62,23 @@ impl Executor {
             unconfirmed: FuturesOrdered::new(),
             held: Vec::new(),
             publishing: FuturesOrdered::new(),
+            settled: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// A flag that reads true while a publish sent straight to the bus, from
+    /// another task, would keep this executor's ordering rule: no subscription
+    /// change is unconfirmed and nothing is held. It is updated before
+    /// [`Executor::send`] returns, so a caller that serializes its reads of the
+    /// flag with its calls to `send` (the hub holds a root's lock across both)
+    /// never sees it true while a subscription it issued is still on its way.
+    pub(crate) fn settled(&self) -> Arc<AtomicBool> {
+        self.settled.clone()
+    }
+
+    fn update_settled(&self) {
+        let settled = self.unconfirmed.is_empty() && self.held.is_empty();
+        self.settled.store(settled, Ordering::Release);
     }
 
     /// Sends `commands` in order (see the module documentation).
@@ -96,6 +117,7 @@ impl Executor {
                 }
             }
         }
+        self.update_settled();
     }
 
     /// Publishes held publishes once no subscription change is unconfirmed.
@@ -122,6 +144,7 @@ impl Executor {
             Some(result) = self.unconfirmed.next(), if !self.unconfirmed.is_empty() => {
                 report(result);
                 self.release();
+                self.update_settled();
             }
             Some(result) = self.publishing.next(), if !self.publishing.is_empty() => {
                 report(result);

@@ -5,9 +5,18 @@
 //! channel it came on, runs the follower's commands through the [`Executor`], and
 //! hands its events to the application (the current document through a `watch`,
 //! changes through a `broadcast`, write outcomes through `oneshot`s).
+//!
+//! A root's [`Follower`] sits behind a lock in [`Shared`] rather than inside the
+//! hub alone, so that a write can be built and published from the application's
+//! own task ([`Shared::submit_direct`]): going through the hub costs a task
+//! wake-up on the write's critical path, tens of microseconds on a busy
+//! machine, which is a large part of a Redis hop. The hub takes the same lock
+//! for every input it feeds the follower, and sends the follower's commands
+//! before releasing it, so both paths see one sequence of states.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -20,7 +29,7 @@ use tikaconf_proto::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::bus::{BusEvent, BusHandle};
+use crate::bus::{Bus, BusEvent, BusHandle};
 use crate::client::ClientOptions;
 use crate::config::Change;
 use crate::executor::Executor;
@@ -48,7 +57,6 @@ impl RootTarget {
 }
 
 /// What the application side of one followed root holds.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) root: Hash,
     pub(crate) current: watch::Receiver<Option<Current>>,
@@ -56,6 +64,89 @@ pub(crate) struct Shared {
     /// allocates all its slots up front, which for a process following 10,000
     /// roots nobody reads the changes of would be most of its memory.
     pub(crate) changes: OnceLock<broadcast::Sender<Change>>,
+    /// The follower and its writes in flight; see the module documentation.
+    core: Mutex<Core>,
+    /// For publishing a write from the application's task.
+    bus: Arc<dyn Bus>,
+    /// The hub executor's [`Executor::settled`] flag.
+    settled: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A root's state machine and the outcome senders of its writes, changed
+/// together under one lock.
+struct Core {
+    follower: Follower,
+    writes: HashMap<Hash, oneshot::Sender<WriteOutcome>>,
+}
+
+/// What a write started by [`Shared::submit_direct`] or the hub returns.
+pub(crate) type Submitted = Result<(Arc<Patch>, Outcome), SubmitError>;
+
+impl Shared {
+    fn core(&self) -> MutexGuard<'_, Core> {
+        // A panic while the lock was held left a follower mid-step; its state is
+        // still a valid one (every step builds its changes before committing them).
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// This root's counters.
+    pub(crate) fn stats(&self) -> FollowerStats {
+        self.core().follower.stats().clone()
+    }
+
+    /// Builds, records and publishes a write from the caller's task, when that
+    /// keeps the executor's ordering rule (no subscription change of this hub is
+    /// unconfirmed); otherwise returns the request untouched, for the hub.
+    ///
+    /// The flag is read under the root's lock, under which the hub also issues
+    /// this root's subscription changes: a follower that has just moved to a new
+    /// head has its `SUBSCRIBE` on the way, the flag reads false, and the write
+    /// goes through the hub, which holds it until Redis confirms. Sent directly
+    /// before that, the writer's own follower could miss its own patch.
+    pub(crate) async fn submit_direct(
+        &self,
+        parent: Option<Hash>,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<Submitted, (Value, Option<Map<String, Value>>)> {
+        let (patch, outcome, commands) = {
+            let mut core = self.core();
+            if !self.settled.load(Ordering::Acquire) {
+                return Err((ops, meta));
+            }
+            let now = Instant::now().into_std();
+            match core.follower.submit(now, parent, ops, meta) {
+                Ok((patch, step)) => {
+                    let (tx, rx) = oneshot::channel();
+                    core.writes.insert(patch.hash, tx);
+                    (patch, rx, step.commands)
+                }
+                Err(err) => return Ok(Err(err)),
+            }
+        };
+        let messages: Vec<(String, bytes::Bytes)> = commands
+            .into_iter()
+            .filter_map(|c| match c {
+                tikaconf_proto::Command::Publish { channel, payload } => Some((channel, payload)),
+                _ => None,
+            })
+            .collect();
+        if let Err(err) = self.bus.publish(&messages).await {
+            // The write is recorded; without a stored notice it ends as TimedOut
+            // ("may or may not be stored"), which is also true of a publish whose
+            // reply was lost with the connection.
+            tracing::warn!(%err, hash = %patch.hash, "publishing a write failed");
+        }
+        Ok(Ok((patch, outcome)))
+    }
 }
 
 pub(crate) type Outcome = oneshot::Receiver<WriteOutcome>;
@@ -69,16 +160,12 @@ pub(crate) enum Request {
     Unfollow {
         root: Hash,
     },
-    Stats {
-        root: Hash,
-        reply: oneshot::Sender<Option<FollowerStats>>,
-    },
     Submit {
         root: Hash,
         parent: Option<Hash>,
         ops: Value,
         meta: Option<Map<String, Value>>,
-        reply: oneshot::Sender<Result<(Arc<Patch>, Outcome), SubmitError>>,
+        reply: oneshot::Sender<Submitted>,
     },
 }
 
@@ -89,12 +176,10 @@ pub(crate) enum LoadFailure {
 }
 
 struct Slot {
-    follower: Follower,
     shared: Arc<Shared>,
     current_tx: watch::Sender<Option<Current>>,
     /// Follow requests waiting for the first document.
     waiting: Vec<oneshot::Sender<Result<Arc<Shared>, LoadFailure>>>,
-    writes: HashMap<Hash, oneshot::Sender<WriteOutcome>>,
     /// The head channel routed to this slot, if any.
     head_channel: Option<Hash>,
     handles: usize,
@@ -107,6 +192,7 @@ pub(crate) struct Hub {
     trust: TrustSet,
     signer: Option<SigningKey>,
     executor: Executor,
+    bus: Arc<dyn Bus>,
     connected: bool,
     slots: HashMap<Hash, Slot>,
     /// Head channel -> root, for routing.
@@ -131,6 +217,7 @@ impl Hub {
             trust: options.trust.clone(),
             signer: options.signing_key.clone(),
             executor,
+            bus: bus.bus.clone(),
             connected: false,
             slots: HashMap::new(),
             heads: HashMap::new(),
@@ -180,7 +267,7 @@ impl Hub {
             BusEvent::Disconnected => {
                 self.connected = false;
                 for slot in self.slots.values_mut() {
-                    slot.follower.handle_disconnected();
+                    slot.shared.core().follower.handle_disconnected();
                 }
             }
             BusEvent::Message { channel, payload } => {
@@ -207,7 +294,7 @@ impl Hub {
                 let root = target.hash();
                 if let Some(slot) = self.slots.get_mut(&root) {
                     slot.handles += 1;
-                    if slot.follower.current().is_some() {
+                    if slot.shared.core().follower.current().is_some() {
                         let _ = reply.send(Ok(slot.shared.clone()));
                     } else {
                         slot.waiting.push(reply);
@@ -233,15 +320,19 @@ impl Hub {
                     root,
                     current,
                     changes,
+                    core: Mutex::new(Core {
+                        follower,
+                        writes: HashMap::new(),
+                    }),
+                    bus: self.bus.clone(),
+                    settled: self.executor.settled(),
                 });
                 self.slots.insert(
                     root,
                     Slot {
-                        follower,
                         shared,
                         current_tx,
                         waiting: vec![reply],
-                        writes: HashMap::new(),
                         head_channel: None,
                         handles: 1,
                     },
@@ -256,17 +347,13 @@ impl Hub {
                 };
                 slot.handles = slot.handles.saturating_sub(1);
                 if slot.handles == 0 {
-                    let step = slot.follower.close();
+                    let step = slot.shared.core().follower.close();
                     if let Some(head) = slot.head_channel {
                         self.heads.remove(&head);
                     }
                     self.slots.remove(&root);
                     self.executor.send(step.commands);
                 }
-            }
-            Request::Stats { root, reply } => {
-                let stats = self.slots.get(&root).map(|s| s.follower.stats().clone());
-                let _ = reply.send(stats);
             }
             Request::Submit {
                 root,
@@ -279,12 +366,14 @@ impl Hub {
                     let _ = reply.send(Err(SubmitError::NotLoaded));
                     return;
                 };
-                match slot.follower.submit(now, parent, ops, meta) {
+                let mut core = slot.shared.core();
+                match core.follower.submit(now, parent, ops, meta) {
                     Ok((patch, step)) => {
                         let (tx, rx) = oneshot::channel();
-                        slot.writes.insert(patch.hash, tx);
-                        let _ = reply.send(Ok((patch, rx)));
+                        core.writes.insert(patch.hash, tx);
                         self.executor.send(step.commands);
+                        drop(core);
+                        let _ = reply.send(Ok((patch, rx)));
                     }
                     Err(err) => {
                         let _ = reply.send(Err(err));
@@ -299,7 +388,10 @@ impl Hub {
         let due: Vec<Hash> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.follower.next_timeout().is_some_and(|t| t <= now))
+            .filter(|(_, s)| {
+                let next = s.shared.core().follower.next_timeout();
+                next.is_some_and(|t| t <= now)
+            })
             .map(|(root, _)| *root)
             .collect();
         for root in due {
@@ -312,9 +404,12 @@ impl Hub {
         let Some(slot) = self.slots.get_mut(&root) else {
             return;
         };
-        let step = input(&mut slot.follower);
+        let shared = slot.shared.clone();
+        let mut core = shared.core();
+        let step = input(&mut core.follower);
+        // Under the lock: see `Shared::submit_direct`.
         self.executor.send(step.commands);
-        let new_head = slot
+        let new_head = core
             .follower
             .current()
             .map(|c| c.head)
@@ -350,7 +445,7 @@ impl Hub {
                 }
                 FollowerEvent::UnknownRoot => unknown = true,
                 FollowerEvent::WriteEnded { hash, outcome } => {
-                    if let Some(tx) = slot.writes.remove(&hash) {
+                    if let Some(tx) = core.writes.remove(&hash) {
                         let _ = tx.send(outcome);
                     }
                 }
@@ -364,7 +459,8 @@ impl Hub {
                 let _ = waiter.send(Err(LoadFailure::UnknownRoot));
             }
             slot.handles = 0;
-            let step = slot.follower.close();
+            let step = core.follower.close();
+            drop(core);
             self.slots.remove(&root);
             self.executor.send(step.commands);
         }
