@@ -42,25 +42,36 @@ pub async fn subscribers(
     channel: &str,
     tx: mpsc::UnboundedSender<Instant>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let client = redis::Client::open(url)?;
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut stream = pubsub.into_on_message();
-            while let Some(msg) = stream.next().await {
-                let at = Instant::now();
-                // Touch the payload as a real consumer would.
-                let _len = msg.get_payload_bytes().len();
-                if tx.send(at).is_err() {
-                    return;
-                }
-            }
-        }));
+        tasks.push(subscriber(url, channel, Some(tx.clone())).await?);
     }
     Ok(tasks)
+}
+
+/// One subscriber connection on `channel`, reporting each receipt's time into
+/// `tx` when given; without it, a receiver that only reads (the load of a
+/// receiver whose receipt is not timed).
+pub async fn subscriber(
+    url: &str,
+    channel: &str,
+    tx: Option<mpsc::UnboundedSender<Instant>>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut pubsub = redis::Client::open(url)?.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(tokio::spawn(async move {
+        let mut stream = pubsub.into_on_message();
+        while let Some(msg) = stream.next().await {
+            let at = Instant::now();
+            // Touch the payload as a real consumer would.
+            let _len = msg.get_payload_bytes().len();
+            if let Some(tx) = &tx
+                && tx.send(at).is_err()
+            {
+                return;
+            }
+        }
+    }))
 }
 
 /// A subscriber that hands out whole messages (channel, payload, arrival time),

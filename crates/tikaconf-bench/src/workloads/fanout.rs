@@ -29,7 +29,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let budget = ctx.budget();
 
     let raw = async {
-        let mut case = RawCase::new(&ctx.redis_url, n, "fanout", SIZE).await?;
+        let mut case = RawCase::new(&ctx.redis_url, n, 0, "fanout", SIZE).await?;
         let start = Instant::now();
         let each = case.run(iterations, budget).await?;
         let mut all = std::mem::take(&mut case.all);

@@ -28,6 +28,12 @@ use crate::stats::Samples;
 
 /// Names of the systems, as the tables print them.
 pub const RAW_REDIS: &str = "raw redis";
+/// Raw Redis with two more receivers on the channel than timed subscribers:
+/// the same Redis and CPU load as a tikaconf update, which also reaches the
+/// writer's own follower and the storage node. Shown beside the target's
+/// baseline so the table separates what the protocol costs from what two
+/// more receivers cost on the same cores.
+pub const RAW_REDIS_PLUS_2: &str = "raw redis +2 rcv";
 pub const ETCD: &str = "etcd";
 pub const NATS: &str = "nats kv";
 

@@ -23,8 +23,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{
-    Applied, Ctx, RAW_REDIS, RECEIPT_TIMEOUT, Tasks, await_applied, await_receipts, bench_root,
-    filler, filler_bytes, forward_applied, set_ops, value_len_for_patch, wait_head,
+    Applied, Ctx, RAW_REDIS, RAW_REDIS_PLUS_2, RECEIPT_TIMEOUT, Tasks, await_applied,
+    await_receipts, bench_root, filler, filler_bytes, forward_applied, set_ops,
+    value_len_for_patch, wait_head,
 };
 use crate::baselines::raw_redis;
 use crate::deploy;
@@ -48,19 +49,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         for size in sizes {
             let case = case_name(n, size);
             let label = format!("prop-{n}-{size}");
-            let (tk, raw, extras) =
-                compare(ctx, &writer, &followers, &label, size, iterations).await;
-            let resyncs = extras.resyncs;
+            let compared = compare(ctx, &writer, &followers, &label, size, iterations).await;
+            let resyncs = compared.resyncs;
             if resyncs > 0 {
                 section.note(format!(
                     "{case}: {resyncs} receipts came by re-sync (a missed patch healed from storage)"
                 ));
             }
-            if let Some(read) = extras.read {
+            if let Some(read) = compared.read {
                 section.note(read_note(&case, read));
             }
-            section.record(&case, RAW_REDIS, raw.map(Samples::summarize));
-            section.record(&case, TIKACONF, tk.map(Samples::summarize));
+            let summary = |r: anyhow::Result<Samples>| r.map(Samples::summarize);
+            section.record(&case, RAW_REDIS, summary(compared.raw));
+            section.record(&case, RAW_REDIS_PLUS_2, summary(compared.raw_plus_2));
+            section.record(&case, TIKACONF, summary(compared.tikaconf));
         }
     }
     for n in [1usize, 10, 100] {
@@ -70,6 +72,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             section.ratio_target(&case, RAW_REDIS, Metric::P99, 1.3);
         }
     }
+    section.note(format!("{RAW_REDIS_PLUS_2}: raw Redis with 2 more, untimed, receivers on the channel: a tikaconf update also reaches the writer's own follower and the storage node, on the same 2 cores"));
     section.note("throughput: raw = publishes/s one after another; tikaconf = updates/s where each also waits for Committed (not comparable)");
     Ok(section)
 }
@@ -92,11 +95,12 @@ pub async fn compare(
     label: &str,
     size: usize,
     iterations: usize,
-) -> (anyhow::Result<Samples>, anyhow::Result<Samples>, TkExtras) {
+) -> Compared {
     let n = followers.len();
     // A side that cannot even be set up reports its error; the other still runs.
     let mut tk = TkCase::new(writer, followers, label, size).await;
-    let mut raw = RawCase::new(&ctx.redis_url, n, label, size).await;
+    let mut raw = RawCase::new(&ctx.redis_url, n, 0, label, size).await;
+    let mut raw2 = RawCase::new(&ctx.redis_url, n, 2, &format!("{label}+2"), size).await;
     let budget = ctx.budget() / 2;
     let half = iterations.div_ceil(2);
     let mut tk_all = tk
@@ -107,11 +111,17 @@ pub async fn compare(
         .as_ref()
         .map(|_| Samples::new())
         .map_err(|e| anyhow::anyhow!("{e:#}"));
+    let mut raw2_all = raw2
+        .as_ref()
+        .map(|_| Samples::new())
+        .map_err(|e| anyhow::anyhow!("{e:#}"));
     for _ in 0..2 {
-        if let (Ok(all), Ok(raw)) = (&mut raw_all, &mut raw) {
-            match raw.run(half, budget).await {
-                Ok(s) => all.merge(s),
-                Err(e) => raw_all = Err(e),
+        for (all, raw) in [(&mut raw_all, &mut raw), (&mut raw2_all, &mut raw2)] {
+            if let (Ok(samples), Ok(raw)) = (&mut *all, raw) {
+                match raw.run(half, budget).await {
+                    Ok(s) => samples.merge(s),
+                    Err(e) => *all = Err(e),
+                }
             }
         }
         if let (Ok(all), Ok(tk)) = (&mut tk_all, &mut tk) {
@@ -121,19 +131,26 @@ pub async fn compare(
             }
         }
     }
-    let extras = match tk {
-        Ok(t) => TkExtras {
-            resyncs: t.resyncs,
-            read: Some(t.read),
-        },
-        Err(_) => TkExtras::default(),
+    let (resyncs, read) = match tk {
+        Ok(t) => (t.resyncs, Some(t.read)),
+        Err(_) => (0, None),
     };
-    (tk_all, raw_all, extras)
+    Compared {
+        tikaconf: tk_all,
+        raw: raw_all,
+        raw_plus_2: raw2_all,
+        resyncs,
+        read,
+    }
 }
 
-/// What a tikaconf case measured besides its table row.
-#[derive(Debug, Default)]
-pub struct TkExtras {
+/// One case of tikaconf against raw Redis.
+#[derive(Debug)]
+pub struct Compared {
+    pub tikaconf: anyhow::Result<Samples>,
+    pub raw: anyhow::Result<Samples>,
+    /// Raw Redis with two untimed receivers more ([`RAW_REDIS_PLUS_2`]).
+    pub raw_plus_2: anyhow::Result<Samples>,
     /// Receipts that came by re-sync.
     pub resyncs: u64,
     /// Latencies until the followers' `changes()` readers were woken.
@@ -260,10 +277,20 @@ pub struct RawCase {
 }
 
 impl RawCase {
-    pub async fn new(url: &str, n: usize, label: &str, size: usize) -> anyhow::Result<RawCase> {
+    /// `n` timed subscribers and `extra` untimed ones.
+    pub async fn new(
+        url: &str,
+        n: usize,
+        extra: usize,
+        label: &str,
+        size: usize,
+    ) -> anyhow::Result<RawCase> {
         let channel = format!("bench:{label}");
         let (tx, rx) = mpsc::unbounded_channel();
-        let tasks = Tasks(raw_redis::subscribers(url, n, &channel, tx).await?);
+        let mut tasks = Tasks(raw_redis::subscribers(url, n, &channel, tx).await?);
+        for _ in 0..extra {
+            tasks.push(raw_redis::subscriber(url, &channel, None).await?);
+        }
         let mut case = RawCase {
             conn: raw_redis::publisher(url).await?,
             channel,
