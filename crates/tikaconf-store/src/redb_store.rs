@@ -377,11 +377,11 @@ impl Store for RedbStore {
             wal::encode_commits(applied, &mut payload)?;
 
             if log.fits(payload.len()) {
+                // Nothing logged yet: a refusal here just aborts the transaction.
+                txn.set_durability(Durability::None).map_err(backend)?;
                 // The record first: once it is synced the batch survives a crash,
                 // and only then does the transaction become visible to readers.
                 log.append(&payload)?;
-                txn.set_durability(Durability::None)
-                    .map_err(|e| log.fail(backend(e)))?;
                 txn.commit().map_err(|e| log.fail(backend(e)))?;
             } else {
                 // The checkpoint: no room left in the log (or a batch bigger than

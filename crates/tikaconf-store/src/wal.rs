@@ -62,11 +62,12 @@ const RECORD_HEADER_LEN: usize = 16;
 
 /// How big the log file is made when it is created.
 ///
-/// Why 8 MiB: big enough that checkpoints are rare (about 6,000 commits of a 1 KiB
-/// snapshot, or a few seconds of the heaviest benchmark load, between two), small
-/// enough that creating the file (writing the zeros) takes a few tens of
-/// milliseconds, that replay at open reads little, and that the redb pages kept
-/// unsynced between checkpoints stay few, so the checkpoint's own sync is short.
+/// Why 8 MiB: big enough that checkpoints are rare (about 7,000 one-commit batches
+/// of a 1 KiB snapshot between two, so the one slow durable redb commit is a small
+/// share of the total), small enough that creating the file (writing the zeros)
+/// takes tens of milliseconds, that replay at open reads little, and that the redb
+/// pages kept unsynced between checkpoints stay few, so a checkpoint's own sync
+/// stays short.
 pub(crate) const DEFAULT_CAPACITY: u64 = 8 << 20;
 
 /// The log: an open file, where the next record goes, and which sequence it gets.
