@@ -85,7 +85,7 @@ async fn child_writer() {
     let mut head = store.register(genesis(root)).await.expect("register");
     loop {
         let mut new = next(&head, "x");
-        let size = if new.height % 8 == 0 {
+        let size = if new.height.is_multiple_of(8) {
             256 << 10
         } else {
             1 << 10
