@@ -10,7 +10,8 @@
 //! Layout, as in the design:
 //! - `heads`: root hash -> (latest hash, height)
 //! - `snapshots`: latest hash -> canonical snapshot bytes
-//! - `meta`: `"log_seq"` -> sequence of the last batch applied (see below)
+//! - `meta`: `"log_seq"` -> sequence of the last batch applied, `"log_id"` -> id of
+//!   the write-ahead log that belongs to this database (see below)
 //!
 //! Only the latest snapshot of each root is kept: moving a head deletes the old
 //! hash's snapshot in the same transaction.
@@ -75,6 +76,10 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Written in the same transaction as the batch, so the durable state always says
 /// which log records it already holds.
 const LOG_SEQ: &str = "log_seq";
+/// Key in `meta` of the id of this database's log (absent: the database has never
+/// had one, e.g. it is new or older than the log), so that a log left beside a
+/// database it does not belong to is never replayed into it.
+const LOG_ID: &str = "log_id";
 
 /// The file name used when [`RedbStore::open`] is given a directory.
 pub const FILE_NAME: &str = "tikaconf.redb";
@@ -133,12 +138,16 @@ impl RedbStore {
         // log too.
         let db = Database::create(&path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
-        let (mut log, records) = Wal::open(&log_path(&path), capacity)?;
-        let last = {
+        let (mut log, last) = {
             // Create every table up front so that readers never meet a missing one.
             let mut heads = txn.open_table(HEADS).map_err(backend)?;
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
+            let owner = meta.get(LOG_ID).map_err(backend)?.map(|v| v.value());
+            let (log, records) = Wal::open(&log_path(&path), capacity, owner)?;
+            if owner.is_none() {
+                meta.insert(LOG_ID, log.id()).map_err(backend)?;
+            }
             let durable = meta.get(LOG_SEQ).map_err(backend)?.map_or(0, |v| v.value());
             let mut last = durable;
             for record in &records {
@@ -167,7 +176,7 @@ impl RedbStore {
             if last != durable {
                 meta.insert(LOG_SEQ, last).map_err(backend)?;
             }
-            last
+            (log, last)
         };
         // Durable (redb's default), and only then may the log be reused.
         txn.commit().map_err(backend)?;
@@ -445,6 +454,14 @@ mod tests {
         meta.get(LOG_SEQ).expect("get").map_or(0, |v| v.value())
     }
 
+    /// The log id the database file at `db` keeps.
+    fn log_id(db: &Path) -> u64 {
+        let db = Database::open(db).expect("open");
+        let txn = db.begin_read().expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        meta.get(LOG_ID).expect("get").expect("a log id").value()
+    }
+
     fn log_end(store: &RedbStore) -> u64 {
         store.inner.wal.lock().expect("lock").end()
     }
@@ -696,14 +713,54 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_foreign_log_is_refused() {
+    async fn a_file_that_is_not_a_log_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join(FILE_NAME);
+        drop(RedbStore::open(&db).expect("open"));
         std::fs::write(log_path(&db), b"not a log at all").expect("write");
         match RedbStore::open(&db) {
             Err(StoreError::Corrupt(msg)) => assert!(msg.contains("not a tikaconf"), "{msg}"),
             other => panic!("expected Corrupt, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_log_is_only_replayed_into_its_own_database() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let store_a = RedbStore::open(a.path()).expect("open a");
+        let heads = chain(&store_a, "own", 3).await;
+        let store_b = RedbStore::open(b.path()).expect("open b");
+        chain(&store_b, "other", 3).await;
+        // A's database with B's log (as after restoring a database file from
+        // elsewhere beside the old log): refused, though the sequences would fit.
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store_a, crashed.path());
+        std::fs::copy(store_b.log_path(), log_path(&db)).expect("copy b's log");
+        match RedbStore::open(&db) {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("another database"), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // A new database beside an old log: the log is replaced, nothing replayed.
+        std::fs::remove_file(&db).expect("remove db");
+        let fresh = RedbStore::open(&db).expect("open fresh");
+        assert_eq!(fresh.root_count().await.expect("count"), 0);
+        drop(fresh);
+        // A's database whose log was deleted: it opens at its durable state (here,
+        // the registration), with a new log for what comes next.
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store_a, crashed.path());
+        std::fs::remove_file(log_path(&db)).expect("remove log");
+        let reopened = RedbStore::open(&db).expect("open without log");
+        assert_eq!(
+            reopened.load(heads[0].root).await.expect("load"),
+            Some(heads[0].clone())
+        );
+        let next = next(&heads[0], "again");
+        reopened
+            .commit(vec![step(&heads[0], &next)])
+            .await
+            .expect("commit");
     }
 
     #[tokio::test]
@@ -714,7 +771,7 @@ mod tests {
         {
             // Sequence 1 follows the empty database's 0, and the checksum is right,
             // but the payload claims a commit it does not hold.
-            let (mut log, records) = Wal::open(&log_path(&db), 0).expect("log");
+            let (mut log, records) = Wal::open(&log_path(&db), 0, Some(log_id(&db))).expect("log");
             assert!(records.is_empty());
             log.restart(1);
             log.append(&[1, 0, 0, 0, 9, 9]).expect("append");
@@ -731,7 +788,7 @@ mod tests {
         let db = dir.path().join(FILE_NAME);
         drop(RedbStore::open(&db).expect("open"));
         {
-            let (mut log, _) = Wal::open(&log_path(&db), 0).expect("log");
+            let (mut log, _) = Wal::open(&log_path(&db), 0, Some(log_id(&db))).expect("log");
             log.restart(5);
             let mut payload = Vec::new();
             wal::encode_commits(std::iter::empty(), &mut payload).expect("encode");

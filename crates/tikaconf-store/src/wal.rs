@@ -22,7 +22,7 @@
 //! File layout:
 //!
 //! ```text
-//! file header (16 bytes): b"TKCFWAL1" (magic and format version), 8 zero bytes
+//! file header (16 bytes): b"TKCFWAL1" (magic and format version), log id u64
 //! record*:                crc32 u32 | payload length u32 | sequence u64 | payload
 //! ```
 //!
@@ -44,6 +44,14 @@
 //! silently could lose an acknowledged write. That is reported as
 //! [`StoreError::Corrupt`] and the store refuses to open, for a person to look at.
 //! The same goes for a file header that is not ours.
+//!
+//! Which database a log belongs to: the log id, random, chosen when the file is
+//! created and kept by the database (its `meta` table). Sequence numbers alone
+//! cannot tell a log that belongs to another database (a database file restored
+//! from a backup, or copied from another node, beside the old log): its records
+//! could happen to continue the database's sequence and would then be redone into
+//! a state they were never decided against. So the caller says which id it
+//! expects, and a log with another id is refused ([`StoreError::Corrupt`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -75,6 +83,8 @@ pub(crate) const DEFAULT_CAPACITY: u64 = 8 << 20;
 pub(crate) struct Wal {
     file: File,
     path: PathBuf,
+    /// Which database the log belongs to (see the module doc).
+    id: u64,
     /// Length of the file, fixed at creation; records are only written below it.
     len: u64,
     /// Offset at which the next record will be written.
@@ -99,21 +109,46 @@ pub(crate) struct Record {
 }
 
 impl Wal {
-    /// Opens the log at `path`, creating it (`capacity` bytes of zeros after the
-    /// header) if it does not exist, and returns it with the unbroken chain of
-    /// records it holds, in order. The log is positioned at its start, ready for
-    /// [`Wal::restart`] once the caller has made the records durable elsewhere.
-    pub(crate) fn open(path: &Path, capacity: u64) -> Result<(Wal, Vec<Record>), StoreError> {
-        if !path.exists() {
-            create(path, capacity)?;
+    /// Opens the log at `path` for the database that knows it as `owner`, and
+    /// returns it with the unbroken chain of records it holds, in order.
+    ///
+    /// A new log (`capacity` bytes of zeros after the header) with a fresh id
+    /// replaces whatever is at `path` when `owner` is `None` (a database that never
+    /// had a log: nothing in a file there can be its own). When there is no file (a
+    /// log that was deleted: what it held is lost, and refusing to start would not
+    /// bring it back) a new one is created with the owner's id, so that a crash
+    /// before the caller's next commit leaves the two still matching. A log with an
+    /// id other than `owner` is
+    /// refused. The log is positioned at its start, ready for [`Wal::restart`]
+    /// once the caller has made the records durable elsewhere; [`Wal::id`] is the
+    /// id the database must keep.
+    pub(crate) fn open(
+        path: &Path,
+        capacity: u64,
+        owner: Option<u64>,
+    ) -> Result<(Wal, Vec<Record>), StoreError> {
+        if owner.is_none() || !path.exists() {
+            create(path, capacity, owner.unwrap_or_else(new_id))?;
         }
         let mut file = OpenOptions::new().read(true).write(true).open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let records = scan(path, &bytes)?;
+        let id = read_header(path, &bytes)?;
+        let records = match owner {
+            Some(owner) if owner != id => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} belongs to another database (log id {id:016x}, the database's is \
+                     {owner:016x}); move it away to start a new log (any writes in it that \
+                     are not in the database are then lost)",
+                    path.display()
+                )));
+            }
+            _ => scan(&bytes),
+        };
         let wal = Wal {
             file,
             path: path.to_path_buf(),
+            id,
             len: bytes.len() as u64,
             end: FILE_HEADER_LEN,
             next_seq: records.last().map_or(1, |r| r.seq + 1),
@@ -132,6 +167,11 @@ impl Wal {
     pub(crate) fn restart(&mut self, next_seq: u64) {
         self.end = FILE_HEADER_LEN;
         self.next_seq = next_seq;
+    }
+
+    /// The log's id (see the module doc).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Sequence number the next record will get.
@@ -212,7 +252,7 @@ impl Wal {
 /// renamed into place and the directory synced, so that a file at `path` is always
 /// complete (a crash mid-creation leaves only the temporary file, which the next
 /// creation overwrites).
-fn create(path: &Path, capacity: u64) -> Result<(), StoreError> {
+fn create(path: &Path, capacity: u64, id: u64) -> Result<(), StoreError> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".new");
     let tmp = PathBuf::from(tmp_name);
@@ -223,6 +263,7 @@ fn create(path: &Path, capacity: u64) -> Result<(), StoreError> {
         .open(&tmp)?;
     let mut header = [0u8; FILE_HEADER_LEN as usize];
     header[..MAGIC.len()].copy_from_slice(MAGIC);
+    header[MAGIC.len()..].copy_from_slice(&id.to_le_bytes());
     file.write_all(&header)?;
     // Real zeros, not a hole: see the module doc.
     let zeros = vec![0u8; 1 << 20];
@@ -257,17 +298,38 @@ fn sync_dir(_path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads the unbroken chain of records out of the log file's bytes.
-fn scan(path: &Path, bytes: &[u8]) -> Result<Vec<Record>, StoreError> {
-    let header_len = FILE_HEADER_LEN as usize;
-    if bytes.len() < header_len || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(StoreError::Corrupt(format!(
+/// A log id unlikely ever to repeat: std's per-process random hash keys, mixed
+/// with the time and the process id (no random-number crate needed for this).
+fn new_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// Checks the file header and returns the log id.
+fn read_header(path: &Path, bytes: &[u8]) -> Result<u64, StoreError> {
+    match bytes.get(..FILE_HEADER_LEN as usize) {
+        Some(header) if &header[..MAGIC.len()] == MAGIC => Ok(u64::from_le_bytes(
+            header[MAGIC.len()..].try_into().expect("8 bytes"),
+        )),
+        _ => Err(StoreError::Corrupt(format!(
             "{} is not a tikaconf write-ahead log (bad or unknown header)",
             path.display()
-        )));
+        ))),
     }
+}
+
+/// Reads the unbroken chain of records out of the log file's bytes (header
+/// already checked).
+fn scan(bytes: &[u8]) -> Vec<Record> {
     let mut records: Vec<Record> = Vec::new();
-    let mut at = header_len;
+    let mut at = FILE_HEADER_LEN as usize;
     while let Some(header) = bytes.get(at..at + RECORD_HEADER_LEN) {
         let crc = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
@@ -290,7 +352,7 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<Vec<Record>, StoreError> {
         });
         at += RECORD_HEADER_LEN + len;
     }
-    Ok(records)
+    records
 }
 
 /// One applied compare-and-set as the log keeps it: enough to redo it without
@@ -382,21 +444,22 @@ mod tests {
     #[test]
     fn a_new_log_is_zero_filled_and_holds_no_records() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (log, records) = Wal::open(&log_in(&dir), 4096).expect("open");
+        let (log, records) = Wal::open(&log_in(&dir), 4096, None).expect("open");
         assert!(records.is_empty(), "zeros are not a record");
         assert_eq!(log.next_seq(), 1);
         let bytes = std::fs::read(log_in(&dir)).expect("read");
         assert_eq!(bytes.len() as u64, FILE_HEADER_LEN + 4096);
         assert_eq!(&bytes[..8], MAGIC);
-        assert!(bytes[8..].iter().all(|b| *b == 0));
+        assert_eq!(bytes[8..16], log.id().to_le_bytes());
+        assert!(bytes[16..].iter().all(|b| *b == 0));
         assert!(!dir.path().join("test.wal.new").exists());
     }
 
     #[test]
     fn records_come_back_in_order_and_the_file_never_grows() {
         let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let (mut log, _) = Wal::open(&log_in(&dir), 100).expect("open");
+        let id = {
+            let (mut log, _) = Wal::open(&log_in(&dir), 100, None).expect("open");
             assert_eq!(log.append(b"one").expect("append"), 1);
             assert_eq!(log.append(b"two").expect("append"), 2);
             assert!(log.fits(100 - 2 * 19 - 16));
@@ -405,12 +468,13 @@ mod tests {
                 Err(StoreError::Invalid(_)) => {}
                 other => panic!("a record that does not fit must be refused, got {other:?}"),
             }
-        }
+            log.id()
+        };
         assert_eq!(
             std::fs::metadata(log_in(&dir)).expect("meta").len(),
             FILE_HEADER_LEN + 100
         );
-        let (mut log, records) = Wal::open(&log_in(&dir), 100).expect("reopen");
+        let (mut log, records) = Wal::open(&log_in(&dir), 100, Some(id)).expect("reopen");
         let got: Vec<_> = records
             .iter()
             .map(|r| (r.seq, r.payload.as_slice()))
@@ -420,7 +484,7 @@ mod tests {
         // longer count, though it is intact.
         log.restart(3);
         assert_eq!(log.append(b"333").expect("append"), 3);
-        let (_, records) = Wal::open(&log_in(&dir), 100).expect("reopen");
+        let (_, records) = Wal::open(&log_in(&dir), 100, Some(id)).expect("reopen");
         let got: Vec<_> = records
             .iter()
             .map(|r| (r.seq, r.payload.as_slice()))
@@ -431,8 +495,9 @@ mod tests {
     #[test]
     fn a_length_past_the_end_is_a_torn_tail() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = Wal::open(&log_in(&dir), 64).expect("open");
+        let (mut log, _) = Wal::open(&log_in(&dir), 64, None).expect("open");
         log.append(b"kept").expect("append");
+        let id = log.id();
         drop(log);
         let mut bytes = std::fs::read(log_in(&dir)).expect("read");
         // A second "record" header claiming 4 GiB.
@@ -440,14 +505,40 @@ mod tests {
         bytes[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
         bytes[at + 8..at + 16].copy_from_slice(&2u64.to_le_bytes());
         std::fs::write(log_in(&dir), &bytes).expect("write");
-        let (_, records) = Wal::open(&log_in(&dir), 64).expect("reopen");
+        let (_, records) = Wal::open(&log_in(&dir), 64, Some(id)).expect("reopen");
         assert_eq!(records.len(), 1);
+    }
+
+    #[test]
+    fn owners_and_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = Wal::open(&log_in(&dir), 64, None).expect("open");
+        log.append(b"x").expect("append");
+        let id = log.id();
+        drop(log);
+        // Another owner's log is refused, and left alone.
+        match Wal::open(&log_in(&dir), 64, Some(id ^ 1)) {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("another database"), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        let (_, records) = Wal::open(&log_in(&dir), 64, Some(id)).expect("reopen");
+        assert_eq!(records.len(), 1);
+        // No owner: a new log replaces it.
+        let (log, records) = Wal::open(&log_in(&dir), 64, None).expect("replace");
+        assert!(records.is_empty());
+        assert_ne!(log.id(), id);
+        // A missing log is created anew for its owner, with its id.
+        drop(log);
+        std::fs::remove_file(log_in(&dir)).expect("remove");
+        let (log, records) = Wal::open(&log_in(&dir), 64, Some(id)).expect("recreate");
+        assert!(records.is_empty());
+        assert_eq!(log.id(), id);
     }
 
     #[test]
     fn a_broken_log_refuses_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = Wal::open(&log_in(&dir), 64).expect("open");
+        let (mut log, _) = Wal::open(&log_in(&dir), 64, None).expect("open");
         let _ = log.fail(StoreError::Backend("disk on fire".into()));
         match log.append(b"x") {
             Err(StoreError::Backend(msg)) => assert!(msg.contains("disk on fire"), "{msg}"),
