@@ -29,6 +29,7 @@ pub use tikaconf_proto::{Hash, StoredHead};
 pub mod conformance;
 mod memory;
 mod redb_store;
+mod wal;
 
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;

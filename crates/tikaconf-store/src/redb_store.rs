@@ -1,53 +1,129 @@
-//! A durable store in one local redb file, for a storage node that keeps its own
-//! state on disk.
+//! A durable store in one local redb file and a write-ahead log beside it, for a
+//! storage node that keeps its own state on disk.
 //!
-//! redb gives what the store contract needs and nothing it does not: ACID write
-//! transactions (so a batch is all-or-nothing), a durable commit that returns only
-//! after the data is synced, and crash safety (a file left behind by a process
-//! killed mid-write reopens at its last committed transaction). redb is a
-//! synchronous library whose commits block on fsync, so every operation runs on
+//! redb gives what the store contract needs: ACID write transactions (so a batch is
+//! all-or-nothing), readers that only ever see committed transactions, and crash
+//! safety (a file left behind by a process killed mid-write reopens at its last
+//! *durable* commit). redb is a synchronous library, so every operation runs on
 //! tokio's blocking pool and never stalls the async workers.
 //!
 //! Layout, as in the design:
 //! - `heads`: root hash -> (latest hash, height)
 //! - `snapshots`: latest hash -> canonical snapshot bytes
+//! - `meta`: `"log_seq"` -> sequence of the last batch applied, `"log_id"` -> id of
+//!   the write-ahead log that belongs to this database (see below)
 //!
 //! Only the latest snapshot of each root is kept: moving a head deletes the old
 //! hash's snapshot in the same transaction.
+//!
+//! # Why a write-ahead log
+//!
+//! A storage node acknowledges a write only once it is durable, so the cost of a
+//! durable commit is the latency of every write. A durable redb commit rewrites
+//! B-tree pages across its file and syncs them; the log ([`crate::wal`]) instead
+//! costs one small write into already-allocated blocks and one `fdatasync`. So a
+//! batch is committed like this, all under one lock that serializes writers:
+//!
+//! 1. decide and apply the batch in a redb write transaction, and write the batch's
+//!    sequence number into `meta` in the same transaction;
+//! 2. append a record holding the applied commits to the log, and sync it: from
+//!    here on the batch survives a crash (replay redoes it);
+//! 3. commit the transaction with [`Durability::None`]: no sync, but now visible.
+//!
+//! Doing 2 before 3 means that a concurrent `load`, which only sees committed
+//! transactions, never reads a state that a crash could take back.
+//!
+//! **Checkpoint.** Non-durable redb commits become durable together with the next
+//! durable one. When a batch's record does not fit in the log's remaining space,
+//! that batch is committed durably instead of being logged (this is the
+//! checkpoint, and costs one ordinary durable redb commit), and the log starts over
+//! from its beginning. `register` commits durably too (registrations are rare) and
+//! also starts the log over.
+//!
+//! **Open.** redb reopens at its last durable commit, whose `meta` says which batch
+//! it holds last (`D`). Log records with sequences up to `D` are already in it; those
+//! after are redone, in order, in one durable transaction, and the log starts over.
+//! A record torn by a crash ends the log (it was never acknowledged); see
+//! [`crate::wal`] for why stale records left by reuse are never redone.
+//!
+//! **Failure.** If writing or syncing the log fails, or redb fails after the record
+//! is synced, the store refuses every later write (`StoreError::Backend`) until it is
+//! opened again: the batch may or may not be on disk, exactly as after a crash at
+//! that point, and only a reopen (which replays what really is on disk) can tell.
+//! The failed call returns `Err` and its batch is not visible in this process; a
+//! reopen may find it durable, which is why an `Err` never means "certainly not
+//! written".
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition,
+};
 
+use crate::wal::{self, Wal};
 use crate::{Commit, CommitOutcome, Hash, Store, StoreError, StoredHead, check_register, decide};
 
 /// `root -> (latest hash, height)`.
 const HEADS: TableDefinition<[u8; 32], ([u8; 32], u64)> = TableDefinition::new("heads");
 /// `latest hash -> snapshot bytes`.
 const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
+/// Bookkeeping: [`LOG_SEQ`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Key in `meta` of the sequence number of the last batch applied (0: none yet).
+/// Written in the same transaction as the batch, so the durable state always says
+/// which log records it already holds.
+const LOG_SEQ: &str = "log_seq";
+/// Key in `meta` of the id of this database's log (absent: the database has never
+/// had one, e.g. it is new or older than the log), so that a log left beside a
+/// database it does not belong to is never replayed into it.
+const LOG_ID: &str = "log_id";
 
 /// The file name used when [`RedbStore::open`] is given a directory.
 pub const FILE_NAME: &str = "tikaconf.redb";
+/// Appended to the database file's name to name its write-ahead log
+/// (`tikaconf.redb.wal`).
+pub const LOG_SUFFIX: &str = ".wal";
 
 /// A [`Store`] in a redb database file. Cheap to clone; clones share the database.
 #[derive(Debug, Clone)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
     path: PathBuf,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Database,
+    /// Held by every write (commit, register) for its whole transaction, so that
+    /// records reach the log in the order their transactions commit.
+    wal: Mutex<Wal>,
 }
 
 impl RedbStore {
     /// Opens (creating if needed) the store at `path`: an existing directory gets a
     /// `tikaconf.redb` file inside it, anything else is taken as the file's path
-    /// (its parent directories are created).
+    /// (its parent directories are created). The write-ahead log is the same path
+    /// with [`LOG_SUFFIX`] appended.
     ///
-    /// This blocks (it may have to recover a file left by a crash); call it at
-    /// startup, or from `spawn_blocking`. Only one process may have a file open at a
-    /// time: a second open fails with [`StoreError::Backend`].
+    /// This blocks (it may have to recover a file left by a crash and replay the
+    /// log); call it at startup, or from `spawn_blocking`. Only one process may have
+    /// a file open at a time: a second open fails with [`StoreError::Backend`]. A
+    /// log that is not a tikaconf log, or that holds a record which passes its
+    /// checksum but does not decode, fails with [`StoreError::Corrupt`] rather than
+    /// dropping writes that may have been acknowledged.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
-        let path = path.as_ref();
+        RedbStore::open_with_log_capacity(path.as_ref(), wal::DEFAULT_CAPACITY)
+    }
+
+    /// [`RedbStore::open`] with a log file of `capacity` bytes when it has to be
+    /// created (tests use a small one to make checkpoints frequent).
+    pub(crate) fn open_with_log_capacity(
+        path: &Path,
+        capacity: u64,
+    ) -> Result<RedbStore, StoreError> {
         let path = if path.is_dir() {
             path.join(FILE_NAME)
         } else {
@@ -58,14 +134,58 @@ impl RedbStore {
             }
             path.to_path_buf()
         };
+        // redb first: its file lock is what keeps a second process away from the
+        // log too.
         let db = Database::create(&path).map_err(backend)?;
-        // Create both tables up front so that readers never meet a missing table.
         let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(HEADS).map_err(backend)?;
-        txn.open_table(SNAPSHOTS).map_err(backend)?;
+        let (mut log, last) = {
+            // Create every table up front so that readers never meet a missing one.
+            let mut heads = txn.open_table(HEADS).map_err(backend)?;
+            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let owner = meta.get(LOG_ID).map_err(backend)?.map(|v| v.value());
+            let (log, records) = Wal::open(&log_path(&path), capacity, owner)?;
+            if owner.is_none() {
+                meta.insert(LOG_ID, log.id()).map_err(backend)?;
+            }
+            let durable = meta.get(LOG_SEQ).map_err(backend)?.map_or(0, |v| v.value());
+            let mut last = durable;
+            for record in &records {
+                if record.seq <= durable {
+                    // Already in the durable state (written before its checkpoint,
+                    // or made durable when the store was last closed).
+                    continue;
+                }
+                if record.seq != last + 1 {
+                    return Err(StoreError::Corrupt(format!(
+                        "write-ahead log record {} follows database sequence {last}: \
+                         the records between are missing",
+                        record.seq
+                    )));
+                }
+                for commit in wal::decode_commits(record.seq, &record.payload)? {
+                    apply(
+                        &mut heads,
+                        &mut snapshots,
+                        &commit.expected_head,
+                        &commit.new,
+                    )?;
+                }
+                last = record.seq;
+            }
+            if last != durable {
+                meta.insert(LOG_SEQ, last).map_err(backend)?;
+            }
+            (log, last)
+        };
+        // Durable (redb's default), and only then may the log be reused.
         txn.commit().map_err(backend)?;
+        log.restart(last + 1);
         Ok(RedbStore {
-            db: Arc::new(db),
+            inner: Arc::new(Inner {
+                db,
+                wal: Mutex::new(log),
+            }),
             path,
         })
     }
@@ -75,17 +195,40 @@ impl RedbStore {
         &self.path
     }
 
+    /// The write-ahead log file beside the database file.
+    pub fn log_path(&self) -> PathBuf {
+        log_path(&self.path)
+    }
+
     /// Runs blocking database work on tokio's blocking pool.
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
             .await
             .map_err(|e| StoreError::Backend(format!("redb task failed: {e}")))?
     }
+}
+
+impl Inner {
+    /// Takes the log for a write, refusing if an earlier write broke it.
+    fn log(&self) -> Result<MutexGuard<'_, Wal>, StoreError> {
+        let log = self
+            .wal
+            .lock()
+            .map_err(|_| StoreError::Backend("a write to the store panicked".into()))?;
+        log.check()?;
+        Ok(log)
+    }
+}
+
+fn log_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(LOG_SUFFIX);
+    PathBuf::from(name)
 }
 
 /// Maps any redb error into the store's error, keeping I/O and corruption apart
@@ -125,10 +268,31 @@ fn read_head(
     }))
 }
 
+/// Moves `new.root`'s head from `expected_head` to `new.head`: the writes of one
+/// applied compare-and-set, shared by `commit` and by replay so that both leave the
+/// same state.
+fn apply(
+    heads: &mut Table<[u8; 32], ([u8; 32], u64)>,
+    snapshots: &mut Table<[u8; 32], &'static [u8]>,
+    expected_head: &Hash,
+    new: &StoredHead,
+) -> Result<(), StoreError> {
+    snapshots
+        .insert(new.head.as_bytes(), new.snapshot.as_ref())
+        .map_err(backend)?;
+    heads
+        .insert(new.root.as_bytes(), (*new.head.as_bytes(), new.height))
+        .map_err(backend)?;
+    snapshots
+        .remove(expected_head.as_bytes())
+        .map_err(backend)?;
+    Ok(())
+}
+
 impl Store for RedbStore {
     async fn load(&self, root: Hash) -> Result<Option<StoredHead>, StoreError> {
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
             let heads = txn.open_table(HEADS).map_err(backend)?;
             let snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
             read_head(&heads, &snapshots, root)
@@ -138,8 +302,9 @@ impl Store for RedbStore {
 
     async fn register(&self, head: StoredHead) -> Result<StoredHead, StoreError> {
         check_register(&head)?;
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+        self.blocking(move |inner| {
+            let mut log = inner.log()?;
+            let txn = inner.db.begin_write().map_err(backend)?;
             let current = {
                 let mut heads = txn.open_table(HEADS).map_err(backend)?;
                 let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
@@ -163,7 +328,13 @@ impl Store for RedbStore {
                     Ok(current)
                 }
                 None => {
+                    // A durable commit (redb's default), which also makes every
+                    // earlier non-durable commit durable: a checkpoint, so the log
+                    // can start over. `meta` is untouched: it already says which
+                    // batch came last.
                     txn.commit().map_err(backend)?;
+                    let next = log.next_seq();
+                    log.restart(next);
                     Ok(head)
                 }
             }
@@ -175,36 +346,60 @@ impl Store for RedbStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+        self.blocking(move |inner| {
+            let mut log = inner.log()?;
+            let mut txn = inner.db.begin_write().map_err(backend)?;
+            let seq = log.next_seq();
             let mut outcomes = Vec::with_capacity(batch.len());
             {
                 let mut heads = txn.open_table(HEADS).map_err(backend)?;
                 let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
                 for commit in &batch {
-                    let new = &commit.new;
-                    let current = read_head(&heads, &snapshots, new.root)?;
+                    let current = read_head(&heads, &snapshots, commit.new.root)?;
                     let outcome = decide(current.as_ref(), commit);
                     if outcome == CommitOutcome::Applied {
-                        snapshots
-                            .insert(new.head.as_bytes(), new.snapshot.as_ref())
-                            .map_err(backend)?;
-                        heads
-                            .insert(new.root.as_bytes(), (*new.head.as_bytes(), new.height))
-                            .map_err(backend)?;
-                        snapshots
-                            .remove(commit.expected_head.as_bytes())
-                            .map_err(backend)?;
+                        apply(
+                            &mut heads,
+                            &mut snapshots,
+                            &commit.expected_head,
+                            &commit.new,
+                        )?;
                     }
                     outcomes.push(outcome);
                 }
             }
-            if outcomes.contains(&CommitOutcome::Applied) {
-                // The one durable sync of the batch (redb's default durability is
-                // Immediate: commit returns after fsync).
-                txn.commit().map_err(backend)?;
-            } else {
+            if !outcomes.contains(&CommitOutcome::Applied) {
+                // Nothing was written: no record, no sync.
                 txn.abort().map_err(backend)?;
+                return Ok(outcomes);
+            }
+            txn.open_table(META)
+                .map_err(backend)?
+                .insert(LOG_SEQ, seq)
+                .map_err(backend)?;
+            let applied = batch
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| **o == CommitOutcome::Applied)
+                .map(|(c, _)| c);
+            let mut payload = Vec::new();
+            wal::encode_commits(applied, &mut payload)?;
+
+            if log.fits(payload.len()) {
+                // Nothing logged yet: a refusal here just aborts the transaction.
+                txn.set_durability(Durability::None).map_err(backend)?;
+                // The record first: once it is synced the batch survives a crash,
+                // and only then does the transaction become visible to readers.
+                log.append(&payload)?;
+                txn.commit().map_err(|e| log.fail(backend(e)))?;
+            } else {
+                // The checkpoint: no room left in the log (or a batch bigger than
+                // the whole log), so this batch commits durably, which makes every
+                // earlier non-durable commit durable with it, and the log starts
+                // over. If the commit fails, whether it reached the disk (and with
+                // it `meta`'s `seq`) is unknown, so the log must not be reused.
+                txn.commit().map_err(|e| log.fail(backend(e)))?;
+                log.restart(seq + 1);
             }
             Ok(outcomes)
         })
@@ -212,11 +407,396 @@ impl Store for RedbStore {
     }
 
     async fn root_count(&self) -> Result<u64, StoreError> {
-        self.blocking(|db| {
-            let txn = db.begin_read().map_err(backend)?;
+        self.blocking(|inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
             let heads = txn.open_table(HEADS).map_err(backend)?;
             heads.len().map_err(backend)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The log's crash cases. A "crash" here is a copy of the database and log files
+    //! taken while the store is open: redb keeps non-durable commits in process
+    //! memory and the log's records are already synced, so the copy holds exactly
+    //! what a SIGKILL at that moment would leave (the durable redb state plus the
+    //! log), and opening the copy must recover everything acknowledged.
+
+    use std::fs::OpenOptions;
+    use std::io::{Seek, SeekFrom, Write};
+
+    use super::*;
+    use crate::conformance::{genesis, next, step, unique_root};
+
+    /// Copies the store's files into `dir`, as a crash now would leave them.
+    fn crash_copy(store: &RedbStore, dir: &Path) -> PathBuf {
+        let db = dir.join(FILE_NAME);
+        std::fs::copy(store.path(), &db).expect("copy db");
+        std::fs::copy(store.log_path(), log_path(&db)).expect("copy log");
+        db
+    }
+
+    /// Sequence of the last batch in the store's current state.
+    fn meta_seq(store: &RedbStore) -> u64 {
+        let txn = store.inner.db.begin_read().expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        meta.get(LOG_SEQ).expect("get").map_or(0, |v| v.value())
+    }
+
+    /// Sequence of the last batch in the *durable* state of the database file at
+    /// `db` (opened as plain redb, without its log).
+    fn durable_seq(db: &Path) -> u64 {
+        let db = Database::open(db).expect("open copy");
+        let txn = db.begin_read().expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        meta.get(LOG_SEQ).expect("get").map_or(0, |v| v.value())
+    }
+
+    /// The log id the database file at `db` keeps.
+    fn log_id(db: &Path) -> u64 {
+        let db = Database::open(db).expect("open");
+        let txn = db.begin_read().expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        meta.get(LOG_ID).expect("get").expect("a log id").value()
+    }
+
+    fn log_end(store: &RedbStore) -> u64 {
+        store.inner.wal.lock().expect("lock").end()
+    }
+
+    /// Registers a root and moves it `n` steps, one batch each; returns all heads.
+    async fn chain(store: &RedbStore, label: &str, n: usize) -> Vec<StoredHead> {
+        let g = genesis(unique_root(label));
+        store.register(g.clone()).await.expect("register");
+        let mut heads = vec![g];
+        for i in 0..n {
+            let prev = heads.last().expect("head").clone();
+            let new = next(&prev, &format!("{label}{i}"));
+            let outcomes = store.commit(vec![step(&prev, &new)]).await.expect("commit");
+            assert_eq!(outcomes, [CommitOutcome::Applied]);
+            heads.push(new);
+        }
+        heads
+    }
+
+    #[tokio::test]
+    async fn replay_after_crash_without_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let heads = chain(&store, "replay", 5).await;
+        // A batch that chains two commits on one root, and one that is stale.
+        let a = next(&heads[5], "a");
+        let b = next(&a, "b");
+        let outcomes = store
+            .commit(vec![
+                step(&heads[5], &a),
+                step(&a, &b),
+                step(&heads[0], &heads[1]),
+            ])
+            .await
+            .expect("commit");
+        assert_eq!(
+            outcomes[..2],
+            [CommitOutcome::Applied, CommitOutcome::Applied]
+        );
+        assert_eq!(meta_seq(&store), 6);
+
+        let db = crash_copy(&store, crashed.path());
+        // Nothing since the registration was checkpointed: the durable file alone
+        // is at the registration, and only the log has the six batches.
+        assert_eq!(durable_seq(&db), 0);
+        let reopened = RedbStore::open(&db).expect("reopen");
+        assert_eq!(
+            reopened.load(heads[0].root).await.expect("load"),
+            Some(b.clone())
+        );
+        assert_eq!(meta_seq(&reopened), 6);
+        // The old snapshots were dropped on replay as they were on commit.
+        let txn = reopened.inner.db.begin_read().expect("read");
+        assert_eq!(
+            txn.open_table(SNAPSHOTS)
+                .expect("snapshots")
+                .len()
+                .expect("len"),
+            1
+        );
+        drop(txn);
+        // Replay ended in a durable commit, and the log starts over.
+        assert_eq!(log_end(&reopened), wal::FILE_HEADER_LEN);
+        drop(reopened);
+        assert_eq!(durable_seq(&db), 6);
+    }
+
+    #[tokio::test]
+    async fn torn_tail_record_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let heads = chain(&store, "torn", 3).await;
+        // The log ends with the third batch's record.
+        let end = log_end(&store);
+        {
+            let crashed = tempfile::tempdir().expect("tempdir");
+            let db = crash_copy(&store, crashed.path());
+            let file = OpenOptions::new()
+                .write(true)
+                .open(log_path(&db))
+                .expect("log");
+            // Cut the log in the middle of the last record, as a crash mid-write
+            // (the file shrinking is harsher than a real torn write, which keeps
+            // the file size: both must be survived).
+            file.set_len(end - 10).expect("truncate");
+            drop(file);
+            let reopened = RedbStore::open(&db).expect("reopen");
+            assert_eq!(
+                reopened.load(heads[0].root).await.expect("load"),
+                Some(heads[2].clone()),
+                "the torn third batch was never acknowledged and is dropped"
+            );
+            assert_eq!(meta_seq(&reopened), 2);
+            // The store goes on from there, sequence included.
+            let again = next(&heads[2], "again");
+            let outcomes = reopened
+                .commit(vec![step(&heads[2], &again)])
+                .await
+                .expect("commit");
+            assert_eq!(outcomes, [CommitOutcome::Applied]);
+            assert_eq!(meta_seq(&reopened), 3);
+        }
+        // Same, but the record's bytes are overwritten in place (size kept).
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store, crashed.path());
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(log_path(&db))
+            .expect("log");
+        file.seek(SeekFrom::Start(end - 5)).expect("seek");
+        file.write_all(&[0xA5; 3]).expect("scribble");
+        drop(file);
+        let reopened = RedbStore::open(&db).expect("reopen");
+        assert_eq!(
+            reopened.load(heads[0].root).await.expect("load"),
+            Some(heads[2].clone())
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_and_stale_records_after_the_end_are_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let crashed = tempfile::tempdir().expect("tempdir");
+        // Epoch 1: six batches, then a clean close (which makes them durable).
+        let heads = {
+            let store = RedbStore::open(dir.path()).expect("open");
+            chain(&store, "stale", 6).await
+        };
+        // Epoch 2: the log starts over, and one batch of the same size overwrites
+        // the first record, leaving records 2..6 of epoch 1 right after it: valid
+        // checksums, lower sequences.
+        let store = RedbStore::open(dir.path()).expect("reopen");
+        assert_eq!(meta_seq(&store), 6);
+        let back = store
+            .load(heads[0].root)
+            .await
+            .expect("load")
+            .expect("root");
+        assert_eq!(back, heads[6]);
+        let h7 = next(&heads[6], "stale6");
+        store
+            .commit(vec![step(&heads[6], &h7)])
+            .await
+            .expect("commit");
+        let end = log_end(&store);
+        let db = crash_copy(&store, crashed.path());
+        // And garbage after those.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(log_path(&db))
+            .expect("log");
+        file.seek(SeekFrom::Start(end * 6)).expect("seek");
+        file.write_all(&[0xFF; 300]).expect("garbage");
+        drop(file);
+        assert_eq!(durable_seq(&db), 6);
+        let reopened = RedbStore::open(&db).expect("reopen crashed");
+        assert_eq!(reopened.load(heads[0].root).await.expect("load"), Some(h7));
+        assert_eq!(meta_seq(&reopened), 7);
+    }
+
+    #[tokio::test]
+    async fn checkpoint_and_reuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Room for a few records only, so the log fills and starts over often.
+        let store =
+            RedbStore::open_with_log_capacity(&dir.path().join(FILE_NAME), 2048).expect("open");
+        let log_len = std::fs::metadata(store.log_path()).expect("log").len();
+        let mut checkpoints = 0;
+        let mut heads = chain(&store, "reuse", 0).await;
+        for i in 0..60 {
+            let prev = heads.last().expect("head").clone();
+            let new = next(&prev, &format!("reuse{i}"));
+            let before = log_end(&store);
+            store.commit(vec![step(&prev, &new)]).await.expect("commit");
+            if log_end(&store) < before {
+                checkpoints += 1;
+                // The batch that did not fit was committed durably.
+                let crashed = tempfile::tempdir().expect("tempdir");
+                let db = crash_copy(&store, crashed.path());
+                assert_eq!(durable_seq(&db), i + 1);
+            }
+            heads.push(new);
+            // Every few batches, crash and check that nothing acknowledged is lost.
+            if i % 7 == 3 {
+                let crashed = tempfile::tempdir().expect("tempdir");
+                let db = crash_copy(&store, crashed.path());
+                let reopened = RedbStore::open(&db).expect("reopen");
+                assert_eq!(
+                    reopened.load(prev.root).await.expect("load").as_ref(),
+                    heads.last()
+                );
+                assert_eq!(meta_seq(&reopened), i + 1);
+            }
+        }
+        assert!(checkpoints >= 5, "only {checkpoints} checkpoints");
+        // Reused in place: the file never grew.
+        assert_eq!(
+            std::fs::metadata(store.log_path()).expect("log").len(),
+            log_len
+        );
+        // A batch bigger than the whole log is committed durably, not logged.
+        let prev = heads.last().expect("head").clone();
+        let mut big = next(&prev, "big");
+        big.snapshot = Bytes::from(vec![b'x'; 4096]);
+        store.commit(vec![step(&prev, &big)]).await.expect("commit");
+        assert_eq!(log_end(&store), wal::FILE_HEADER_LEN);
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store, crashed.path());
+        assert_eq!(durable_seq(&db), 61);
+        let reopened = RedbStore::open(&db).expect("reopen");
+        assert_eq!(reopened.load(prev.root).await.expect("load"), Some(big));
+    }
+
+    #[tokio::test]
+    async fn sequence_continues_across_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut expected = 0;
+        let g = genesis(unique_root("continuity"));
+        let mut head = g.clone();
+        for round in 0..4 {
+            let store = RedbStore::open(dir.path()).expect("open");
+            assert_eq!(meta_seq(&store), expected);
+            store.register(g.clone()).await.expect("register");
+            assert_eq!(
+                store.load(g.root).await.expect("load").as_ref(),
+                Some(&head)
+            );
+            for i in 0..3 {
+                let new = next(&head, &format!("{round}.{i}"));
+                store.commit(vec![step(&head, &new)]).await.expect("commit");
+                head = new;
+                expected += 1;
+                assert_eq!(meta_seq(&store), expected);
+            }
+            if round % 2 == 1 {
+                // Crash instead of closing: continue from the copy.
+                let crashed = tempfile::tempdir().expect("tempdir");
+                let db = crash_copy(&store, crashed.path());
+                drop(store);
+                std::fs::copy(&db, dir.path().join(FILE_NAME)).expect("restore db");
+                std::fs::copy(log_path(&db), log_path(&dir.path().join(FILE_NAME)))
+                    .expect("restore log");
+            }
+        }
+        let store = RedbStore::open(dir.path()).expect("open");
+        assert_eq!(meta_seq(&store), expected);
+        assert_eq!(store.load(g.root).await.expect("load"), Some(head));
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_log_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join(FILE_NAME);
+        drop(RedbStore::open(&db).expect("open"));
+        std::fs::write(log_path(&db), b"not a log at all").expect("write");
+        match RedbStore::open(&db) {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("not a tikaconf"), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_log_is_only_replayed_into_its_own_database() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let store_a = RedbStore::open(a.path()).expect("open a");
+        let heads = chain(&store_a, "own", 3).await;
+        let store_b = RedbStore::open(b.path()).expect("open b");
+        chain(&store_b, "other", 3).await;
+        // A's database with B's log (as after restoring a database file from
+        // elsewhere beside the old log): refused, though the sequences would fit.
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store_a, crashed.path());
+        std::fs::copy(store_b.log_path(), log_path(&db)).expect("copy b's log");
+        match RedbStore::open(&db) {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("another database"), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // A new database beside an old log: the log is replaced, nothing replayed.
+        std::fs::remove_file(&db).expect("remove db");
+        let fresh = RedbStore::open(&db).expect("open fresh");
+        assert_eq!(fresh.root_count().await.expect("count"), 0);
+        drop(fresh);
+        // A's database whose log was deleted: it opens at its durable state (here,
+        // the registration), with a new log for what comes next.
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store_a, crashed.path());
+        std::fs::remove_file(log_path(&db)).expect("remove log");
+        let reopened = RedbStore::open(&db).expect("open without log");
+        assert_eq!(
+            reopened.load(heads[0].root).await.expect("load"),
+            Some(heads[0].clone())
+        );
+        let next = next(&heads[0], "again");
+        reopened
+            .commit(vec![step(&heads[0], &next)])
+            .await
+            .expect("commit");
+    }
+
+    #[tokio::test]
+    async fn a_record_that_passes_its_checksum_but_does_not_decode_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join(FILE_NAME);
+        drop(RedbStore::open(&db).expect("open"));
+        {
+            // Sequence 1 follows the empty database's 0, and the checksum is right,
+            // but the payload claims a commit it does not hold.
+            let (mut log, records) = Wal::open(&log_path(&db), 0, Some(log_id(&db))).expect("log");
+            assert!(records.is_empty());
+            log.restart(1);
+            log.append(&[1, 0, 0, 0, 9, 9]).expect("append");
+        }
+        match RedbStore::open(&db) {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("record 1"), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gap_between_database_and_log_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join(FILE_NAME);
+        drop(RedbStore::open(&db).expect("open"));
+        {
+            let (mut log, _) = Wal::open(&log_path(&db), 0, Some(log_id(&db))).expect("log");
+            log.restart(5);
+            let mut payload = Vec::new();
+            wal::encode_commits(std::iter::empty(), &mut payload).expect("encode");
+            log.append(&payload).expect("append");
+        }
+        match RedbStore::open(&db) {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("missing"), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
     }
 }

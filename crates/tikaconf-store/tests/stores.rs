@@ -2,10 +2,14 @@
 //! durable store can promise: what was committed survives closing the file, and
 //! survives the process being killed mid-stream.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use redb::ReadableDatabase;
 use tikaconf_store::conformance::{self, genesis, next, step, unique_root};
 use tikaconf_store::{CommitOutcome, MemoryStore, RedbStore, Store, StoreError};
 
@@ -65,6 +69,11 @@ const CHILD_DIR: &str = "TIKACONF_STORE_CHILD_DIR";
 
 /// The child half of `redb_survives_sigkill`: commits forever, printing each
 /// height once its commit has returned (so is durable). Ignored when run normally.
+///
+/// Most snapshots are 1 KiB, every 8th is 256 KiB: the big ones fill the
+/// write-ahead log (8 MiB) every few hundred commits, so the kill lands in a run
+/// that has seen checkpoints and log reuse, and almost surely while the log holds
+/// records that are not checkpointed yet.
 #[tokio::test]
 #[ignore = "the child half of redb_survives_sigkill, which runs it in a process it SIGKILLs: cargo test -p tikaconf-store --test stores redb_survives_sigkill"]
 async fn child_writer() {
@@ -75,7 +84,13 @@ async fn child_writer() {
     let root = tikaconf_store::Hash::of_canonical_bytes(b"{\"child\":true}");
     let mut head = store.register(genesis(root)).await.expect("register");
     loop {
-        let new = next(&head, "x");
+        let mut new = next(&head, "x");
+        let size = if new.height.is_multiple_of(8) {
+            256 << 10
+        } else {
+            1 << 10
+        };
+        new.snapshot = Bytes::from(vec![b'x'; size]);
         let outcomes = store.commit(vec![step(&head, &new)]).await.expect("commit");
         assert_eq!(outcomes, [CommitOutcome::Applied]);
         head = new;
@@ -83,33 +98,104 @@ async fn child_writer() {
     }
 }
 
+/// The unbroken chain of record sequences in a write-ahead log, read here
+/// independently of the store's own code (format: 16-byte file header, then
+/// records of crc32 u32 | length u32 | sequence u64 | payload, little-endian).
+fn log_sequences(log: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(log).expect("read log");
+    assert_eq!(&bytes[..8], b"TKCFWAL1");
+    let mut seqs: Vec<u64> = Vec::new();
+    let mut at = 16;
+    while let Some(header) = bytes.get(at..at + 16) {
+        let crc = u32::from_le_bytes(header[..4].try_into().expect("4"));
+        let len = u32::from_le_bytes(header[4..8].try_into().expect("4")) as usize;
+        let seq = u64::from_le_bytes(header[8..].try_into().expect("8"));
+        let Some(body) = bytes.get(at + 4..at + 16 + len) else {
+            break;
+        };
+        if crc32fast::hash(body) != crc || seqs.last().is_some_and(|prev| prev + 1 != seq) {
+            break;
+        }
+        seqs.push(seq);
+        at += 16 + len;
+    }
+    seqs
+}
+
+/// The batch sequence in the durable state of a copy of the database file, opened
+/// as plain redb (so without replaying the log).
+fn durable_sequence(db: &Path) -> u64 {
+    let copy = tempfile::tempdir().expect("tempdir");
+    let path = copy.path().join("copy.redb");
+    std::fs::copy(db, &path).expect("copy");
+    let db = redb::Database::create(&path).expect("open copy");
+    let txn = db.begin_read().expect("read");
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    let table = txn.open_table(meta).expect("meta table");
+    table.get("log_seq").expect("get").map_or(0, |v| v.value())
+}
+
 #[tokio::test]
 async fn redb_survives_sigkill() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let exe = std::env::current_exe().expect("current exe");
-    let mut child = Command::new(exe)
-        .args(["--exact", "child_writer", "--ignored", "--nocapture"])
-        .env(CHILD_DIR, dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn child writer");
-    // Let the child get well into its stream of commits, then kill it mid-write.
     let root = tikaconf_store::Hash::of_canonical_bytes(b"{\"child\":true}");
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    // Killing at a random point could, rarely, land just after a checkpoint, when
+    // the log holds nothing to replay; try again then, so that the replay is
+    // always exercised.
+    for attempt in 1..=5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = std::env::current_exe().expect("current exe");
+        let mut child = Command::new(exe)
+            .args(["--exact", "child_writer", "--ignored", "--nocapture"])
+            .env(CHILD_DIR, dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn child writer");
+        let stdout = child.stdout.take().expect("stdout");
+        // The highest height the child reported durable, read as it goes so that
+        // the pipe never fills and stalls the child.
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.strip_prefix("durable ")?.parse::<u64>().ok())
+                .max()
+        });
+        // Let the child get well into its stream of commits, then kill it mid-write.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        let acknowledged = reader.join().expect("reader").expect("the child committed");
 
-    let store = RedbStore::open(dir.path()).expect("reopen after SIGKILL");
-    let head = store
-        .load(root)
-        .await
-        .expect("load")
-        .expect("the child committed at least once");
-    assert!(head.height > 0, "the child got past registration");
-    // The reopened store is fully usable.
-    let new = next(&head, "after");
-    assert_eq!(
-        store.commit(vec![step(&head, &new)]).await.expect("commit"),
-        [CommitOutcome::Applied]
-    );
+        let db = dir.path().join("tikaconf.redb");
+        let durable = durable_sequence(&db);
+        let logged = log_sequences(&db.with_extension("redb.wal"));
+        let store = RedbStore::open(dir.path()).expect("reopen after SIGKILL");
+        let head = store
+            .load(root)
+            .await
+            .expect("load")
+            .expect("the child committed at least once");
+        // Every commit the child saw return is there; at most the one in flight
+        // when it was killed is there too.
+        assert!(
+            head.height >= acknowledged && head.height <= acknowledged + 1,
+            "acknowledged {acknowledged}, found {}",
+            head.height
+        );
+        // The reopened store is fully usable.
+        let new = next(&head, "after");
+        assert_eq!(
+            store.commit(vec![step(&head, &new)]).await.expect("commit"),
+            [CommitOutcome::Applied]
+        );
+        if logged.last().is_some_and(|last| *last > durable) {
+            eprintln!(
+                "attempt {attempt}: killed at height {acknowledged} acknowledged, durable \
+                 database at batch {durable}, log replayed up to batch {}",
+                logged.last().expect("last")
+            );
+            return;
+        }
+    }
+    panic!("no kill landed while the log held records to replay");
 }
