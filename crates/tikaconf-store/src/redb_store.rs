@@ -37,8 +37,10 @@
 //! durable one. When a batch's record does not fit in the log's remaining space,
 //! that batch is committed durably instead of being logged (this is the
 //! checkpoint, and costs one ordinary durable redb commit), and the log starts over
-//! from its beginning. `register` commits durably too (registrations are rare) and
-//! also starts the log over.
+//! from its beginning. A registration is logged like a batch of one commit whose
+//! expected head is all zeros (no snapshot has that key, so replaying it removes
+//! nothing): a process that follows a thousand new channels at once registers
+//! them at the cost of log appends, not of a thousand durable redb commits.
 //!
 //! **Open.** redb reopens at its last durable commit, whose `meta` says which batch
 //! it holds last (`D`). Log records with sequences up to `D` are already in it; those
@@ -289,6 +291,40 @@ fn apply(
     Ok(())
 }
 
+/// Makes the writes of `txn` durable through the log: the record `payload`
+/// (and `meta`'s sequence, written here in the same transaction) is appended and
+/// synced, then the transaction commits without a sync of its own. When the log
+/// has no room, the transaction commits durably instead (a checkpoint) and the
+/// log starts over.
+fn commit_logged(
+    mut txn: redb::WriteTransaction,
+    log: &mut Wal,
+    payload: &[u8],
+) -> Result<(), StoreError> {
+    let seq = log.next_seq();
+    txn.open_table(META)
+        .map_err(backend)?
+        .insert(LOG_SEQ, seq)
+        .map_err(backend)?;
+    if log.fits(payload.len()) {
+        // Nothing logged yet: a refusal here just aborts the transaction.
+        txn.set_durability(Durability::None).map_err(backend)?;
+        // The record first: once it is synced the batch survives a crash, and
+        // only then does the transaction become visible to readers.
+        log.append(payload)?;
+        txn.commit().map_err(|e| log.fail(backend(e)))?;
+    } else {
+        // The checkpoint: no room left in the log (or a batch bigger than the
+        // whole log), so this batch commits durably, which makes every earlier
+        // non-durable commit durable with it, and the log starts over. If the
+        // commit fails, whether it reached the disk (and with it `meta`'s `seq`)
+        // is unknown, so the log must not be reused.
+        txn.commit().map_err(|e| log.fail(backend(e)))?;
+        log.restart(seq + 1);
+    }
+    Ok(())
+}
+
 impl Store for RedbStore {
     async fn load(&self, root: Hash) -> Result<Option<StoredHead>, StoreError> {
         self.blocking(move |inner| {
@@ -328,14 +364,19 @@ impl Store for RedbStore {
                     Ok(current)
                 }
                 None => {
-                    // A durable commit (redb's default), which also makes every
-                    // earlier non-durable commit durable: a checkpoint, so the log
-                    // can start over. `meta` is untouched: it already says which
-                    // batch came last.
-                    txn.commit().map_err(backend)?;
-                    let next = log.next_seq();
-                    log.restart(next);
-                    Ok(head)
+                    // Logged like a commit, so that a burst of new roots (a
+                    // process following a thousand channels for the first time)
+                    // costs a log append each, not a full durable redb commit.
+                    // The zero "expected head" names no snapshot: replaying it
+                    // removes nothing.
+                    let registered = Commit {
+                        expected_head: Hash::from_bytes([0; 32]),
+                        new: head,
+                    };
+                    let mut payload = Vec::new();
+                    wal::encode_commits(std::iter::once(&registered), &mut payload)?;
+                    commit_logged(txn, &mut log, &payload)?;
+                    Ok(registered.new)
                 }
             }
         })
@@ -348,8 +389,7 @@ impl Store for RedbStore {
         }
         self.blocking(move |inner| {
             let mut log = inner.log()?;
-            let mut txn = inner.db.begin_write().map_err(backend)?;
-            let seq = log.next_seq();
+            let txn = inner.db.begin_write().map_err(backend)?;
             let mut outcomes = Vec::with_capacity(batch.len());
             {
                 let mut heads = txn.open_table(HEADS).map_err(backend)?;
@@ -373,10 +413,6 @@ impl Store for RedbStore {
                 txn.abort().map_err(backend)?;
                 return Ok(outcomes);
             }
-            txn.open_table(META)
-                .map_err(backend)?
-                .insert(LOG_SEQ, seq)
-                .map_err(backend)?;
             let applied = batch
                 .iter()
                 .zip(&outcomes)
@@ -384,23 +420,7 @@ impl Store for RedbStore {
                 .map(|(c, _)| c);
             let mut payload = Vec::new();
             wal::encode_commits(applied, &mut payload)?;
-
-            if log.fits(payload.len()) {
-                // Nothing logged yet: a refusal here just aborts the transaction.
-                txn.set_durability(Durability::None).map_err(backend)?;
-                // The record first: once it is synced the batch survives a crash,
-                // and only then does the transaction become visible to readers.
-                log.append(&payload)?;
-                txn.commit().map_err(|e| log.fail(backend(e)))?;
-            } else {
-                // The checkpoint: no room left in the log (or a batch bigger than
-                // the whole log), so this batch commits durably, which makes every
-                // earlier non-durable commit durable with it, and the log starts
-                // over. If the commit fails, whether it reached the disk (and with
-                // it `meta`'s `seq`) is unknown, so the log must not be reused.
-                txn.commit().map_err(|e| log.fail(backend(e)))?;
-                log.restart(seq + 1);
-            }
+            commit_logged(txn, &mut log, &payload)?;
             Ok(outcomes)
         })
         .await
@@ -502,18 +522,19 @@ mod tests {
             outcomes[..2],
             [CommitOutcome::Applied, CommitOutcome::Applied]
         );
-        assert_eq!(meta_seq(&store), 6);
+        // The registration is a logged record too: 1 + 5 + 1.
+        assert_eq!(meta_seq(&store), 7);
 
         let db = crash_copy(&store, crashed.path());
-        // Nothing since the registration was checkpointed: the durable file alone
-        // is at the registration, and only the log has the six batches.
+        // Nothing was checkpointed: the durable file alone is empty, and only the
+        // log has the seven records.
         assert_eq!(durable_seq(&db), 0);
         let reopened = RedbStore::open(&db).expect("reopen");
         assert_eq!(
             reopened.load(heads[0].root).await.expect("load"),
             Some(b.clone())
         );
-        assert_eq!(meta_seq(&reopened), 6);
+        assert_eq!(meta_seq(&reopened), 7);
         // The old snapshots were dropped on replay as they were on commit.
         let txn = reopened.inner.db.begin_read().expect("read");
         assert_eq!(
@@ -527,7 +548,7 @@ mod tests {
         // Replay ended in a durable commit, and the log starts over.
         assert_eq!(log_end(&reopened), wal::FILE_HEADER_LEN);
         drop(reopened);
-        assert_eq!(durable_seq(&db), 6);
+        assert_eq!(durable_seq(&db), 7);
     }
 
     #[tokio::test]
@@ -555,7 +576,8 @@ mod tests {
                 Some(heads[2].clone()),
                 "the torn third batch was never acknowledged and is dropped"
             );
-            assert_eq!(meta_seq(&reopened), 2);
+            // Registration (1) and two batches.
+            assert_eq!(meta_seq(&reopened), 3);
             // The store goes on from there, sequence included.
             let again = next(&heads[2], "again");
             let outcomes = reopened
@@ -563,7 +585,7 @@ mod tests {
                 .await
                 .expect("commit");
             assert_eq!(outcomes, [CommitOutcome::Applied]);
-            assert_eq!(meta_seq(&reopened), 3);
+            assert_eq!(meta_seq(&reopened), 4);
         }
         // Same, but the record's bytes are overwritten in place (size kept).
         let crashed = tempfile::tempdir().expect("tempdir");
@@ -595,7 +617,8 @@ mod tests {
         // the first record, leaving records 2..6 of epoch 1 right after it: valid
         // checksums, lower sequences.
         let store = RedbStore::open(dir.path()).expect("reopen");
-        assert_eq!(meta_seq(&store), 6);
+        // The registration and six batches.
+        assert_eq!(meta_seq(&store), 7);
         let back = store
             .load(heads[0].root)
             .await
@@ -617,10 +640,10 @@ mod tests {
         file.seek(SeekFrom::Start(end * 6)).expect("seek");
         file.write_all(&[0xFF; 300]).expect("garbage");
         drop(file);
-        assert_eq!(durable_seq(&db), 6);
+        assert_eq!(durable_seq(&db), 7);
         let reopened = RedbStore::open(&db).expect("reopen crashed");
         assert_eq!(reopened.load(heads[0].root).await.expect("load"), Some(h7));
-        assert_eq!(meta_seq(&reopened), 7);
+        assert_eq!(meta_seq(&reopened), 8);
     }
 
     #[tokio::test]
@@ -642,7 +665,8 @@ mod tests {
                 // The batch that did not fit was committed durably.
                 let crashed = tempfile::tempdir().expect("tempdir");
                 let db = crash_copy(&store, crashed.path());
-                assert_eq!(durable_seq(&db), i + 1);
+                // After the registration's record (1).
+                assert_eq!(durable_seq(&db), i + 2);
             }
             heads.push(new);
             // Every few batches, crash and check that nothing acknowledged is lost.
@@ -654,7 +678,7 @@ mod tests {
                     reopened.load(prev.root).await.expect("load").as_ref(),
                     heads.last()
                 );
-                assert_eq!(meta_seq(&reopened), i + 1);
+                assert_eq!(meta_seq(&reopened), i + 2);
             }
         }
         assert!(checkpoints >= 5, "only {checkpoints} checkpoints");
@@ -671,7 +695,7 @@ mod tests {
         assert_eq!(log_end(&store), wal::FILE_HEADER_LEN);
         let crashed = tempfile::tempdir().expect("tempdir");
         let db = crash_copy(&store, crashed.path());
-        assert_eq!(durable_seq(&db), 61);
+        assert_eq!(durable_seq(&db), 62);
         let reopened = RedbStore::open(&db).expect("reopen");
         assert_eq!(reopened.load(prev.root).await.expect("load"), Some(big));
     }
@@ -686,6 +710,11 @@ mod tests {
             let store = RedbStore::open(dir.path()).expect("open");
             assert_eq!(meta_seq(&store), expected);
             store.register(g.clone()).await.expect("register");
+            if round == 0 {
+                // A new root is a logged record; a known one writes nothing.
+                expected += 1;
+            }
+            assert_eq!(meta_seq(&store), expected);
             assert_eq!(
                 store.load(g.root).await.expect("load").as_ref(),
                 Some(&head)
@@ -746,16 +775,16 @@ mod tests {
         let fresh = RedbStore::open(&db).expect("open fresh");
         assert_eq!(fresh.root_count().await.expect("count"), 0);
         drop(fresh);
-        // A's database whose log was deleted: it opens at its durable state (here,
-        // the registration), with a new log for what comes next.
+        // A's database whose log was deleted: it opens at its durable state (here
+        // empty: even the registration was only in the log), with a new log for
+        // what comes next.
         let crashed = tempfile::tempdir().expect("tempdir");
         let db = crash_copy(&store_a, crashed.path());
         std::fs::remove_file(log_path(&db)).expect("remove log");
         let reopened = RedbStore::open(&db).expect("open without log");
-        assert_eq!(
-            reopened.load(heads[0].root).await.expect("load"),
-            Some(heads[0].clone())
-        );
+        assert_eq!(reopened.load(heads[0].root).await.expect("load"), None);
+        let registered = reopened.register(heads[0].clone()).await.expect("register");
+        assert_eq!(registered, heads[0]);
         let next = next(&heads[0], "again");
         reopened
             .commit(vec![step(&heads[0], &next)])
