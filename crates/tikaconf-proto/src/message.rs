@@ -425,6 +425,30 @@ impl Snapshot {
         }
     }
 
+    /// The exact canonical size and nesting depth of `config`. The size is read
+    /// off `encoded`, which is the document's canonical bytes inside an envelope
+    /// that depends only on the hashes and the height, so only the depth takes
+    /// a walk over the document.
+    pub fn config_bound(&self) -> DocBound {
+        let mut envelope = Map::new();
+        envelope.insert("type".into(), Value::String("snapshot".into()));
+        envelope.insert("root".into(), Value::String(self.root.to_hex()));
+        envelope.insert("head".into(), Value::String(self.head.to_hex()));
+        envelope.insert("height".into(), Value::from(self.height));
+        envelope.insert("config".into(), Value::Null);
+        let envelope = canonical::encoded_len(&Value::Object(envelope)) - "null".len();
+        let bytes = self.encoded.len().saturating_sub(envelope);
+        debug_assert_eq!(
+            bytes,
+            canonical::encoded_len(&self.config),
+            "encoded is canonical"
+        );
+        DocBound {
+            bytes,
+            depth: json::depth(&self.config),
+        }
+    }
+
     /// The snapshot at height 0: the root configuration itself.
     pub fn of_root(root: &RootConfig) -> Snapshot {
         Snapshot::new(root.hash(), root.hash(), 0, root.value().clone())
@@ -672,6 +696,9 @@ mod tests {
             let decoded = Message::decode_signed(text.as_bytes(), &Limits::default());
             prop_assert!(decoded.is_ok(), "{:?}: {:?}", text, decoded);
             let (message, signature) = decoded.unwrap();
+            if let Message::Snapshot(decoded) = &message {
+                prop_assert_eq!(decoded.config_bound(), DocBound::measure(&snapshot.config));
+            }
             prop_assert_eq!(message, Message::Snapshot(Arc::new(snapshot)));
             prop_assert_eq!(signature.is_some(), sign);
         }
