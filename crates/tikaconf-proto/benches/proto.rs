@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the protocol's per-message work: canonical encoding,
-//! hashing, decoding + validating a patch message, and applying a patch, on
+//! hashing, decoding + validating a patch message (beside serde_json's plain
+//! parse of the same bytes, as a floor), and applying a patch, on
 //! documents of about 200 B, 10 KiB and 1 MiB.
 //!
 //! These are the CPU costs every follower pays for every change (decode,
@@ -12,7 +13,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
-use tikaconf_proto::{Hash, Limits, Message, Patch, RootConfig, canonical};
+use tikaconf_proto::{Hash, Limits, Message, Patch, RootConfig, Snapshot, canonical};
 
 /// A document of about `size` canonical bytes: a map of ~100-byte commands,
 /// the shape of a chat bot's configuration.
@@ -69,8 +70,32 @@ fn bench(c: &mut Criterion) {
         decode.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
             b.iter(|| Message::decode(black_box(bytes), &limits).expect("decodes"))
         });
+        // The floor: serde_json's general DOM parser on the same bytes, which
+        // checks none of the protocol's rules (duplicate keys, number range,
+        // depth) and computes no hash. How far decode stays above this is what
+        // the protocol's checks cost.
+        decode.bench_with_input(
+            BenchmarkId::new("serde_json_floor", name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| serde_json::from_slice::<Value>(black_box(bytes)).expect("parses"))
+            },
+        );
     }
     decode.finish();
+
+    // A snapshot message carrying a document of the size: what a follower
+    // decodes on a cold load or a resync.
+    let mut snapshot = c.benchmark_group("decode_validate_snapshot");
+    for (name, size) in SIZES {
+        let head = Hash::of_canonical_bytes(b"a head");
+        let bytes = Snapshot::new(root.hash(), head, 7, document(size)).encoded;
+        snapshot.throughput(Throughput::Bytes(bytes.len() as u64));
+        snapshot.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
+            b.iter(|| Message::decode(black_box(bytes), &limits).expect("decodes"))
+        });
+    }
+    snapshot.finish();
 
     // A one-op change applied to a document of the size: `Ops::apply`, which
     // works on a copy of the document (all or nothing). The op is idempotent, so

@@ -105,6 +105,17 @@ fn utf16_cmp(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
+/// The order RFC 8785 sorts member keys in (by UTF-16 code units), which is
+/// byte order unless a key holds an astral character (see [`needs_utf16_sort`]).
+pub(crate) fn key_order(a: &str, b: &str) -> Ordering {
+    let astral = |k: &str| k.bytes().any(|b| b >= 0xf0);
+    if astral(a) || astral(b) {
+        utf16_cmp(a, b)
+    } else {
+        a.cmp(b)
+    }
+}
+
 /// Every `Number` is an `f64` unless serde_json's arbitrary_precision feature is on,
 /// which the protocol does not use; 0 keeps this total without a panic.
 fn as_f64(n: &Number) -> f64 {

@@ -524,7 +524,7 @@ impl Follower {
             }
             _ if on != self.root => Err(Rejection::WrongChannelKind),
             Message::Snapshot(snapshot) => {
-                self.on_snapshot(now, &snapshot, step);
+                self.on_snapshot(now, snapshot, step);
                 Ok(())
             }
             Message::Stored(stored) => {
@@ -601,7 +601,7 @@ impl Follower {
         Ok(())
     }
 
-    fn on_snapshot(&mut self, now: Instant, snap: &Snapshot, step: &mut Step) {
+    fn on_snapshot(&mut self, now: Instant, snap: Arc<Snapshot>, step: &mut Step) {
         self.request_sent_at = None;
         let Some(current) = &self.current else {
             self.adopt(now, snap, ChangeCause::Loaded, step);
@@ -708,7 +708,7 @@ impl Follower {
         self.push_write_events(ended, step);
     }
 
-    fn adopt(&mut self, now: Instant, snap: &Snapshot, cause: ChangeCause, step: &mut Step) {
+    fn adopt(&mut self, now: Instant, snap: Arc<Snapshot>, cause: ChangeCause, step: &mut Step) {
         if matches!(cause, ChangeCause::Resync { dropped: true }) {
             self.stats.dropped += 1;
         }
@@ -721,12 +721,14 @@ impl Follower {
         self.confirmed = None;
         self.unconfirmed_since = None;
         self.suspect = None;
+        self.doc_bound = snap.config_bound();
+        let (head, height) = (snap.head, snap.height);
+        // A snapshot just decoded is ours alone: its document moves, uncopied.
         let next = Current {
-            head: snap.head,
-            height: snap.height,
-            doc: Arc::new(snap.config.clone()),
+            head,
+            height,
+            doc: Arc::new(Arc::unwrap_or_clone(snap).config),
         };
-        self.doc_bound = DocBound::measure(&next.doc);
         self.move_to(next, cause, step);
         if first {
             self.schedule_resync(now);
@@ -736,7 +738,7 @@ impl Follower {
         // forged one, without signatures) must not make the follower ignore every
         // later answer of storage's. Storage's next answer that matches our head
         // confirms it.
-        self.resolve_writes(snap.height, step);
+        self.resolve_writes(height, step);
     }
 
     /// Makes `next` current, moving the head subscription.

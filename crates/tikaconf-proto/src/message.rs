@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::json::JsonError;
+use crate::json::{CanonicalText, JsonError};
 use crate::limits::DocBound;
 use crate::patch::{ApplyError, Ops, PatchError};
 use crate::root::{RootConfig, RootError};
@@ -223,16 +223,21 @@ impl Message {
         limits: &Limits,
     ) -> Result<(Message, Option<Signature>), DecodeError> {
         check_size(bytes, limits)?;
-        let value = json::parse_strict(bytes, limits.max_depth)?;
-        Message::from_value_signed(value)
+        let received = json::parse_received(bytes, limits.max_depth)?;
+        Message::from_value_signed(received.value, received.canonical.as_ref())
     }
 
     /// Builds a message from an already normalized JSON value (see [`json::normalize`]).
     pub fn from_value(value: Value) -> Result<Message, DecodeError> {
-        Message::from_value_signed(value).map(|(m, _)| m)
+        Message::from_value_signed(value, None).map(|(m, _)| m)
     }
 
-    fn from_value_signed(value: Value) -> Result<(Message, Option<Signature>), DecodeError> {
+    /// `canonical` is the text `value` was parsed from, if that was canonical:
+    /// then it provides the canonical bytes that would otherwise be encoded.
+    fn from_value_signed(
+        value: Value,
+        canonical: Option<&CanonicalText<'_>>,
+    ) -> Result<(Message, Option<Signature>), DecodeError> {
         let Value::Object(mut map) = value else {
             return Err(DecodeError::NotAnObject);
         };
@@ -241,17 +246,22 @@ impl Message {
             None => None,
             Some(v) => Some(Signature::from_value(&v).ok_or(DecodeError::BadSignature)?),
         };
-        Message::from_map(map).map(|m| (m, signature))
+        Message::from_map(map, canonical).map(|m| (m, signature))
     }
 
-    fn from_map(map: Map<String, Value>) -> Result<Message, DecodeError> {
+    fn from_map(
+        map: Map<String, Value>,
+        canonical: Option<&CanonicalText<'_>>,
+    ) -> Result<Message, DecodeError> {
         let kind = match map.get("type") {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(DecodeError::MissingType),
         };
         match kind.as_str() {
-            "patch" => Patch::from_map(map).map(|p| Message::Patch(Arc::new(p))),
-            "snapshot" => Snapshot::from_map(map).map(|s| Message::Snapshot(Arc::new(s))),
+            "patch" => Patch::from_map(map, canonical).map(|p| Message::Patch(Arc::new(p))),
+            "snapshot" => {
+                Snapshot::from_map(map, canonical).map(|s| Message::Snapshot(Arc::new(s)))
+            }
             "stored" => {
                 let mut f = Fields(map);
                 f.take("type")?;
@@ -345,13 +355,23 @@ impl Patch {
         }
     }
 
-    fn from_map(map: Map<String, Value>) -> Result<Patch, DecodeError> {
-        // The hash covers the whole object as received (canonicalized), so encode
-        // before the fields are taken apart.
-        let value = Value::Object(map);
-        let encoded = Bytes::from(canonical::to_vec(&value));
-        let Value::Object(map) = value else {
-            unreachable!("wrapped as an object above")
+    fn from_map(
+        map: Map<String, Value>,
+        received: Option<&CanonicalText<'_>>,
+    ) -> Result<Patch, DecodeError> {
+        // The hash covers the whole object as received (canonicalized, without
+        // its signature), so take the canonical bytes before the fields are taken
+        // apart: the received ones if they are canonical, else encode them.
+        let (map, encoded) = match received {
+            Some(text) => (map, Bytes::from(text.without_member("sig").into_owned())),
+            None => {
+                let value = Value::Object(map);
+                let encoded = Bytes::from(canonical::to_vec(&value));
+                let Value::Object(map) = value else {
+                    unreachable!("wrapped as an object above")
+                };
+                (map, encoded)
+            }
         };
         let hash = Hash::of_canonical_bytes(&encoded);
         let mut f = Fields(map);
@@ -359,7 +379,7 @@ impl Patch {
         let root = f.hash("root")?;
         let parent = f.hash("parent")?;
         let height = f.height("height")?;
-        let ops = Ops::from_value(&f.take("ops")?).map_err(DecodeError::BadOps)?;
+        let ops = Ops::from_parsed(f.take("ops")?).map_err(DecodeError::BadOps)?;
         let meta = match f.0.remove("meta") {
             None => None,
             Some(Value::Object(m)) => Some(m),
@@ -405,12 +425,39 @@ impl Snapshot {
         }
     }
 
+    /// The exact canonical size and nesting depth of `config`. The size is read
+    /// off `encoded`, which is the document's canonical bytes inside an envelope
+    /// that depends only on the hashes and the height, so only the depth takes
+    /// a walk over the document.
+    pub fn config_bound(&self) -> DocBound {
+        let mut envelope = Map::new();
+        envelope.insert("type".into(), Value::String("snapshot".into()));
+        envelope.insert("root".into(), Value::String(self.root.to_hex()));
+        envelope.insert("head".into(), Value::String(self.head.to_hex()));
+        envelope.insert("height".into(), Value::from(self.height));
+        envelope.insert("config".into(), Value::Null);
+        let envelope = canonical::encoded_len(&Value::Object(envelope)) - "null".len();
+        let bytes = self.encoded.len().saturating_sub(envelope);
+        debug_assert_eq!(
+            bytes,
+            canonical::encoded_len(&self.config),
+            "encoded is canonical"
+        );
+        DocBound {
+            bytes,
+            depth: json::depth(&self.config),
+        }
+    }
+
     /// The snapshot at height 0: the root configuration itself.
     pub fn of_root(root: &RootConfig) -> Snapshot {
         Snapshot::new(root.hash(), root.hash(), 0, root.value().clone())
     }
 
-    fn from_map(map: Map<String, Value>) -> Result<Snapshot, DecodeError> {
+    fn from_map(
+        map: Map<String, Value>,
+        received: Option<&CanonicalText<'_>>,
+    ) -> Result<Snapshot, DecodeError> {
         let mut f = Fields(map);
         f.take("type")?;
         let root = f.hash("root")?;
@@ -418,13 +465,31 @@ impl Snapshot {
         let height = f.height("height")?;
         let config = f.take("config")?;
         f.finish()?;
-        if height == 0 && (head != root || Hash::of_value(&config) != root) {
+        if height == 0 && head != root {
             return Err(DecodeError::BadRootSnapshot);
+        }
+        if height == 0 {
+            let config_hash = match received.and_then(|text| text.member_value("config")) {
+                Some(bytes) => Hash::of_canonical_bytes(bytes),
+                None => Hash::of_value(&config),
+            };
+            if config_hash != root {
+                return Err(DecodeError::BadRootSnapshot);
+            }
         }
         if height > 0 && head == root {
             return Err(DecodeError::BadRootSnapshot);
         }
-        Ok(Snapshot::new(root, head, height, config))
+        Ok(match received {
+            Some(text) => Snapshot {
+                root,
+                head,
+                height,
+                config,
+                encoded: Bytes::from(text.without_member("sig").into_owned()),
+            },
+            None => Snapshot::new(root, head, height, config),
+        })
     }
 }
 
@@ -555,5 +620,104 @@ pub fn attach_signature(unsigned: &[u8], signature: &Signature) -> Bytes {
         }
         // Our own canonical output always parses back as an object.
         _ => Bytes::copy_from_slice(unsigned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SigningKey;
+    use crate::json::spelling::{Choices, spell};
+    use crate::json::tests::arb_value;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// `message` (canonical bytes) with a signature member, spelled with `choices`.
+    fn respell(message: &[u8], sign: bool, choices: Vec<u8>, rate: u8) -> String {
+        let Ok(Value::Object(mut map)) = json::parse_strict(message, Limits::MAX_DEPTH_CEILING)
+        else {
+            unreachable!("our own messages are objects")
+        };
+        if sign {
+            let key = SigningKey::from_seed([7; 32]);
+            map.insert(
+                "sig".into(),
+                key.sign(&Hash::of_canonical_bytes(message)).to_value(),
+            );
+        }
+        spell(&Value::Object(map), &mut Choices::new(choices, rate))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// However a patch is spelled, signed or not, it decodes to the same
+        /// patch: same canonical bytes, same hash (the received bytes are reused
+        /// only when they are canonical).
+        #[test]
+        fn patch_decodes_the_same_in_every_spelling(
+            value in arb_value(),
+            meta in prop::option::of(arb_value()),
+            sign in any::<bool>(),
+            choices in prop::collection::vec(any::<u8>(), 1..64),
+            rate in prop_oneof![Just(0u8), 2u8..40],
+        ) {
+            let root = RootConfig::twitch("#spelling").unwrap();
+            let ops = json!([{"op": "add", "path": "/x", "value": value}]);
+            let meta = meta.map(|m| Map::from_iter([("m".to_owned(), m)]));
+            let patch = Patch::build(root.hash(), root.hash(), 0, ops, meta).unwrap();
+            let text = respell(&patch.encoded, sign, choices, rate);
+            let decoded = Message::decode_signed(text.as_bytes(), &Limits::default());
+            prop_assert!(decoded.is_ok(), "{:?}: {:?}", text, decoded);
+            let (message, signature) = decoded.unwrap();
+            prop_assert_eq!(message, Message::Patch(Arc::new(patch)));
+            prop_assert_eq!(signature.is_some(), sign);
+        }
+
+        /// The same for snapshots, at height 0 (whose document must hash to the
+        /// root) and above.
+        #[test]
+        fn snapshot_decodes_the_same_in_every_spelling(
+            connection in prop::collection::btree_map("[a-z]{1,3}", arb_value(), 0..4),
+            doc in arb_value(),
+            at_root in any::<bool>(),
+            sign in any::<bool>(),
+            choices in prop::collection::vec(any::<u8>(), 1..64),
+            rate in prop_oneof![Just(0u8), 2u8..40],
+        ) {
+            let root = RootConfig::from_connection(Value::Object(connection.into_iter().collect()))
+                .unwrap();
+            let snapshot = if at_root {
+                Snapshot::of_root(&root)
+            } else {
+                Snapshot::new(root.hash(), Hash::of_canonical_bytes(b"head"), 3, doc)
+            };
+            let text = respell(&snapshot.encoded, sign, choices, rate);
+            let decoded = Message::decode_signed(text.as_bytes(), &Limits::default());
+            prop_assert!(decoded.is_ok(), "{:?}: {:?}", text, decoded);
+            let (message, signature) = decoded.unwrap();
+            if let Message::Snapshot(decoded) = &message {
+                prop_assert_eq!(decoded.config_bound(), DocBound::measure(&snapshot.config));
+            }
+            prop_assert_eq!(message, Message::Snapshot(Arc::new(snapshot)));
+            prop_assert_eq!(signature.is_some(), sign);
+        }
+    }
+
+    #[test]
+    fn a_root_snapshot_with_another_document_is_refused_canonical_or_not() {
+        let root = RootConfig::twitch("#spelling").unwrap();
+        let other = RootConfig::twitch("#other").unwrap();
+        let forged = Snapshot::new(root.hash(), root.hash(), 0, other.value().clone()).encoded;
+        let limits = Limits::default();
+        assert_eq!(
+            Message::decode(&forged, &limits),
+            Err(DecodeError::BadRootSnapshot)
+        );
+        let spaced = format!(" {}", std::str::from_utf8(&forged).unwrap());
+        assert_eq!(
+            Message::decode(spaced.as_bytes(), &limits),
+            Err(DecodeError::BadRootSnapshot)
+        );
     }
 }

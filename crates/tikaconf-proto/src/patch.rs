@@ -85,6 +85,29 @@ fn bound_after_op(op: &PatchOperation, mut b: DocBound) -> DocBound {
     b
 }
 
+/// One op from its JSON object. An op's `value` can be a whole document, and
+/// serde reads an internally tagged enum (the `"op"` member picks the variant)
+/// by first buffering every member, so the value stands aside while the op is
+/// read, a `null` in its place, and is moved in afterwards. Any JSON value is a
+/// valid `value`, so the placeholder changes no outcome.
+fn op_from_parsed(mut item: Value) -> Result<PatchOperation, serde_json::Error> {
+    let value = item
+        .as_object_mut()
+        .and_then(|members| members.get_mut("value"))
+        .map(Value::take);
+    let mut op = PatchOperation::deserialize(item)?;
+    if let Some(value) = value {
+        match &mut op {
+            PatchOperation::Add(op) => op.value = value,
+            PatchOperation::Replace(op) => op.value = value,
+            PatchOperation::Test(op) => op.value = value,
+            // These have no `value`: the member was an unknown one, ignored.
+            PatchOperation::Remove(_) | PatchOperation::Move(_) | PatchOperation::Copy(_) => {}
+        }
+    }
+    Ok(op)
+}
+
 /// Why ops could not be read or applied.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -121,6 +144,25 @@ impl Ops {
                 let item = json::normalize(item.clone(), Limits::MAX_DEPTH_CEILING)
                     .map_err(|e| invalid(&e))?;
                 PatchOperation::deserialize(&item).map_err(|e| invalid(&e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Ops { patch: Patch(ops) })
+    }
+
+    /// [`Ops::from_value`] for a value that is protocol JSON already (from
+    /// [`json::parse_strict`] or [`json::normalize`]), taken by value: the same
+    /// ops or the same error, without copying the ops' values or normalizing
+    /// them again. A patch carrying a whole document as one op's value is read
+    /// in time proportional to its ops, not to the document.
+    pub(crate) fn from_parsed(value: Value) -> Result<Ops, PatchError> {
+        let Value::Array(items) = value else {
+            return Err(PatchError::InvalidOps("ops must be a JSON array".into()));
+        };
+        let ops = items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                op_from_parsed(item).map_err(|e| PatchError::InvalidOps(format!("op {index}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Ops { patch: Patch(ops) })
@@ -310,6 +352,68 @@ mod tests {
                 matches!(Ops::from_value(&bad), Err(PatchError::InvalidOps(_))),
                 "{bad}"
             );
+        }
+    }
+
+    mod from_parsed {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        use super::super::Ops;
+        use crate::json::tests::arb_value;
+
+        /// Op objects well-formed or not: any `op`, pointers good and bad,
+        /// members missing, unknown members, and items that are not objects.
+        fn arb_item() -> impl Strategy<Value = Value> {
+            let op = prop::sample::select(vec![
+                json!("add"),
+                json!("remove"),
+                json!("replace"),
+                json!("move"),
+                json!("copy"),
+                json!("test"),
+                json!("frobnicate"),
+                json!(1),
+            ]);
+            let pointer = prop::sample::select(vec!["", "/a", "/a/0", "a", "/~2", "/~1x"]);
+            let member = |s: BoxedStrategy<Value>| prop::option::weighted(0.8, s);
+            let object = (
+                member(op.boxed()),
+                member(pointer.clone().prop_map(Value::from).boxed()),
+                member(pointer.prop_map(Value::from).boxed()),
+                member(arb_value().boxed()),
+                member(arb_value().boxed()),
+            )
+                .prop_map(|(op, path, from, value, extra)| {
+                    let mut m = Map::new();
+                    for (k, v) in [
+                        ("op", op),
+                        ("path", path),
+                        ("from", from),
+                        ("value", value),
+                        ("x", extra),
+                    ] {
+                        if let Some(v) = v {
+                            m.insert(k.into(), v);
+                        }
+                    }
+                    Value::Object(m)
+                });
+            prop_oneof![8 => object, 1 => arb_value()]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1_000))]
+            /// Reading parsed ops by value gives what reading them by reference
+            /// gives: the same ops, or the same error.
+            #[test]
+            fn agrees_with_from_value(
+                items in prop::collection::vec(arb_item(), 0..4),
+                not_a_list in prop::option::weighted(0.05, arb_value()),
+            ) {
+                let ops = not_a_list.unwrap_or(Value::Array(items));
+                prop_assert_eq!(Ops::from_parsed(ops.clone()), Ops::from_value(&ops));
+            }
         }
     }
 

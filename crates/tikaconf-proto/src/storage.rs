@@ -435,11 +435,13 @@ impl StorageEngine {
         let Ok(Message::Snapshot(snapshot)) = Message::decode(&head.snapshot, &relaxed) else {
             return None;
         };
+        let bound = snapshot.config_bound();
         Some(ReadyRoot {
             head: head.head,
             height: head.height,
-            doc: snapshot.config.clone(),
-            bound: DocBound::measure(&snapshot.config),
+            // Decoded just above, so ours alone: the document moves, uncopied.
+            doc: Arc::unwrap_or_clone(snapshot).config,
+            bound,
             durable: head,
             unpersisted: 0,
             reload_after: false,

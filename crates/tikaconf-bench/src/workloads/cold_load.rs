@@ -4,8 +4,9 @@
 //! responder that holds them in memory.
 //!
 //! tikaconf's path adds, on the storage side, a store read (redb) and, on the
-//! follower's, strict parsing and validation of the snapshot, its canonical
-//! re-encoding, and the adoption rule. The raw floor has none of these, so the
+//! follower's, strict parsing and validation of the snapshot (one pass, which
+//! also finds the bytes canonical, so they are kept rather than re-encoded),
+//! and the adoption rule. The raw floor has none of these, so the
 //! ratio shows what loading costs beyond moving the bytes.
 
 use std::time::Duration;
