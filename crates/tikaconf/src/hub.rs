@@ -85,6 +85,9 @@ impl std::fmt::Debug for Shared {
 struct Core {
     follower: Follower,
     writes: HashMap<Hash, oneshot::Sender<WriteOutcome>>,
+    /// The hub is gone: nothing will drive this follower again, so no write may
+    /// start here (its outcome would never come).
+    closed: bool,
 }
 
 /// What a write started by [`Shared::submit_direct`] or the hub returns.
@@ -119,7 +122,8 @@ impl Shared {
     ) -> Result<Submitted, (Value, Option<Map<String, Value>>)> {
         let (patch, outcome, commands) = {
             let mut core = self.core();
-            if !self.settled.load(Ordering::Acquire) {
+            if core.closed || !self.settled.load(Ordering::Acquire) {
+                // Through the hub, which refuses it if it is gone.
                 return Err((ops, meta));
             }
             let now = Instant::now().into_std();
@@ -183,6 +187,20 @@ struct Slot {
     /// The head channel routed to this slot, if any.
     head_channel: Option<Hash>,
     handles: usize,
+}
+
+/// When the hub's loop ends (or its task is dropped), the writes still waiting
+/// would wait forever: their outcome senders live in each root's [`Core`], which
+/// the application's handles keep alive. Dropping the senders ends them as
+/// `Timeout` (outcome unknown), and `closed` keeps new ones from starting.
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for slot in self.slots.values() {
+            let mut core = slot.shared.core();
+            core.closed = true;
+            core.writes.clear();
+        }
+    }
 }
 
 pub(crate) struct Hub {
@@ -323,6 +341,7 @@ impl Hub {
                     core: Mutex::new(Core {
                         follower,
                         writes: HashMap::new(),
+                        closed: false,
                     }),
                     bus: self.bus.clone(),
                     settled: self.executor.settled(),
