@@ -12,26 +12,12 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tikaconf_proto::{Hash, Limits, Message, Patch, RootConfig, Snapshot, canonical};
 
-/// A document of about `size` canonical bytes: a map of ~100-byte commands,
-/// the shape of a chat bot's configuration.
-fn document(size: usize) -> Value {
-    let mut commands = Map::new();
-    let mut total = 16;
-    let mut i = 0usize;
-    while total + 110 < size.max(120) {
-        let key = format!("!cmd{i:06}");
-        let text: String = (0..90)
-            .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
-            .collect();
-        total += key.len() + text.len() + 6;
-        commands.insert(key, Value::String(text));
-        i += 1;
-    }
-    json!({ "commands": commands, "prefix": "!" })
-}
+#[path = "support/document.rs"]
+mod support;
+use support::document;
 
 const SIZES: [(&str, usize); 3] = [("200B", 200), ("10KiB", 10 * 1024), ("1MiB", 1_000_000)];
 

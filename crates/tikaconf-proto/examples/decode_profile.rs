@@ -15,24 +15,12 @@
 
 use std::hint::black_box;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tikaconf_proto::{Hash, Limits, Message, Patch, RootConfig, Snapshot};
 
-fn document(size: usize) -> Value {
-    let mut commands = Map::new();
-    let mut total = 16;
-    let mut i = 0usize;
-    while total + 110 < size.max(120) {
-        let key = format!("!cmd{i:06}");
-        let text: String = (0..90)
-            .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
-            .collect();
-        total += key.len() + text.len() + 6;
-        commands.insert(key, Value::String(text));
-        i += 1;
-    }
-    json!({ "commands": commands, "prefix": "!" })
-}
+#[path = "../benches/support/document.rs"]
+mod support;
+use support::document;
 
 /// Kept out of line so that callgrind can be told to count only this.
 #[inline(never)]
