@@ -448,15 +448,12 @@ impl Hub {
                 FollowerEvent::Changed { current, cause } => {
                     // The document first, then the change: a reader woken by the
                     // change must find the document already there.
-                    let change = slot
-                        .shared
-                        .changes
-                        .get()
-                        .map(|tx| (tx, Change::new(&current, cause)));
+                    // (`Change::new` takes `applied_at`, so it is made after the swap.)
+                    let changes = slot.shared.changes.get();
+                    let seen = changes.map(|_| current.clone());
                     slot.current_tx.send_replace(Some(current));
-                    if let Some((tx, mut change)) = change {
-                        change.applied_at = std::time::Instant::now();
-                        let _ = tx.send(change);
+                    if let (Some(tx), Some(current)) = (changes, seen) {
+                        let _ = tx.send(Change::new(&current, cause));
                     }
                     for waiter in slot.waiting.drain(..) {
                         let _ = waiter.send(Ok(slot.shared.clone()));
