@@ -67,8 +67,7 @@ enum Role {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // The library logs ignored messages and connection trouble at `warn`: a
     // benchmark that silently measured a misbehaving system would mislead.
@@ -79,12 +78,28 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.role {
-        Some(Role::StorageNode { redis, data }) => deploy::run_storage_node(&redis, &data).await,
-        Some(Role::FollowMany { redis, roots }) => {
-            workloads::scale::run_follow_many(&redis, &roots).await
+    // The storage node runs as it is deployed: on one thread (see
+    // `StorageNode::runtime`); everything else on the default runtime.
+    let runtime = if matches!(cli.role, Some(Role::StorageNode { .. })) {
+        tikaconf::StorageNode::runtime()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tikaconf-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
-        None => return bench(cli.quick, &cli.only).await,
+    };
+    let result = match cli.role {
+        Some(Role::StorageNode { redis, data }) => {
+            runtime.block_on(deploy::run_storage_node(&redis, &data))
+        }
+        Some(Role::FollowMany { redis, roots }) => {
+            runtime.block_on(workloads::scale::run_follow_many(&redis, &roots))
+        }
+        None => return runtime.block_on(bench(cli.quick, &cli.only)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,6 +33,14 @@ async fn redb_conformance() {
     conformance::run_all(store).await;
 }
 
+/// On a current-thread runtime the store does its file work inline, on the
+/// calling thread, instead of on the blocking pool: the same contract holds.
+#[tokio::test]
+async fn redb_conformance_on_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    conformance::run_all(RedbStore::open(dir.path()).expect("open")).await;
+}
+
 #[tokio::test]
 async fn redb_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");

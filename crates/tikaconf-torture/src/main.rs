@@ -81,7 +81,14 @@ fn main() -> std::process::ExitCode {
         .init();
     tikaconf_torture::install_panic_counter();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // A storage node runs as it is deployed: on one thread (see
+    // `StorageNode::runtime`); the suite on the default runtime.
+    let runtime = if matches!(cli.command, Cmd::StorageNode { .. }) {
+        tikaconf::StorageNode::runtime()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tikaconf-torture: cannot start the runtime: {e}");
