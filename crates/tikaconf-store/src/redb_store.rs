@@ -479,6 +479,14 @@ mod tests {
     use super::*;
     use crate::conformance::{genesis, next, step, unique_root};
 
+    /// Opening `db` must fail as `Corrupt`, with `needle` in the reason.
+    fn assert_refused_as_corrupt(db: &Path, needle: &str) {
+        match RedbStore::open(db) {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains(needle), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
     #[test]
     fn store_work_runs_inline_only_on_a_current_thread_runtime() {
         assert!(runs_inline(), "outside a runtime there is no pool");
@@ -790,10 +798,7 @@ mod tests {
         let db = dir.path().join(FILE_NAME);
         drop(RedbStore::open(&db).expect("open"));
         std::fs::write(log_path(&db), b"not a log at all").expect("write");
-        match RedbStore::open(&db) {
-            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("not a tikaconf"), "{msg}"),
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        assert_refused_as_corrupt(&db, "not a tikaconf");
     }
 
     #[tokio::test]
@@ -809,10 +814,7 @@ mod tests {
         let crashed = tempfile::tempdir().expect("tempdir");
         let db = crash_copy(&store_a, crashed.path());
         std::fs::copy(store_b.log_path(), log_path(&db)).expect("copy b's log");
-        match RedbStore::open(&db) {
-            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("another database"), "{msg}"),
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        assert_refused_as_corrupt(&db, "another database");
         // A new database beside an old log: the log is replaced, nothing replayed.
         std::fs::remove_file(&db).expect("remove db");
         let fresh = RedbStore::open(&db).expect("open fresh");
@@ -848,10 +850,7 @@ mod tests {
             log.restart(1);
             log.append(&[1, 0, 0, 0, 9, 9]).expect("append");
         }
-        match RedbStore::open(&db) {
-            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("record 1"), "{msg}"),
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        assert_refused_as_corrupt(&db, "record 1");
     }
 
     #[tokio::test]
@@ -866,9 +865,6 @@ mod tests {
             wal::encode_commits(std::iter::empty(), &mut payload).expect("encode");
             log.append(&payload).expect("append");
         }
-        match RedbStore::open(&db) {
-            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("missing"), "{msg}"),
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        assert_refused_as_corrupt(&db, "missing");
     }
 }
