@@ -50,6 +50,21 @@ pub enum BusError {
     Redis(#[from] redis::RedisError),
 }
 
+impl BusError {
+    /// Whether Redis answered the command with an error (an ACL's `NOPERM`, `OOM`,
+    /// ...) rather than the connection failing: a reconnect will not change the
+    /// answer, so it is worth an operator's attention.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            BusError::Disconnected => false,
+            BusError::Redis(err) => matches!(
+                err.kind(),
+                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+            ),
+        }
+    }
+}
+
 /// Reconnection timing.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -258,4 +273,25 @@ fn lock(slot: &Mutex<Option<PubSubSink>>) -> std::sync::MutexGuard<'_, Option<Pu
 /// does not reconnect in lockstep.
 fn jittered(base: Duration) -> Duration {
     base.mul_f64(0.5 + rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_error_is_a_refusal_and_a_lost_connection_is_not() {
+        let noperm = redis::RedisError::from((
+            redis::ErrorKind::Extension,
+            "NOPERM",
+            "this user has no permissions to access the channel".to_owned(),
+        ));
+        assert!(BusError::Redis(noperm).is_refusal());
+        let reset = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset by peer",
+        ));
+        assert!(!BusError::Redis(reset).is_refusal());
+        assert!(!BusError::Disconnected.is_refusal());
+    }
 }

@@ -28,6 +28,10 @@ pub use tikaconf_redis::bus::BusEvent;
 pub enum BusError {
     #[error("not connected")]
     Disconnected,
+    /// The server answered with an error (an ACL's `NOPERM`, say): unlike a lost
+    /// connection, a reconnect will not change the answer.
+    #[error("refused: {0}")]
+    Refused(String),
     #[error("{0}")]
     Backend(String),
 }
@@ -98,6 +102,7 @@ struct RedisAdapter(tikaconf_redis::bus::RedisBus);
 fn backend(e: tikaconf_redis::bus::BusError) -> BusError {
     match e {
         tikaconf_redis::bus::BusError::Disconnected => BusError::Disconnected,
+        other if other.is_refusal() => BusError::Refused(other.to_string()),
         other => BusError::Backend(other.to_string()),
     }
 }

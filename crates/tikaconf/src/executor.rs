@@ -172,9 +172,13 @@ fn start(mut future: Pending, pending: &mut FuturesOrdered<Pending>) {
 }
 
 fn report(result: Result<(), BusError>) {
-    if let Err(err) = result {
+    match result {
+        Ok(()) => {}
+        // Redis said no (an ACL without the channel, say): every retry will be
+        // refused alike, and a write refused here ends as a timeout, so say why.
+        Err(err @ BusError::Refused(_)) => tracing::warn!(%err, "Redis refused a bus command"),
         // A lost connection is followed by a reconnect, on which the state machines
         // subscribe and re-ask afresh; nothing here needs retrying.
-        tracing::debug!(%err, "bus command failed");
+        Err(err) => tracing::debug!(%err, "bus command failed"),
     }
 }

@@ -237,6 +237,21 @@ async fn each_role_can_do_its_job_and_no_more() {
     assert!(is_noperm(&root_channel), "{root_channel:?}");
     let elsewhere = publish(&mut raw, "other").await;
     assert!(is_noperm(&elsewhere), "{elsewhere:?}");
+    // Through the bus, that refusal is told apart from a lost connection (the
+    // node warns about it: a reconnect would not change Redis's answer).
+    let (follower_bus, _events) = tikaconf_redis::bus::RedisBus::connect(
+        &url(&redis, "follower", "fpass"),
+        tikaconf_redis::bus::Backoff::default(),
+    )
+    .await
+    .expect("the follower's bus connects");
+    let refused = follower_bus
+        .publish(&[(format!("updates:{head2}"), bytes::Bytes::from_static(b"{}"))])
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if e.is_refusal()),
+        "a NOPERM publish through the bus: {refused:?}"
+    );
     let key: redis::RedisResult<Option<String>> = redis::cmd("GET")
         .arg("tikaconf:anything")
         .query_async(&mut raw)
