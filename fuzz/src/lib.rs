@@ -276,13 +276,13 @@ fn check_decoded(payload: &[u8], limits: &Limits) {
 }
 
 fn check_request(payload: &[u8], limits: &Limits) {
-    let Ok(request) = LoadRequest::decode(payload, limits) else {
+    let Ok((request, reply_to)) = LoadRequest::decode_addressed(payload, limits) else {
         return;
     };
-    let encoded = request.encode();
+    let encoded = request.encode_addressed(reply_to.as_ref());
     assert_eq!(
-        LoadRequest::decode(&encoded, limits).as_ref(),
-        Ok(&request),
+        LoadRequest::decode_addressed(&encoded, limits),
+        Ok((request.clone(), reply_to)),
         "a decoded load request re-encodes to itself"
     );
     if let LoadRequest::Register(root) = &request {

@@ -39,7 +39,7 @@ use bytes::Bytes;
 
 use serde_json::{Map, Value};
 
-use crate::channel::ChannelKind;
+use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::jitter::Jitter;
 use crate::limits::DocBound;
@@ -198,6 +198,11 @@ pub struct Follower {
     /// When the current head was applied, while it is unconfirmed.
     unconfirmed_since: Option<Instant>,
     request_sent_at: Option<Instant>,
+    /// This client's reply channel (its name, and the token requests name),
+    /// when its driver has one: see [`Follower::set_reply_token`].
+    replies: Option<(String, ReplyToken)>,
+    /// The outstanding request named the reply channel.
+    request_private: bool,
     next_resync: Option<Instant>,
     /// Rule 6: since when, and at which height of ours, we suspect storage missed
     /// our patches.
@@ -216,6 +221,15 @@ pub struct Follower {
     echo: Option<Echo>,
     jitter: Jitter,
     stats: FollowerStats,
+}
+
+/// Where a load request asks for its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// On the client's reply channel, if it has one.
+    Private,
+    /// On the root's channel: a retry after no answer came.
+    Public,
 }
 
 /// A write of this node, kept until its own copy comes back from Redis.
@@ -275,6 +289,8 @@ impl Follower {
             notices: VecDeque::new(),
             unconfirmed_since: None,
             request_sent_at: None,
+            replies: None,
+            request_private: false,
             next_resync: None,
             suspect: None,
             suspect_prodded: false,
@@ -299,6 +315,37 @@ impl Follower {
     pub fn with_signer(mut self, key: Option<SigningKey>) -> Self {
         self.signer = key;
         self
+    }
+
+    /// [`Follower::set_reply_token`] for a follower not yet connected.
+    pub fn with_reply_token(mut self, token: Option<ReplyToken>) -> Self {
+        self.replies = token.map(|t| (self.channels.replies(&t), t));
+        self
+    }
+
+    /// Sets the client's reply channel `replies:<token>` (or none), on which load
+    /// requests ask storage to answer when no other node waits for the same
+    /// root: the answer, a whole document, then reaches only this client instead
+    /// of every follower of the root. The driver must have the channel
+    /// subscribed, and its SUBSCRIBE confirmed, before this follower's next
+    /// request goes out (an ordered executor does that when the SUBSCRIBE was
+    /// issued first).
+    ///
+    /// A request that went unanswered is sent again without the reply channel,
+    /// so a client whose reply channel Redis refused, or a storage node that
+    /// cannot publish there (or predates reply channels), costs one
+    /// `request_timeout`, not a load that never ends. A driver that learns the
+    /// channel is gone sets `None`: an outstanding private request is then sent
+    /// again at once, on the root's channel, and the returned step says so.
+    pub fn set_reply_token(&mut self, now: Instant, token: Option<ReplyToken>) -> Step {
+        let mut step = Step::default();
+        let lost = token.is_none() && self.replies.is_some();
+        self.replies = token.map(|t| (self.channels.replies(&t), t));
+        if lost && self.request_private && self.request_sent_at.is_some() {
+            self.request_sent_at = None;
+            self.send_request(now, Reply::Public, &mut step);
+        }
+        step
     }
 
     pub fn root(&self) -> Hash {
@@ -337,7 +384,7 @@ impl Follower {
             step.commands.push(Command::Subscribe(channel));
         }
         self.request_sent_at = None;
-        self.send_request(now, &mut step);
+        self.send_request(now, Reply::Private, &mut step);
         step
     }
 
@@ -387,25 +434,26 @@ impl Follower {
         let cfg = self.config.clone();
         let due = |t: Option<Instant>, d: Duration| t.is_some_and(|t| t + d <= now);
         if due(self.request_sent_at, cfg.request_timeout) {
-            // Unanswered: storage may be down or restarting. Ask again.
+            // Unanswered: storage may be down or restarting, or unable to answer
+            // on our reply channel. Ask again, on the root's channel.
             self.request_sent_at = None;
-            self.send_request(now, &mut step);
+            self.send_request(now, Reply::Public, &mut step);
         }
         if due(self.unconfirmed_since, cfg.confirm_timeout) {
             self.unconfirmed_since = None;
             self.stats.resyncs += 1;
-            self.send_request(now, &mut step);
+            self.send_request(now, Reply::Private, &mut step);
         }
         if !self.suspect_prodded && due(self.suspect.map(|(t, _)| t), cfg.fork_grace) {
             // Make sure an answer to a request sent after the grace period comes.
             self.suspect_prodded = true;
             self.request_sent_at = None;
-            self.send_request(now, &mut step);
+            self.send_request(now, Reply::Private, &mut step);
         }
         if self.next_resync.is_some_and(|t| t <= now) {
             self.stats.resyncs += 1;
             self.request_sent_at = None;
-            self.send_request(now, &mut step);
+            self.send_request(now, Reply::Private, &mut step);
         }
         step
     }
@@ -488,8 +536,25 @@ impl Follower {
         payload: &[u8],
         step: &mut Step,
     ) -> Result<(), Rejection> {
-        let Some(ChannelKind::Updates(on)) = self.channels.classify(channel) else {
-            return Err(Rejection::ForeignChannel);
+        let on = match self.channels.classify(channel) {
+            Some(ChannelKind::Updates(on)) => on,
+            // Our reply channel carries answers about any of the client's roots;
+            // the driver hands us those that name ours (`message::answer_root`),
+            // and they count as heard on the root's channel.
+            Some(ChannelKind::Replies)
+                if self
+                    .replies
+                    .as_ref()
+                    .is_some_and(|(ours, _)| ours.as_bytes() == channel) =>
+            {
+                let (message, signature) = Message::decode_signed(payload, &self.limits)?;
+                if !matches!(message, Message::Snapshot(_) | Message::Unknown { .. }) {
+                    return Err(Rejection::WrongChannelKind);
+                }
+                message.verify(signature.as_ref(), &self.trust)?;
+                return self.on_decoded(now, self.root, message, step);
+            }
+            _ => return Err(Rejection::ForeignChannel),
         };
         if let Some(echo) = self.take_echo(on, payload) {
             return self.on_patch(now, echo.patch, Some(echo.applied), step);
@@ -635,7 +700,7 @@ impl Follower {
                 self.suspect = Some((now, n));
                 self.suspect_prodded = false;
                 self.request_sent_at = None;
-                self.send_request(now, step);
+                self.send_request(now, Reply::Private, step);
             }
             Some((since, _)) if now >= since + self.config.fork_grace => {
                 self.adopt(now, snap, ChangeCause::Resync { dropped: true }, step);
@@ -671,7 +736,7 @@ impl Follower {
             // Behind (a hop gap or a lost patch), or storage holds another chain:
             // either way, ask for the snapshot.
             self.stats.resyncs += 1;
-            self.send_request(now, step);
+            self.send_request(now, Reply::Private, step);
         }
     }
 
@@ -776,7 +841,7 @@ impl Follower {
     }
 
     /// Publishes a load request unless one is already waiting for its answer.
-    fn send_request(&mut self, now: Instant, step: &mut Step) {
+    fn send_request(&mut self, now: Instant, reply: Reply, step: &mut Step) {
         if !self.connected || self.request_sent_at.is_some() {
             return;
         }
@@ -784,9 +849,14 @@ impl Follower {
             Some(root) => LoadRequest::Register(root.clone()),
             None => LoadRequest::ByHash(self.root),
         };
+        let reply_to = match reply {
+            Reply::Private => self.replies.as_ref().map(|(_, token)| token),
+            Reply::Public => None,
+        };
+        self.request_private = reply_to.is_some();
         step.commands.push(Command::Publish {
             channel: self.channels.update_requests(),
-            payload: request.encode(),
+            payload: request.encode_addressed(reply_to),
         });
         self.request_sent_at = Some(now);
         self.stats.load_requests += 1;
@@ -856,6 +926,89 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// The load requests in `step`, as published.
+    fn requests(step: &Step) -> Vec<Bytes> {
+        step.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Publish { channel, payload } if channel == "update_requests" => {
+                    Some(payload.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_a_reply_channel_requests_ask_for_a_private_answer_and_retry_publicly() {
+        let (mut f, root, now) = setup();
+        let token = ReplyToken::new("tok").unwrap();
+        let reply_channel = Channels::new(None).replies(&token);
+        assert!(
+            f.set_reply_token(now, Some(token.clone()))
+                .commands
+                .is_empty()
+        );
+        let step = f.handle_connected(now);
+        let addressed = LoadRequest::Register(root.clone()).encode_addressed(Some(&token));
+        assert_eq!(requests(&step), vec![addressed.clone()]);
+
+        // Unanswered: the retry goes on the root channel.
+        let later = now + FollowerConfig::default().request_timeout;
+        let step = f.handle_timeout(later);
+        assert_eq!(requests(&step), vec![Bytes::from(root.to_canonical())]);
+
+        // Answers on our reply channel count; anything else there does not.
+        let other = RootConfig::twitch("#other").unwrap();
+        let wrong_root = f.handle_message(
+            later,
+            reply_channel.as_bytes(),
+            &Snapshot::of_root(&other).encoded,
+        );
+        assert!(matches!(
+            wrong_root.events[..],
+            [FollowerEvent::Ignored {
+                reason: Rejection::RootMismatch { .. }
+            }]
+        ));
+        let p = patch_on(&root, root.hash(), 0, "a");
+        let patch = f.handle_message(later, reply_channel.as_bytes(), &p.encoded);
+        assert!(matches!(
+            patch.events[..],
+            [FollowerEvent::Ignored {
+                reason: Rejection::WrongChannelKind
+            }]
+        ));
+        let snap = Snapshot::of_root(&root);
+        let foreign = Channels::new(None).replies(&ReplyToken::new("theirs").unwrap());
+        let theirs = f.handle_message(later, foreign.as_bytes(), &snap.encoded);
+        assert!(matches!(
+            theirs.events[..],
+            [FollowerEvent::Ignored {
+                reason: Rejection::ForeignChannel
+            }]
+        ));
+        assert!(f.current().is_none());
+        let ours = f.handle_message(later, reply_channel.as_bytes(), &snap.encoded);
+        assert!(matches!(
+            ours.events[..],
+            [FollowerEvent::Changed {
+                cause: ChangeCause::Loaded,
+                ..
+            }]
+        ));
+
+        // The next re-sync is private again; losing the reply channel while it
+        // waits sends it again at once, publicly.
+        let resync = f.next_timeout().unwrap();
+        let step = f.handle_timeout(resync);
+        assert_eq!(requests(&step), vec![addressed]);
+        let step = f.set_reply_token(resync, None);
+        assert_eq!(requests(&step), vec![Bytes::from(root.to_canonical())]);
+        // Nothing outstanding is private any more: losing it again sends nothing.
+        assert!(f.set_reply_token(resync, None).commands.is_empty());
     }
 
     #[test]

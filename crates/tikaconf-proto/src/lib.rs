@@ -24,7 +24,7 @@ pub mod signature;
 pub mod storage;
 pub mod writer;
 
-pub use channel::{ChannelKind, Channels};
+pub use channel::{ChannelKind, Channels, ReplyToken};
 pub use command::Command;
 pub use follower::Follower;
 pub use follower::{ChangeCause, Current, FollowerConfig, FollowerEvent};

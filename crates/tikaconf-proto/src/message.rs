@@ -1,4 +1,4 @@
-//! The wire messages of protocol v1, and how bytes become them.
+//! The wire messages of protocol v1.1, and how bytes become them.
 //!
 //! Decoding is strict and total: any byte string either decodes to a [`Message`]
 //! or yields a [`DecodeError`] naming what is wrong, never a panic. Decoding checks
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::channel::{InvalidReplyToken, ReplyToken};
 use crate::json::{CanonicalText, JsonError};
 use crate::limits::DocBound;
 use crate::patch::{ApplyError, Ops, PatchError};
@@ -117,6 +118,8 @@ pub enum DecodeError {
     BadRoot(#[from] RootError),
     #[error("field \"sig\" must be {{\"key\": 64 hex digits, \"sig\": 128 hex digits}}")]
     BadSignature,
+    #[error("a load request's reply prefix is \"@<token> \": {0}")]
+    BadReplyToken(#[from] InvalidReplyToken),
 }
 
 /// Why a well-formed patch or answer is not accepted by a node in its state.
@@ -513,8 +516,62 @@ pub fn encode_unknown(root: Hash) -> Bytes {
     Bytes::from(canonical::to_vec(&Value::Object(map)))
 }
 
+/// The root a storage answer (`snapshot` or `unknown`) is about, found without
+/// parsing it: the value of its last `"root":` member.
+///
+/// A client hears the answers to all its roots' requests on one reply channel and
+/// must hand each to the right follower before anything decodes it: decoding a
+/// megabyte document to learn which follower should decode it would double the
+/// cost of a load. In canonical form `root` sorts after `config`, `head` and
+/// `height` and before `sig` and `type`, which hold no `"root":` member, so the
+/// last one is the top-level one however the document is shaped. Bytes not in
+/// canonical form may be routed to the wrong follower, or to none; the follower
+/// decodes and checks everything as for any message and rejects it there.
+pub fn answer_root(payload: &[u8]) -> Option<Hash> {
+    const KEY: &[u8] = b"\"root\":\"";
+    let at = payload.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    let hex = payload.get(at..at + 64)?;
+    std::str::from_utf8(hex).ok()?.parse().ok()
+}
+
 impl LoadRequest {
-    /// Decodes a message received on `update_requests`.
+    /// Decodes a message received on `update_requests`, with or without a reply
+    /// prefix: `@<token> <request>` asks for the answer on `replies:<token>` when
+    /// this is the only request due for the root (see [`ReplyToken`]).
+    pub fn decode_addressed(
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<(LoadRequest, Option<ReplyToken>), DecodeError> {
+        check_size(bytes, limits)?;
+        let Some(rest) = bytes.strip_prefix(b"@") else {
+            return Ok((LoadRequest::decode(bytes, limits)?, None));
+        };
+        // The token ends at the first space; one space separates it from the
+        // request (a missing space leaves a token with characters no token has).
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        let token = ReplyToken::parse(&rest[..end])?;
+        let request = rest.get(end + 1..).ok_or(InvalidReplyToken)?;
+        Ok((LoadRequest::decode(request, limits)?, Some(token)))
+    }
+
+    /// The bytes to publish on `update_requests`, asking for the answer on
+    /// `replies:<reply_to>` when given.
+    pub fn encode_addressed(&self, reply_to: Option<&ReplyToken>) -> Bytes {
+        let request = self.encode();
+        match reply_to {
+            None => request,
+            Some(token) => {
+                let mut out = Vec::with_capacity(token.as_str().len() + 2 + request.len());
+                out.push(b'@');
+                out.extend_from_slice(token.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(&request);
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// Decodes a request without a reply prefix.
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<LoadRequest, DecodeError> {
         check_size(bytes, limits)?;
         if let Some(hash) = std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()) {
@@ -702,6 +759,94 @@ mod tests {
             prop_assert_eq!(message, Message::Snapshot(Arc::new(snapshot)));
             prop_assert_eq!(signature.is_some(), sign);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The routing scan finds the top-level root of any canonical answer,
+        /// signed or not, whatever `"root":` members its document holds.
+        #[test]
+        fn answer_root_finds_the_top_level_root(
+            doc in arb_value(),
+            decoy in arb_value(),
+            sign in any::<bool>(),
+        ) {
+            let root = RootConfig::twitch("#routing").unwrap().hash();
+            let decoy_root = Hash::of_canonical_bytes(b"decoy").to_hex();
+            let doc = json!({"root": decoy_root, "z": {"root": decoy_root, "v": doc}, "d": decoy});
+            let snapshot = Snapshot::new(root, Hash::of_canonical_bytes(b"h"), 2, doc).encoded;
+            let sig_key = SigningKey::from_seed([3; 32]);
+            let with_sig = |b: Bytes| {
+                if sign {
+                    attach_signature(&b, &sig_key.sign(&Hash::of_canonical_bytes(&b)))
+                } else {
+                    b
+                }
+            };
+            prop_assert_eq!(answer_root(&with_sig(snapshot)), Some(root));
+            prop_assert_eq!(answer_root(&with_sig(encode_unknown(root))), Some(root));
+        }
+    }
+
+    #[test]
+    fn answer_root_of_bytes_that_are_no_answer() {
+        let root = Hash::of_canonical_bytes(b"r");
+        assert_eq!(answer_root(b""), None);
+        assert_eq!(answer_root(b"{\"root\":\"abc\"}"), None);
+        let cut = format!("{{\"root\":\"{}", &root.to_hex()[..63]);
+        assert_eq!(answer_root(cut.as_bytes()), None);
+        let upper = format!("{{\"root\":\"{}\"}}", root.to_hex().to_uppercase());
+        assert_eq!(answer_root(upper.as_bytes()), None);
+    }
+
+    #[test]
+    fn load_requests_with_and_without_a_reply_prefix() {
+        let limits = Limits::default();
+        let root = RootConfig::twitch("#requests").unwrap();
+        let token = ReplyToken::new("tok_1").unwrap();
+        for request in [
+            LoadRequest::ByHash(root.hash()),
+            LoadRequest::Register(root),
+        ] {
+            let plain = request.encode_addressed(None);
+            assert_eq!(plain, request.encode());
+            assert_eq!(
+                LoadRequest::decode_addressed(&plain, &limits),
+                Ok((request.clone(), None))
+            );
+            let addressed = request.encode_addressed(Some(&token));
+            assert!(addressed.starts_with(b"@tok_1 "));
+            assert_eq!(
+                LoadRequest::decode_addressed(&addressed, &limits),
+                Ok((request.clone(), Some(token.clone())))
+            );
+            // The bare decoder does not take a prefix.
+            assert!(LoadRequest::decode(&addressed, &limits).is_err());
+        }
+        let hash = Hash::of_canonical_bytes(b"x").to_hex();
+        for bad in [
+            format!("@{hash}"),
+            format!("@ {hash}"),
+            format!("@tok  {hash}"),
+            format!("@t*k {hash}"),
+            format!("@{} {hash}", "t".repeat(65)),
+            "@tok ".to_owned(),
+            format!("@tok @tok {hash}"),
+        ] {
+            assert!(
+                LoadRequest::decode_addressed(bad.as_bytes(), &limits).is_err(),
+                "{bad:?}"
+            );
+        }
+        // The size cap covers the prefix.
+        let small = Limits {
+            max_message_bytes: 70,
+            ..limits
+        };
+        assert!(
+            LoadRequest::decode_addressed(format!("@tok_1 {hash}").as_bytes(), &small).is_err()
+        );
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The storage role: applies patches to stored heads and answers load requests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::channel::ChannelKind;
+use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::limits::DocBound;
 use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
@@ -83,6 +83,9 @@ pub struct StorageStats {
     pub applied: u64,
     pub stored_notices: u64,
     pub snapshots_sent: u64,
+    /// Answers (snapshots and `unknown`) sent on a requester's reply channel
+    /// rather than on the root's.
+    pub private_answers: u64,
     pub load_requests: u64,
     /// Patches whose parent is not a stored head (raced losers, late duplicates).
     pub stale: u64,
@@ -99,8 +102,34 @@ pub struct StorageStats {
 #[derive(Debug, Clone)]
 enum Queued {
     Patch(Arc<Patch>),
-    Request(LoadRequest),
+    Request(LoadRequest, Option<ReplyToken>),
     Stored(Stored),
+}
+
+/// Who an answer for one root is owed to, and so where it goes.
+///
+/// A request that names a reply channel is answered there when it is the only
+/// one due for its root at the flush; as soon as a second requester (or one
+/// without a reply channel) waits for the same root, the answer goes to the
+/// root's channel, where every requester listens: one message still serves all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Audience {
+    One(ReplyToken),
+    All,
+}
+
+impl Audience {
+    fn of(reply_to: Option<ReplyToken>) -> Audience {
+        reply_to.map_or(Audience::All, Audience::One)
+    }
+
+    /// The audience once another request, answered by the same message, joins.
+    fn join(self, reply_to: Option<ReplyToken>) -> Audience {
+        match (self, reply_to) {
+            (Audience::One(mine), Some(theirs)) if mine == theirs => Audience::One(mine),
+            _ => Audience::All,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -156,7 +185,7 @@ pub struct StorageEngine {
     in_flight: Option<InFlight>,
     next_batch: u64,
     /// Roots whose snapshot is owed to requesters, sent once nothing is unpersisted.
-    answers_due: BTreeSet<Hash>,
+    answers_due: BTreeMap<Hash, Audience>,
     /// Keys whose signatures patches must carry (empty: none required).
     trust: TrustSet,
     /// The key this node signs its snapshots and notices with, if any.
@@ -174,7 +203,7 @@ impl StorageEngine {
             open_notices: Vec::new(),
             in_flight: None,
             next_batch: 0,
-            answers_due: BTreeSet::new(),
+            answers_due: BTreeMap::new(),
             trust: TrustSet::default(),
             signer: None,
             stats: StorageStats::default(),
@@ -241,11 +270,14 @@ impl StorageEngine {
         match self.channels.classify(channel) {
             None => Err(Rejection::ForeignChannel),
             Some(ChannelKind::UpdateRequests) => {
-                let request = LoadRequest::decode(payload, &self.limits)?;
+                let (request, reply_to) = LoadRequest::decode_addressed(payload, &self.limits)?;
                 self.stats.load_requests += 1;
-                self.dispatch(request.root(), Queued::Request(request), out);
+                self.dispatch(request.root(), Queued::Request(request, reply_to), out);
                 Ok(())
             }
+            // Storage does not listen to reply channels; a driver that hears one
+            // anyway has nothing to do with it.
+            Some(ChannelKind::Replies) => Err(Rejection::WrongChannelKind),
             // Snapshots are answers, storage's own among them (it hears everything it
             // publishes): they need nothing from storage, and can be a megabyte
             // each, so they are recognized by their canonical ending ("type" sorts
@@ -302,11 +334,11 @@ impl StorageEngine {
 
     fn on_absent(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
         match item {
-            Queued::Request(LoadRequest::Register(config)) => {
+            Queued::Request(LoadRequest::Register(config), reply_to) => {
                 let snapshot = Snapshot::of_root(&config);
                 self.roots
                     .insert(root, RootState::Loading { queue: Vec::new() });
-                self.answers_due.insert(root);
+                self.owe_answer(root, reply_to);
                 out.push(StorageCommand::Register(StoredHead {
                     root,
                     head: root,
@@ -314,11 +346,9 @@ impl StorageEngine {
                     snapshot: self.signed(snapshot.encoded),
                 }));
             }
-            Queued::Request(LoadRequest::ByHash(_)) => {
-                out.push(StorageCommand::Bus(Command::Publish {
-                    channel: self.channels.updates(&root),
-                    payload: self.signed(crate::message::encode_unknown(root)),
-                }));
+            Queued::Request(LoadRequest::ByHash(_), reply_to) => {
+                let payload = self.signed(crate::message::encode_unknown(root));
+                self.answer(root, Audience::of(reply_to), payload, out);
             }
             Queued::Patch(_) => self.stats.unknown_root += 1,
             Queued::Stored(_) => {
@@ -339,9 +369,7 @@ impl StorageEngine {
             return;
         };
         match item {
-            Queued::Request(_) => {
-                self.answers_due.insert(root);
-            }
+            Queued::Request(_, reply_to) => self.owe_answer(root, reply_to),
             Queued::Stored(stored) => {
                 if stored.height > ready.height {
                     // Another storage node is ahead of us on a shared store.
@@ -537,20 +565,39 @@ impl StorageEngine {
         out.push(StorageCommand::Load(root));
     }
 
+    /// Records that a requester (`reply_to`, or the root channel's listeners)
+    /// waits for `root`'s snapshot.
+    fn owe_answer(&mut self, root: Hash, reply_to: Option<ReplyToken>) {
+        let audience = match self.answers_due.remove(&root) {
+            Some(due) => due.join(reply_to),
+            None => Audience::of(reply_to),
+        };
+        self.answers_due.insert(root, audience);
+    }
+
+    /// Publishes an answer about `root` where its audience listens.
+    fn answer(&mut self, root: Hash, to: Audience, payload: Bytes, out: &mut Vec<StorageCommand>) {
+        let channel = match to {
+            Audience::One(token) => {
+                self.stats.private_answers += 1;
+                self.channels.replies(&token)
+            }
+            Audience::All => self.channels.updates(&root),
+        };
+        out.push(StorageCommand::Bus(Command::Publish { channel, payload }));
+    }
+
     fn flush_answers(&mut self, out: &mut Vec<StorageCommand>) {
         let due = std::mem::take(&mut self.answers_due);
-        for root in due {
+        for (root, audience) in due {
             match self.roots.get(&root) {
                 Some(RootState::Ready(ready)) if ready.unpersisted == 0 => {
                     let snapshot = ready.durable.snapshot.clone();
                     self.stats.snapshots_sent += 1;
-                    out.push(StorageCommand::Bus(Command::Publish {
-                        channel: self.channels.updates(&root),
-                        payload: snapshot,
-                    }));
+                    self.answer(root, audience, snapshot, out);
                 }
                 Some(RootState::Ready(_)) | Some(RootState::Loading { .. }) => {
-                    self.answers_due.insert(root);
+                    self.answers_due.insert(root, audience);
                 }
                 Some(RootState::Absent) | None => {}
             }
@@ -672,6 +719,68 @@ mod tests {
             }),
         );
         assert_eq!(sent[2].1, expected.encoded);
+    }
+
+    #[test]
+    fn an_answer_goes_to_its_one_requester_or_to_the_root_channel() {
+        let (mut e, root) = with_root();
+        let channels = Channels::new(None);
+        let (a, b) = (ReplyToken::new("a").unwrap(), ReplyToken::new("b").unwrap());
+        let by_hash = LoadRequest::ByHash(root.hash());
+        let register = LoadRequest::Register(root.clone());
+        // The requests due at one flush, and the channel their one answer goes to.
+        type Case<'a> = (Vec<(&'a LoadRequest, Option<&'a ReplyToken>)>, String);
+        let cases: [Case; 5] = [
+            (vec![(&by_hash, Some(&a))], channels.replies(&a)),
+            // One client asking twice (by hash, then by configuration) is one requester.
+            (
+                vec![(&by_hash, Some(&a)), (&register, Some(&a))],
+                channels.replies(&a),
+            ),
+            (
+                vec![(&by_hash, Some(&a)), (&by_hash, Some(&b))],
+                channels.updates(&root.hash()),
+            ),
+            (
+                vec![(&by_hash, Some(&a)), (&by_hash, None)],
+                channels.updates(&root.hash()),
+            ),
+            (
+                vec![(&by_hash, None), (&by_hash, Some(&a))],
+                channels.updates(&root.hash()),
+            ),
+        ];
+        for (requests, expected) in cases {
+            let mut out = Vec::new();
+            for (request, reply_to) in &requests {
+                let bytes = request.encode_addressed(*reply_to);
+                e.handle_message(b"update_requests", &bytes, &mut out)
+                    .unwrap();
+            }
+            e.flush(&mut out);
+            let sent = publishes(&out);
+            assert_eq!(sent.len(), 1, "{requests:?}: {sent:?}");
+            assert_eq!(sent[0].0, expected, "{requests:?}");
+            assert_eq!(sent[0].1, Snapshot::of_root(&root).encoded);
+        }
+        assert_eq!(e.stats().private_answers, 2);
+
+        // `unknown` goes to the requester too.
+        let nobody = Hash::of_canonical_bytes(b"nobody");
+        let mut out = Vec::new();
+        let ask = LoadRequest::ByHash(nobody).encode_addressed(Some(&b));
+        e.handle_message(b"update_requests", &ask, &mut out)
+            .unwrap();
+        out.clear();
+        e.handle_loaded(nobody, Ok(None), &mut out);
+        assert_eq!(
+            publishes(&out),
+            vec![(channels.replies(&b), crate::message::encode_unknown(nobody))]
+        );
+
+        // A message on a reply channel is not for storage.
+        let heard = e.handle_message(channels.replies(&a).as_bytes(), b"{}", &mut out);
+        assert_eq!(heard, Err(Rejection::WrongChannelKind));
     }
 
     #[test]

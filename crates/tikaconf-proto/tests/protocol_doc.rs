@@ -14,7 +14,8 @@ use std::path::Path;
 use serde_json::json;
 use tikaconf_proto::message::encode_unknown;
 use tikaconf_proto::{
-    Hash, Limits, LoadRequest, Message, Patch, RootConfig, Snapshot, Stored, canonical, json,
+    Channels, Hash, Limits, LoadRequest, Message, Patch, ReplyToken, RootConfig, Snapshot, Stored,
+    canonical, json,
 };
 
 /// Where the vectors section starts, and the heading level that ends it.
@@ -22,6 +23,11 @@ const SECTION: &str = "## Test vectors";
 
 /// Input of the number-normalization vector.
 const NUMBERS_IN: &str = r#"{"b":1.0,"a":[1e2,-0.0,0.5,1E-7,9007199254740992]}"#;
+
+/// The reply token of the vectors: what a client draws from 128 random bits.
+fn reply_token() -> ReplyToken {
+    ReplyToken::from_random(0x5eed_0000_0000_0000_0000_0000_0000_0001)
+}
 
 fn utf8(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("canonical JSON is UTF-8")
@@ -74,6 +80,11 @@ fn expected() -> BTreeMap<&'static str, String> {
             "load_request_register",
             utf8(&LoadRequest::Register(root.clone()).encode()),
         ),
+        (
+            "load_request_reply",
+            utf8(&LoadRequest::ByHash(r).encode_addressed(Some(&reply_token()))),
+        ),
+        ("reply_channel", Channels::new(None).replies(&reply_token())),
         ("snapshot1", utf8(&snapshot.encoded)),
         ("stored1", utf8(&stored.encode())),
         ("unknown", utf8(&encode_unknown(r))),
@@ -154,4 +165,11 @@ fn written_vectors_decode() {
         let req = LoadRequest::decode(e[label].as_bytes(), &limits).expect(label);
         assert_eq!(req.root().to_hex(), e["root_hash"]);
     }
+    let (req, reply_to) =
+        LoadRequest::decode_addressed(e["load_request_reply"].as_bytes(), &limits).unwrap();
+    assert_eq!(req.root().to_hex(), e["root_hash"]);
+    assert_eq!(
+        Channels::new(None).replies(&reply_to.unwrap()),
+        e["reply_channel"]
+    );
 }

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use tikaconf_proto::Command;
+use tokio::sync::oneshot;
 
 use crate::bus::{Bus, BusError};
 
@@ -118,6 +119,27 @@ impl Executor {
             }
         }
         self.update_settled();
+    }
+
+    /// Sends a SUBSCRIBE of its own whose answer the caller wants: the channel
+    /// is subscribed in order, like any [`Command::Subscribe`] (publishes issued
+    /// after it wait for it), and its outcome, a refusal by an ACL say, comes
+    /// back through the returned receiver instead of the log.
+    pub(crate) fn subscribe_reporting(
+        &mut self,
+        channel: String,
+    ) -> oneshot::Receiver<Result<(), BusError>> {
+        let (tx, rx) = oneshot::channel();
+        let bus = self.bus.clone();
+        start(
+            Box::pin(async move {
+                let _ = tx.send(bus.subscribe(&[channel]).await);
+                Ok(())
+            }),
+            &mut self.unconfirmed,
+        );
+        self.update_settled();
+        rx
     }
 
     /// Publishes held publishes once no subscription change is unconfirmed.

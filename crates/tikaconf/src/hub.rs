@@ -6,6 +6,13 @@
 //! hands its events to the application (the current document through a `watch`,
 //! changes through a `broadcast`, write outcomes through `oneshot`s).
 //!
+//! The client also holds one reply channel, `replies:<token>`, on which storage
+//! answers a load request that no other node is waiting on with it (see
+//! [`ReplyToken`]): the hub subscribes it on every connect, before any
+//! follower's request goes out, routes each answer there to the follower of the
+//! root it names ([`answer_root`]), and tells the followers to stop naming it if
+//! Redis refuses the subscription.
+//!
 //! A root's [`Follower`] sits behind a lock in [`Shared`] rather than inside the
 //! hub alone, so that a write can be built and published from the application's
 //! own task ([`Shared::submit_direct`]): going through the hub costs a task
@@ -22,14 +29,15 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tikaconf_proto::follower::{FollowerStats, Step, SubmitError};
+use tikaconf_proto::message::answer_root;
 use tikaconf_proto::{
     ChannelKind, Channels, Current, Follower, FollowerConfig, FollowerEvent, Hash, Limits, Patch,
-    RootConfig, SigningKey, TrustSet, WriteOutcome,
+    ReplyToken, RootConfig, SigningKey, TrustSet, WriteOutcome,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::bus::{Bus, BusEvent, BusHandle};
+use crate::bus::{Bus, BusError, BusEvent, BusHandle};
 use crate::client::ClientOptions;
 use crate::config::Change;
 use crate::executor::Executor;
@@ -216,6 +224,41 @@ pub(crate) struct Hub {
     /// Head channel -> root, for routing.
     heads: HashMap<Hash, Hash>,
     next_seed: u64,
+    replies: Replies,
+}
+
+/// The client's reply channel.
+struct Replies {
+    token: ReplyToken,
+    channel: String,
+    /// False once Redis refused (or failed) this connection's SUBSCRIBE: the
+    /// followers then ask for answers on their roots' channels until the next
+    /// connect tries again.
+    usable: bool,
+    /// The answer to the SUBSCRIBE sent on the last connect, until it comes.
+    subscribing: Option<oneshot::Receiver<Result<(), BusError>>>,
+}
+
+impl Replies {
+    /// The token followers should name: `None` while the channel is unusable.
+    fn token(&self) -> Option<ReplyToken> {
+        self.usable.then(|| self.token.clone())
+    }
+}
+
+/// The answer to the reply channel's SUBSCRIBE, once it comes; never, while
+/// none is outstanding.
+async fn subscribed(
+    subscribing: &mut Option<oneshot::Receiver<Result<(), BusError>>>,
+) -> Result<(), BusError> {
+    match subscribing {
+        Some(rx) => {
+            let result = rx.await.unwrap_or(Err(BusError::Disconnected));
+            *subscribing = None;
+            result
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl Hub {
@@ -227,6 +270,13 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let executor = Executor::new(bus.bus.clone());
         let config = options.follower.clone();
+        let token = ReplyToken::from_random(rand::random());
+        let replies = Replies {
+            channel: channels.replies(&token),
+            token,
+            usable: true,
+            subscribing: None,
+        };
         let hub = Hub {
             channels,
             limits: options.limits,
@@ -239,6 +289,7 @@ impl Hub {
             connected: false,
             slots: HashMap::new(),
             heads: HashMap::new(),
+            replies,
         };
         tokio::spawn(hub.run(bus.events, rx));
         tx
@@ -264,6 +315,7 @@ impl Hub {
                     None => requests_open = false,
                 },
                 _ = tick.tick() => self.on_tick(),
+                result = subscribed(&mut self.replies.subscribing) => self.on_reply_subscription(result),
                 () = self.executor.next(), if self.executor.busy() => {}
             }
             if !requests_open && self.slots.is_empty() {
@@ -277,8 +329,19 @@ impl Hub {
         match event {
             BusEvent::Connected => {
                 self.connected = true;
+                // First, so that the executor holds every request below until
+                // Redis has answered it.
+                let subscribing = self
+                    .executor
+                    .subscribe_reporting(self.replies.channel.clone());
+                self.replies.subscribing = Some(subscribing);
+                let was_usable = std::mem::replace(&mut self.replies.usable, true);
                 let roots: Vec<Hash> = self.slots.keys().copied().collect();
+                let token = self.replies.token();
                 for root in roots {
+                    if !was_usable {
+                        self.drive(root, |f| f.set_reply_token(now, token.clone()));
+                    }
                     self.drive(root, |f| f.handle_connected(now));
                 }
             }
@@ -289,9 +352,23 @@ impl Hub {
                 }
             }
             BusEvent::Message { channel, payload } => {
-                let Some(ChannelKind::Updates(on)) = self.channels.classify(&channel) else {
-                    tracing::debug!("message on a channel that is not ours");
-                    return;
+                let on = match self.channels.classify(&channel) {
+                    Some(ChannelKind::Updates(on)) => on,
+                    Some(ChannelKind::Replies) => {
+                        match answer_root(&payload).filter(|r| self.slots.contains_key(r)) {
+                            Some(root) => {
+                                self.drive(root, |f| f.handle_message(now, &channel, &payload))
+                            }
+                            // A root unfollowed since it asked, or bytes that name
+                            // no root: nothing here can use them.
+                            None => tracing::debug!("reply for no root followed here"),
+                        }
+                        return;
+                    }
+                    _ => {
+                        tracing::debug!("message on a channel that is not ours");
+                        return;
+                    }
                 };
                 let root = if self.slots.contains_key(&on) {
                     on
@@ -331,7 +408,8 @@ impl Hub {
                     }
                 }
                 .with_trust(self.trust.clone())
-                .with_signer(self.signer.clone());
+                .with_signer(self.signer.clone())
+                .with_reply_token(self.replies.token());
                 let (current_tx, current) = watch::channel(None);
                 let changes = OnceLock::new();
                 let shared = Arc::new(Shared {
@@ -399,6 +477,31 @@ impl Hub {
                     }
                 }
             }
+        }
+    }
+
+    /// Redis answered the reply channel's SUBSCRIBE.
+    fn on_reply_subscription(&mut self, result: Result<(), BusError>) {
+        let err = match result {
+            Ok(()) => return,
+            Err(err) => err,
+        };
+        match &err {
+            BusError::Refused(_) => tracing::warn!(
+                %err,
+                channel = %self.replies.channel,
+                "Redis refused the reply channel; load answers will come on the roots' \
+                 channels, heard by every follower (grant &[NS:]replies:* to use it, see \
+                 docs/SECURITY.md)"
+            ),
+            // The connection went: the next connect subscribes again.
+            _ => tracing::debug!(%err, "subscribing the reply channel failed"),
+        }
+        self.replies.usable = false;
+        let now = Instant::now().into_std();
+        let roots: Vec<Hash> = self.slots.keys().copied().collect();
+        for root in roots {
+            self.drive(root, |f| f.set_reply_token(now, None));
         }
     }
 

@@ -3,9 +3,10 @@
 //!
 //! A deployment should not hand every bot the power to rewrite every
 //! configuration. Redis ACLs can confine each role to the commands, channels and
-//! keys it needs: a follower subscribes to `updates:*` and may publish only load
-//! requests; a writer may also publish patches; storage listens to everything and
-//! answers, and with the Redis store also owns the `tikaconf:*` keys. This test
+//! keys it needs: a follower subscribes to `updates:*` and its `replies:*`
+//! channel and may publish only load requests; a writer may also publish
+//! patches; storage listens to everything and answers, and with the Redis store
+//! also owns the `tikaconf:*` keys. This test
 //! starts a server with exactly the rules of SECURITY.md (the `rules` functions
 //! below are the single source the document quotes), runs each role with its own
 //! credentials, and checks that each can do its job and that a follower cannot
@@ -51,34 +52,36 @@ fn connect_rules() -> &'static str {
     })
 }
 
-/// A follower: SUBSCRIBE to `updates:*` channels; PUBLISH only on
-/// `update_requests` (a selector, since a channel rule covers both directions).
+/// A follower: SUBSCRIBE to `updates:*` channels and its reply channel; PUBLISH
+/// only on `update_requests` (a selector, since a channel rule covers both
+/// directions).
 fn follower_rules(ns: &str, password: &str) -> Vec<String> {
     let connect = connect_rules();
     words(&format!(
-        "on >{password} resetkeys resetchannels &{ns}updates:* -@all +subscribe +unsubscribe {connect} \
+        "on >{password} resetkeys resetchannels &{ns}updates:* &{ns}replies:* -@all +subscribe +unsubscribe {connect} \
          (+publish resetchannels &{ns}update_requests)"
     ))
 }
 
-/// A writer: a follower that may also PUBLISH patches on `updates:*`.
+/// A writer: a follower that may also PUBLISH patches on `updates:*` (but not
+/// on reply channels, which only storage answers on).
 fn writer_rules(ns: &str, password: &str) -> Vec<String> {
     let connect = connect_rules();
     words(&format!(
-        "on >{password} resetkeys resetchannels &{ns}updates:* -@all +subscribe +unsubscribe +publish {connect} \
-         (+publish resetchannels &{ns}update_requests)"
+        "on >{password} resetkeys resetchannels &{ns}updates:* &{ns}replies:* -@all +subscribe +unsubscribe {connect} \
+         (+publish resetchannels &{ns}updates:* &{ns}update_requests)"
     ))
 }
 
 /// A storage node: PSUBSCRIBE `updates:*`, SUBSCRIBE `update_requests`, PUBLISH
-/// answers and notices on `updates:*`; with the Redis store, its keys and the Lua
+/// answers and notices on `updates:*` and answers on `replies:*`; with the Redis store, its keys and the Lua
 /// scripts that touch them (scripts run with the caller's permissions, so the
 /// commands they call are granted too). redis-rs runs scripts with EVALSHA and,
 /// when the server does not have one yet, SCRIPT LOAD; it never sends EVAL.
 fn storage_rules(ns: &str, prefix: &str, password: &str) -> Vec<String> {
     let connect = connect_rules();
     words(&format!(
-        "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests -@all \
+        "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests &{ns}replies:* -@all \
          +psubscribe +punsubscribe +subscribe +unsubscribe +publish {connect} \
          +evalsha +script|load +get +set +del +scan"
     ))
@@ -105,9 +108,18 @@ fn words(rules: &str) -> Vec<String> {
     out
 }
 
+/// `rules` as written before reply channels: without `&[NS:]replies:*`.
+fn without_replies(rules: Vec<String>) -> Vec<String> {
+    rules
+        .into_iter()
+        .filter(|w| !w.ends_with("replies:*"))
+        .collect()
+}
+
 /// A server with the three roles under namespace `ns` (`""` or `"NS:"`) and key
 /// prefix `prefix`, no anonymous access, and an `admin` user for the test to
-/// inspect `ACL LOG` with.
+/// inspect `ACL LOG` with; plus `oldfollower` and `oldstorage`, a follower and
+/// a storage node with the rules of before reply channels.
 fn server(ns: &str, prefix: &str) -> RedisServer {
     let mut args: Vec<String> = Vec::new();
     for (name, rules) in [
@@ -116,6 +128,11 @@ fn server(ns: &str, prefix: &str) -> RedisServer {
         ("writer", writer_rules(ns, "wpass")),
         ("storage", storage_rules(ns, prefix, "spass")),
         ("admin", words("on >apass ~* &* +@all")),
+        ("oldfollower", without_replies(follower_rules(ns, "ofpass"))),
+        (
+            "oldstorage",
+            without_replies(storage_rules(ns, prefix, "ospass")),
+        ),
     ] {
         args.push("--user".into());
         args.push(name.into());
@@ -290,7 +307,7 @@ async fn each_role_can_do_its_job_and_no_more() {
     assert!(is_noperm(&wkey), "writer GET: {wkey:?}");
 
     // Config::submit with follower credentials: Redis refuses the PUBLISH, the
-    // library only logs it (at debug), and the write times out with an unknown
+    // library logs the refusal as a warning, and the write times out with an unknown
     // outcome. Nothing is applied anywhere, and storage still holds head2.
     let stats_before = f.stats().await;
     let started = std::time::Instant::now();
@@ -390,5 +407,55 @@ async fn storage_with_redis_store_and_namespace() {
     );
     let flush: redis::RedisResult<()> = redis::cmd("FLUSHALL").query_async(&mut sraw).await;
     assert!(is_noperm(&flush), "storage FLUSHALL: {flush:?}");
+    node.shutdown().await;
+}
+
+/// Rules written before reply channels existed: a client whose SUBSCRIBE to its
+/// reply channel is refused asks again on the root channel at once, and a
+/// storage node that may not publish on reply channels leaves its private
+/// answers unheard, so the requester's retry (on the root channel, after
+/// `request_timeout`) is answered. Either way every load completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_without_reply_channels_still_load() {
+    let redis = server("", "tikaconf:");
+    let dir = tempfile::tempdir().unwrap();
+    let bus = BusHandle::redis(&url(&redis, "oldstorage", "ospass"))
+        .await
+        .expect("storage connects with its credentials");
+    let node = StorageNode::spawn(
+        bus,
+        RedbStore::open(dir.path()).unwrap(),
+        StorageOptions::default(),
+    );
+    node.ready().await;
+    let root = RootConfig::twitch("#acl_old").unwrap();
+
+    // The refused SUBSCRIBE is acted on, not waited out: with a request timeout
+    // far beyond the load timeout, only the immediate public retry can load.
+    let mut patient = options(None);
+    patient.follower.request_timeout = Duration::from_secs(600);
+    patient.load_timeout = Duration::from_secs(30);
+    let old = Client::connect_with(&url(&redis, "oldfollower", "ofpass"), patient)
+        .await
+        .expect("old follower connects");
+    let loaded = old.follow(root.clone()).await;
+    assert!(loaded.is_ok(), "a refused reply channel: {loaded:?}");
+
+    // Storage refused on reply channels: the retry after request_timeout loads.
+    let new = Client::connect_with(&url(&redis, "follower", "fpass"), options(None))
+        .await
+        .expect("follower connects");
+    let loaded = new.follow(root.clone()).await;
+    assert!(loaded.is_ok(), "storage without reply channels: {loaded:?}");
+    assert!(loaded.unwrap().stats().await.load_requests >= 2);
+
+    let denials = acl_denials(&redis).await;
+    let refused = |user: &str| {
+        denials
+            .iter()
+            .any(|(u, object)| u == user && object.starts_with("replies:"))
+    };
+    assert!(refused("oldfollower"), "{denials:?}");
+    assert!(refused("oldstorage"), "{denials:?}");
     node.shutdown().await;
 }

@@ -232,8 +232,8 @@ async fn a_thousand_roots_over_one_pubsub_connection() {
     assert_eq!(subscribed.len(), 1, "one subscribed connection: {new:#?}");
     assert_eq!(
         field(subscribed[0], "sub"),
-        1000,
-        "every root channel on it"
+        1001,
+        "every root channel on it, and the client's one reply channel"
     );
     assert_eq!(
         new.len(),
@@ -314,4 +314,72 @@ async fn bad_input_is_ignored_counted_and_harmless() {
     assert_eq!(stats.ignored.get("channel_mismatch"), Some(&1));
     let storage_ignored: u64 = storage.status().stats.ignored.values().sum();
     assert_eq!(storage_ignored, 9, "{:?}", storage.status().stats);
+}
+
+/// A node that loads alone gets its answer on its client's reply channel: the
+/// other followers of the root, listening on `updates:<root>`, never hear the
+/// document again. Two loads that coalesce are answered once, on the root's
+/// channel, which is where a client that could not use its reply channel looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_load_is_answered_on_the_clients_reply_channel() {
+    use futures_util::StreamExt;
+
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#private_loads").unwrap();
+    // No periodic re-syncs: one coalescing with the reader's load would rightly
+    // be answered on the root channel.
+    let mut quiet = fast_options();
+    quiet.follower.resync_interval = Duration::from_secs(600);
+    let url = redis.url();
+    let connect = || tikaconf::Client::connect_with(&url, quiet.clone());
+    let writer = connect().await.unwrap();
+    let w = writer.follow(root.clone()).await.unwrap();
+    w.submit(json!([{"op": "add", "path": "/doc", "value": "x".repeat(10_000)}]))
+        .await
+        .unwrap();
+
+    // What every follower of the root hears.
+    let mut listener = redis::Client::open(redis.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listener
+        .subscribe(format!("updates:{}", root.hash()))
+        .await
+        .unwrap();
+    let private_before = storage.status().stats.private_answers;
+    let reader = connect().await.unwrap();
+    let r = reader.follow(root.hash()).await.expect("loads");
+    assert_eq!(r.head(), w.head());
+    assert_eq!(r.document()["doc"], w.document()["doc"]);
+    assert!(storage.status().stats.private_answers > private_before);
+
+    // A write's `stored` notice follows on the same channel, from the same
+    // storage connection: had the answer gone to the root channel, it would
+    // have come first.
+    let head = w
+        .submit(json!([{"op": "add", "path": "/after", "value": 1}]))
+        .await
+        .unwrap();
+    let mut heard = Vec::new();
+    let mut messages = listener.on_message();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("the stored notice arrives")
+            .expect("listener open");
+        let payload: String = message.get_payload().unwrap();
+        let is_notice = payload.contains(r#""type":"stored""#) && payload.contains(&head.to_hex());
+        heard.push(payload);
+        if is_notice {
+            break;
+        }
+    }
+    assert!(
+        heard.iter().all(|m| !m.contains(r#""type":"snapshot""#)),
+        "the root channel carried a snapshot: {heard:?}"
+    );
 }
