@@ -198,9 +198,12 @@ pub struct Follower {
     /// When the current head was applied, while it is unconfirmed.
     unconfirmed_since: Option<Instant>,
     request_sent_at: Option<Instant>,
-    /// This client's reply channel (its name, and the token requests name),
-    /// when its driver has one: see [`Follower::set_reply_token`].
-    replies: Option<(String, ReplyToken)>,
+    /// The token of this client's reply channel, when its driver has one: see
+    /// [`Follower::set_reply_token`]. Only the token, shared by every follower
+    /// of the client: the channel's name is made when an answer arrives, which
+    /// is rare, rather than kept 10,000 times by a process following 10,000
+    /// roots.
+    replies: Option<ReplyToken>,
     /// The outstanding request named the reply channel.
     request_private: bool,
     next_resync: Option<Instant>,
@@ -319,7 +322,7 @@ impl Follower {
 
     /// [`Follower::set_reply_token`] for a follower not yet connected.
     pub fn with_reply_token(mut self, token: Option<ReplyToken>) -> Self {
-        self.replies = token.map(|t| (self.channels.replies(&t), t));
+        self.replies = token;
         self
     }
 
@@ -340,7 +343,7 @@ impl Follower {
     pub fn set_reply_token(&mut self, now: Instant, token: Option<ReplyToken>) -> Step {
         let mut step = Step::default();
         let lost = token.is_none() && self.replies.is_some();
-        self.replies = token.map(|t| (self.channels.replies(&t), t));
+        self.replies = token;
         if lost && self.request_private && self.request_sent_at.is_some() {
             self.request_sent_at = None;
             self.send_request(now, Reply::Public, &mut step);
@@ -545,7 +548,7 @@ impl Follower {
                 if self
                     .replies
                     .as_ref()
-                    .is_some_and(|(ours, _)| ours.as_bytes() == channel) =>
+                    .is_some_and(|token| self.channels.replies(token).as_bytes() == channel) =>
             {
                 let (message, signature) = Message::decode_signed(payload, &self.limits)?;
                 if !matches!(message, Message::Snapshot(_) | Message::Unknown { .. }) {
@@ -850,7 +853,7 @@ impl Follower {
             None => LoadRequest::ByHash(self.root),
         };
         let reply_to = match reply {
-            Reply::Private => self.replies.as_ref().map(|(_, token)| token),
+            Reply::Private => self.replies.as_ref(),
             Reply::Public => None,
         };
         self.request_private = reply_to.is_some();
