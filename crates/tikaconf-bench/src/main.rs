@@ -14,6 +14,7 @@
 //! restart times are measured alone).
 
 mod baselines;
+mod cpu;
 mod deploy;
 mod report;
 mod servers;
@@ -28,7 +29,7 @@ use clap::{Parser, Subcommand};
 use crate::report::{Outcome, Section, TIKACONF};
 use crate::servers::etcd::EtcdServer;
 use crate::servers::nats::NatsServer;
-use crate::workloads::Ctx;
+use crate::workloads::{Ctx, Pids};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,6 +145,11 @@ async fn run(quick: bool, only: &[u8]) -> anyhow::Result<bool> {
     let (storage, _) = deploy::Storage::spawn(&redis.url(), data.path()).await?;
     let ctx = Ctx {
         redis_url: redis.url(),
+        pids: Pids {
+            redis: redis.pid(),
+            storage: storage.pid(),
+            etcd: etcd.as_ref().ok().and_then(EtcdServer::pid),
+        },
         etcd: etcd
             .as_ref()
             .map(EtcdServer::endpoint)

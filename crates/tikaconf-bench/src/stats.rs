@@ -22,6 +22,11 @@ impl Samples {
         Samples::default()
     }
 
+    /// How many latencies were recorded.
+    pub fn len(&self) -> usize {
+        self.latencies.len()
+    }
+
     pub fn push(&mut self, latency: Duration) {
         self.latencies.push(latency);
     }

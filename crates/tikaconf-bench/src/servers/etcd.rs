@@ -71,6 +71,10 @@ impl EtcdServer {
         Ok(Some(server))
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.child.id())
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::{Ctx, ETCD, bench_root, filler, filler_bytes, set_ops, value_len_for_patch};
 use crate::baselines::etcd;
+use crate::cpu::CpuMeter;
 use crate::deploy;
 use crate::report::{Kind, Metric, Section, TIKACONF};
 use crate::stats::Samples;
@@ -31,19 +32,30 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let budget = ctx.pick(Duration::from_secs(10), Duration::from_millis(1500));
     let cap = ctx.pick(100_000, 10_000);
     match &ctx.etcd {
-        Ok(endpoint) => section.record(
-            &case,
-            ETCD,
-            etcd_writers(endpoint, roots, budget, cap)
-                .await
-                .map(Samples::summarize),
-        ),
+        Ok(endpoint) => {
+            let processes = [("clients", None), ("etcd", ctx.pids.etcd)];
+            let result = etcd_writers(endpoint, roots, budget, cap, &processes).await;
+            let samples = result.map(|(samples, cpu)| {
+                section.note(cpu);
+                samples
+            });
+            section.record(&case, ETCD, samples.map(Samples::summarize));
+        }
         Err(why) => section.not_run(&case, ETCD, why.clone()),
     }
-    let (samples, setup) = match tikaconf_writers(&ctx.redis_url, roots, budget, cap).await {
-        Ok((s, setup)) => (Ok(s), Some(setup)),
-        Err(e) => (Err(e), None),
-    };
+    let processes = [
+        ("clients", None),
+        ("storage", ctx.pids.storage),
+        ("redis", ctx.pids.redis),
+    ];
+    let (samples, setup) =
+        match tikaconf_writers(&ctx.redis_url, roots, budget, cap, &processes).await {
+            Ok((s, setup, cpu)) => {
+                section.note(cpu);
+                (Ok(s), Some(setup))
+            }
+            Err(e) => (Err(e), None),
+        };
     section.record(&case, TIKACONF, samples.map(Samples::summarize));
     if let Some(setup) = setup {
         section.note(format!(
@@ -55,16 +67,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     Ok(section)
 }
 
+/// Returns the samples and a note of the CPU each committed write cost.
 async fn etcd_writers(
     endpoint: &str,
     roots: usize,
     budget: Duration,
     cap: usize,
-) -> anyhow::Result<Samples> {
+    processes: &[(&'static str, Option<u32>)],
+) -> anyhow::Result<(Samples, String)> {
     let mut clients = Vec::new();
     for _ in 0..WRITERS {
         clients.push(etcd::connect(endpoint).await?);
     }
+    let cpu = CpuMeter::start(processes);
     let start = Instant::now();
     let deadline = start + budget;
     let tasks = clients.into_iter().enumerate().map(|(w, mut client)| {
@@ -87,16 +102,20 @@ async fn etcd_writers(
             anyhow::Ok(samples)
         })
     });
-    collect(futures_util::future::join_all(tasks).await, start)
+    let samples = collect(futures_util::future::join_all(tasks).await, start)?;
+    let cpu = cpu.per_op(ETCD, "committed write", samples.len() as u64);
+    Ok((samples, cpu))
 }
 
-/// Returns the samples and how long registering the roots took.
+/// Returns the samples, how long registering the roots took, and a note of the
+/// CPU each committed write cost (registering not included).
 async fn tikaconf_writers(
     redis_url: &str,
     roots: usize,
     budget: Duration,
     cap: usize,
-) -> anyhow::Result<(Samples, Duration)> {
+    processes: &[(&'static str, Option<u32>)],
+) -> anyhow::Result<(Samples, Duration, String)> {
     let clients = deploy::clients(redis_url, WRITERS).await?;
     let registering = Instant::now();
     let follows = clients.iter().enumerate().map(|(w, client)| async move {
@@ -110,6 +129,7 @@ async fn tikaconf_writers(
     let configs: Vec<Vec<Config>> = futures_util::future::try_join_all(follows).await?;
     let setup = registering.elapsed();
     let value_len = value_len_for_patch(SIZE);
+    let cpu = CpuMeter::start(processes);
     let start = Instant::now();
     let deadline = start + budget;
     let tasks = configs.into_iter().map(|configs| {
@@ -129,8 +149,9 @@ async fn tikaconf_writers(
         })
     });
     let samples = collect(futures_util::future::join_all(tasks).await, start)?;
+    let cpu = cpu.per_op(TIKACONF, "committed write", samples.len() as u64);
     drop(clients);
-    Ok((samples, setup))
+    Ok((samples, setup, cpu))
 }
 
 fn collect(

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::propagation::{RawCase, TkCase, read_note};
 use super::{Ctx, RAW_REDIS};
+use crate::cpu::CpuMeter;
 use crate::deploy;
 use crate::report::{Kind, Metric, Section, TIKACONF};
 use crate::stats::Samples;
@@ -31,26 +32,47 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let raw = async {
         let mut case = RawCase::new(&ctx.redis_url, n, 0, "fanout", SIZE).await?;
         let start = Instant::now();
+        let cpu = CpuMeter::start(&[("receivers and writer", None), ("redis", ctx.pids.redis)]);
         let each = case.run(iterations, budget).await?;
+        let cpu = cpu.per_op(
+            RAW_REDIS,
+            "receipt (one receiver, one update)",
+            each.len() as u64,
+        );
         let mut all = std::mem::take(&mut case.all);
         all.add_ops(iterations as u64);
         all.set_wall(start.elapsed());
-        anyhow::Ok((each, all))
+        anyhow::Ok((each, all, cpu))
     };
-    record(&mut section, &each_case, &all_case, RAW_REDIS, raw.await);
+    let raw = raw.await.map(|(each, all, cpu)| {
+        section.note(cpu);
+        (each, all)
+    });
+    record(&mut section, &each_case, &all_case, RAW_REDIS, raw);
 
     let tk = async {
         let followers = deploy::clients(&ctx.redis_url, n).await?;
         let writer = deploy::client(&ctx.redis_url).await?;
         let mut case = TkCase::new(&writer, &followers, "fanout", SIZE).await?;
         let start = Instant::now();
+        let cpu = CpuMeter::start(&[
+            ("receivers and writer", None),
+            ("storage", ctx.pids.storage),
+            ("redis", ctx.pids.redis),
+        ]);
         let each = case.run(iterations, budget).await?;
+        let cpu = cpu.per_op(
+            TIKACONF,
+            "receipt (one receiver, one update)",
+            each.len() as u64,
+        );
         let mut all = std::mem::take(&mut case.all);
         all.add_ops(iterations as u64);
         all.set_wall(start.elapsed());
-        anyhow::Ok((each, all, case.resyncs, std::mem::take(&mut case.read)))
+        anyhow::Ok((each, all, case.resyncs, std::mem::take(&mut case.read), cpu))
     };
-    let tk = tk.await.map(|(each, all, resyncs, read)| {
+    let tk = tk.await.map(|(each, all, resyncs, read, cpu)| {
+        section.note(cpu);
         section.note(read_note(&each_case, read));
         if resyncs > 0 {
             section.note(format!(

@@ -44,11 +44,21 @@ pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub redis_url: String,
+    /// The servers' processes, for CPU accounting (see [`crate::cpu`]).
+    pub pids: Pids,
     /// etcd's client endpoint, or why etcd does not run.
     pub etcd: Result<String, String>,
     /// NATS's URL, or why NATS does not run.
     pub nats: Result<String, String>,
     pub quick: bool,
+}
+
+/// Process ids of the servers the run started (`None` when not running).
+#[derive(Debug, Clone, Copy)]
+pub struct Pids {
+    pub redis: Option<u32>,
+    pub storage: Option<u32>,
+    pub etcd: Option<u32>,
 }
 
 impl Ctx {
