@@ -197,20 +197,31 @@ fn options(namespace: Option<&str>) -> ClientOptions {
     }
 }
 
+/// A storage node on the embedded store in `dir`, connected as `user`, ready.
+async fn redb_storage_as(
+    redis: &RedisServer,
+    user: &str,
+    password: &str,
+    dir: &std::path::Path,
+) -> StorageNode {
+    let bus = BusHandle::redis(&url(redis, user, password))
+        .await
+        .expect("storage connects with its credentials");
+    let node = StorageNode::spawn(
+        bus,
+        RedbStore::open(dir).unwrap(),
+        StorageOptions::default(),
+    );
+    node.ready().await;
+    node
+}
+
 /// The three roles, each with its own credentials, over the embedded store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_can_do_its_job_and_no_more() {
     let redis = server("", "tikaconf:");
     let dir = tempfile::tempdir().unwrap();
-    let bus = BusHandle::redis(&url(&redis, "storage", "spass"))
-        .await
-        .expect("storage connects with its credentials");
-    let node = StorageNode::spawn(
-        bus,
-        RedbStore::open(dir.path()).unwrap(),
-        StorageOptions::default(),
-    );
-    node.ready().await;
+    let node = redb_storage_as(&redis, "storage", "spass", dir.path()).await;
 
     // The writer registers the root and writes.
     let root = RootConfig::twitch("#acl").unwrap();
@@ -419,15 +430,7 @@ async fn storage_with_redis_store_and_namespace() {
 async fn roles_without_reply_channels_still_load() {
     let redis = server("", "tikaconf:");
     let dir = tempfile::tempdir().unwrap();
-    let bus = BusHandle::redis(&url(&redis, "oldstorage", "ospass"))
-        .await
-        .expect("storage connects with its credentials");
-    let node = StorageNode::spawn(
-        bus,
-        RedbStore::open(dir.path()).unwrap(),
-        StorageOptions::default(),
-    );
-    node.ready().await;
+    let node = redb_storage_as(&redis, "oldstorage", "ospass", dir.path()).await;
     let root = RootConfig::twitch("#acl_old").unwrap();
 
     // The refused SUBSCRIBE is acted on, not waited out: with a request timeout
