@@ -14,6 +14,14 @@
 //! themselves are never held back: a follower hopping from channel to channel
 //! would otherwise wait a round trip per hop, and its SUBSCRIBE would reach Redis
 //! later, widening the hop gap.
+//!
+//! An UNSUBSCRIBE, on the other hand, is not urgent: a channel left a little late
+//! only delivers messages the hub drops unread (it routes a channel only while a
+//! follower is on it). So channels left are collected and unsubscribed together,
+//! once [`LEAVE_BATCH`] have gathered or the oldest has waited [`LINGER`]. A
+//! follower hops on every update, and an UNSUBSCRIBE per hop was a quarter of
+//! what Redis and the client did per update received (a command, its reply, and
+//! a wake-up of the task that collects it); batched, it is a few percent.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -21,6 +29,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -32,14 +41,28 @@ use crate::bus::{Bus, BusError};
 
 type Pending = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>>;
 
+/// Channels left that make one UNSUBSCRIBE as soon as they have gathered.
+pub(crate) const LEAVE_BATCH: usize = 64;
+
+/// The longest a channel left waits for its UNSUBSCRIBE (checked on the hub's
+/// tick): long enough that a follower of a root updated many times a second
+/// leaves its channels in batches, short enough that a process following
+/// thousands of quiet roots never holds many channels it does not need.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+
 pub(crate) struct Executor {
     bus: Arc<dyn Bus>,
     /// Subscription changes sent but not yet confirmed.
     unconfirmed: FuturesOrdered<Pending>,
     /// Publishes waiting for `unconfirmed` to drain, in order.
     held: Vec<(String, Bytes)>,
-    /// Publishes sent, not yet answered.
-    publishing: FuturesOrdered<Pending>,
+    /// Publishes and unsubscribes sent, not yet answered: nothing waits for
+    /// them, their answers are only reported.
+    trailing: FuturesOrdered<Pending>,
+    /// Channels left but not yet unsubscribed (see the module documentation).
+    leaving: Vec<String>,
+    /// When the oldest of `leaving` was left.
+    leaving_since: Option<Instant>,
     /// True while no subscription change is unconfirmed and no publish is held:
     /// then a publish may leave from any task without breaking the ordering rule
     /// (see [`Executor::settled`]).
@@ -51,7 +74,8 @@ impl std::fmt::Debug for Executor {
         f.debug_struct("Executor")
             .field("unconfirmed", &self.unconfirmed.len())
             .field("held", &self.held.len())
-            .field("publishing", &self.publishing.len())
+            .field("trailing", &self.trailing.len())
+            .field("leaving", &self.leaving.len())
             .finish()
     }
 }
@@ -62,7 +86,9 @@ impl Executor {
             bus,
             unconfirmed: FuturesOrdered::new(),
             held: Vec::new(),
-            publishing: FuturesOrdered::new(),
+            trailing: FuturesOrdered::new(),
+            leaving: Vec::new(),
+            leaving_since: None,
             settled: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -82,7 +108,8 @@ impl Executor {
         self.settled.store(settled, Ordering::Release);
     }
 
-    /// Sends `commands` in order (see the module documentation).
+    /// Sends `commands` in order, except that UNSUBSCRIBEs wait to be batched
+    /// (see the module documentation).
     pub(crate) fn send(&mut self, commands: impl IntoIterator<Item = Command>) {
         let mut queue: VecDeque<Command> = commands.into_iter().collect();
         while let Some(first) = queue.pop_front() {
@@ -96,6 +123,7 @@ impl Executor {
                     }
                     self.release();
                 }
+                Command::Unsubscribe(channel) => self.leave(channel),
                 change => {
                     // Merge a run of the same kind into one command.
                     let same =
@@ -104,13 +132,13 @@ impl Executor {
                     while queue.front().is_some_and(same) {
                         names.extend(queue.pop_front().as_ref().map(name));
                     }
+                    // A channel subscribed again before its UNSUBSCRIBE left
+                    // must not be unsubscribed by it later.
+                    self.leaving.retain(|left| !names.contains(left));
                     let bus = self.bus.clone();
                     let future: Pending = match change {
                         Command::Subscribe(_) => {
                             Box::pin(async move { bus.subscribe(&names).await })
-                        }
-                        Command::Unsubscribe(_) => {
-                            Box::pin(async move { bus.unsubscribe(&names).await })
                         }
                         _ => Box::pin(async move { bus.psubscribe(&names).await }),
                     };
@@ -119,6 +147,48 @@ impl Executor {
             }
         }
         self.update_settled();
+    }
+
+    /// Queues `channel` for the next batched UNSUBSCRIBE.
+    fn leave(&mut self, channel: String) {
+        if self.leaving.is_empty() {
+            self.leaving_since = Some(Instant::now());
+        }
+        self.leaving.push(channel);
+        if self.leaving.len() >= LEAVE_BATCH {
+            self.unsubscribe_left();
+        }
+    }
+
+    /// Unsubscribes the channels left, if the oldest has waited [`LINGER`] by
+    /// `now`. The hub calls this on its tick.
+    pub(crate) fn leave_due(&mut self, now: Instant) {
+        if self
+            .leaving_since
+            .is_some_and(|since| now >= since + LINGER)
+        {
+            self.unsubscribe_left();
+        }
+    }
+
+    fn unsubscribe_left(&mut self) {
+        self.leaving_since = None;
+        let names = std::mem::take(&mut self.leaving);
+        if names.is_empty() {
+            return;
+        }
+        let bus = self.bus.clone();
+        start(
+            Box::pin(async move { bus.unsubscribe(&names).await }),
+            &mut self.trailing,
+        );
+    }
+
+    /// A new connection is up: it holds none of the old one's subscriptions,
+    /// so there is nothing left to unsubscribe.
+    pub(crate) fn connected(&mut self) {
+        self.leaving.clear();
+        self.leaving_since = None;
     }
 
     /// Sends a SUBSCRIBE of its own whose answer the caller wants: the channel
@@ -151,13 +221,13 @@ impl Executor {
         let bus = self.bus.clone();
         start(
             Box::pin(async move { bus.publish(&messages).await }),
-            &mut self.publishing,
+            &mut self.trailing,
         );
     }
 
     /// Whether anything awaits an answer (drive [`Executor::next`] then).
     pub(crate) fn busy(&self) -> bool {
-        !self.unconfirmed.is_empty() || !self.publishing.is_empty()
+        !self.unconfirmed.is_empty() || !self.trailing.is_empty()
     }
 
     /// Waits for the next answer and acts on it. Only call while [`Executor::busy`].
@@ -168,7 +238,7 @@ impl Executor {
                 self.release();
                 self.update_settled();
             }
-            Some(result) = self.publishing.next(), if !self.publishing.is_empty() => {
+            Some(result) = self.trailing.next(), if !self.trailing.is_empty() => {
                 report(result);
             }
         }
@@ -202,5 +272,110 @@ fn report(result: Result<(), BusError>) {
         // A lost connection is followed by a reconnect, on which the state machines
         // subscribe and re-ask afresh; nothing here needs retrying.
         Err(err) => tracing::debug!(%err, "bus command failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::bus::{BusEvent, Events};
+    use crate::memory::Broker;
+
+    /// An executor on one connection of `broker`, and that connection's events
+    /// (its `Connected` already taken).
+    fn executor(broker: &Broker) -> (Executor, Events) {
+        let handle = broker.connect();
+        let mut events = handle.events;
+        assert!(matches!(
+            events.next().now_or_never(),
+            Some(Some(BusEvent::Connected))
+        ));
+        (Executor::new(handle.bus), events)
+    }
+
+    /// The channels, among `channels`, on which the executor's connection hears
+    /// a message published now.
+    fn hears(broker: &Broker, events: &mut Events, channels: &[&str]) -> Vec<String> {
+        let other = broker.connect();
+        let messages: Vec<(String, Bytes)> = channels
+            .iter()
+            .map(|c| (c.to_string(), Bytes::from_static(b"x")))
+            .collect();
+        other
+            .bus
+            .publish(&messages)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let mut heard = Vec::new();
+        while let Some(Some(event)) = events.next().now_or_never() {
+            if let BusEvent::Message { channel, .. } = event {
+                heard.push(String::from_utf8(channel.to_vec()).unwrap());
+            }
+        }
+        heard
+    }
+
+    fn sub(c: &str) -> Command {
+        Command::Subscribe(c.to_string())
+    }
+
+    fn unsub(c: &str) -> Command {
+        Command::Unsubscribe(c.to_string())
+    }
+
+    #[test]
+    fn a_hop_subscribes_at_once_and_leaves_the_old_channel_after_the_linger() {
+        let broker = Broker::new();
+        let (mut executor, mut events) = executor(&broker);
+        executor.send([sub("a")]);
+        executor.send([sub("b"), unsub("a")]);
+        assert_eq!(hears(&broker, &mut events, &["a", "b"]), ["a", "b"]);
+
+        executor.leave_due(Instant::now());
+        assert_eq!(hears(&broker, &mut events, &["a", "b"]), ["a", "b"]);
+
+        executor.leave_due(Instant::now() + LINGER);
+        assert_eq!(hears(&broker, &mut events, &["a", "b"]), ["b"]);
+    }
+
+    #[test]
+    fn a_channel_subscribed_again_before_its_unsubscribe_left_stays_subscribed() {
+        let broker = Broker::new();
+        let (mut executor, mut events) = executor(&broker);
+        executor.send([sub("a"), sub("b")]);
+        executor.send([unsub("a"), unsub("b")]);
+        executor.send([sub("a")]);
+        executor.leave_due(Instant::now() + LINGER);
+        assert_eq!(hears(&broker, &mut events, &["a", "b"]), ["a"]);
+    }
+
+    #[test]
+    fn a_full_batch_leaves_at_once() {
+        let broker = Broker::new();
+        let (mut executor, mut events) = executor(&broker);
+        let names: Vec<String> = (0..LEAVE_BATCH).map(|i| format!("c{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        executor.send(refs.iter().map(|c| sub(c)));
+        executor.send(refs[..LEAVE_BATCH - 1].iter().map(|c| unsub(c)));
+        assert_eq!(hears(&broker, &mut events, &refs).len(), LEAVE_BATCH);
+
+        executor.send([unsub(refs[LEAVE_BATCH - 1])]);
+        assert!(hears(&broker, &mut events, &refs).is_empty());
+    }
+
+    #[test]
+    fn a_new_connection_has_nothing_left_to_unsubscribe() {
+        let broker = Broker::new();
+        let (mut executor, mut events) = executor(&broker);
+        executor.send([sub("a")]);
+        executor.send([unsub("a")]);
+        executor.connected();
+        executor.leave_due(Instant::now() + LINGER);
+        // Nothing was sent: the in-process connection (unlike a new Redis one)
+        // still holds the channel, which shows the UNSUBSCRIBE never left.
+        assert_eq!(hears(&broker, &mut events, &["a"]), ["a"]);
     }
 }

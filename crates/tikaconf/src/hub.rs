@@ -329,6 +329,7 @@ impl Hub {
         match event {
             BusEvent::Connected => {
                 self.connected = true;
+                self.executor.connected();
                 // First, so that the executor holds every request below until
                 // Redis has answered it.
                 let subscribing = self
@@ -507,6 +508,7 @@ impl Hub {
 
     fn on_tick(&mut self) {
         let now = Instant::now().into_std();
+        self.executor.leave_due(now);
         let due: Vec<Hash> = self
             .slots
             .iter()
