@@ -35,20 +35,41 @@ impl Hash {
 
     /// The 64 lowercase hex digits, as used in channel names and messages.
     pub fn to_hex(&self) -> String {
-        self.to_string()
+        let mut out = String::with_capacity(64);
+        self.push_hex(&mut out);
+        out
     }
-}
 
-impl fmt::Display for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// Appends the 64 hex digits to `out`: a channel name is built on every hop,
+    /// and going through `fmt` costs several times the digits themselves.
+    pub fn push_hex(&self, out: &mut String) {
+        out.push_str(self.hex_digits().as_str());
+    }
+
+    fn hex_digits(&self) -> HexDigits {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];
         for (i, b) in self.0.iter().enumerate() {
             out[2 * i] = DIGITS[(b >> 4) as usize];
             out[2 * i + 1] = DIGITS[(b & 0x0f) as usize];
         }
-        // The buffer holds only ASCII hex digits.
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        HexDigits(out)
+    }
+}
+
+/// A hash's 64 ASCII hex digits.
+struct HexDigits([u8; 64]);
+
+impl HexDigits {
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored here.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.hex_digits().as_str())
     }
 }
 

@@ -226,6 +226,22 @@ impl Message {
         limits: &Limits,
     ) -> Result<(Message, Option<Signature>), DecodeError> {
         check_size(bytes, limits)?;
+        // Every node hears a `stored` notice per update of each root it follows,
+        // as often as the patches themselves; in canonical form (as every storage
+        // node sends them) they are recognized without building a JSON tree.
+        if limits.max_depth >= Stored::DEPTH
+            && let Some(stored) = Stored::from_canonical(bytes)
+        {
+            return Ok((Message::Stored(stored), None));
+        }
+        Message::decode_parsed(bytes, limits)
+    }
+
+    /// [`Message::decode_signed`] through the JSON parser, for any message.
+    fn decode_parsed(
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<(Message, Option<Signature>), DecodeError> {
         let received = json::parse_received(bytes, limits.max_depth)?;
         Message::from_value_signed(received.value, received.canonical.as_ref())
     }
@@ -497,6 +513,28 @@ impl Snapshot {
 }
 
 impl Stored {
+    /// The depth of a notice's JSON, as the parser counts it: a limit below it
+    /// rejects every notice, so the shortcut of [`Stored::from_canonical`] must
+    /// not accept one.
+    const DEPTH: usize = 2;
+
+    /// The notice `bytes` are, if they are exactly a notice's canonical encoding
+    /// (`{"head":H,"height":N,"root":R,"type":"stored"}`, no `sig`); `None` for
+    /// anything else, which then goes through the parser and is accepted or
+    /// rejected there. So it accepts nothing the parser would not, with the same
+    /// result (a property test holds it to that).
+    fn from_canonical(bytes: &[u8]) -> Option<Stored> {
+        let rest = bytes.strip_prefix(br#"{"head":""#)?;
+        let (head, rest) = hex_hash(rest)?;
+        let rest = rest.strip_prefix(br#"","height":"#)?;
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (digits, rest) = rest.split_at(digits);
+        let height = canonical_height(digits)?;
+        let rest = rest.strip_prefix(br#","root":""#)?;
+        let (root, rest) = hex_hash(rest)?;
+        (rest == br#"","type":"stored"}"#).then_some(Stored { root, head, height })
+    }
+
     /// The canonical bytes of this notice.
     pub fn encode(&self) -> Bytes {
         let mut map = Map::new();
@@ -506,6 +544,25 @@ impl Stored {
         map.insert("height".into(), Value::from(self.height));
         Bytes::from(canonical::to_vec(&Value::Object(map)))
     }
+}
+
+/// A hash's 64 lowercase hex digits at the start of `bytes`, and what follows.
+fn hex_hash(bytes: &[u8]) -> Option<(Hash, &[u8])> {
+    let (hex, rest) = bytes.split_at_checked(64)?;
+    let hash = std::str::from_utf8(hex).ok()?.parse().ok()?;
+    Some((hash, rest))
+}
+
+/// A height written canonically (decimal digits, no leading zero) and within
+/// the protocol's range.
+fn canonical_height(digits: &[u8]) -> Option<u64> {
+    let leading_zero = digits.len() > 1 && digits[0] == b'0';
+    // 2^53 has 16 digits: anything longer is out of range, or not canonical.
+    if digits.is_empty() || digits.len() > 16 || leading_zero {
+        return None;
+    }
+    let n = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
+    (n <= MAX_SAFE_INTEGER).then_some(n)
 }
 
 /// The canonical bytes of `{"type":"unknown","root":R}`.
@@ -759,6 +816,109 @@ mod tests {
             prop_assert_eq!(message, Message::Snapshot(Arc::new(snapshot)));
             prop_assert_eq!(signature.is_some(), sign);
         }
+    }
+
+    fn arb_stored() -> impl Strategy<Value = Stored> {
+        (
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            prop_oneof![
+                0u64..1000,
+                Just(MAX_SAFE_INTEGER),
+                Just(MAX_SAFE_INTEGER + 1)
+            ],
+        )
+            .prop_map(|(root, head, height)| Stored {
+                root: Hash::from_bytes(root),
+                head: Hash::from_bytes(head),
+                height,
+            })
+    }
+
+    /// What the shortcut must agree with: the parser's decoding of `bytes`.
+    fn parsed(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+        Message::decode_parsed(bytes, limits).map(|(m, _)| m)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Every notice storage sends is recognized without the parser, as the
+        /// notice the parser makes of it (and one out of range as nothing).
+        #[test]
+        fn a_canonical_stored_notice_is_recognized_as_the_parser_reads_it(stored in arb_stored()) {
+            let bytes = stored.encode();
+            let limits = Limits::default();
+            let shortcut = Stored::from_canonical(&bytes);
+            // (A height above 2^53 is encoded as the float it rounds to, which
+            // the parser may then read as another height: the shortcut must read
+            // the same one.)
+            match parsed(&bytes, &limits) {
+                Ok(message) => prop_assert_eq!(shortcut.map(Message::Stored), Some(message)),
+                Err(_) => prop_assert_eq!(shortcut, None),
+            }
+            if stored.height <= MAX_SAFE_INTEGER {
+                prop_assert_eq!(shortcut, Some(stored));
+            }
+        }
+
+        /// Whatever the bytes (a notice with one byte changed, cut, or grown),
+        /// the shortcut accepts only what the parser accepts, as the same notice.
+        #[test]
+        fn the_stored_shortcut_never_disagrees_with_the_parser(
+            stored in arb_stored(),
+            at in any::<prop::sample::Index>(),
+            byte in prop_oneof![any::<u8>(), prop::sample::select(b"0123456789abcdefABCDEF\\\" ,:{}".to_vec())],
+            edit in 0u8..3,
+            sig in any::<bool>(),
+        ) {
+            let mut bytes = stored.encode().to_vec();
+            let i = at.index(bytes.len());
+            match edit {
+                0 => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                _ => { bytes.remove(i); }
+            }
+            if sig {
+                bytes = attach_signature(&stored.encode(), &SigningKey::from_seed([5; 32]).sign(&stored.head)).to_vec();
+            }
+            if let Some(shortcut) = Stored::from_canonical(&bytes) {
+                prop_assert_eq!(parsed(&bytes, &Limits::default()), Ok(Message::Stored(shortcut)));
+            }
+            let decoded = Message::decode(&bytes, &Limits::default());
+            prop_assert_eq!(decoded, parsed(&bytes, &Limits::default()));
+        }
+    }
+
+    #[test]
+    fn the_stored_shortcut_keeps_the_depth_limit() {
+        let bytes = Stored {
+            root: Hash::of_canonical_bytes(b"r"),
+            head: Hash::of_canonical_bytes(b"h"),
+            height: 7,
+        }
+        .encode();
+        for max_depth in 0..=Stored::DEPTH + 1 {
+            let limits = Limits {
+                max_depth,
+                ..Limits::default()
+            };
+            assert_eq!(
+                Message::decode(&bytes, &limits),
+                parsed(&bytes, &limits),
+                "max_depth {max_depth}"
+            );
+        }
+        assert!(
+            parsed(
+                &bytes,
+                &Limits {
+                    max_depth: Stored::DEPTH,
+                    ..Limits::default()
+                }
+            )
+            .is_ok()
+        );
     }
 
     proptest! {
