@@ -34,7 +34,7 @@ use tikaconf_proto::follower::{ChangeCause, FollowerEvent, Step};
 use tikaconf_proto::json as pjson;
 use tikaconf_proto::message::encode_unknown;
 use tikaconf_proto::patch::Ops;
-use tikaconf_proto::storage::{PersistOutcome, StorageCommand};
+use tikaconf_proto::storage::{HeadRef, PersistOutcome, StorageCommand};
 use tikaconf_proto::{
     Channels, Command, Follower, FollowerConfig, Hash, Limits, LoadRequest, Message, Patch,
     RootConfig, StorageEngine, StoredHead, canonical,
@@ -193,6 +193,13 @@ impl StoreModel {
                 let root = head.root;
                 let held = self.heads.entry(root).or_insert(head).clone();
                 engine.handle_loaded(root, Ok(Some(held)), out);
+            }
+            StorageCommand::CheckHeads(roots) => {
+                let heads = roots
+                    .iter()
+                    .map(|r| self.heads.get(r).map(HeadRef::from))
+                    .collect();
+                engine.handle_heads(roots, Ok(heads), out);
             }
             StorageCommand::Persist { batch, commits } => {
                 let outcomes = commits

@@ -1,4 +1,18 @@
 //! The storage role: applies patches to stored heads and answers load requests.
+//!
+//! A storage node keeps, per root, what its store holds (the *durable* head) and
+//! what it will hold once the accepted patches are persisted (the *tentative*
+//! head). The store is the truth: several storage nodes may share one, and a node
+//! that was cut off from the bus may have missed what the others stored. So the
+//! cache is re-validated whenever it may have fallen behind without the node
+//! noticing (see [`StorageEngine::handle_connected`]), and a root is read again
+//! whenever a message shows the store moved on: a `stored` notice above the cached
+//! height, a patch more than one above it, a load request for a root last read as
+//! unknown. No answer is ever sent from a cache that has not been re-validated
+//! since the last reconnect.
+
+mod absent;
+mod answers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -6,6 +20,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
+use self::absent::AbsentRoots;
+use self::answers::{AskedAt, Audience, Owed, Progress};
 use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::limits::DocBound;
@@ -27,6 +43,23 @@ pub struct StoredHead {
     pub height: u64,
     /// Canonical JSON of the snapshot message for (`root`, `head`, `height`).
     pub snapshot: Bytes,
+}
+
+/// A root's head as a store holds it, without its snapshot: what a batched check
+/// of many roots reads ([`StorageCommand::CheckHeads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadRef {
+    pub head: Hash,
+    pub height: u64,
+}
+
+impl From<&StoredHead> for HeadRef {
+    fn from(stored: &StoredHead) -> HeadRef {
+        HeadRef {
+            head: stored.head,
+            height: stored.height,
+        }
+    }
 }
 
 /// `unsigned` canonical bytes with `signer`'s signature attached, if there is one.
@@ -68,6 +101,9 @@ pub enum StorageCommand {
     /// Register a root at height 0 if absent; answer with
     /// [`StorageEngine::handle_loaded`] (the head the store holds afterwards).
     Register(StoredHead),
+    /// Read the heads (not the snapshots) of these roots, in one call; answer with
+    /// [`StorageEngine::handle_heads`], one entry per root in the same order.
+    CheckHeads(Vec<Hash>),
     /// Carry out these commits in one transaction with one durable sync (group
     /// commit); answer with [`StorageEngine::handle_persisted`].
     Persist {
@@ -96,50 +132,56 @@ pub struct StorageStats {
     pub persist_stale: u64,
     /// Patches lost because the store failed to persist their batch.
     pub persist_failed: u64,
+    /// Cached roots whose head was checked against the store (after a reconnect,
+    /// or a patch above the cached height).
+    pub heads_checked: u64,
+    /// Roots read again because the store held something else than the cache.
+    pub reloads: u64,
+    /// Messages dropped because too many were already waiting for one root's
+    /// store read.
+    pub queue_overflow: u64,
 }
 
 /// A message for a root whose head is being read from the store.
 #[derive(Debug, Clone)]
 enum Queued {
     Patch(Arc<Patch>),
-    Request(LoadRequest, Option<ReplyToken>),
+    /// A load request, with when it came in (what its answer must wait for).
+    Request(LoadRequest, Option<ReplyToken>, AskedAt),
     Stored(Stored),
 }
 
-/// Who an answer for one root is owed to, and so where it goes.
-///
-/// A request that names a reply channel is answered there when it is the only
-/// one due for its root at the flush; as soon as a second requester (or one
-/// without a reply channel) waits for the same root, the answer goes to the
-/// root's channel, where every requester listens: one message still serves all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Audience {
-    One(ReplyToken),
-    All,
-}
+/// How many messages may wait for one root's store read. A read takes a
+/// millisecond or so; anything beyond this is a flood, and whatever is dropped is
+/// recovered the usual way (followers re-sync, writers see no notice).
+const MAX_QUEUED: usize = 4096;
 
-impl Audience {
-    fn of(reply_to: Option<ReplyToken>) -> Audience {
-        reply_to.map_or(Audience::All, Audience::One)
-    }
+/// How many roots last read as unknown are remembered (see `absent`).
+const ABSENT_CAPACITY: usize = 4096;
 
-    /// The audience once another request, answered by the same message, joins.
-    fn join(self, reply_to: Option<ReplyToken>) -> Audience {
-        match (self, reply_to) {
-            (Audience::One(mine), Some(theirs)) if mine == theirs => Audience::One(mine),
-            _ => Audience::All,
-        }
-    }
-}
+/// How many roots one [`StorageCommand::CheckHeads`] names.
+const CHECK_BATCH: usize = 512;
 
 #[derive(Debug)]
 enum RootState {
     /// Being read from the store (or registered); messages wait here, in order.
+    /// `stale`: the read was issued before the last reconnect, so its result may
+    /// predate commits this node missed; it is read again when it arrives.
+    /// `read`: the sequence number of the store read.
     Loading {
         queue: Vec<Queued>,
+        registering: bool,
+        stale: bool,
+        read: u64,
     },
-    /// The store does not know this root.
-    Absent,
+    /// The cached state is being compared with the store's head; messages wait,
+    /// and are replayed on the cache if it matches, on a fresh read otherwise.
+    Checking {
+        ready: Box<ReadyRoot>,
+        queue: Vec<Queued>,
+        stale: bool,
+        read: u64,
+    },
     Ready(Box<ReadyRoot>),
 }
 
@@ -153,15 +195,28 @@ struct ReadyRoot {
     doc: Value,
     /// Bounds of `doc`'s size and depth (see [`DocBound`]).
     bound: DocBound,
-    /// Commits of this root not yet acknowledged by the store.
-    unpersisted: usize,
+    /// Sequence numbers (see `StorageEngine::accepted`) of this root's commits not
+    /// yet settled by the store, oldest first.
+    pending: std::collections::VecDeque<u64>,
     /// Reload from the store once the in-flight batch is done.
     reload_after: bool,
+    /// Sequence number of the latest store read that found this state current
+    /// (the load, a head check, or a compare-and-set of ours that succeeded).
+    verified_by: u64,
+}
+
+impl ReadyRoot {
+    fn settled(&self) -> bool {
+        self.pending.is_empty()
+    }
 }
 
 #[derive(Debug)]
 struct InFlight {
     id: u64,
+    /// The batch's sequence number among store reads: a compare-and-set that
+    /// succeeds shows the store was where this node believed.
+    read: u64,
     roots: Vec<Hash>,
     notices: Vec<StoredHead>,
 }
@@ -174,18 +229,37 @@ struct InFlight {
 /// the store as one batch (group commit), and load requests that came in the
 /// meantime are answered together, one snapshot per root, once the patches that
 /// preceded them are durable.
+///
+/// Inputs: `handle_connected`, `handle_disconnected`, `handle_message`, and the
+/// store's answers `handle_loaded`, `handle_heads`, `handle_persisted`; then
+/// `flush`. Each pushes the commands the driver must carry out onto `out`.
 #[derive(Debug)]
 pub struct StorageEngine {
     channels: Channels,
     limits: Limits,
     roots: HashMap<Hash, RootState>,
+    absent: AbsentRoots,
     open: Vec<PersistCommit>,
     /// The heads `open` stores, kept to become `durable` once persisted.
     open_notices: Vec<StoredHead>,
     in_flight: Option<InFlight>,
     next_batch: u64,
-    /// Roots whose snapshot is owed to requesters, sent once nothing is unpersisted.
-    answers_due: BTreeMap<Hash, Audience>,
+    /// Patches accepted so far; the sequence number of the latest one.
+    accepted: u64,
+    /// Store reads issued so far (loads, registrations, head checks, commits); the
+    /// sequence number of the latest one.
+    reads: u64,
+    /// Whether other storage nodes may write the store (see `with_shared_store`).
+    shared_store: bool,
+    /// Answers owed per root (see `answers`).
+    answers_due: BTreeMap<Hash, Owed>,
+    /// Whether the bus was connected before: a later connect is a reconnect.
+    connected_before: bool,
+    /// Roots moved to `Checking` whose check is not sent yet.
+    checks_to_send: Vec<Hash>,
+    /// True while messages queued during a store read are replayed: they must not
+    /// start another read of the same root.
+    replaying: bool,
     /// Keys whose signatures patches must carry (empty: none required).
     trust: TrustSet,
     /// The key this node signs its snapshots and notices with, if any.
@@ -199,11 +273,18 @@ impl StorageEngine {
             channels,
             limits,
             roots: HashMap::new(),
+            absent: AbsentRoots::new(ABSENT_CAPACITY),
             open: Vec::new(),
             open_notices: Vec::new(),
             in_flight: None,
             next_batch: 0,
+            accepted: 0,
+            reads: 0,
+            shared_store: true,
             answers_due: BTreeMap::new(),
+            connected_before: false,
+            checks_to_send: Vec::new(),
+            replaying: false,
             trust: TrustSet::default(),
             signer: None,
             stats: StorageStats::default(),
@@ -224,6 +305,22 @@ impl StorageEngine {
         self
     }
 
+    /// Whether other storage nodes may write the same store (the default: true).
+    ///
+    /// On a shared store this node's cache can fall behind without its noticing,
+    /// so it re-reads heads after a reconnect and before every answer. A store only
+    /// this node writes (one node's file) cannot move behind its back: set `false`
+    /// to skip those reads.
+    pub fn with_shared_store(mut self, shared: bool) -> Self {
+        self.shared_store = shared;
+        self
+    }
+
+    fn next_read(&mut self) -> u64 {
+        self.reads += 1;
+        self.reads
+    }
+
     /// `unsigned` canonical bytes as this node publishes them: with its signature.
     fn signed(&self, unsigned: Bytes) -> Bytes {
         sign_with(self.signer.as_ref(), unsigned)
@@ -233,18 +330,94 @@ impl StorageEngine {
         &self.stats
     }
 
-    /// The bus is (again) connected: listen to everything, on one connection, so
-    /// that this node sees Redis's single order of messages.
-    pub fn handle_connected(&mut self) -> Vec<StorageCommand> {
-        vec![
-            StorageCommand::Bus(Command::PSubscribe(self.channels.updates_pattern())),
-            StorageCommand::Bus(Command::Subscribe(self.channels.update_requests())),
-        ]
+    /// How many roots are cached as known to the store, and how many as unknown.
+    pub fn cached_roots(&self) -> (usize, usize) {
+        (self.roots.len(), self.absent.len())
     }
 
-    /// The bus lost its connection. Cached heads stay valid (the store is the
-    /// truth and only this engine's commits move them, or other storage nodes',
-    /// which it detects by a stale commit or a `stored` notice).
+    /// The bus is (again) connected: listen to everything, on one connection, so
+    /// that this node sees Redis's single order of messages.
+    ///
+    /// On a reconnect the cache may be behind: while this node was away, another
+    /// storage node on the same store may have committed patches it never heard.
+    /// So every cached root is checked against the store before it serves another
+    /// answer (heads only, in batches of [`CHECK_BATCH`]), reads still in flight
+    /// are repeated, and roots read as unknown are forgotten. Roots with commits of
+    /// their own not yet sent need no check: the compare-and-set is one.
+    pub fn handle_connected(&mut self) -> Vec<StorageCommand> {
+        let mut out = vec![
+            StorageCommand::Bus(Command::PSubscribe(self.channels.updates_pattern())),
+            StorageCommand::Bus(Command::Subscribe(self.channels.update_requests())),
+        ];
+        let reconnect = std::mem::replace(&mut self.connected_before, true);
+        if !reconnect || !self.shared_store {
+            return out;
+        }
+        self.absent.clear();
+        let in_flight: Vec<Hash> = self
+            .in_flight
+            .as_ref()
+            .map_or(Vec::new(), |f| f.roots.clone());
+        let mut check = Vec::new();
+        for (root, state) in self.roots.iter_mut() {
+            match state {
+                RootState::Ready(ready) if in_flight.contains(root) => {
+                    // Its batch may have run before what we missed: read it again
+                    // once the batch settles.
+                    ready.reload_after = true;
+                }
+                // Its open commits' compare-and-set checks the head.
+                RootState::Ready(ready) if !ready.settled() => {}
+                RootState::Ready(_) => check.push(*root),
+                RootState::Loading { stale, .. } | RootState::Checking { stale, .. } => {
+                    *stale = true;
+                }
+            }
+        }
+        check.sort_unstable();
+        for root in check {
+            self.begin_check(root, Vec::new());
+        }
+        self.push_checks(&mut out);
+        out
+    }
+
+    /// Moves a settled `Ready` root to `Checking`; its check goes out with the
+    /// next [`Self::push_checks`].
+    fn begin_check(&mut self, root: Hash, queue: Vec<Queued>) {
+        let Some(RootState::Ready(ready)) = self.roots.remove(&root) else {
+            return;
+        };
+        self.roots.insert(
+            root,
+            RootState::Checking {
+                ready,
+                queue,
+                stale: false,
+                read: 0, // set when the check is sent
+            },
+        );
+        self.checks_to_send.push(root);
+    }
+
+    /// Sends the head checks begun since the last call, in batches of
+    /// [`CHECK_BATCH`], each one store read.
+    fn push_checks(&mut self, out: &mut Vec<StorageCommand>) {
+        let roots = std::mem::take(&mut self.checks_to_send);
+        self.stats.heads_checked += roots.len() as u64;
+        for chunk in roots.chunks(CHECK_BATCH) {
+            let seq = self.next_read();
+            for root in chunk {
+                if let Some(RootState::Checking { read, .. }) = self.roots.get_mut(root) {
+                    *read = seq;
+                }
+            }
+            out.push(StorageCommand::CheckHeads(chunk.to_vec()));
+        }
+    }
+
+    /// The bus lost its connection. Nothing changes until it is back: what this
+    /// node may have missed meanwhile is checked on [`Self::handle_connected`].
     pub fn handle_disconnected(&mut self) {}
 
     /// A message heard on `channel`. Problems are counted and returned for logging.
@@ -272,7 +445,12 @@ impl StorageEngine {
             Some(ChannelKind::UpdateRequests) => {
                 let (request, reply_to) = LoadRequest::decode_addressed(payload, &self.limits)?;
                 self.stats.load_requests += 1;
-                self.dispatch(request.root(), Queued::Request(request, reply_to), out);
+                let asked = AskedAt {
+                    accepted: self.accepted,
+                    read: self.reads,
+                };
+                let root = request.root();
+                self.dispatch(root, Queued::Request(request, reply_to, asked), out);
                 Ok(())
             }
             // Storage does not listen to reply channels; a driver that hears one
@@ -319,44 +497,84 @@ impl StorageEngine {
     fn dispatch(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
         match self.roots.get_mut(&root) {
             None => {
-                if let Queued::Stored(_) = item {
+                if self.absent.contains(&root) {
+                    match item {
+                        Queued::Patch(_) => {
+                            self.stats.unknown_root += 1;
+                            return;
+                        }
+                        // Registered by another storage node: the next message
+                        // reads it.
+                        Queued::Stored(_) => {
+                            self.absent.remove(&root);
+                            return;
+                        }
+                        // Perhaps registered since: read it again.
+                        Queued::Request(..) => {
+                            self.absent.remove(&root);
+                        }
+                    }
+                } else if let Queued::Stored(_) = item {
                     return; // about a root we do not hold in memory: nothing to refresh
                 }
-                self.roots
-                    .insert(root, RootState::Loading { queue: vec![item] });
-                out.push(StorageCommand::Load(root));
+                self.start_load(root, vec![item], out);
             }
-            Some(RootState::Loading { queue }) => queue.push(item),
-            Some(RootState::Absent) => self.on_absent(root, item, out),
+            Some(RootState::Loading { queue, .. }) | Some(RootState::Checking { queue, .. }) => {
+                if queue.len() >= MAX_QUEUED {
+                    self.stats.queue_overflow += 1;
+                } else {
+                    queue.push(item);
+                }
+            }
             Some(RootState::Ready(_)) => self.on_ready(root, item, out),
         }
     }
 
+    fn start_load(&mut self, root: Hash, queue: Vec<Queued>, out: &mut Vec<StorageCommand>) {
+        let read = self.next_read();
+        self.roots.insert(
+            root,
+            RootState::Loading {
+                queue,
+                registering: false,
+                stale: false,
+                read,
+            },
+        );
+        out.push(StorageCommand::Load(root));
+    }
+
+    /// A message for `root`, which the store was just read not to hold.
     fn on_absent(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
         match item {
-            Queued::Request(LoadRequest::Register(config), reply_to) => {
+            Queued::Request(LoadRequest::Register(config), reply_to, asked) => {
                 let snapshot = Snapshot::of_root(&config);
-                self.roots
-                    .insert(root, RootState::Loading { queue: Vec::new() });
-                self.owe_answer(root, reply_to);
-                out.push(StorageCommand::Register(StoredHead {
+                self.owe_answer(root, reply_to, asked);
+                let head = StoredHead {
                     root,
                     head: root,
                     height: 0,
                     snapshot: self.signed(snapshot.encoded),
-                }));
+                };
+                let read = self.next_read();
+                self.roots.insert(
+                    root,
+                    RootState::Loading {
+                        queue: Vec::new(),
+                        registering: true,
+                        stale: false,
+                        read,
+                    },
+                );
+                out.push(StorageCommand::Register(head));
             }
-            Queued::Request(LoadRequest::ByHash(_), reply_to) => {
+            Queued::Request(LoadRequest::ByHash(_), reply_to, _) => {
                 let payload = self.signed(crate::message::encode_unknown(root));
                 self.answer(root, Audience::of(reply_to), payload, out);
             }
             Queued::Patch(_) => self.stats.unknown_root += 1,
-            Queued::Stored(_) => {
-                // Another storage node registered it: read it again.
-                self.roots
-                    .insert(root, RootState::Loading { queue: Vec::new() });
-                out.push(StorageCommand::Load(root));
-            }
+            // Another storage node registered it after our read: read it again.
+            Queued::Stored(_) => self.start_load(root, Vec::new(), out),
         }
     }
 
@@ -365,25 +583,38 @@ impl StorageEngine {
             .in_flight
             .as_ref()
             .is_some_and(|f| f.roots.contains(&root));
+        let replaying = self.replaying;
         let Some(RootState::Ready(ready)) = self.roots.get_mut(&root) else {
             return;
         };
         match item {
-            Queued::Request(_, reply_to) => self.owe_answer(root, reply_to),
+            Queued::Request(_, reply_to, asked) => self.owe_answer(root, reply_to, asked),
             Queued::Stored(stored) => {
                 if stored.height > ready.height {
                     // Another storage node is ahead of us on a shared store.
-                    if in_flight {
+                    if in_flight || !ready.settled() {
                         ready.reload_after = true;
-                    } else if ready.unpersisted == 0 {
-                        self.roots
-                            .insert(root, RootState::Loading { queue: Vec::new() });
-                        out.push(StorageCommand::Load(root));
+                    } else {
+                        self.reload(root, out);
                     }
                 }
             }
             Queued::Patch(patch) => {
                 if patch.parent != ready.head {
+                    // A patch more than one above our head: the store may have
+                    // moved on without us (a peer on a shared store committed what
+                    // we missed). Compare heads before calling it stale; our own
+                    // pending compare-and-set will tell if we have commits open.
+                    let above = patch.height > ready.height.saturating_add(1);
+                    if above && self.shared_store && !replaying {
+                        if in_flight || !ready.settled() {
+                            ready.reload_after = true;
+                        } else {
+                            self.begin_check(root, vec![Queued::Patch(patch)]);
+                            self.push_checks(out);
+                            return;
+                        }
+                    }
                     self.stats.stale += 1;
                     return;
                 }
@@ -413,11 +644,12 @@ impl StorageEngine {
                     expected_head: ready.head,
                     new,
                 });
+                self.accepted += 1;
                 ready.head = patch.hash;
                 ready.height = patch.height;
                 ready.doc = snapshot.config;
                 ready.bound = bound;
-                ready.unpersisted += 1;
+                ready.pending.push_back(self.accepted);
                 self.stats.applied += 1;
             }
         }
@@ -431,31 +663,112 @@ impl StorageEngine {
         result: Result<Option<StoredHead>, String>,
         out: &mut Vec<StorageCommand>,
     ) {
-        let Some(RootState::Loading { queue }) = self.roots.remove(&root) else {
+        let Some(RootState::Loading {
+            queue,
+            registering,
+            stale,
+            read,
+        }) = self.roots.remove(&root)
+        else {
             return;
         };
-        let state = match result {
-            Ok(Some(head)) => match self.ready_from(head) {
-                Some(ready) => RootState::Ready(Box::new(ready)),
-                None => {
+        if stale && result.is_ok() {
+            // Read before the last reconnect: possibly older than what we missed.
+            self.start_load(root, queue, out);
+            return;
+        }
+        match result {
+            Ok(Some(head)) => {
+                let Some(ready) = self.ready_from(head, read) else {
                     self.answers_due.remove(&root);
                     return;
+                };
+                if registering && ready.height == 0 {
+                    // Tell peers on a shared store, which may have read this root
+                    // as unknown and would otherwise drop its patches.
+                    self.publish_stored(root, root, 0, out);
                 }
-            },
-            Ok(None) => RootState::Absent,
+                self.roots.insert(root, RootState::Ready(Box::new(ready)));
+                self.replay(root, queue, out);
+            }
+            Ok(None) => {
+                self.replaying = true;
+                for item in queue {
+                    if self.roots.contains_key(&root) {
+                        self.dispatch(root, item, out);
+                    } else {
+                        self.on_absent(root, item, out);
+                    }
+                }
+                self.replaying = false;
+                if !self.roots.contains_key(&root) {
+                    self.absent.insert(root);
+                    self.answers_due.remove(&root);
+                }
+            }
             Err(_) => {
                 self.answers_due.remove(&root);
-                return;
             }
-        };
-        self.roots.insert(root, state);
-        for item in queue {
-            self.dispatch(root, item, out);
         }
         self.flush_answers(out);
     }
 
-    fn ready_from(&self, head: StoredHead) -> Option<ReadyRoot> {
+    /// The store answered a [`StorageCommand::CheckHeads`]: `heads[i]` is the head
+    /// of `roots[i]`. A root whose cache matches goes on from it; any other is read
+    /// again. On an error every root checked is read again.
+    pub fn handle_heads(
+        &mut self,
+        roots: Vec<Hash>,
+        result: Result<Vec<Option<HeadRef>>, String>,
+        out: &mut Vec<StorageCommand>,
+    ) {
+        let heads = match result {
+            Ok(heads) if heads.len() == roots.len() => heads.into_iter().map(Some).collect(),
+            _ => vec![None; roots.len()],
+        };
+        let mut again = Vec::new();
+        for (root, head) in roots.into_iter().zip(heads) {
+            let Some(RootState::Checking {
+                mut ready,
+                queue,
+                stale,
+                read,
+            }) = self.roots.remove(&root)
+            else {
+                continue;
+            };
+            if stale {
+                // Sent before the last reconnect: check again.
+                self.roots.insert(root, RootState::Ready(ready));
+                again.push((root, queue));
+                continue;
+            }
+            if head == Some(Some(HeadRef::from(&ready.durable))) {
+                ready.verified_by = read;
+                self.roots.insert(root, RootState::Ready(ready));
+                self.replay(root, queue, out);
+            } else {
+                self.stats.reloads += 1;
+                self.start_load(root, queue, out);
+            }
+        }
+        for (root, queue) in again {
+            self.begin_check(root, queue);
+        }
+        self.push_checks(out);
+        self.flush_answers(out);
+    }
+
+    /// Handles the messages that waited for a store read of `root`, in order.
+    fn replay(&mut self, root: Hash, queue: Vec<Queued>, out: &mut Vec<StorageCommand>) {
+        self.replaying = true;
+        for item in queue {
+            self.dispatch(root, item, out);
+        }
+        self.replaying = false;
+    }
+
+    fn ready_from(&self, head: StoredHead, read: u64) -> Option<ReadyRoot> {
         let relaxed = Limits {
             max_message_bytes: usize::MAX,
             max_depth: Limits::MAX_DEPTH_CEILING,
@@ -471,8 +784,9 @@ impl StorageEngine {
             doc: Arc::unwrap_or_clone(snapshot).config,
             bound,
             durable: head,
-            unpersisted: 0,
+            pending: std::collections::VecDeque::new(),
             reload_after: false,
+            verified_by: read,
         })
     }
 
@@ -482,12 +796,18 @@ impl StorageEngine {
         if self.in_flight.is_none() && !self.open.is_empty() {
             let id = self.next_batch;
             self.next_batch += 1;
+            let read = self.next_read();
             let commits = std::mem::take(&mut self.open);
             let notices = std::mem::take(&mut self.open_notices);
             let mut roots: Vec<Hash> = commits.iter().map(|c| c.new.root).collect();
             roots.sort_unstable();
             roots.dedup();
-            self.in_flight = Some(InFlight { id, roots, notices });
+            self.in_flight = Some(InFlight {
+                id,
+                read,
+                roots,
+                notices,
+            });
             out.push(StorageCommand::Persist { batch: id, commits });
         }
         self.flush_answers(out);
@@ -523,20 +843,12 @@ impl StorageEngine {
             let Some(RootState::Ready(ready)) = self.roots.get_mut(&notice.root) else {
                 continue;
             };
-            ready.unpersisted = ready.unpersisted.saturating_sub(1);
+            ready.pending.pop_front();
             match outcome {
                 PersistOutcome::Applied | PersistOutcome::AlreadyStored => {
-                    let stored = Stored {
-                        root: notice.root,
-                        head: notice.head,
-                        height: notice.height,
-                    };
                     ready.durable = notice.clone();
-                    self.stats.stored_notices += 1;
-                    out.push(StorageCommand::Bus(Command::Publish {
-                        channel: self.channels.updates(&notice.root),
-                        payload: self.signed(stored.encode()),
-                    }));
+                    ready.verified_by = ready.verified_by.max(flight.read);
+                    self.publish_stored(notice.root, notice.head, notice.height, out);
                 }
                 PersistOutcome::Stale { .. } => {
                     self.stats.persist_stale += 1;
@@ -554,25 +866,38 @@ impl StorageEngine {
         self.flush(out);
     }
 
+    fn publish_stored(
+        &mut self,
+        root: Hash,
+        head: Hash,
+        height: u64,
+        out: &mut Vec<StorageCommand>,
+    ) {
+        let stored = Stored { root, head, height };
+        self.stats.stored_notices += 1;
+        out.push(StorageCommand::Bus(Command::Publish {
+            channel: self.channels.updates(&root),
+            payload: self.signed(stored.encode()),
+        }));
+    }
+
     /// Forgets what this node believed about `root` and reads it from the store.
     fn reload(&mut self, root: Hash, out: &mut Vec<StorageCommand>) {
         let before = self.open.len();
         self.open.retain(|c| c.new.root != root);
         self.open_notices.retain(|n| n.root != root);
         self.stats.persist_failed += (before - self.open.len()) as u64;
-        self.roots
-            .insert(root, RootState::Loading { queue: Vec::new() });
-        out.push(StorageCommand::Load(root));
+        self.stats.reloads += 1;
+        self.start_load(root, Vec::new(), out);
     }
 
     /// Records that a requester (`reply_to`, or the root channel's listeners)
-    /// waits for `root`'s snapshot.
-    fn owe_answer(&mut self, root: Hash, reply_to: Option<ReplyToken>) {
-        let audience = match self.answers_due.remove(&root) {
-            Some(due) => due.join(reply_to),
-            None => Audience::of(reply_to),
-        };
-        self.answers_due.insert(root, audience);
+    /// waits for `root`'s snapshot, asked at `asked` (see `answers`).
+    fn owe_answer(&mut self, root: Hash, reply_to: Option<ReplyToken>, asked: AskedAt) {
+        self.answers_due
+            .entry(root)
+            .or_default()
+            .push(asked, Audience::of(reply_to));
     }
 
     /// Publishes an answer about `root` where its audience listens.
@@ -587,20 +912,45 @@ impl StorageEngine {
         out.push(StorageCommand::Bus(Command::Publish { channel, payload }));
     }
 
+    /// Sends every answer that is due (see `answers`). On a shared store, a root
+    /// whose answers wait only for a read of the store after their request gets a
+    /// head check.
     fn flush_answers(&mut self, out: &mut Vec<StorageCommand>) {
-        let due = std::mem::take(&mut self.answers_due);
-        for (root, audience) in due {
-            match self.roots.get(&root) {
-                Some(RootState::Ready(ready)) if ready.unpersisted == 0 => {
-                    let snapshot = ready.durable.snapshot.clone();
-                    self.stats.snapshots_sent += 1;
-                    self.answer(root, audience, snapshot, out);
+        let shared = self.shared_store;
+        let in_flight: &[Hash] = self.in_flight.as_ref().map_or(&[], |f| &f.roots);
+        let mut answers = Vec::new();
+        let mut check = Vec::new();
+        self.answers_due
+            .retain(|root, owed| match self.roots.get(root) {
+                Some(RootState::Ready(ready)) => {
+                    let progress = Progress {
+                        oldest_unsettled: ready.pending.front().copied(),
+                        verified_by: if shared { ready.verified_by } else { u64::MAX },
+                    };
+                    if let Some(audience) = owed.take_due(progress) {
+                        answers.push((*root, audience, ready.durable.snapshot.clone()));
+                    }
+                    // Settled, but not read since the oldest request came in: read.
+                    // (With commits open or in flight, their outcome will tell.)
+                    let unverified =
+                        shared && owed.oldest().is_some_and(|a| a.read >= ready.verified_by);
+                    if unverified && ready.settled() && !in_flight.contains(root) {
+                        check.push(*root);
+                    }
+                    !owed.is_empty()
                 }
-                Some(RootState::Ready(_)) | Some(RootState::Loading { .. }) => {
-                    self.answers_due.insert(root, audience);
-                }
-                Some(RootState::Absent) | None => {}
+                Some(RootState::Loading { .. }) | Some(RootState::Checking { .. }) => true,
+                None => false,
+            });
+        for (root, audience, snapshot) in answers {
+            self.stats.snapshots_sent += 1;
+            self.answer(root, audience, snapshot, out);
+        }
+        if !check.is_empty() {
+            for root in check {
+                self.begin_check(root, Vec::new());
             }
+            self.push_checks(out);
         }
     }
 }
@@ -623,10 +973,17 @@ mod tests {
             .collect()
     }
 
-    /// An engine that holds `root` at height 0.
+    /// An engine over a store only it writes, holding `root` at height 0.
     fn with_root() -> (StorageEngine, RootConfig) {
+        with_root_on(false)
+    }
+
+    /// An engine holding `root` at height 0, on a store shared with other nodes
+    /// (`shared`) or its own.
+    fn with_root_on(shared: bool) -> (StorageEngine, RootConfig) {
         let root = RootConfig::twitch("#store").unwrap();
-        let mut e = StorageEngine::new(Channels::new(None), Limits::default());
+        let mut e =
+            StorageEngine::new(Channels::new(None), Limits::default()).with_shared_store(shared);
         let mut out = Vec::new();
         e.handle_message(b"update_requests", &root.to_canonical(), &mut out)
             .unwrap();
@@ -639,10 +996,22 @@ mod tests {
         let head = head.clone();
         out.clear();
         e.handle_loaded(root.hash(), Ok(Some(head)), &mut out);
-        // The registering request is answered with the height-0 snapshot.
-        let answers = publishes(&out);
-        assert_eq!(answers.len(), 1);
-        assert_eq!(answers[0].1, Snapshot::of_root(&root).encoded);
+        // The registration is announced to peers (a `stored` notice at height 0),
+        // and the registering request is answered with the height-0 snapshot.
+        let sent = publishes(&out);
+        let channel = Channels::new(None).updates(&root.hash());
+        let notice = Stored {
+            root: root.hash(),
+            head: root.hash(),
+            height: 0,
+        };
+        assert_eq!(
+            sent,
+            vec![
+                (channel.clone(), notice.encode()),
+                (channel, Snapshot::of_root(&root).encoded)
+            ]
+        );
         (e, root)
     }
 
@@ -818,6 +1187,18 @@ mod tests {
         }
         assert_eq!(e.stats().applied, 1);
         assert_eq!(e.stats().stale, 1);
+        // The first one heard is the one going to the store.
+        assert_eq!(e.open.len(), 1);
+        let winner = Patch::build(
+            root.hash(),
+            root.hash(),
+            0,
+            json!([{"op":"add","path":"/x","value":1}]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(e.open[0].new.head, winner.hash);
+        assert_eq!(e.open[0].expected_head, root.hash());
         // A patch whose ops fail is counted, never stored.
         let head = e.open_notices[0].head;
         let bad = Patch::build(
@@ -833,5 +1214,333 @@ mod tests {
             .unwrap();
         assert_eq!(e.stats().applied, 1);
         assert_eq!(e.stats().ignored.get("ops_failed"), Some(&1));
+    }
+
+    /// A patch adding `/key` on `parent` (at `parent_height`).
+    fn patch_on(root: &RootConfig, parent: Hash, parent_height: u64, key: &str) -> Arc<Patch> {
+        Arc::new(
+            Patch::build(
+                root.hash(),
+                parent,
+                parent_height,
+                json!([{"op":"add","path":format!("/{key}"),"value":1}]),
+                None,
+            )
+            .unwrap(),
+        )
+    }
+
+    /// The snapshot a store holds after `patches` on `root`, as `StoredHead`.
+    fn stored_after(root: &RootConfig, patches: &[&Patch]) -> StoredHead {
+        let last = patches.last().unwrap();
+        // Replays the chain as a follower would, to get the document.
+        let mut doc = root.value().clone();
+        let mut bound = DocBound::measure(&doc);
+        for (height, p) in patches.iter().enumerate() {
+            (doc, bound) = p
+                .apply_with_bound(root.hash(), height as u64, &doc, bound, &Limits::default())
+                .unwrap();
+        }
+        StoredHead {
+            root: root.hash(),
+            head: last.hash,
+            height: last.height,
+            snapshot: Snapshot::new(root.hash(), last.hash, last.height, doc).encoded,
+        }
+    }
+
+    fn on_channel(e: &mut StorageEngine, p: &Patch, out: &mut Vec<StorageCommand>) {
+        let chan = Channels::new(None).updates(&p.parent);
+        e.handle_message(chan.as_bytes(), &p.encoded, out).unwrap();
+    }
+
+    fn request(e: &mut StorageEngine, root: Hash, out: &mut Vec<StorageCommand>) {
+        e.handle_message(b"update_requests", root.to_hex().as_bytes(), out)
+            .unwrap();
+    }
+
+    /// The snapshot answers in `out`, as (height, head).
+    fn answered(out: &[StorageCommand]) -> Vec<(u64, Hash)> {
+        publishes(out)
+            .into_iter()
+            .filter_map(
+                |(_, bytes)| match Message::decode(&bytes, &Limits::default()) {
+                    Ok(Message::Snapshot(s)) => Some((s.height, s.head)),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    /// Issue 11's scenario, pure: a node cut off while a peer on the same store
+    /// commits must not answer from its cache after it reconnects. It checks the
+    /// heads, reads the root again, answers at the store's height, and applies the
+    /// next patch on the real head.
+    #[test]
+    fn after_a_reconnect_no_answer_comes_from_an_unchecked_cache() {
+        let (mut e, root) = with_root_on(true);
+        let mut out = Vec::new();
+        let _ = e.handle_connected(); // the first connect: nothing cached to check
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        on_channel(&mut e, &p1, &mut out);
+        e.flush(&mut out);
+        out.clear();
+        e.handle_persisted(0, Ok(vec![PersistOutcome::Applied]), &mut out);
+
+        // Cut off; meanwhile a peer stores p2 and p3, which this node never hears.
+        e.handle_disconnected();
+        let p2 = patch_on(&root, p1.hash, 1, "b");
+        let p3 = patch_on(&root, p2.hash, 2, "c");
+        let truth = stored_after(&root, &[&p1, &p2, &p3]);
+
+        let commands = e.handle_connected();
+        assert_eq!(
+            commands[2..],
+            [StorageCommand::CheckHeads(vec![root.hash()])],
+            "every cached root is checked, heads only"
+        );
+        // A request before the check's answer waits for it.
+        out.clear();
+        request(&mut e, root.hash(), &mut out);
+        e.flush(&mut out);
+        assert_eq!(answered(&out), vec![], "no answer from the unchecked cache");
+        e.handle_heads(
+            vec![root.hash()],
+            Ok(vec![Some(HeadRef::from(&truth))]),
+            &mut out,
+        );
+        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+        out.clear();
+        e.handle_loaded(root.hash(), Ok(Some(truth.clone())), &mut out);
+        e.flush(&mut out);
+        assert_eq!(answered(&out), vec![(3, p3.hash)]);
+        assert_eq!(e.stats().reloads, 1);
+
+        // The next write on the real head goes to the store.
+        out.clear();
+        let p4 = patch_on(&root, p3.hash, 3, "d");
+        on_channel(&mut e, &p4, &mut out);
+        e.flush(&mut out);
+        let [StorageCommand::Persist { commits, .. }] = &out[..] else {
+            panic!("expected p4's commit, got {out:?}");
+        };
+        assert_eq!(commits[0].expected_head, p3.hash);
+        assert_eq!(commits[0].new.head, p4.hash);
+    }
+
+    /// A check that finds the cache current goes on from it, with no read of the
+    /// document; a read issued before the reconnect is repeated.
+    #[test]
+    fn a_current_cache_is_kept_and_reads_from_before_a_reconnect_are_repeated() {
+        let (mut e, root) = with_root_on(true);
+        let _ = e.handle_connected();
+        let mut out = Vec::new();
+        // Another root is being read when the connection drops.
+        let other = RootConfig::twitch("#other").unwrap();
+        request(&mut e, other.hash(), &mut out);
+        assert_eq!(out, vec![StorageCommand::Load(other.hash())]);
+        let commands = e.handle_connected();
+        assert_eq!(
+            commands[2..],
+            [StorageCommand::CheckHeads(vec![root.hash()])]
+        );
+        let head0 = HeadRef {
+            head: root.hash(),
+            height: 0,
+        };
+        out.clear();
+        e.handle_heads(vec![root.hash()], Ok(vec![Some(head0)]), &mut out);
+        assert_eq!(out, vec![], "the cache is current: nothing to read");
+        // A request is answered after a read of the store issued after it: a
+        // head check, not a read of the document.
+        request(&mut e, root.hash(), &mut out);
+        e.flush(&mut out);
+        assert_eq!(out, vec![StorageCommand::CheckHeads(vec![root.hash()])]);
+        out.clear();
+        e.handle_heads(vec![root.hash()], Ok(vec![Some(head0)]), &mut out);
+        assert_eq!(answered(&out), vec![(0, root.hash())]);
+        assert_eq!(e.stats().reloads, 0);
+        // The stale read's result does not count: the root is read again.
+        out.clear();
+        e.handle_loaded(other.hash(), Ok(None), &mut out);
+        assert_eq!(out, vec![StorageCommand::Load(other.hash())]);
+        out.clear();
+        e.handle_loaded(other.hash(), Ok(None), &mut out);
+        assert_eq!(
+            publishes(&out),
+            vec![(
+                Channels::new(None).updates(&other.hash()),
+                crate::message::encode_unknown(other.hash())
+            )]
+        );
+    }
+
+    /// A patch more than one above the cached head shows that the store moved on
+    /// without this node: it checks, reads the root again and applies the patch.
+    #[test]
+    fn a_patch_above_the_cached_head_makes_the_node_read_the_store() {
+        let (mut e, root) = with_root_on(true);
+        let mut out = Vec::new();
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        let p2 = patch_on(&root, p1.hash, 1, "b");
+        on_channel(&mut e, &p2, &mut out);
+        assert_eq!(out, vec![StorageCommand::CheckHeads(vec![root.hash()])]);
+        out.clear();
+        let truth = stored_after(&root, &[&p1]);
+        e.handle_heads(
+            vec![root.hash()],
+            Ok(vec![Some(HeadRef::from(&truth))]),
+            &mut out,
+        );
+        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+        out.clear();
+        e.handle_loaded(root.hash(), Ok(Some(truth)), &mut out);
+        e.flush(&mut out);
+        let [StorageCommand::Persist { commits, .. }] = &out[..] else {
+            panic!("expected p2's commit, got {out:?}");
+        };
+        assert_eq!(commits[0].new.head, p2.hash);
+
+        // A forged one on a store that has not moved: one check, then stale.
+        let (mut e, root) = with_root_on(true);
+        let bogus = patch_on(&root, p1.hash, 41, "z");
+        out.clear();
+        on_channel(&mut e, &bogus, &mut out);
+        let head0 = HeadRef {
+            head: root.hash(),
+            height: 0,
+        };
+        out.clear();
+        e.handle_heads(vec![root.hash()], Ok(vec![Some(head0)]), &mut out);
+        e.flush(&mut out);
+        assert_eq!(out, vec![], "no read, nothing stored");
+        assert_eq!(e.stats().stale, 1);
+        assert_eq!(e.stats().heads_checked, 1);
+
+        // On a store only this node writes, the store cannot have moved: stale.
+        let (mut e, _) = with_root_on(false);
+        out.clear();
+        on_channel(&mut e, &bogus, &mut out);
+        assert_eq!((out, e.stats().stale), (vec![], 1));
+    }
+
+    /// A registration is announced; a peer that read the root as unknown forgets
+    /// that on the notice, and a load request for a root it remembers as unknown
+    /// reads the store again.
+    #[test]
+    fn a_root_read_as_unknown_is_read_again_when_it_may_exist() {
+        let root = RootConfig::twitch("#late").unwrap();
+        let mut peer = StorageEngine::new(Channels::new(None), Limits::default());
+        let mut out = Vec::new();
+        request(&mut peer, root.hash(), &mut out);
+        out.clear();
+        peer.handle_loaded(root.hash(), Ok(None), &mut out);
+        assert_eq!(peer.cached_roots(), (0, 1));
+        // A patch for it costs no store read while it is remembered as unknown.
+        out.clear();
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        on_channel(&mut peer, &p1, &mut out);
+        assert_eq!(out, vec![]);
+        assert_eq!(peer.stats().unknown_root, 1);
+        // A request reads it again.
+        request(&mut peer, root.hash(), &mut out);
+        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+        out.clear();
+        peer.handle_loaded(root.hash(), Ok(None), &mut out);
+        // Another node registers it and says so: the peer forgets its "unknown",
+        // and the next patch makes it read the root.
+        let notice = Stored {
+            root: root.hash(),
+            head: root.hash(),
+            height: 0,
+        };
+        let chan = Channels::new(None).updates(&root.hash());
+        out.clear();
+        peer.handle_message(chan.as_bytes(), &notice.encode(), &mut out)
+            .unwrap();
+        assert_eq!(peer.cached_roots(), (0, 0));
+        on_channel(&mut peer, &p1, &mut out);
+        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+        out.clear();
+        let registered = StoredHead {
+            root: root.hash(),
+            head: root.hash(),
+            height: 0,
+            snapshot: Snapshot::of_root(&root).encoded,
+        };
+        peer.handle_loaded(root.hash(), Ok(Some(registered)), &mut out);
+        peer.flush(&mut out);
+        assert!(
+            matches!(&out[..], [StorageCommand::Persist { commits, .. }] if commits[0].new.head == p1.hash),
+            "{out:?}"
+        );
+    }
+
+    /// A root written continuously is still answered: a request waits only for
+    /// the patches accepted before it, not for those that keep coming after.
+    #[test]
+    fn answers_wait_for_the_patches_before_the_request_only() {
+        let (mut e, root) = with_root_on(false);
+        let mut out = Vec::new();
+        let mut parent = (root.hash(), 0);
+        let mut next = |e: &mut StorageEngine, out: &mut Vec<StorageCommand>, key: &str| {
+            let p = patch_on(&root, parent.0, parent.1, key);
+            on_channel(e, &p, out);
+            parent = (p.hash, p.height);
+            p
+        };
+        let p1 = next(&mut e, &mut out, "a");
+        e.flush(&mut out); // batch 0: p1
+        request(&mut e, root.hash(), &mut out);
+        let _p2 = next(&mut e, &mut out, "b"); // accepted after the request
+        e.flush(&mut out);
+        assert_eq!(answered(&out), vec![]);
+        out.clear();
+        e.handle_persisted(0, Ok(vec![PersistOutcome::Applied]), &mut out);
+        // p2 is now in flight (batch 1) and unsettled, but the request came before
+        // it: the answer goes out now, at p1.
+        assert_eq!(answered(&out), vec![(1, p1.hash)]);
+    }
+
+    /// On a shared store a peer may have moved the head: an answer waits for a
+    /// read of the store issued after its request, and the store's head, not the
+    /// cache, is what it tells.
+    #[test]
+    fn on_a_shared_store_an_answer_follows_a_read_issued_after_its_request() {
+        let (mut e, root) = with_root_on(true);
+        let mut out = Vec::new();
+        request(&mut e, root.hash(), &mut out);
+        e.flush(&mut out);
+        assert_eq!(out, vec![StorageCommand::CheckHeads(vec![root.hash()])]);
+        // Meanwhile a peer stored p1, which this node missed (its notice is lost).
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        let truth = stored_after(&root, &[&p1]);
+        out.clear();
+        e.handle_heads(
+            vec![root.hash()],
+            Ok(vec![Some(HeadRef::from(&truth))]),
+            &mut out,
+        );
+        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+        out.clear();
+        e.handle_loaded(root.hash(), Ok(Some(truth)), &mut out);
+        assert_eq!(answered(&out), vec![(1, p1.hash)]);
+        // Under writes, the commits themselves are the reads: no extra check.
+        out.clear();
+        let p2 = patch_on(&root, p1.hash, 1, "b");
+        request(&mut e, root.hash(), &mut out);
+        on_channel(&mut e, &p2, &mut out);
+        e.flush(&mut out);
+        let [StorageCommand::Persist { batch, .. }] = &out[..] else {
+            panic!("expected p2's commit, got {out:?}");
+        };
+        let batch = *batch;
+        out.clear();
+        e.handle_persisted(batch, Ok(vec![PersistOutcome::Applied]), &mut out);
+        assert_eq!(answered(&out), vec![(2, p2.hash)]);
+        assert!(
+            !out.iter()
+                .any(|c| matches!(c, StorageCommand::CheckHeads(_)))
+        );
     }
 }

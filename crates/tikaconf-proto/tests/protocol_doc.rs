@@ -87,6 +87,17 @@ fn expected() -> BTreeMap<&'static str, String> {
         ("reply_channel", Channels::new(None).replies(&reply_token())),
         ("snapshot1", utf8(&snapshot.encoded)),
         ("stored1", utf8(&stored.encode())),
+        (
+            "registered",
+            utf8(
+                &Stored {
+                    root: r,
+                    head: r,
+                    height: 0,
+                }
+                .encode(),
+            ),
+        ),
         ("unknown", utf8(&encode_unknown(r))),
         (
             "empty_object_hash",
@@ -147,7 +158,7 @@ fn protocol_doc_vectors_match_the_code() {
 fn written_vectors_decode() {
     let e = expected();
     let limits = Limits::default();
-    for label in ["patch1", "snapshot1", "stored1", "unknown"] {
+    for label in ["patch1", "snapshot1", "stored1", "registered", "unknown"] {
         assert!(
             Message::decode(e[label].as_bytes(), &limits).is_ok(),
             "{label} does not decode"

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::{Client, Script, Value};
 use tikaconf_proto::{Hash, StoredHead};
-use tikaconf_store::{Commit, CommitOutcome, Store, StoreError};
+use tikaconf_store::{Commit, CommitOutcome, HeadRef, Store, StoreError};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "tikaconf:";
@@ -165,12 +165,8 @@ fn corrupt(what: impl fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// Parses a script's `{"<head> <height>", snapshot}` answer for `root`.
-fn parse_head(
-    root: Hash,
-    head: &Value,
-    snapshot: Option<&Value>,
-) -> Result<StoredHead, StoreError> {
+/// Parses a `"<head> <height>"` head key's value for `root`.
+fn parse_head_ref(root: Hash, head: &Value) -> Result<HeadRef, StoreError> {
     let text = match head {
         Value::BulkString(bytes) => std::str::from_utf8(bytes)
             .map_err(|_| corrupt(format_args!("head of root {root} is not UTF-8")))?,
@@ -186,8 +182,19 @@ fn parse_head(
         ))
     };
     let (hash, height) = text.split_once(' ').ok_or_else(bad)?;
-    let hash: Hash = hash.parse().map_err(|_| bad())?;
-    let height: u64 = height.parse().map_err(|_| bad())?;
+    Ok(HeadRef {
+        head: hash.parse().map_err(|_| bad())?,
+        height: height.parse().map_err(|_| bad())?,
+    })
+}
+
+/// Parses a script's `{"<head> <height>", snapshot}` answer for `root`.
+fn parse_head(
+    root: Hash,
+    head: &Value,
+    snapshot: Option<&Value>,
+) -> Result<StoredHead, StoreError> {
+    let HeadRef { head: hash, height } = parse_head_ref(root, head)?;
     let snapshot = match snapshot {
         Some(Value::BulkString(bytes)) => Bytes::copy_from_slice(bytes),
         _ => {
@@ -335,5 +342,33 @@ impl Store for RedisStore {
             }
             cursor = next;
         }
+    }
+
+    /// One `MGET` of the head keys: a few dozen bytes per root, no snapshot.
+    async fn heads(&self, roots: Vec<Hash>) -> Result<Vec<Option<HeadRef>>, StoreError> {
+        if roots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for root in &roots {
+            mget.arg(format!("{}head:{root}", self.prefix));
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Value> = mget.query_async(&mut conn).await.map_err(redis_error)?;
+        if values.len() != roots.len() {
+            return Err(corrupt(format_args!(
+                "MGET of {} heads returned {}",
+                roots.len(),
+                values.len()
+            )));
+        }
+        roots
+            .iter()
+            .zip(&values)
+            .map(|(root, value)| match value {
+                Value::Nil => Ok(None),
+                head => parse_head_ref(*root, head).map(Some),
+            })
+            .collect()
     }
 }

@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::{Commit, CommitOutcome, Hash, Store, StoredHead};
+use crate::{Commit, CommitOutcome, Hash, HeadRef, Store, StoredHead};
 
 /// Runs every case against `store`.
 pub async fn run_all<S: Store>(store: S) {
@@ -39,6 +39,7 @@ pub async fn run_all<S: Store>(store: S) {
     batch_mixes_roots_and_outcomes(&*store).await;
     batch_repeats_a_commit(&*store).await;
     root_count_counts_registrations(&*store).await;
+    heads_match_loads(&*store).await;
     racing_commits(Arc::clone(&store), Arc::clone(&store)).await;
 }
 
@@ -162,6 +163,25 @@ pub async fn commit_applies<S: Store>(store: &S) {
         [CommitOutcome::Applied]
     );
     assert_eq!(load(store, g.root).await, Some(h2));
+}
+
+/// `heads` answers, per root and in order, what `load` would, without the
+/// snapshot: `None` for an unknown root, the latest head after commits.
+pub async fn heads_match_loads<S: Store>(store: &S) {
+    let g = registered(store, "heads").await;
+    let h1 = next(&g, "a");
+    let other = registered(store, "heads-other").await;
+    let unknown = unique_root("heads-unknown");
+    let ask = vec![g.root, unknown, other.root];
+    let before = store.heads(ask.clone()).await.expect("heads");
+    assert_eq!(
+        before,
+        [Some(HeadRef::from(&g)), None, Some(HeadRef::from(&other))]
+    );
+    commit(store, vec![step(&g, &h1)]).await;
+    let after = store.heads(ask).await.expect("heads");
+    assert_eq!(after[0], Some(HeadRef::from(&h1)));
+    assert_eq!(store.heads(Vec::new()).await.expect("heads"), []);
 }
 
 /// Storing a head that is already stored (another node got there first) succeeds

@@ -24,6 +24,7 @@
 
 use std::future::Future;
 
+pub use tikaconf_proto::storage::HeadRef;
 pub use tikaconf_proto::{Hash, StoredHead};
 
 pub mod conformance;
@@ -107,6 +108,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of registered roots (for status and tests).
     fn root_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The current heads of `roots` (without their snapshots), one entry per root
+    /// in the same order, `None` for a root that is not registered.
+    ///
+    /// A storage node on a shared store calls this to check its cache against the
+    /// store after a reconnect and before answering a load: a read of a few dozen
+    /// bytes per root where a [`Store::load`] reads whole documents. The default
+    /// does it with `load`; backends override it with one cheap read.
+    fn heads(
+        &self,
+        roots: Vec<Hash>,
+    ) -> impl Future<Output = Result<Vec<Option<HeadRef>>, StoreError>> + Send {
+        async move {
+            let mut heads = Vec::with_capacity(roots.len());
+            for root in roots {
+                heads.push(self.load(root).await?.as_ref().map(HeadRef::from));
+            }
+            Ok(heads)
+        }
+    }
+
+    /// Whether other storage nodes may write this store too (a store in a shared
+    /// server, or a shared in-memory map), so that a node's cache can fall behind
+    /// without its hearing of it. A store only one node can open says `false`, and
+    /// its node skips the reads that guard against that.
+    fn is_shared(&self) -> bool {
+        true
+    }
 }
 
 /// Rejects a registration that is not at height 0 of its own root, so that every

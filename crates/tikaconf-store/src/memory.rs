@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::{Commit, CommitOutcome, Hash, Store, StoreError, StoredHead, check_register, decide};
+use crate::{
+    Commit, CommitOutcome, Hash, HeadRef, Store, StoreError, StoredHead, check_register, decide,
+};
 
 /// A [`Store`] in a mutex-guarded map from root to its latest head.
 ///
@@ -61,5 +63,13 @@ impl Store for MemoryStore {
 
     async fn root_count(&self) -> Result<u64, StoreError> {
         Ok(self.heads().len() as u64)
+    }
+
+    async fn heads(&self, roots: Vec<Hash>) -> Result<Vec<Option<HeadRef>>, StoreError> {
+        let heads = self.heads();
+        Ok(roots
+            .iter()
+            .map(|root| heads.get(root).map(HeadRef::from))
+            .collect())
     }
 }

@@ -81,7 +81,9 @@ use redb::{
 };
 
 use crate::wal::{self, Wal};
-use crate::{Commit, CommitOutcome, Hash, Store, StoreError, StoredHead, check_register, decide};
+use crate::{
+    Commit, CommitOutcome, Hash, HeadRef, Store, StoreError, StoredHead, check_register, decide,
+};
 
 /// `root -> (latest hash, height)`.
 const HEADS: TableDefinition<[u8; 32], ([u8; 32], u64)> = TableDefinition::new("heads");
@@ -462,6 +464,35 @@ impl Store for RedbStore {
             heads.len().map_err(backend)
         })
         .await
+    }
+
+    /// Never asked by a node of its own (see [`Store::is_shared`]), but kept
+    /// cheap all the same: one read transaction, heads only.
+    async fn heads(&self, roots: Vec<Hash>) -> Result<Vec<Option<HeadRef>>, StoreError> {
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
+            let heads = txn.open_table(HEADS).map_err(backend)?;
+            roots
+                .iter()
+                .map(|root| {
+                    let found = heads.get(root.as_bytes()).map_err(backend)?;
+                    Ok(found.map(|entry| {
+                        let (head, height) = entry.value();
+                        HeadRef {
+                            head: Hash::from_bytes(head),
+                            height,
+                        }
+                    }))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// The file is locked by the one process that opened it: nobody else moves
+    /// its heads.
+    fn is_shared(&self) -> bool {
+        false
     }
 }
 

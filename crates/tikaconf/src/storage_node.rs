@@ -21,7 +21,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use tikaconf_proto::storage::{PersistCommit, PersistOutcome, StorageCommand, StorageStats};
+use tikaconf_proto::storage::{
+    HeadRef, PersistCommit, PersistOutcome, StorageCommand, StorageStats,
+};
 use tikaconf_proto::{Channels, Hash, Limits, SigningKey, StorageEngine, StoredHead, TrustSet};
 use tikaconf_store::{Commit, CommitOutcome, Store};
 use tokio::sync::watch;
@@ -45,6 +47,7 @@ pub struct StorageOptions {
 /// A store call finished.
 enum StoreResult {
     Loaded(Hash, Result<Option<StoredHead>, String>),
+    Heads(Vec<Hash>, Result<Vec<Option<HeadRef>>, String>),
     Persisted(u64, Result<Vec<PersistOutcome>, String>),
 }
 
@@ -67,6 +70,7 @@ pub async fn run<S: Store>(
 ) {
     let channels = Channels::new(options.namespace.as_deref());
     let mut engine = StorageEngine::new(channels, options.limits)
+        .with_shared_store(store.is_shared())
         .with_trust(options.trust)
         .with_signer(options.signing_key);
     let mut executor = Executor::new(bus.bus.clone());
@@ -91,15 +95,17 @@ pub async fn run<S: Store>(
                     // Subscribe here, not through the executor, and only then say
                     // we listen: a load request sent before Redis confirmed the
                     // subscription would be lost.
-                    subscribe_now(bus_ops.as_ref(), engine.handle_connected()).await;
+                    let commands = engine.handle_connected();
+                    subscribe_now(bus_ops.as_ref(), commands, &mut out).await;
                     status.send_modify(|s| s.listening = true);
-                    continue;
+                } else {
+                    on_event(&mut engine, event, &status, &mut out);
                 }
-                on_event(&mut engine, event, &status, &mut out);
                 // Group commit: take everything already waiting before flushing.
                 while let Some(Some(event)) = events.next().now_or_never() {
                     if let BusEvent::Connected = event {
-                        subscribe_now(bus_ops.as_ref(), engine.handle_connected()).await;
+                        let commands = engine.handle_connected();
+                        subscribe_now(bus_ops.as_ref(), commands, &mut out).await;
                         status.send_modify(|s| s.listening = true);
                     } else {
                         on_event(&mut engine, event, &status, &mut out);
@@ -118,15 +124,21 @@ pub async fn run<S: Store>(
     }
 }
 
-/// Carries out subscription commands at once, waiting for Redis to confirm them.
-async fn subscribe_now(bus: &dyn crate::bus::Bus, commands: Vec<StorageCommand>) {
+/// Carries out subscription commands at once, waiting for Redis to confirm them;
+/// the others (the store reads that re-validate the cache) go to `rest`, to run
+/// like any command.
+async fn subscribe_now(
+    bus: &dyn crate::bus::Bus,
+    commands: Vec<StorageCommand>,
+    rest: &mut Vec<StorageCommand>,
+) {
     use tikaconf_proto::Command;
     for command in commands {
         let result = match command {
             StorageCommand::Bus(Command::PSubscribe(p)) => bus.psubscribe(&[p]).await,
             StorageCommand::Bus(Command::Subscribe(c)) => bus.subscribe(&[c]).await,
             other => {
-                tracing::error!(?other, "unexpected command on connect");
+                rest.push(other);
                 Ok(())
             }
         };
@@ -170,6 +182,12 @@ fn on_result(engine: &mut StorageEngine, result: StoreResult, out: &mut Vec<Stor
             }
             engine.handle_loaded(root, result, out);
         }
+        StoreResult::Heads(roots, result) => {
+            if let Err(err) = &result {
+                tracing::error!(roots = roots.len(), %err, "store read of heads failed");
+            }
+            engine.handle_heads(roots, result, out);
+        }
         StoreResult::Persisted(batch, result) => {
             if let Err(err) = &result {
                 tracing::error!(batch, %err, "store commit failed; the batch is not stored");
@@ -200,6 +218,10 @@ fn execute<S: Store>(
                 .map(Some)
                 .map_err(|e| e.to_string());
             StoreResult::Loaded(root, r)
+        }),
+        StorageCommand::CheckHeads(roots) => Box::pin(async move {
+            let r = store.heads(roots.clone()).await.map_err(|e| e.to_string());
+            StoreResult::Heads(roots, r)
         }),
         StorageCommand::Persist { batch, commits } => Box::pin(async move {
             let commits = commits

@@ -83,7 +83,7 @@ fn storage_rules(ns: &str, prefix: &str, password: &str) -> Vec<String> {
     words(&format!(
         "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests &{ns}replies:* -@all \
          +psubscribe +punsubscribe +subscribe +unsubscribe +publish {connect} \
-         +evalsha +script|load +get +set +del +scan"
+         +evalsha +script|load +get +mget +set +del +scan"
     ))
 }
 

@@ -167,3 +167,83 @@ async fn in_process_bus_and_memory_store() {
     let doc = cb.document();
     assert_eq!((doc["x"].clone(), doc["y"].clone()), (json!(1), json!(2)));
 }
+
+/// Issue 11's scenario: two storage nodes share one Redis store; B, which holds
+/// the root at height 3, is cut off (its connections reset, new ones refused)
+/// while A acknowledges ten writes; B comes back, then A dies. B must serve the
+/// committed head (height 13), not the height-3 head it had cached, and
+/// acknowledge the next write on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_node_cut_off_from_a_shared_store_serves_the_stored_head() {
+    let redis = RedisServer::start();
+    let proxy = tikaconf_test::FaultProxy::start(([127, 0, 0, 1], redis.port()).into());
+    let spawn_node = |url: String| async move {
+        let bus = BusHandle::redis(&url).await.unwrap();
+        let store = RedisStore::connect(&url, "tikaconf:").await.unwrap();
+        let node = StorageNode::spawn(bus, store, StorageOptions::default());
+        node.ready().await;
+        node
+    };
+    // B alone stores the first three writes, so that it holds height 3, settled.
+    let b = spawn_node(proxy.url()).await;
+    let root = RootConfig::twitch("#cutoff").unwrap();
+    let writer = client(&redis).await;
+    let config = writer.follow(root.clone()).await.unwrap();
+    let write = |i: u64| {
+        let config = &config;
+        async move {
+            config
+                .submit(json!([{"op": "add", "path": format!("/k{i}"), "value": i}]))
+                .await
+                .unwrap_or_else(|e| panic!("write {i}: {e}"))
+        }
+    };
+    for i in 0..3 {
+        write(i).await;
+    }
+    // Three patches applied and acknowledged (and the registration announced).
+    let stats = b.status().stats;
+    assert_eq!((stats.applied, stats.stored_notices), (3, 4), "{stats:?}");
+    let a = spawn_node(redis.url()).await;
+
+    // Cut B off: every connection through the proxy reset, new ones refused.
+    proxy.drop_new(true);
+    proxy.reset_all();
+    assert!(
+        tikaconf_test::wait_until(Duration::from_secs(10), || !b.status().listening).await,
+        "B noticed it was cut off"
+    );
+    for i in 3..13 {
+        write(i).await;
+    }
+    assert_eq!(config.height(), 13);
+    assert_eq!(b.status().stats.applied, 3, "B missed the ten writes");
+    assert!(a.status().stats.stored_notices >= 10, "A stored them");
+
+    // B comes back; then A dies.
+    proxy.drop_new(false);
+    assert!(
+        tikaconf_test::wait_until(Duration::from_secs(20), || b.status().listening).await,
+        "B reconnected"
+    );
+    a.shutdown().await;
+
+    // A fresh node loads the root: B answers with the committed head.
+    let fresh = client(&redis).await.follow(root.hash()).await.unwrap();
+    assert_eq!(
+        (fresh.height(), fresh.head()),
+        (13, config.head()),
+        "B served a stale head: {:?}",
+        b.status().stats
+    );
+    // And B acknowledges the next write, made on that head.
+    let stored_before = b.status().stats.stored_notices;
+    let head = fresh
+        .submit(json!([{"op": "add", "path": "/after", "value": true}]))
+        .await
+        .expect("the write on the real head is committed by B");
+    assert_eq!(fresh.height(), 14);
+    wait_for_head(&config, head, Duration::from_secs(10)).await;
+    assert!(b.status().stats.stored_notices > stored_before);
+    b.shutdown().await;
+}
