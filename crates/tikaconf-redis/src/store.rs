@@ -21,7 +21,8 @@
 //!
 //! Durability is Redis's: with `appendonly yes` and `appendfsync always` a script's
 //! writes are synced once per call, which makes one batch one sync, as the store
-//! contract asks.
+//! contract asks. Other settings can lose acknowledged writes;
+//! [`RedisStore::check_durability`] reads them (see [`crate::durability`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -189,6 +190,18 @@ impl RedisStore {
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Reads Redis's persistence settings and fails unless they keep every
+    /// acknowledged write, or lose no more than `accepted` says (see
+    /// [`crate::durability`]). A storage node calls this before it acknowledges
+    /// anything; it returns what it found.
+    pub async fn check_durability(
+        &self,
+        accepted: crate::AcceptedLoss,
+    ) -> Result<crate::Persistence, crate::DurabilityError> {
+        let mut conn = self.conn.clone();
+        crate::durability::check(&mut conn, accepted).await
     }
 }
 
