@@ -263,7 +263,13 @@ fn storage_refuses_a_redis_that_can_lose_writes() {
     let unused = tempfile::tempdir().expect("temporary directory");
     let data = unused.path().to_str().expect("UTF-8 path");
     let storage = |url: &str, extra: &[&str]| {
-        run(&[&["--redis", url, "storage", "--store", "redis", "--data", data], extra].concat())
+        run(&[
+            &[
+                "--redis", url, "storage", "--store", "redis", "--data", data,
+            ],
+            extra,
+        ]
+        .concat())
     };
     // No append-only file (the harness's default server).
     let lossy = RedisServer::start();
@@ -271,7 +277,10 @@ fn storage_refuses_a_redis_that_can_lose_writes() {
     assert_code(&out, 1);
     let err = stderr(&out);
     assert!(err.contains("appendonly no"), "{err}");
-    assert!(err.contains("`appendonly yes` and `appendfsync always`"), "{err}");
+    assert!(
+        err.contains("`appendonly yes` and `appendfsync always`"),
+        "{err}"
+    );
     assert!(err.contains("--accept-redis-durability none"), "{err}");
     // Accepting only a second of loss is not enough for it.
     let out = storage(&lossy.url(), &["--accept-redis-durability", "everysec"]);

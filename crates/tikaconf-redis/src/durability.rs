@@ -125,7 +125,10 @@ pub enum DurabilityError {
     },
     /// Redis answered something that is not a known setting.
     #[error("Redis answered CONFIG GET {parameter} with {value:?}, which is not a known setting")]
-    Unexpected { parameter: &'static str, value: String },
+    Unexpected {
+        parameter: &'static str,
+        value: String,
+    },
     /// The question could not be asked (connection failed).
     #[error("cannot read Redis's persistence settings")]
     Redis {

@@ -16,7 +16,11 @@ async fn store(url: &str) -> RedisStore {
 /// None: `Ok(found)` or the error's message.
 async fn answers(store: &RedisStore) -> Vec<Result<Persistence, DurabilityError>> {
     let mut out = Vec::new();
-    for level in [AcceptedLoss::Nothing, AcceptedLoss::EverySec, AcceptedLoss::None] {
+    for level in [
+        AcceptedLoss::Nothing,
+        AcceptedLoss::EverySec,
+        AcceptedLoss::None,
+    ] {
         out.push(store.check_durability(level).await);
     }
     out
@@ -46,9 +50,17 @@ async fn appendfsync_everysec_needs_everysec_accepted() {
         .start();
     let got = answers(&store(&server.url()).await).await;
     let msg = refused(&got[0]);
-    assert!(matches!(got[0], Err(DurabilityError::Lossy { found: Persistence::EverySec })));
+    assert!(matches!(
+        got[0],
+        Err(DurabilityError::Lossy {
+            found: Persistence::EverySec
+        })
+    ));
     assert!(msg.contains("appendfsync everysec"), "{msg}");
-    assert!(msg.contains("`appendfsync always`"), "says what to change: {msg}");
+    assert!(
+        msg.contains("`appendfsync always`"),
+        "says what to change: {msg}"
+    );
     assert!(msg.contains("--accept-redis-durability everysec"), "{msg}");
     assert_eq!(got[1].as_ref().expect("accepted"), &Persistence::EverySec);
     assert_eq!(got[2].as_ref().expect("accepted"), &Persistence::EverySec);
@@ -63,7 +75,12 @@ async fn appendfsync_no_needs_none_accepted() {
     let got = answers(&store(&server.url()).await).await;
     for answer in &got[..2] {
         assert!(
-            matches!(answer, Err(DurabilityError::Lossy { found: Persistence::NoFsync })),
+            matches!(
+                answer,
+                Err(DurabilityError::Lossy {
+                    found: Persistence::NoFsync
+                })
+            ),
             "{answer:?}"
         );
     }
@@ -78,7 +95,12 @@ async fn no_append_only_file_needs_none_accepted() {
     let got = answers(&store(&server.url()).await).await;
     for answer in &got[..2] {
         assert!(
-            matches!(answer, Err(DurabilityError::Lossy { found: Persistence::NoAof })),
+            matches!(
+                answer,
+                Err(DurabilityError::Lossy {
+                    found: Persistence::NoAof
+                })
+            ),
             "{answer:?}"
         );
     }
@@ -95,7 +117,10 @@ async fn config_renamed_away_is_unknown() {
         .start();
     let got = answers(&store(&server.url()).await).await;
     for answer in &got[..2] {
-        assert!(matches!(answer, Err(DurabilityError::Unknown { .. })), "{answer:?}");
+        assert!(
+            matches!(answer, Err(DurabilityError::Unknown { .. })),
+            "{answer:?}"
+        );
     }
     assert!(refused(&got[0]).contains("--accept-redis-durability none"));
     assert_eq!(got[2].as_ref().expect("accepted"), &Persistence::Unknown);
@@ -110,7 +135,11 @@ async fn config_forbidden_by_acl_is_unknown() {
         .await
         .expect("connect");
     let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "storage", "on", ">pw", "~*", "&*", "+@all", "-config"][..])
+        .arg(
+            &[
+                "SETUSER", "storage", "on", ">pw", "~*", "&*", "+@all", "-config",
+            ][..],
+        )
         .query_async(&mut conn)
         .await
         .expect("acl setuser");

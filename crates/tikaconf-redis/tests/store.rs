@@ -122,7 +122,10 @@ async fn a_batch_that_fails_half_way_writes_nothing() {
             step(&bad, &next(&bad, "x")),
         ])
         .await;
-    assert!(failed.is_err(), "the WRONGTYPE must fail the batch: {failed:?}");
+    assert!(
+        failed.is_err(),
+        "the WRONGTYPE must fail the batch: {failed:?}"
+    );
     // Nothing of the batch was written: the root is still at its genesis, with
     // its snapshot, and no new snapshot key exists.
     assert_eq!(store.load(g.root).await.expect("load"), Some(g.clone()));

@@ -106,7 +106,10 @@ pub enum StoreError {
          lost. Restore the log file, or delete the database too to start empty",
         p = .path.display()
     )]
-    MissingLog { path: std::path::PathBuf, log_id: u64 },
+    MissingLog {
+        path: std::path::PathBuf,
+        log_id: u64,
+    },
     /// A write failed in a way that leaves the store unable to write again in this
     /// process (e.g. a failed `fdatasync` of the log: the kernel may have dropped
     /// the unwritten pages, so a later sync proves nothing). Every later write

@@ -735,7 +735,11 @@ mod tests {
             Err(other) => panic!("expected CorruptLog, got {other:?}"),
             Ok(reopened) => panic!(
                 "opened at {:?} instead of refusing: three acknowledged batches dropped",
-                reopened.load(heads[0].root).await.expect("load").map(|h| h.height)
+                reopened
+                    .load(heads[0].root)
+                    .await
+                    .expect("load")
+                    .map(|h| h.height)
             ),
         }
         // Nothing was written: the damaged log is still there for a person.
@@ -938,7 +942,8 @@ mod tests {
         {
             // Sequence 1 follows the empty database's 0, and the checksum is right,
             // but the payload claims a commit it does not hold.
-            let (mut log, records) = Wal::open(&log_path(&db), 0, Some(log_id(&db)), 0).expect("log");
+            let (mut log, records) =
+                Wal::open(&log_path(&db), 0, Some(log_id(&db)), 0).expect("log");
             assert!(records.is_empty());
             log.restart(1);
             log.append(&[1, 0, 0, 0, 9, 9]).expect("append");

@@ -660,9 +660,7 @@ mod tests {
         (log.id(), offsets)
     }
 
-    fn corrupt_log(
-        result: Result<(Wal, Vec<Record>), StoreError>,
-    ) -> (u64, u64, u64, u64) {
+    fn corrupt_log(result: Result<(Wal, Vec<Record>), StoreError>) -> (u64, u64, u64, u64) {
         match result {
             Err(StoreError::CorruptLog {
                 seq,
@@ -771,7 +769,10 @@ mod tests {
             }
             other => panic!("expected MissingLog, got {other:?}"),
         }
-        assert!(!log_in(&dir).exists(), "a refused open must not create a log");
+        assert!(
+            !log_in(&dir).exists(),
+            "a refused open must not create a log"
+        );
     }
 
     #[test]

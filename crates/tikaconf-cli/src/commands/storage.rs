@@ -171,8 +171,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RedbStore::open(dir.path()).expect("open");
         let hook = store.clone();
-        let serving =
-            tokio::spawn(async move { serve(&cli.global, store, "redis", "redb").await });
+        let serving = tokio::spawn(async move { serve(&cli.global, store, "redis", "redb").await });
 
         let client = Client::connect(&url).await.expect("client");
         // Answered, so the node is up; then one acknowledged write.
