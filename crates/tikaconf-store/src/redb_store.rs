@@ -268,12 +268,14 @@ fn runs_inline() -> bool {
 }
 
 impl Inner {
-    /// Takes the log for a write, refusing if an earlier write broke it.
+    /// Takes the log for a write, refusing if an earlier write broke it. A write
+    /// that panicked while holding the log left it poisoned for good, and the
+    /// state of its transaction and record unknown: as fatal as a failed sync.
     fn log(&self) -> Result<MutexGuard<'_, Wal>, StoreError> {
-        let log = self
-            .wal
-            .lock()
-            .map_err(|_| StoreError::Backend("a write to the store panicked".into()))?;
+        let log = self.wal.lock().map_err(|poisoned| StoreError::Poisoned {
+            path: poisoned.get_ref().path().to_path_buf(),
+            source: Arc::new(StoreError::Backend("a write to the store panicked".into())),
+        })?;
         log.check()?;
         Ok(log)
     }
@@ -676,6 +678,25 @@ mod tests {
             reopened.load(heads[0].root).await.expect("load"),
             Some(heads[2].clone())
         );
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panicked_holding_the_log_is_fatal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let heads = chain(&store, "panicked", 1).await;
+        let inner = Arc::clone(&store.inner);
+        let panicked = std::thread::spawn(move || {
+            let _log = inner.wal.lock().expect("lock");
+            panic!("a write panics while it holds the log");
+        })
+        .join();
+        assert!(panicked.is_err(), "the write must have panicked");
+        let next = next(&heads[1], "after");
+        match store.commit(vec![step(&heads[1], &next)]).await {
+            Err(e) => assert!(e.is_fatal(), "{e:?}"),
+            Ok(outcomes) => panic!("wrote after a panic: {outcomes:?}"),
+        }
     }
 
     #[tokio::test]

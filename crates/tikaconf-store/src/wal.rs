@@ -203,6 +203,11 @@ impl Wal {
         self.next_seq = next_seq;
     }
 
+    /// The log file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The log's id (see the module doc).
     pub(crate) fn id(&self) -> u64 {
         self.id
