@@ -152,6 +152,21 @@ pub struct StorageArgs {
     /// Where to keep heads: a local redb file, or keys in the same Redis.
     #[arg(long, value_enum, default_value_t = StoreKind::Redb)]
     pub store: StoreKind,
+    /// With `--store redis`: start even though Redis can lose acknowledged writes
+    /// on a crash of its host. Without it the node refuses to start unless Redis
+    /// runs with `appendonly yes` and `appendfsync always`. `everysec` also accepts
+    /// `appendfsync everysec` (up to ~1 s of acknowledged writes lost); `none`
+    /// accepts anything, including no append-only file and settings that cannot be
+    /// read (CONFIG forbidden or renamed).
+    #[arg(long, value_enum, value_name = "LOSS")]
+    pub accept_redis_durability: Option<AcceptedLossArg>,
+}
+
+/// The values of `--accept-redis-durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AcceptedLossArg {
+    Everysec,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -227,7 +227,9 @@ fn a_closed_port_exits_6() {
 
 #[test]
 fn redis_store_keeps_namespaces_apart() {
-    let redis = RedisServer::start();
+    // With the durable settings the Redis store requires (appendonly yes,
+    // appendfsync always); see `storage_refuses_a_redis_that_can_lose_writes`.
+    let redis = RedisServer::builder().persistence(true).start();
     let url = redis.url();
     let unused = tempfile::tempdir().expect("temporary directory");
     let _storage = start_storage(
@@ -246,6 +248,66 @@ fn redis_store_keeps_namespaces_apart() {
     let out = run(&["--redis", &url, "--timeout", "0.5", "get", TIKATOO]);
     assert_code(&out, 5);
     // The redb directory was not used.
+    assert_eq!(
+        std::fs::read_dir(unused.path()).expect("read dir").count(),
+        0
+    );
+}
+
+/// `storage --store redis` reads Redis's persistence settings before it
+/// acknowledges anything: on settings that can lose acknowledged writes it exits
+/// non-zero saying what to change, unless `--accept-redis-durability` accepts
+/// the loss; on `appendfsync always` it starts without the flag.
+#[test]
+fn storage_refuses_a_redis_that_can_lose_writes() {
+    let unused = tempfile::tempdir().expect("temporary directory");
+    let data = unused.path().to_str().expect("UTF-8 path");
+    let storage = |url: &str, extra: &[&str]| {
+        run(&[
+            &[
+                "--redis", url, "storage", "--store", "redis", "--data", data,
+            ],
+            extra,
+        ]
+        .concat())
+    };
+    // No append-only file (the harness's default server).
+    let lossy = RedisServer::start();
+    let out = storage(&lossy.url(), &[]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("appendonly no"), "{err}");
+    assert!(
+        err.contains("`appendonly yes` and `appendfsync always`"),
+        "{err}"
+    );
+    assert!(err.contains("--accept-redis-durability none"), "{err}");
+    // Accepting only a second of loss is not enough for it.
+    let out = storage(&lossy.url(), &["--accept-redis-durability", "everysec"]);
+    assert_code(&out, 1);
+    // appendfsync everysec: refused, then accepted with the flag, and it works.
+    let everysec = RedisServer::builder()
+        .persistence(true)
+        .extra_args(["--appendfsync", "everysec"])
+        .start();
+    let out = storage(&everysec.url(), &[]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("appendfsync everysec"), "{err}");
+    assert!(err.contains("--accept-redis-durability everysec"), "{err}");
+    let _node = start_storage(
+        &everysec.url(),
+        unused.path(),
+        &["--store", "redis", "--accept-redis-durability", "everysec"],
+    );
+    let url = everysec.url();
+    ok_line(&run(&["--redis", &url, "set", TIKATOO, "/x", "1"]));
+    // appendfsync always: starts as is.
+    let durable = RedisServer::builder().persistence(true).start();
+    let _node = start_storage(&durable.url(), unused.path(), &["--store", "redis"]);
+    let url = durable.url();
+    ok_line(&run(&["--redis", &url, "set", TIKATOO, "/x", "1"]));
+    // The refused starts wrote nothing anywhere.
     assert_eq!(
         std::fs::read_dir(unused.path()).expect("read dir").count(),
         0

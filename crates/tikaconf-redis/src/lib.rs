@@ -5,6 +5,8 @@
 //! here so that the rest of the system depends on Redis through one crate.
 
 pub mod bus;
+pub mod durability;
 pub mod store;
 
+pub use durability::{AcceptedLoss, DurabilityError, Persistence};
 pub use store::RedisStore;

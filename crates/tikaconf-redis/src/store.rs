@@ -21,7 +21,8 @@
 //!
 //! Durability is Redis's: with `appendonly yes` and `appendfsync always` a script's
 //! writes are synced once per call, which makes one batch one sync, as the store
-//! contract asks.
+//! contract asks. Other settings can lose acknowledged writes;
+//! [`RedisStore::check_durability`] reads them (see [`crate::durability`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -71,14 +72,42 @@ return {}
 /// `{3}` stale with the root unregistered, `{3, "<head> <height>", snapshot}`
 /// stale. The new head is checked first so that a commit whose expected and new
 /// heads are equal never deletes the snapshot it keeps.
+///
+/// All or nothing: Redis runs a script without interleaving, but does not roll
+/// back what a script wrote before it failed (a `GET` of a key that holds
+/// another type raises WRONGTYPE), and the store contract says that on an error
+/// nothing of the batch was applied. So the script works in two phases: first it
+/// decides every commit, reading through a local cache that also records its own
+/// would-be writes (so that commits chained within the batch see each other,
+/// exactly as if applied one by one), then, only once every read has succeeded,
+/// it performs the recorded writes. `SET` and `DEL` raise no type errors, and
+/// once a script has written Redis lets it finish its writes even past
+/// `maxmemory`, so every failure happens before the first write.
 const COMMIT: &str = r"
 local prefix = ARGV[1]
+local cache, writes = {}, {}
+local function get(key)
+  local v = cache[key]
+  if v == nil then
+    v = redis.call('GET', key)
+    cache[key] = v
+  end
+  return v
+end
+local function set(key, value)
+  cache[key] = value
+  writes[#writes + 1] = {key, value}
+end
+local function del(key)
+  cache[key] = false
+  writes[#writes + 1] = {key}
+end
 local out = {}
 local i = 2
 while i + 4 <= #ARGV do
   local root, expected, new = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local hkey = prefix .. 'head:' .. root
-  local cur = redis.call('GET', hkey)
+  local cur = get(hkey)
   local head = nil
   if cur then
     local sp = string.find(cur, ' ', 1, true)
@@ -89,14 +118,21 @@ while i + 4 <= #ARGV do
   elseif head == new then
     out[#out + 1] = {2}
   elseif head == expected then
-    redis.call('SET', prefix .. 'snap:' .. new, ARGV[i + 4])
-    redis.call('SET', hkey, new .. ' ' .. ARGV[i + 3])
-    redis.call('DEL', prefix .. 'snap:' .. expected)
+    set(prefix .. 'snap:' .. new, ARGV[i + 4])
+    set(hkey, new .. ' ' .. ARGV[i + 3])
+    del(prefix .. 'snap:' .. expected)
     out[#out + 1] = {1}
   else
-    out[#out + 1] = {3, cur, redis.call('GET', prefix .. 'snap:' .. head)}
+    out[#out + 1] = {3, cur, get(prefix .. 'snap:' .. head)}
   end
   i = i + 5
+end
+for _, w in ipairs(writes) do
+  if w[2] == nil then
+    redis.call('DEL', w[1])
+  else
+    redis.call('SET', w[1], w[2])
+  end
 end
 return out
 ";
@@ -154,6 +190,18 @@ impl RedisStore {
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Reads Redis's persistence settings and fails unless they keep every
+    /// acknowledged write, or lose no more than `accepted` says (see
+    /// [`crate::durability`]). A storage node calls this before it acknowledges
+    /// anything; it returns what it found.
+    pub async fn check_durability(
+        &self,
+        accepted: crate::AcceptedLoss,
+    ) -> Result<crate::Persistence, crate::DurabilityError> {
+        let mut conn = self.conn.clone();
+        crate::durability::check(&mut conn, accepted).await
     }
 }
 

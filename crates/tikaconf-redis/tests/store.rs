@@ -85,6 +85,91 @@ async fn key_layout_and_old_snapshot_deleted() {
     assert_eq!(old, None, "the old head's snapshot is deleted");
 }
 
+/// A batch is all or nothing: a commit that fails half-way (here a `GET` that
+/// raises WRONGTYPE on the batch's second root, whose head key holds a hash)
+/// leaves nothing of the batch written, not even the first commit, which on its
+/// own applies.
+#[tokio::test]
+async fn a_batch_that_fails_half_way_writes_nothing() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "ab:")
+        .await
+        .expect("connect");
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let g = genesis(unique_root("all-or-nothing"));
+    store.register(g.clone()).await.expect("register");
+    let h1 = next(&g, "a");
+    let h2 = next(&h1, "b");
+    // A second root whose head key is not a string.
+    let bad = genesis(unique_root("wrong-type"));
+    let bad_key = format!("ab:head:{}", bad.root);
+    let () = redis::cmd("HSET")
+        .arg(&bad_key)
+        .arg("field")
+        .arg("value")
+        .query_async(&mut conn)
+        .await
+        .expect("hset");
+    let keys_before = all_keys(&mut conn).await;
+    let failed = store
+        .commit(vec![
+            step(&g, &h1),
+            step(&h1, &h2),
+            step(&bad, &next(&bad, "x")),
+        ])
+        .await;
+    assert!(
+        failed.is_err(),
+        "the WRONGTYPE must fail the batch: {failed:?}"
+    );
+    // Nothing of the batch was written: the root is still at its genesis, with
+    // its snapshot, and no new snapshot key exists.
+    assert_eq!(store.load(g.root).await.expect("load"), Some(g.clone()));
+    assert_eq!(all_keys(&mut conn).await, keys_before);
+    // The same two commits without the bad one do apply: the test above
+    // refused writes that would otherwise have happened.
+    let outcomes = store
+        .commit(vec![step(&g, &h1), step(&h1, &h2)])
+        .await
+        .expect("commit");
+    assert_eq!(outcomes, [CommitOutcome::Applied, CommitOutcome::Applied]);
+    assert_eq!(store.load(g.root).await.expect("load"), Some(h2));
+}
+
+/// Every key on the server with its value (strings) or type (anything else).
+async fn all_keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, String)> {
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(conn)
+        .await
+        .expect("keys");
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .expect("type");
+        let value = if kind == "string" {
+            let v: Vec<u8> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(conn)
+                .await
+                .expect("get");
+            String::from_utf8_lossy(&v).into_owned()
+        } else {
+            kind
+        };
+        out.push((key, value));
+    }
+    out
+}
+
 /// A storage node keeps its store across a Redis restart: with persistence the
 /// data is still there, and the connection comes back by itself.
 #[tokio::test]

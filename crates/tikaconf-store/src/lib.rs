@@ -76,6 +76,65 @@ pub enum StoreError {
     /// at a height other than 0). A bug in the caller, reported rather than stored.
     #[error("invalid store request: {0}")]
     Invalid(String),
+    /// The write-ahead log holds a record that fails its checksum *followed by* a
+    /// valid record that continues the chain: the bad record is not a write torn by
+    /// a crash (a torn write is always the last one) but damage to a record that
+    /// was synced and maybe acknowledged. Dropping it, and everything after it,
+    /// would lose acknowledged writes, so the store refuses to open; a person must
+    /// look at the file (restore it, or move it away and accept the loss).
+    #[error(
+        "write-ahead log {p} is corrupt: record {seq} at offset {offset} is damaged, \
+         yet record {later_seq} at offset {later_offset} follows it; refusing to drop \
+         acknowledged writes (restore the log, or move it away to start without them)",
+        p = .path.display()
+    )]
+    CorruptLog {
+        path: std::path::PathBuf,
+        /// Sequence the damaged record should have had (one above the last good one).
+        seq: u64,
+        /// File offset at which the damaged record starts.
+        offset: u64,
+        /// The first valid record found after it whose sequence continues the chain.
+        later_seq: u64,
+        later_offset: u64,
+    },
+    /// The database says it has a write-ahead log (it keeps the log's id) but there
+    /// is no log file. Whatever the log held and the database does not is gone, and
+    /// starting with a new log would hide that, so the store refuses to open.
+    #[error(
+        "write-ahead log {p} is missing, but the database beside it expects one \
+         (log id {log_id:016x}); writes acknowledged since the last checkpoint may be \
+         lost. Restore the log file, or delete the database too to start empty",
+        p = .path.display()
+    )]
+    MissingLog {
+        path: std::path::PathBuf,
+        log_id: u64,
+    },
+    /// A write failed in a way that leaves the store unable to write again in this
+    /// process (e.g. a failed `fdatasync` of the log: the kernel may have dropped
+    /// the unwritten pages, so a later sync proves nothing). Every later write
+    /// fails the same way. Reads still work, but a node that can no longer store
+    /// anything must stop (see [`StoreError::is_fatal`]): reopening the store,
+    /// which replays what really is on disk, is the only recovery.
+    #[error(
+        "the store {p} can no longer write; restart the process to reopen it",
+        p = .path.display()
+    )]
+    Poisoned {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::sync::Arc<StoreError>,
+    },
+}
+
+impl StoreError {
+    /// Whether the store can no longer write in this process
+    /// ([`StoreError::Poisoned`]): retrying is useless, and the process should exit
+    /// so that a supervisor restarts it and the store is reopened.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StoreError::Poisoned { .. })
+    }
 }
 
 /// A backend that holds the latest head of every registered root.

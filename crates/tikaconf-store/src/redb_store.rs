@@ -46,10 +46,17 @@
 //! it holds last (`D`). Log records with sequences up to `D` are already in it; those
 //! after are redone, in order, in one durable transaction, and the log starts over.
 //! A record torn by a crash ends the log (it was never acknowledged); see
-//! [`crate::wal`] for why stale records left by reuse are never redone.
+//! [`crate::wal`] for why stale records left by reuse are never redone. A damaged
+//! record followed by a valid one that continues the chain is not a torn tail but
+//! corruption of synced (maybe acknowledged) writes: the open fails
+//! ([`StoreError::CorruptLog`], naming the record) instead of dropping them. So
+//! does a missing log beside a database that keeps a log id
+//! ([`StoreError::MissingLog`]); only a database without one gets a new log.
 //!
 //! **Failure.** If writing or syncing the log fails, or redb fails after the record
-//! is synced, the store refuses every later write (`StoreError::Backend`) until it is
+//! is synced, the store refuses every later write ([`StoreError::Poisoned`], which
+//! [`StoreError::is_fatal`] reports, so that a storage node exits and its
+//! supervisor restarts it) until it is
 //! opened again: the batch may or may not be on disk, exactly as after a crash at
 //! that point, and only a reopen (which replays what really is on disk) can tell.
 //! The failed call returns `Err` and its batch is not visible in this process; a
@@ -132,7 +139,9 @@ impl RedbStore {
     /// a file open at a time: a second open fails with [`StoreError::Backend`]. A
     /// log that is not a tikaconf log, or that holds a record which passes its
     /// checksum but does not decode, fails with [`StoreError::Corrupt`] rather than
-    /// dropping writes that may have been acknowledged.
+    /// dropping writes that may have been acknowledged; a damaged record in the
+    /// middle of the log with [`StoreError::CorruptLog`]; a missing log beside a
+    /// database that had one with [`StoreError::MissingLog`].
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         RedbStore::open_with_log_capacity(path.as_ref(), wal::DEFAULT_CAPACITY)
     }
@@ -163,11 +172,11 @@ impl RedbStore {
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let owner = meta.get(LOG_ID).map_err(backend)?.map(|v| v.value());
-            let (log, records) = Wal::open(&log_path(&path), capacity, owner)?;
+            let durable = meta.get(LOG_SEQ).map_err(backend)?.map_or(0, |v| v.value());
+            let (log, records) = Wal::open(&log_path(&path), capacity, owner, durable)?;
             if owner.is_none() {
                 meta.insert(LOG_ID, log.id()).map_err(backend)?;
             }
-            let durable = meta.get(LOG_SEQ).map_err(backend)?.map_or(0, |v| v.value());
             let mut last = durable;
             for record in &records {
                 if record.seq <= durable {
@@ -219,6 +228,20 @@ impl RedbStore {
         log_path(&self.path)
     }
 
+    /// **Test-only fault injection; never call it in production.** The next write
+    /// that appends to the log writes its record and then fails as if `fdatasync`
+    /// had returned an I/O error, which poisons the store exactly as a real failed
+    /// sync does ([`StoreError::Poisoned`]). It exists so that tests of the layers
+    /// above (a storage node must exit when its store can no longer write) can
+    /// cause the failure for real, through the store's own failure path, without
+    /// a faulty disk.
+    #[doc(hidden)]
+    pub fn inject_log_sync_failure(&self) {
+        if let Ok(mut log) = self.inner.wal.lock() {
+            log.fail_next_sync();
+        }
+    }
+
     /// Runs blocking database work inline on a current-thread runtime, on tokio's
     /// blocking pool otherwise (see [Where the work runs](self#where-the-work-runs)).
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -247,12 +270,14 @@ fn runs_inline() -> bool {
 }
 
 impl Inner {
-    /// Takes the log for a write, refusing if an earlier write broke it.
+    /// Takes the log for a write, refusing if an earlier write broke it. A write
+    /// that panicked while holding the log left it poisoned for good, and the
+    /// state of its transaction and record unknown: as fatal as a failed sync.
     fn log(&self) -> Result<MutexGuard<'_, Wal>, StoreError> {
-        let log = self
-            .wal
-            .lock()
-            .map_err(|_| StoreError::Backend("a write to the store panicked".into()))?;
+        let log = self.wal.lock().map_err(|poisoned| StoreError::Poisoned {
+            path: poisoned.get_ref().path().to_path_buf(),
+            source: Arc::new(StoreError::Backend("a write to the store panicked".into())),
+        })?;
         log.check()?;
         Ok(log)
     }
@@ -687,6 +712,94 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_that_panicked_holding_the_log_is_fatal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let heads = chain(&store, "panicked", 1).await;
+        let inner = Arc::clone(&store.inner);
+        let panicked = std::thread::spawn(move || {
+            let _log = inner.wal.lock().expect("lock");
+            panic!("a write panics while it holds the log");
+        })
+        .join();
+        assert!(panicked.is_err(), "the write must have panicked");
+        let next = next(&heads[1], "after");
+        match store.commit(vec![step(&heads[1], &next)]).await {
+            Err(e) => assert!(e.is_fatal(), "{e:?}"),
+            Ok(outcomes) => panic!("wrote after a panic: {outcomes:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_in_the_middle_is_refused_not_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let g = genesis(unique_root("middle"));
+        store.register(g.clone()).await.expect("register");
+        // Where each acknowledged batch's record starts in the log.
+        let mut starts = vec![log_end(&store)];
+        let mut heads = vec![g];
+        for i in 0..3 {
+            let prev = heads.last().expect("head").clone();
+            let new = next(&prev, &format!("middle{i}"));
+            let outcomes = store.commit(vec![step(&prev, &new)]).await.expect("commit");
+            assert_eq!(outcomes, [CommitOutcome::Applied]);
+            starts.push(log_end(&store));
+            heads.push(new);
+        }
+        // Records: 1 registration, 2..=4 the three batches; none checkpointed.
+        assert_eq!(meta_seq(&store), 4);
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store, crashed.path());
+        assert_eq!(durable_seq(&db), 0);
+        // Flip one byte inside record 2 (the first batch): records 3 and 4, both
+        // acknowledged, follow it intact.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(log_path(&db))
+            .expect("log");
+        file.seek(SeekFrom::Start(starts[0] + 40)).expect("seek");
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut file, &mut byte).expect("read");
+        file.seek(SeekFrom::Start(starts[0] + 40)).expect("seek");
+        file.write_all(&[byte[0] ^ 0x10]).expect("flip");
+        drop(file);
+        let damaged = std::fs::read(log_path(&db)).expect("read log");
+        match RedbStore::open(&db) {
+            Err(e @ StoreError::CorruptLog { .. }) => {
+                let StoreError::CorruptLog {
+                    seq,
+                    offset,
+                    later_seq,
+                    later_offset,
+                    ref path,
+                } = e
+                else {
+                    unreachable!()
+                };
+                assert_eq!((seq, offset), (2, starts[0]));
+                assert_eq!((later_seq, later_offset), (3, starts[1]));
+                assert_eq!(path, &log_path(&db));
+                let msg = e.to_string();
+                assert!(msg.contains("record 2 at offset"), "{msg}");
+            }
+            Err(other) => panic!("expected CorruptLog, got {other:?}"),
+            Ok(reopened) => panic!(
+                "opened at {:?} instead of refusing: three acknowledged batches dropped",
+                reopened
+                    .load(heads[0].root)
+                    .await
+                    .expect("load")
+                    .map(|h| h.height)
+            ),
+        }
+        // Nothing was written: the damaged log is still there for a person.
+        assert_eq!(std::fs::read(log_path(&db)).expect("read log"), damaged);
+        assert_eq!(durable_seq(&db), 0);
+    }
+
+    #[tokio::test]
     async fn garbage_and_stale_records_after_the_end_are_ignored() {
         let dir = tempfile::tempdir().expect("tempdir");
         let crashed = tempfile::tempdir().expect("tempdir");
@@ -851,21 +964,26 @@ mod tests {
         let fresh = RedbStore::open(&db).expect("open fresh");
         assert_eq!(fresh.root_count().await.expect("count"), 0);
         drop(fresh);
-        // A's database whose log was deleted: it opens at its durable state (here
-        // empty: even the registration was only in the log), with a new log for
-        // what comes next.
+        // A's database whose log was deleted: refused (its durable state alone is
+        // empty here: even the registration was only in the log, so opening would
+        // silently lose all four acknowledged writes), and no log is recreated.
         let crashed = tempfile::tempdir().expect("tempdir");
         let db = crash_copy(&store_a, crashed.path());
         std::fs::remove_file(log_path(&db)).expect("remove log");
-        let reopened = RedbStore::open(&db).expect("open without log");
-        assert_eq!(reopened.load(heads[0].root).await.expect("load"), None);
-        let registered = reopened.register(heads[0].clone()).await.expect("register");
-        assert_eq!(registered, heads[0]);
-        let next = next(&heads[0], "again");
-        reopened
-            .commit(vec![step(&heads[0], &next)])
-            .await
-            .expect("commit");
+        assert_eq!(heads.len(), 4, "the writes the missing log held");
+        match RedbStore::open(&db) {
+            Err(StoreError::MissingLog { path, log_id: id }) => {
+                assert_eq!(path, log_path(&db));
+                assert_eq!(id, log_id(&db));
+            }
+            other => panic!("a missing log must be refused, got {other:?}"),
+        }
+        assert!(!log_path(&db).exists(), "the refused open created a log");
+        // Refused again on the next try: nothing was recreated behind our back.
+        assert!(matches!(
+            RedbStore::open(&db),
+            Err(StoreError::MissingLog { .. })
+        ));
     }
 
     #[tokio::test]
@@ -876,7 +994,8 @@ mod tests {
         {
             // Sequence 1 follows the empty database's 0, and the checksum is right,
             // but the payload claims a commit it does not hold.
-            let (mut log, records) = Wal::open(&log_path(&db), 0, Some(log_id(&db))).expect("log");
+            let (mut log, records) =
+                Wal::open(&log_path(&db), 0, Some(log_id(&db)), 0).expect("log");
             assert!(records.is_empty());
             log.restart(1);
             log.append(&[1, 0, 0, 0, 9, 9]).expect("append");
@@ -890,7 +1009,7 @@ mod tests {
         let db = dir.path().join(FILE_NAME);
         drop(RedbStore::open(&db).expect("open"));
         {
-            let (mut log, _) = Wal::open(&log_path(&db), 0, Some(log_id(&db))).expect("log");
+            let (mut log, _) = Wal::open(&log_path(&db), 0, Some(log_id(&db)), 0).expect("log");
             log.restart(5);
             let mut payload = Vec::new();
             wal::encode_commits(std::iter::empty(), &mut payload).expect("encode");

@@ -39,6 +39,22 @@
 //! was never acknowledged (the acknowledgement waits for the sync), so dropping it
 //! loses nothing anyone was promised.
 //!
+//! Torn tail or corrupted middle: a torn write is always the *last* thing written
+//! (records are written one at a time, each synced before the next), so nothing
+//! written after it can continue the chain. Where the chain ends, the rest of the
+//! file is therefore searched, at every byte offset (a damaged length field loses
+//! the record boundaries), for a valid record whose sequence is above both the
+//! chain's last and the database's durable sequence (`log_seq`): a record that
+//! replay would need. Stale records never qualify (every one of them is at or below
+//! the sequence the current chain started after, which the database already holds
+//! durably), so finding one means the record where the chain ended was synced and
+//! then damaged (bit rot, a stray write): [`StoreError::CorruptLog`] names it (the
+//! sequence it should have and its offset) and the first record found after it, and
+//! the store refuses to open rather than drop acknowledged writes and then
+//! overwrite them. Finding none means a torn tail, dropped as above. The search
+//! only checks candidates whose sequence could fit in the file (at most one record
+//! per 16 bytes above the threshold), so it costs one pass over the file.
+//!
 //! A record whose checksum and sequence are right but whose payload does not decode
 //! is different: we wrote it, synced it and maybe acknowledged it, so dropping it
 //! silently could lose an acknowledged write. That is reported as
@@ -51,11 +67,16 @@
 //! from a backup, or copied from another node, beside the old log): its records
 //! could happen to continue the database's sequence and would then be redone into
 //! a state they were never decided against. So the caller says which id it
-//! expects, and a log with another id is refused ([`StoreError::Corrupt`]).
+//! expects, and a log with another id is refused ([`StoreError::Corrupt`]). A
+//! missing log file is refused too when the database expects one (it keeps a log
+//! id): what the log held beyond the last checkpoint is gone, and creating a new
+//! log would hide that ([`StoreError::MissingLog`]). Only a database that has never
+//! had a log (new, or older than the log) gets a new one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -94,9 +115,12 @@ pub(crate) struct Wal {
     /// Set once a write or sync of the log failed. After a failed `fdatasync` the
     /// kernel may have dropped the dirty pages and a second sync can "succeed"
     /// without them, so nothing written after it could be trusted: the log refuses
-    /// all further writes until the store is opened again and replays what is
-    /// really on disk.
-    broken: Option<String>,
+    /// all further writes ([`StoreError::Poisoned`], with this as its source) until
+    /// the store is opened again and replays what is really on disk.
+    broken: Option<Arc<StoreError>>,
+    /// Test-only fault injection: the next sync fails (see
+    /// [`crate::RedbStore::inject_log_sync_failure`]).
+    fail_next_sync: bool,
     /// Reused buffer for one framed record.
     buf: Vec<u8>,
 }
@@ -114,21 +138,30 @@ impl Wal {
     ///
     /// A new log (`capacity` bytes of zeros after the header) with a fresh id
     /// replaces whatever is at `path` when `owner` is `None` (a database that never
-    /// had a log: nothing in a file there can be its own). When there is no file (a
-    /// log that was deleted: what it held is lost, and refusing to start would not
-    /// bring it back) a new one is created with the owner's id, so that a crash
-    /// before the caller's next commit leaves the two still matching. A log with an
-    /// id other than `owner` is
-    /// refused. The log is positioned at its start, ready for [`Wal::restart`]
+    /// had a log: nothing in a file there can be its own). When `owner` is set and
+    /// there is no file, the open fails ([`StoreError::MissingLog`]): the database
+    /// expects a log, and what it held is lost. A log with an id other than `owner`
+    /// is refused. `durable` is the sequence the database already holds durably:
+    /// records at or below it are never needed, and a valid record above it after
+    /// a damaged one makes the open fail ([`StoreError::CorruptLog`], see the
+    /// module doc). The log is positioned at its start, ready for [`Wal::restart`]
     /// once the caller has made the records durable elsewhere; [`Wal::id`] is the
     /// id the database must keep.
     pub(crate) fn open(
         path: &Path,
         capacity: u64,
         owner: Option<u64>,
+        durable: u64,
     ) -> Result<(Wal, Vec<Record>), StoreError> {
-        if owner.is_none() || !path.exists() {
-            create(path, capacity, owner.unwrap_or_else(new_id))?;
+        match owner {
+            None => create(path, capacity, new_id())?,
+            Some(log_id) if !path.exists() => {
+                return Err(StoreError::MissingLog {
+                    path: path.to_path_buf(),
+                    log_id,
+                });
+            }
+            Some(_) => {}
         }
         let mut file = OpenOptions::new().read(true).write(true).open(path)?;
         let mut bytes = Vec::new();
@@ -143,7 +176,7 @@ impl Wal {
                     path.display()
                 )));
             }
-            _ => scan(&bytes),
+            _ => scan(path, &bytes, durable)?,
         };
         let wal = Wal {
             file,
@@ -153,6 +186,7 @@ impl Wal {
             end: FILE_HEADER_LEN,
             next_seq: records.last().map_or(1, |r| r.seq + 1),
             broken: None,
+            fail_next_sync: false,
             buf: Vec::new(),
         };
         Ok((wal, records))
@@ -167,6 +201,11 @@ impl Wal {
     pub(crate) fn restart(&mut self, next_seq: u64) {
         self.end = FILE_HEADER_LEN;
         self.next_seq = next_seq;
+    }
+
+    /// The log file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The log's id (see the module doc).
@@ -191,21 +230,34 @@ impl Wal {
     }
 
     /// Marks the log broken because of `error`, which happened after a record was
-    /// synced (or while its fate is unknown), and returns the error. See `broken`.
+    /// synced (or while its fate is unknown), and returns the error every write
+    /// gets from now on ([`StoreError::Poisoned`] with `error` as its source). See
+    /// `broken`.
     pub(crate) fn fail(&mut self, error: StoreError) -> StoreError {
-        self.broken = Some(error.to_string());
-        error
+        let source = Arc::new(error);
+        self.broken = Some(Arc::clone(&source));
+        self.poisoned(source)
+    }
+
+    fn poisoned(&self, source: Arc<StoreError>) -> StoreError {
+        StoreError::Poisoned {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Fails if an earlier write or sync failed (see `broken`).
     pub(crate) fn check(&self) -> Result<(), StoreError> {
         match &self.broken {
             None => Ok(()),
-            Some(why) => Err(StoreError::Backend(format!(
-                "the write-ahead log {} failed earlier ({why}); reopen the store to recover",
-                self.path.display()
-            ))),
+            Some(why) => Err(self.poisoned(Arc::clone(why))),
         }
+    }
+
+    /// Test-only fault injection: makes the next [`Wal::append`] write its record
+    /// and then fail as if `fdatasync` had failed.
+    pub(crate) fn fail_next_sync(&mut self) {
+        self.fail_next_sync = true;
     }
 
     /// Writes one record with sequence [`Wal::next_seq`] and `payload`, and returns
@@ -233,14 +285,22 @@ impl Wal {
 
         // One write and one data sync. Only the blocks under the record change, and
         // they are already allocated, so the sync has no metadata to commit.
+        let fail_sync = std::mem::take(&mut self.fail_next_sync);
         let written = self
             .file
             .seek(SeekFrom::Start(self.end))
             .and_then(|_| self.file.write_all(&self.buf))
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| {
+                if fail_sync {
+                    Err(std::io::Error::other(
+                        "fdatasync failed (injected by a test-only fault hook)",
+                    ))
+                } else {
+                    self.file.sync_data()
+                }
+            });
         if let Err(e) = written {
-            self.broken = Some(e.to_string());
-            return Err(StoreError::Io(e));
+            return Err(self.fail(StoreError::Io(e)));
         }
         self.end += self.buf.len() as u64;
         self.next_seq += 1;
@@ -325,34 +385,117 @@ fn read_header(path: &Path, bytes: &[u8]) -> Result<u64, StoreError> {
     }
 }
 
+/// The first offset at or after `from` holding a valid record whose sequence is
+/// `plausible`, with that sequence. One pass over the file: a candidate's sequence
+/// field is checked before its checksum is computed, and runs of zeros (most of a
+/// log that has not been filled yet), where no sequence can be plausible (0 never
+/// is), are skipped eight bytes at a time.
+fn find_record_above(
+    bytes: &[u8],
+    from: usize,
+    plausible: impl Fn(u64) -> bool + Copy,
+) -> Option<(usize, u64)> {
+    let mut at = from;
+    while at + RECORD_HEADER_LEN <= bytes.len() {
+        let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
+        if seq == 0 {
+            // Jump to the first offset whose sequence field reaches the next
+            // non-zero byte.
+            let nonzero = next_nonzero(bytes, at + 16);
+            at = (nonzero - 15).max(at + 1);
+            continue;
+        }
+        if plausible(seq)
+            && let Some(found) = record_at(bytes, at, plausible)
+        {
+            return Some((at, found.seq));
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Offset of the first non-zero byte at or after `from` (`bytes.len()` if none).
+fn next_nonzero(bytes: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while let Some(word) = bytes.get(at..at + 8) {
+        if word != [0; 8] {
+            break;
+        }
+        at += 8;
+    }
+    while at < bytes.len() && bytes[at] == 0 {
+        at += 1;
+    }
+    at
+}
+
+/// A record that passes its checksum, found at some offset of the file.
+struct Found<'a> {
+    seq: u64,
+    payload: &'a [u8],
+    /// Offset just past the record.
+    end: usize,
+}
+
+/// The record at `at`, if the bytes there are a whole record with a valid checksum.
+/// `plausible` filters on the sequence before the checksum is computed (the search
+/// for a later record calls this at every offset of the file).
+fn record_at(bytes: &[u8], at: usize, plausible: impl Fn(u64) -> bool) -> Option<Found<'_>> {
+    let header = bytes.get(at..at.checked_add(RECORD_HEADER_LEN)?)?;
+    let crc = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+    let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    if !plausible(seq) {
+        return None;
+    }
+    // A length running past the end of the file is a torn or garbage header.
+    let end = at.checked_add(RECORD_HEADER_LEN)?.checked_add(len)?;
+    let body = bytes.get(at + 4..end)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    Some(Found {
+        seq,
+        payload: &body[RECORD_HEADER_LEN - 4..],
+        end,
+    })
+}
+
 /// Reads the unbroken chain of records out of the log file's bytes (header
-/// already checked).
-fn scan(bytes: &[u8]) -> Vec<Record> {
+/// already checked), and tells a torn tail from a damaged record in the middle
+/// (see the module doc): fails with [`StoreError::CorruptLog`] if a valid record
+/// with a sequence above both the chain's last and `durable` lies anywhere after
+/// the point where the chain ends.
+fn scan(path: &Path, bytes: &[u8], durable: u64) -> Result<Vec<Record>, StoreError> {
     let mut records: Vec<Record> = Vec::new();
     let mut at = FILE_HEADER_LEN as usize;
-    while let Some(header) = bytes.get(at..at + RECORD_HEADER_LEN) {
-        let crc = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-        let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
-        let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        // A length running past the end of the file is a torn or garbage header.
-        let Some(body) = bytes.get(at + 4..at + RECORD_HEADER_LEN + len) else {
-            break;
-        };
-        if crc32fast::hash(body) != crc {
-            break;
-        }
-        if let Some(prev) = records.last()
-            && prev.seq.checked_add(1) != Some(seq)
-        {
-            break;
-        }
+    while let Some(found) = record_at(bytes, at, |seq| {
+        records
+            .last()
+            .is_none_or(|prev| prev.seq.checked_add(1) == Some(seq))
+    }) {
         records.push(Record {
-            seq,
-            payload: body[RECORD_HEADER_LEN - 4..].to_vec(),
+            seq: found.seq,
+            payload: found.payload.to_vec(),
         });
-        at += RECORD_HEADER_LEN + len;
+        at = found.end;
     }
-    records
+    let last = records.last().map(|r| r.seq);
+    let needed_above = last.unwrap_or(0).max(durable);
+    // No file holds more records than one per record header's length.
+    let most = needed_above.saturating_add((bytes.len() / RECORD_HEADER_LEN) as u64);
+    let plausible = |seq: u64| seq > needed_above && seq <= most;
+    if let Some((later_offset, later_seq)) = find_record_above(bytes, at, plausible) {
+        return Err(StoreError::CorruptLog {
+            path: path.to_path_buf(),
+            seq: last.unwrap_or(durable) + 1,
+            offset: at as u64,
+            later_seq,
+            later_offset: later_offset as u64,
+        });
+    }
+    Ok(records)
 }
 
 /// One applied compare-and-set as the log keeps it: enough to redo it without
@@ -444,7 +587,7 @@ mod tests {
     #[test]
     fn a_new_log_is_zero_filled_and_holds_no_records() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (log, records) = Wal::open(&log_in(&dir), 4096, None).expect("open");
+        let (log, records) = Wal::open(&log_in(&dir), 4096, None, 0).expect("open");
         assert!(records.is_empty(), "zeros are not a record");
         assert_eq!(log.next_seq(), 1);
         let bytes = std::fs::read(log_in(&dir)).expect("read");
@@ -459,7 +602,7 @@ mod tests {
     fn records_come_back_in_order_and_the_file_never_grows() {
         let dir = tempfile::tempdir().expect("tempdir");
         let id = {
-            let (mut log, _) = Wal::open(&log_in(&dir), 100, None).expect("open");
+            let (mut log, _) = Wal::open(&log_in(&dir), 100, None, 0).expect("open");
             assert_eq!(log.append(b"one").expect("append"), 1);
             assert_eq!(log.append(b"two").expect("append"), 2);
             assert!(log.fits(100 - 2 * 19 - 16));
@@ -474,7 +617,7 @@ mod tests {
             std::fs::metadata(log_in(&dir)).expect("meta").len(),
             FILE_HEADER_LEN + 100
         );
-        let (mut log, records) = Wal::open(&log_in(&dir), 100, Some(id)).expect("reopen");
+        let (mut log, records) = Wal::open(&log_in(&dir), 100, Some(id), 0).expect("reopen");
         let got: Vec<_> = records
             .iter()
             .map(|r| (r.seq, r.payload.as_slice()))
@@ -484,7 +627,7 @@ mod tests {
         // longer count, though it is intact.
         log.restart(3);
         assert_eq!(log.append(b"333").expect("append"), 3);
-        let (_, records) = Wal::open(&log_in(&dir), 100, Some(id)).expect("reopen");
+        let (_, records) = Wal::open(&log_in(&dir), 100, Some(id), 0).expect("reopen");
         let got: Vec<_> = records
             .iter()
             .map(|r| (r.seq, r.payload.as_slice()))
@@ -495,7 +638,7 @@ mod tests {
     #[test]
     fn a_length_past_the_end_is_a_torn_tail() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = Wal::open(&log_in(&dir), 64, None).expect("open");
+        let (mut log, _) = Wal::open(&log_in(&dir), 64, None, 0).expect("open");
         log.append(b"kept").expect("append");
         let id = log.id();
         drop(log);
@@ -505,44 +648,150 @@ mod tests {
         bytes[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
         bytes[at + 8..at + 16].copy_from_slice(&2u64.to_le_bytes());
         std::fs::write(log_in(&dir), &bytes).expect("write");
-        let (_, records) = Wal::open(&log_in(&dir), 64, Some(id)).expect("reopen");
+        let (_, records) = Wal::open(&log_in(&dir), 64, Some(id), 0).expect("reopen");
         assert_eq!(records.len(), 1);
+    }
+
+    /// Writes records 1..=n (payloads of distinct sizes) into a new log and
+    /// returns the log's id and each record's offset.
+    fn log_with(dir: &tempfile::TempDir, n: u64) -> (u64, Vec<usize>) {
+        let (mut log, _) = Wal::open(&log_in(dir), 4096, None, 0).expect("open");
+        let mut offsets = Vec::new();
+        for i in 1..=n {
+            offsets.push(log.end() as usize);
+            let payload = vec![b'a' + i as u8; 10 + i as usize];
+            assert_eq!(log.append(&payload).expect("append"), i);
+        }
+        (log.id(), offsets)
+    }
+
+    fn corrupt_log(result: Result<(Wal, Vec<Record>), StoreError>) -> (u64, u64, u64, u64) {
+        match result {
+            Err(StoreError::CorruptLog {
+                seq,
+                offset,
+                later_seq,
+                later_offset,
+                ..
+            }) => (seq, offset, later_seq, later_offset),
+            Err(other) => panic!("expected CorruptLog, got {other:?}"),
+            Ok((_, records)) => panic!(
+                "expected CorruptLog, got {} records: the damaged one and those after were dropped",
+                records.len()
+            ),
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_followed_by_its_successor_is_corruption_not_a_torn_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (id, at) = log_with(&dir, 4);
+        let clean = std::fs::read(log_in(&dir)).expect("read");
+        // One flipped payload byte in record 2: records 3 and 4 follow intact.
+        let mut bytes = clean.clone();
+        bytes[at[1] + RECORD_HEADER_LEN + 3] ^= 0x01;
+        std::fs::write(log_in(&dir), &bytes).expect("write");
+        let (seq, offset, later_seq, later_offset) =
+            corrupt_log(Wal::open(&log_in(&dir), 4096, Some(id), 0));
+        assert_eq!(
+            (seq, offset, later_seq, later_offset),
+            (2, at[1] as u64, 3, at[2] as u64)
+        );
+        // The refused open left the file as it was.
+        assert_eq!(std::fs::read(log_in(&dir)).expect("read"), bytes);
+        // A damaged length field loses the record boundaries: record 3 is found
+        // by its content all the same.
+        let mut bytes = clean.clone();
+        bytes[at[1] + 4..at[1] + 8].copy_from_slice(&3000u32.to_le_bytes());
+        std::fs::write(log_in(&dir), &bytes).expect("write");
+        let found = corrupt_log(Wal::open(&log_in(&dir), 4096, Some(id), 0));
+        assert_eq!(found, (2, at[1] as u64, 3, at[2] as u64));
+        // Damage to the very first record is found too.
+        let mut bytes = clean.clone();
+        bytes[at[0]] ^= 0xFF;
+        std::fs::write(log_in(&dir), &bytes).expect("write");
+        let found = corrupt_log(Wal::open(&log_in(&dir), 4096, Some(id), 0));
+        assert_eq!(found, (1, at[0] as u64, 2, at[1] as u64));
+        // The same damage in the last record is a torn tail: nothing follows it.
+        let mut bytes = clean;
+        bytes[at[3] + RECORD_HEADER_LEN] ^= 0x01;
+        std::fs::write(log_in(&dir), &bytes).expect("write");
+        let (_, records) = Wal::open(&log_in(&dir), 4096, Some(id), 0).expect("torn tail");
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn records_the_database_already_holds_do_not_count_as_continuing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (id, at) = log_with(&dir, 5);
+        let mut bytes = std::fs::read(log_in(&dir)).expect("read");
+        bytes[at[2] + RECORD_HEADER_LEN] ^= 0x01;
+        std::fs::write(log_in(&dir), &bytes).expect("write");
+        // Records 4 and 5 follow the damaged 3, but a database that durably holds
+        // everything up to 5 needs none of them: a damaged stale record.
+        let (_, records) = Wal::open(&log_in(&dir), 4096, Some(id), 5).expect("stale");
+        assert_eq!(records.len(), 2);
+        // Up to 3 only: record 4 is needed and follows the damage.
+        let found = corrupt_log(Wal::open(&log_in(&dir), 4096, Some(id), 3));
+        assert_eq!(found, (3, at[2] as u64, 4, at[3] as u64));
+        // After reuse: record 6 overwrites record 1 from the start, and records
+        // 2..5 (3 damaged) are stale leftovers below it.
+        let (mut log, records) = Wal::open(&log_in(&dir), 4096, Some(id), 5).expect("reopen");
+        assert_eq!(records.len(), 2);
+        log.restart(6);
+        log.append(&[b'f'; 11]).expect("append");
+        let (_, records) = Wal::open(&log_in(&dir), 4096, Some(id), 5).expect("reused");
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [6]);
     }
 
     #[test]
     fn owners_and_ids() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = Wal::open(&log_in(&dir), 64, None).expect("open");
+        let (mut log, _) = Wal::open(&log_in(&dir), 64, None, 0).expect("open");
         log.append(b"x").expect("append");
         let id = log.id();
         drop(log);
         // Another owner's log is refused, and left alone.
-        match Wal::open(&log_in(&dir), 64, Some(id ^ 1)) {
+        match Wal::open(&log_in(&dir), 64, Some(id ^ 1), 0) {
             Err(StoreError::Corrupt(msg)) => assert!(msg.contains("another database"), "{msg}"),
             other => panic!("expected Corrupt, got {other:?}"),
         }
-        let (_, records) = Wal::open(&log_in(&dir), 64, Some(id)).expect("reopen");
+        let (_, records) = Wal::open(&log_in(&dir), 64, Some(id), 0).expect("reopen");
         assert_eq!(records.len(), 1);
         // No owner: a new log replaces it.
-        let (log, records) = Wal::open(&log_in(&dir), 64, None).expect("replace");
+        let (log, records) = Wal::open(&log_in(&dir), 64, None, 0).expect("replace");
         assert!(records.is_empty());
         assert_ne!(log.id(), id);
-        // A missing log is created anew for its owner, with its id.
+        // A missing log is refused when its owner expects one, and not recreated.
+        let new_id = log.id();
         drop(log);
         std::fs::remove_file(log_in(&dir)).expect("remove");
-        let (log, records) = Wal::open(&log_in(&dir), 64, Some(id)).expect("recreate");
-        assert!(records.is_empty());
-        assert_eq!(log.id(), id);
+        match Wal::open(&log_in(&dir), 64, Some(new_id), 0) {
+            Err(StoreError::MissingLog { log_id, path }) => {
+                assert_eq!((log_id, path), (new_id, log_in(&dir)));
+            }
+            other => panic!("expected MissingLog, got {other:?}"),
+        }
+        assert!(
+            !log_in(&dir).exists(),
+            "a refused open must not create a log"
+        );
     }
 
     #[test]
     fn a_broken_log_refuses_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = Wal::open(&log_in(&dir), 64, None).expect("open");
+        let (mut log, _) = Wal::open(&log_in(&dir), 64, None, 0).expect("open");
         let _ = log.fail(StoreError::Backend("disk on fire".into()));
         match log.append(b"x") {
-            Err(StoreError::Backend(msg)) => assert!(msg.contains("disk on fire"), "{msg}"),
-            other => panic!("expected Backend, got {other:?}"),
+            Err(e @ StoreError::Poisoned { .. }) => {
+                assert!(e.is_fatal());
+                let source = std::error::Error::source(&e).expect("a source").to_string();
+                assert!(source.contains("disk on fire"), "{source}");
+            }
+            other => panic!("expected Poisoned, got {other:?}"),
         }
     }
 

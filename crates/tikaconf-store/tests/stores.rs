@@ -72,6 +72,57 @@ async fn redb_file_is_exclusive() {
     }
 }
 
+/// After a failed log sync the store can no longer write: every write from then
+/// on fails with the typed, fatal `Poisoned` error (so that a storage node knows
+/// to exit rather than stay up as a zombie), its source is the sync's I/O error,
+/// and only a reopen recovers.
+#[tokio::test]
+async fn redb_a_failed_log_sync_poisons_every_later_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(dir.path()).expect("open");
+    let g = genesis(unique_root("poison"));
+    store.register(g.clone()).await.expect("register");
+    let h1 = next(&g, "a");
+    assert_eq!(
+        store.commit(vec![step(&g, &h1)]).await.expect("commit"),
+        [CommitOutcome::Applied]
+    );
+    store.inject_log_sync_failure();
+    let h2 = next(&h1, "b");
+    let failed = store
+        .commit(vec![step(&h1, &h2)])
+        .await
+        .expect_err("the injected sync failure must fail the commit");
+    assert!(failed.is_fatal(), "{failed:?}");
+    match &failed {
+        StoreError::Poisoned { source, .. } => {
+            assert!(matches!(**source, StoreError::Io(_)), "{source:?}");
+        }
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    assert!(std::error::Error::source(&failed).is_some());
+    // Every later write is refused the same way, registrations included.
+    for _ in 0..2 {
+        let again = store.commit(vec![step(&h1, &h2)]).await;
+        assert!(matches!(&again, Err(e) if e.is_fatal()), "{again:?}");
+    }
+    let other = store.register(genesis(unique_root("poison2"))).await;
+    assert!(matches!(&other, Err(e) if e.is_fatal()), "{other:?}");
+    // Reads still answer (the last state this process saw).
+    assert_eq!(store.load(g.root).await.expect("load"), Some(h1.clone()));
+    drop(store);
+    // A reopen replays what really is on disk: the record was written before
+    // the "sync" failed, so here it is there; either way the store works again.
+    let store = RedbStore::open(dir.path()).expect("reopen");
+    let head = store.load(g.root).await.expect("load").expect("root");
+    assert!(head == h1 || head == h2, "{head:?}");
+    let h3 = next(&head, "c");
+    assert_eq!(
+        store.commit(vec![step(&head, &h3)]).await.expect("commit"),
+        [CommitOutcome::Applied]
+    );
+}
+
 /// Environment variable naming the directory the child writer commits into.
 const CHILD_DIR: &str = "TIKACONF_STORE_CHILD_DIR";
 

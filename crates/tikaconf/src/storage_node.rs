@@ -25,7 +25,7 @@ use tikaconf_proto::storage::{
     HeadRef, PersistCommit, PersistOutcome, StorageCommand, StorageStats,
 };
 use tikaconf_proto::{Channels, Hash, Limits, SigningKey, StorageEngine, StoredHead, TrustSet};
-use tikaconf_store::{Commit, CommitOutcome, Store};
+use tikaconf_store::{Commit, CommitOutcome, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::bus::{BusEvent, BusHandle};
@@ -46,9 +46,9 @@ pub struct StorageOptions {
 
 /// A store call finished.
 enum StoreResult {
-    Loaded(Hash, Result<Option<StoredHead>, String>),
-    Heads(Vec<Hash>, Result<Vec<Option<HeadRef>>, String>),
-    Persisted(u64, Result<Vec<PersistOutcome>, String>),
+    Loaded(Hash, Result<Option<StoredHead>, StoreError>),
+    Heads(Vec<Hash>, Result<Vec<Option<HeadRef>>, StoreError>),
+    Persisted(u64, Result<Vec<PersistOutcome>, StoreError>),
 }
 
 /// What a running storage node shows of itself.
@@ -57,17 +57,35 @@ pub struct StorageStatus {
     /// Subscribed and answering.
     pub listening: bool,
     pub stats: StorageStats,
+    /// Set when the node stopped because its store can no longer write.
+    pub failed: Option<StoreFailed>,
 }
 
-/// Runs a storage node until `shutdown` resolves. `status` reports readiness and
-/// counters.
+/// Why a storage node stopped by itself: its store can no longer write
+/// ([`StoreError::is_fatal`], e.g. a failed sync of the write-ahead log).
+///
+/// Why stop rather than carry on: such a store refuses every write until it is
+/// reopened, so a node that stayed up would still answer loads and look healthy
+/// while never acknowledging a write again (a zombie). Stopping hands the problem
+/// to the process supervisor, whose restart reopens the store, which replays
+/// what really is on disk.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the storage node stopped: its store can no longer write")]
+pub struct StoreFailed {
+    #[source]
+    pub source: Arc<StoreError>,
+}
+
+/// Runs a storage node until `shutdown` resolves (`Ok`), or until its store can
+/// no longer write (`Err`, also shown in `status`). `status` reports readiness
+/// and counters.
 pub async fn run<S: Store>(
     bus: BusHandle,
     store: S,
     options: StorageOptions,
     status: watch::Sender<StorageStatus>,
     shutdown: impl Future<Output = ()>,
-) {
+) -> Result<(), StoreFailed> {
     let channels = Channels::new(options.namespace.as_deref());
     let mut engine = StorageEngine::new(channels, options.limits)
         .with_shared_store(store.is_shared())
@@ -84,13 +102,13 @@ pub async fn run<S: Store>(
     loop {
         tokio::select! {
             biased;
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => return Ok(()),
             Some(result) = store_calls.next(), if !store_calls.is_empty() => {
-                on_result(&mut engine, result, &mut out);
+                on_result(&mut engine, result, &mut out).map_err(|e| stop(&status, e))?;
             }
             () = executor.next(), if executor.busy() => {}
             event = events.next() => {
-                let Some(event) = event else { return };
+                let Some(event) = event else { return Ok(()) };
                 if let BusEvent::Connected = event {
                     // Subscribe here, not through the executor, and only then say
                     // we listen: a load request sent before Redis confirmed the
@@ -114,7 +132,7 @@ pub async fn run<S: Store>(
             }
         }
         while let Some(Some(result)) = store_calls.next().now_or_never() {
-            on_result(&mut engine, result, &mut out);
+            on_result(&mut engine, result, &mut out).map_err(|e| stop(&status, e))?;
         }
         engine.flush(&mut out);
         for command in out.drain(..) {
@@ -174,27 +192,65 @@ fn on_event(
     }
 }
 
-fn on_result(engine: &mut StorageEngine, result: StoreResult, out: &mut Vec<StorageCommand>) {
+/// Records why the node stops, for [`StorageStatus::failed`], and passes it on.
+fn stop(status: &watch::Sender<StorageStatus>, failed: StoreFailed) -> StoreFailed {
+    tracing::error!(err = %failed.source, "the store can no longer write; stopping the storage node");
+    status.send_modify(|s| {
+        s.listening = false;
+        s.failed = Some(failed.clone());
+    });
+    failed
+}
+
+/// Hands a store call's result to the engine; a fatal store error (the store can
+/// no longer write) is returned instead, to stop the node.
+fn on_result(
+    engine: &mut StorageEngine,
+    result: StoreResult,
+    out: &mut Vec<StorageCommand>,
+) -> Result<(), StoreFailed> {
+    let fatal = |err: StoreError| {
+        if err.is_fatal() {
+            Err(StoreFailed {
+                source: Arc::new(err),
+            })
+        } else {
+            Ok(err.to_string())
+        }
+    };
     match result {
         StoreResult::Loaded(root, result) => {
+            let result = match result {
+                Ok(head) => Ok(head),
+                Err(err) => Err(fatal(err)?),
+            };
             if let Err(err) = &result {
                 tracing::error!(%root, %err, "store read failed");
             }
             engine.handle_loaded(root, result, out);
         }
         StoreResult::Heads(roots, result) => {
+            let result = match result {
+                Ok(heads) => Ok(heads),
+                Err(err) => Err(fatal(err)?),
+            };
             if let Err(err) = &result {
                 tracing::error!(roots = roots.len(), %err, "store read of heads failed");
             }
             engine.handle_heads(roots, result, out);
         }
         StoreResult::Persisted(batch, result) => {
+            let result = match result {
+                Ok(outcomes) => Ok(outcomes),
+                Err(err) => Err(fatal(err)?),
+            };
             if let Err(err) = &result {
                 tracing::error!(batch, %err, "store commit failed; the batch is not stored");
             }
             engine.handle_persisted(batch, result, out);
         }
     }
+    Ok(())
 }
 
 fn execute<S: Store>(
@@ -207,20 +263,16 @@ fn execute<S: Store>(
     let call: BoxFuture<'static, StoreResult> = match command {
         StorageCommand::Bus(c) => return executor.send([c]),
         StorageCommand::Load(root) => Box::pin(async move {
-            let r = store.load(root).await.map_err(|e| e.to_string());
+            let r = store.load(root).await;
             StoreResult::Loaded(root, r)
         }),
         StorageCommand::Register(head) => Box::pin(async move {
             let root = head.root;
-            let r = store
-                .register(head)
-                .await
-                .map(Some)
-                .map_err(|e| e.to_string());
+            let r = store.register(head).await.map(Some);
             StoreResult::Loaded(root, r)
         }),
         StorageCommand::CheckHeads(roots) => Box::pin(async move {
-            let r = store.heads(roots.clone()).await.map_err(|e| e.to_string());
+            let r = store.heads(roots.clone()).await;
             StoreResult::Heads(roots, r)
         }),
         StorageCommand::Persist { batch, commits } => Box::pin(async move {
@@ -231,8 +283,7 @@ fn execute<S: Store>(
             let r = store
                 .commit(commits)
                 .await
-                .map(|outcomes| outcomes.into_iter().map(outcome).collect())
-                .map_err(|e| e.to_string());
+                .map(|outcomes| outcomes.into_iter().map(outcome).collect());
             StoreResult::Persisted(batch, r)
         }),
     };
@@ -255,7 +306,7 @@ fn outcome(o: CommitOutcome) -> PersistOutcome {
 pub struct StorageNode {
     status: watch::Receiver<StorageStatus>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), StoreFailed>>,
 }
 
 impl StorageNode {
@@ -297,6 +348,20 @@ impl StorageNode {
 
     pub fn status(&self) -> StorageStatus {
         self.status.borrow().clone()
+    }
+
+    /// Waits until the node stops by itself because its store can no longer
+    /// write, and says why (see [`StoreFailed`]). Never resolves for a node that
+    /// keeps running, or that stopped for any other reason; a process should exit
+    /// non-zero with this error so that its supervisor restarts it.
+    pub async fn failed(&self) -> StoreFailed {
+        let mut status = self.status.clone();
+        if let Ok(status) = status.wait_for(|s| s.failed.is_some()).await
+            && let Some(failed) = &status.failed
+        {
+            return failed.clone();
+        }
+        std::future::pending().await
     }
 
     /// Stops the node and waits for its loop to end.

@@ -6,15 +6,24 @@
 //! once the node is subscribed and answering (so that scripts and tests can wait
 //! for it), and stops the node gracefully on a signal so that no acknowledged
 //! batch is cut short.
+//!
+//! Two ways it refuses to run, each a non-zero exit with the reason on stderr:
+//! - with `--store redis`, before anything is acknowledged, when Redis's
+//!   persistence settings can lose acknowledged writes and the operator did not
+//!   accept that with `--accept-redis-durability` (see
+//!   [`tikaconf_redis::durability`]);
+//! - at any time, when the store can no longer write (e.g. a failed sync of the
+//!   redb write-ahead log): the node stops rather than stay up answering loads
+//!   while never acknowledging a write again, so that a supervisor restarts it.
 
 use std::path::Path;
 
 use tikaconf::bus::BusHandle;
 use tikaconf::store::{RedbStore, Store};
 use tikaconf::{StorageNode, StorageOptions};
-use tikaconf_redis::RedisStore;
+use tikaconf_redis::{AcceptedLoss, Persistence, RedisStore};
 
-use crate::cli::{Global, StorageArgs, StoreKind};
+use crate::cli::{AcceptedLossArg, Global, StorageArgs, StoreKind};
 use crate::credentials::Credentials;
 use crate::failure::{Code, Failure};
 use crate::{output, session, shutdown};
@@ -41,7 +50,27 @@ pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
                 .map_err(|e| {
                     Failure::new(Code::Connect, e).context(format!("Redis store at {redis}"))
                 })?;
-            let stores = format!("Redis keys {prefix}* at {redis}");
+            let accepted = match args.accept_redis_durability {
+                None => AcceptedLoss::Nothing,
+                Some(AcceptedLossArg::Everysec) => AcceptedLoss::EverySec,
+                Some(AcceptedLossArg::None) => AcceptedLoss::None,
+            };
+            let found = store.check_durability(accepted).await.map_err(|e| {
+                Failure::other(e).context(format!(
+                    "refusing to store in Redis at {redis}: acknowledged writes could be lost"
+                ))
+            })?;
+            if !found.is_durable() {
+                tracing::warn!(
+                    %redis,
+                    persistence = %found,
+                    "Redis can lose acknowledged writes; accepted with --accept-redis-durability"
+                );
+            }
+            let stores = match found {
+                Persistence::Always => format!("Redis keys {prefix}* at {redis}"),
+                lossy => format!("Redis keys {prefix}* at {redis} (accepted: {lossy})"),
+            };
             serve(global, store, &redis, &stores).await
         }
     }
@@ -89,6 +118,7 @@ async fn serve<S: Store>(
             node.shutdown().await;
             return Ok(());
         }
+        failed = node.failed() => return Err(store_failed(failed)),
         () = node.ready() => {}
     }
     let namespace = global.namespace.as_deref().unwrap_or("(none)");
@@ -96,10 +126,79 @@ async fn serve<S: Store>(
     output::line(format!(
         "tikaconf storage: listening on {redis} (namespace {namespace}), storing in {stores}"
     ))?;
-    stop.await;
+    tokio::select! {
+        () = &mut stop => {}
+        failed = node.failed() => {
+            node.shutdown().await;
+            return Err(store_failed(failed));
+        }
+    }
     tracing::info!("stopping the storage node");
     let stats = node.status().stats;
     node.shutdown().await;
     tracing::info!(?stats, "storage node stopped");
     Ok(())
+}
+
+/// The node stopped because its store can no longer write: exit non-zero, the
+/// store's error (with its source) as the reason.
+fn store_failed(failed: tikaconf::storage_node::StoreFailed) -> Failure {
+    Failure::other(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The command's own end when its store fails: run in-process, because the
+    //! failure is caused through the store's test-only hook, which a separate
+    //! process cannot reach.
+
+    use std::time::Duration;
+
+    use clap::Parser;
+    use serde_json::json;
+    use tikaconf::{Client, RootConfig};
+    use tikaconf_test::RedisServer;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_can_no_longer_write_ends_the_command_non_zero_with_the_reason() {
+        let redis = RedisServer::start();
+        let url = redis.url();
+        let cli = Cli::try_parse_from(["tikaconf", "--redis", url.as_str(), "storage"])
+            .expect("arguments");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let hook = store.clone();
+        let serving = tokio::spawn(async move { serve(&cli.global, store, "redis", "redb").await });
+
+        let client = Client::connect(&url).await.expect("client");
+        // Answered, so the node is up; then one acknowledged write.
+        let config = client
+            .follow(RootConfig::twitch("#clizombie").expect("root"))
+            .await
+            .expect("follow");
+        config
+            .submit(json!([{"op": "add", "path": "/before", "value": 1}]))
+            .await
+            .expect("stored before the fault");
+        hook.inject_log_sync_failure();
+        let write = config
+            .submit(json!([{"op": "add", "path": "/after", "value": 2}]))
+            .await;
+        assert!(write.is_err(), "acknowledged on a failed sync: {write:?}");
+
+        let failure = tokio::time::timeout(Duration::from_secs(30), serving)
+            .await
+            .expect("the storage command kept running on a store that cannot write")
+            .expect("the command's task")
+            .expect_err("the command must fail");
+        assert_eq!(failure.code, Code::Other);
+        assert_eq!(failure.exit_code(), std::process::ExitCode::from(1));
+        // What `main` prints: the whole chain, down to the failed sync.
+        let printed = format!("{:#}", failure.error);
+        assert!(printed.contains("can no longer write"), "{printed}");
+        assert!(printed.contains("fdatasync failed"), "{printed}");
+    }
 }
