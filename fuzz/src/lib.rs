@@ -185,6 +185,9 @@ impl StoreModel {
                 self.published.push((channel, payload.to_vec()));
             }
             StorageCommand::Bus(_) => {}
+            // Only a presence message from another store stops a node; the
+            // harness gives its engine no store id.
+            StorageCommand::Stop(reason) => panic!("the engine stopped: {reason:?}"),
             StorageCommand::Load(root) => {
                 let head = self.heads.get(&root).cloned();
                 engine.handle_loaded(root, Ok(head), out);

@@ -22,6 +22,9 @@ pub enum ChannelKind {
     /// `replies:<token>`: storage's answers to one client's load requests. Which
     /// client's is for the caller to check (see [`Channels::replies`]).
     Replies,
+    /// `storage_nodes`: storage nodes saying which store they serve (see
+    /// [`crate::storage::presence`]).
+    StorageNodes,
 }
 
 /// The name of one client's reply channel: the `<token>` of `replies:<token>`.
@@ -125,6 +128,11 @@ impl Channels {
         format!("{}update_requests", self.prefix)
     }
 
+    /// `[NS:]storage_nodes`, where storage nodes say which store they serve.
+    pub fn storage_nodes(&self) -> String {
+        format!("{}storage_nodes", self.prefix)
+    }
+
     /// `[NS:]replies:<token>`, the channel a client hears its own answers on.
     pub fn replies(&self, token: &ReplyToken) -> String {
         format!("{}replies:{token}", self.prefix)
@@ -150,6 +158,9 @@ impl Channels {
         let rest = channel.strip_prefix(self.prefix.as_bytes())?;
         if rest == b"update_requests" {
             return Some(ChannelKind::UpdateRequests);
+        }
+        if rest == b"storage_nodes" {
+            return Some(ChannelKind::StorageNodes);
         }
         if let Some(token) = rest.strip_prefix(b"replies:") {
             return ReplyToken::parse(token).ok().map(|_| ChannelKind::Replies);

@@ -120,6 +120,8 @@ pub enum DecodeError {
     BadSignature,
     #[error("a load request's reply prefix is \"@<token> \": {0}")]
     BadReplyToken(#[from] InvalidReplyToken),
+    #[error("a store id is 1 to 64 characters from 0-9, a-z, A-Z, '_' and '-'")]
+    BadStoreId,
 }
 
 /// Why a well-formed patch or answer is not accepted by a node in its state.
@@ -150,6 +152,11 @@ pub enum Rejection {
     UntrustedKey,
     #[error("the signature does not match the message")]
     BadSignature,
+    #[error("a storage node of store {theirs} joined this bus, which store {ours} serves")]
+    ForeignStore {
+        ours: crate::storage::presence::StoreId,
+        theirs: crate::storage::presence::StoreId,
+    },
 }
 
 impl Rejection {
@@ -168,6 +175,7 @@ impl Rejection {
             Rejection::Unsigned => "unsigned",
             Rejection::UntrustedKey => "untrusted_key",
             Rejection::BadSignature => "bad_signature",
+            Rejection::ForeignStore { .. } => "foreign_store",
         }
     }
 }

@@ -13,6 +13,7 @@
 
 mod absent;
 mod answers;
+pub mod presence;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 use self::absent::AbsentRoots;
 use self::answers::{AskedAt, Audience, Owed, Progress};
+use self::presence::{Presence, StoreId};
 use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::limits::DocBound;
@@ -110,6 +112,16 @@ pub enum StorageCommand {
         batch: u64,
         commits: Vec<PersistCommit>,
     },
+    /// Stop the node: it must not go on (see [`StopReason`]).
+    Stop(StopReason),
+}
+
+/// Why a storage node must stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Another store already serves this bus (see [`presence`]).
+    ForeignStore { ours: StoreId, theirs: StoreId },
 }
 
 /// Counters the storage engine keeps about itself.
@@ -140,6 +152,12 @@ pub struct StorageStats {
     /// Messages dropped because too many were already waiting for one root's
     /// store read.
     pub queue_overflow: u64,
+    /// Load requests left to the storage node that holds the answerer lease of
+    /// a shared store (see [`StorageEngine::handle_answerer`]).
+    pub requests_left_to_peers: u64,
+    /// `hello`s heard from storage nodes of another store (a misconfiguration:
+    /// see [`presence`]).
+    pub foreign_stores: u64,
 }
 
 /// A message for a root whose head is being read from the store.
@@ -251,6 +269,10 @@ pub struct StorageEngine {
     reads: u64,
     /// Whether other storage nodes may write the store (see `with_shared_store`).
     shared_store: bool,
+    /// The store this node serves, announced on `storage_nodes` (see `presence`).
+    store_id: Option<StoreId>,
+    /// Whether this node answers load requests (see `handle_answerer`).
+    answerer: bool,
     /// Answers owed per root (see `answers`).
     answers_due: BTreeMap<Hash, Owed>,
     /// Whether the bus was connected before: a later connect is a reconnect.
@@ -281,6 +303,8 @@ impl StorageEngine {
             accepted: 0,
             reads: 0,
             shared_store: true,
+            store_id: None,
+            answerer: true,
             answers_due: BTreeMap::new(),
             connected_before: false,
             checks_to_send: Vec::new(),
@@ -316,6 +340,32 @@ impl StorageEngine {
         self
     }
 
+    /// The identity of the store this node serves: announced on every connect,
+    /// so that a node of another store on the same bus stops (see [`presence`]).
+    pub fn with_store_id(mut self, id: Option<StoreId>) -> Self {
+        self.store_id = id;
+        self
+    }
+
+    /// Whether this node answers load requests (the default: it does).
+    ///
+    /// Several storage nodes on one shared store all hear every request; if each
+    /// answered, every load would cost the bus one snapshot per node. So the
+    /// driver holds a lease in the store, and only its holder answers: the others
+    /// still apply, persist and acknowledge every patch, and take over when the
+    /// lease passes to them (requesters retry meanwhile). Answers owed when the
+    /// lease is lost are dropped: the requesters' retries reach the new holder.
+    pub fn handle_answerer(&mut self, answerer: bool) {
+        self.answerer = answerer;
+        if !answerer {
+            self.answers_due.clear();
+        }
+    }
+
+    pub fn is_answerer(&self) -> bool {
+        self.answerer
+    }
+
     fn next_read(&mut self) -> u64 {
         self.reads += 1;
         self.reads
@@ -348,7 +398,14 @@ impl StorageEngine {
         let mut out = vec![
             StorageCommand::Bus(Command::PSubscribe(self.channels.updates_pattern())),
             StorageCommand::Bus(Command::Subscribe(self.channels.update_requests())),
+            StorageCommand::Bus(Command::Subscribe(self.channels.storage_nodes())),
         ];
+        if let Some(id) = &self.store_id {
+            out.push(StorageCommand::Bus(Command::Publish {
+                channel: self.channels.storage_nodes(),
+                payload: Presence::Hello(id.clone()).encode(),
+            }));
+        }
         let reconnect = std::mem::replace(&mut self.connected_before, true);
         if !reconnect || !self.shared_store {
             return out;
@@ -442,9 +499,17 @@ impl StorageEngine {
     ) -> Result<(), Rejection> {
         match self.channels.classify(channel) {
             None => Err(Rejection::ForeignChannel),
+            Some(ChannelKind::StorageNodes) => {
+                let presence = Presence::decode(payload, &self.limits)?;
+                self.on_presence(presence, out)
+            }
             Some(ChannelKind::UpdateRequests) => {
                 let (request, reply_to) = LoadRequest::decode_addressed(payload, &self.limits)?;
                 self.stats.load_requests += 1;
+                if !self.answerer {
+                    self.stats.requests_left_to_peers += 1;
+                    return Ok(());
+                }
                 let asked = AskedAt {
                     accepted: self.accepted,
                     read: self.reads,
@@ -481,6 +546,41 @@ impl StorageEngine {
                 Message::Unknown { root } if on == root => Ok(()),
                 _ => Err(Rejection::WrongChannelKind),
             },
+        }
+    }
+
+    /// Another storage node said which store it serves (see [`presence`]).
+    fn on_presence(
+        &mut self,
+        presence: Presence,
+        out: &mut Vec<StorageCommand>,
+    ) -> Result<(), Rejection> {
+        let Some(ours) = self.store_id.clone() else {
+            return Ok(());
+        };
+        let theirs = presence.store().clone();
+        if theirs == ours {
+            return Ok(());
+        }
+        match presence {
+            // A node of another store joined: tell it this bus is taken.
+            Presence::Hello(_) => {
+                self.stats.foreign_stores += 1;
+                out.push(StorageCommand::Bus(Command::Publish {
+                    channel: self.channels.storage_nodes(),
+                    payload: Presence::Here(ours.clone()).encode(),
+                }));
+                Err(Rejection::ForeignStore { ours, theirs })
+            }
+            // We joined a bus another store serves: stop.
+            Presence::Here(_) => {
+                self.stats.foreign_stores += 1;
+                out.push(StorageCommand::Stop(StopReason::ForeignStore {
+                    ours,
+                    theirs,
+                }));
+                Ok(())
+            }
         }
     }
 
@@ -961,6 +1061,7 @@ mod tests {
 
     use super::*;
     use crate::RootConfig;
+    use crate::storage::presence::{Presence, StoreId};
 
     fn publishes(out: &[StorageCommand]) -> Vec<(String, Bytes)> {
         out.iter()
@@ -1295,7 +1396,7 @@ mod tests {
 
         let commands = e.handle_connected();
         assert_eq!(
-            commands[2..],
+            commands[3..],
             [StorageCommand::CheckHeads(vec![root.hash()])],
             "every cached root is checked, heads only"
         );
@@ -1341,7 +1442,7 @@ mod tests {
         assert_eq!(out, vec![StorageCommand::Load(other.hash())]);
         let commands = e.handle_connected();
         assert_eq!(
-            commands[2..],
+            commands[3..],
             [StorageCommand::CheckHeads(vec![root.hash()])]
         );
         let head0 = HeadRef {
@@ -1542,5 +1643,91 @@ mod tests {
             !out.iter()
                 .any(|c| matches!(c, StorageCommand::CheckHeads(_)))
         );
+    }
+
+    /// A node joining a bus that another store serves stops; the node serving it
+    /// tells it so and goes on; nodes of one store ignore each other.
+    #[test]
+    fn two_stores_never_share_a_bus() {
+        let channels = Channels::new(None);
+        let ours = StoreId::from_random(1);
+        let theirs = StoreId::from_random(2);
+        let mut e = StorageEngine::new(channels.clone(), Limits::default())
+            .with_store_id(Some(ours.clone()));
+        let hello = Presence::Hello(ours.clone()).encode();
+        let connect = e.handle_connected();
+        assert!(connect.contains(&StorageCommand::Bus(Command::Subscribe(
+            channels.storage_nodes()
+        ))));
+        assert_eq!(
+            connect.last(),
+            Some(&StorageCommand::Bus(Command::Publish {
+                channel: channels.storage_nodes(),
+                payload: hello.clone()
+            }))
+        );
+        let on = channels.storage_nodes();
+        let mut out = Vec::new();
+        // Our own hello, and a peer of the same store: nothing to do.
+        e.handle_message(on.as_bytes(), &hello, &mut out).unwrap();
+        let same = Presence::Here(ours.clone()).encode();
+        e.handle_message(on.as_bytes(), &same, &mut out).unwrap();
+        assert_eq!(out, vec![]);
+        // Another store says hello: answer "here", refuse the message, go on.
+        let heard = e.handle_message(
+            on.as_bytes(),
+            &Presence::Hello(theirs.clone()).encode(),
+            &mut out,
+        );
+        assert_eq!(heard.unwrap_err().label(), "foreign_store");
+        assert_eq!(
+            out,
+            vec![StorageCommand::Bus(Command::Publish {
+                channel: on.clone(),
+                payload: Presence::Here(ours.clone()).encode()
+            })]
+        );
+        // Another store says it is here: stop.
+        out.clear();
+        e.handle_message(
+            on.as_bytes(),
+            &Presence::Here(theirs.clone()).encode(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![StorageCommand::Stop(StopReason::ForeignStore {
+                ours,
+                theirs
+            })]
+        );
+        assert_eq!(e.stats().foreign_stores, 2);
+    }
+
+    /// Only the holder of the answerer lease answers; the others still store.
+    #[test]
+    fn a_node_without_the_answerer_lease_leaves_requests_to_its_peer() {
+        let (mut e, root) = with_root_on(true);
+        e.handle_answerer(false);
+        let mut out = Vec::new();
+        request(&mut e, root.hash(), &mut out);
+        e.flush(&mut out);
+        assert_eq!(out, vec![], "no read, no answer");
+        assert_eq!(e.stats().requests_left_to_peers, 1);
+        // It still applies and persists patches.
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        on_channel(&mut e, &p1, &mut out);
+        e.flush(&mut out);
+        assert!(
+            matches!(&out[..], [StorageCommand::Persist { .. }]),
+            "{out:?}"
+        );
+        // Taking the lease over, it answers again.
+        e.handle_answerer(true);
+        out.clear();
+        request(&mut e, root.hash(), &mut out);
+        assert_eq!(e.stats().requests_left_to_peers, 1);
+        assert_eq!(e.stats().load_requests, 3);
     }
 }

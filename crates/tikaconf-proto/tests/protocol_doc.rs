@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde_json::json;
 use tikaconf_proto::message::encode_unknown;
+use tikaconf_proto::storage::presence::{Presence, StoreId};
 use tikaconf_proto::{
     Channels, Hash, Limits, LoadRequest, Message, Patch, ReplyToken, RootConfig, Snapshot, Stored,
     canonical, json,
@@ -27,6 +28,11 @@ const NUMBERS_IN: &str = r#"{"b":1.0,"a":[1e2,-0.0,0.5,1E-7,9007199254740992]}"#
 /// The reply token of the vectors: what a client draws from 128 random bits.
 fn reply_token() -> ReplyToken {
     ReplyToken::from_random(0x5eed_0000_0000_0000_0000_0000_0000_0001)
+}
+
+/// The store id the presence vectors use.
+fn store_id() -> StoreId {
+    StoreId::new("5eed0000000000000000000000000001").expect("a store id")
 }
 
 fn utf8(bytes: &[u8]) -> String {
@@ -99,6 +105,8 @@ fn expected() -> BTreeMap<&'static str, String> {
             ),
         ),
         ("unknown", utf8(&encode_unknown(r))),
+        ("storage_hello", utf8(&Presence::Hello(store_id()).encode())),
+        ("storage_here", utf8(&Presence::Here(store_id()).encode())),
         (
             "empty_object_hash",
             Hash::of_canonical_bytes(b"{}").to_hex(),

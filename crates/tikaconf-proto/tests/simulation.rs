@@ -310,6 +310,7 @@ impl Sim {
                 self.storage[k].handle_persisted(batch, Ok(outcomes), &mut out);
             }
             StorageCommand::Bus(_) => unreachable!("bus commands are not queued here"),
+            StorageCommand::Stop(reason) => panic!("storage engine {k} stopped: {reason:?}"),
         }
         self.storage_commands(k, out);
     }

@@ -13,6 +13,8 @@
 //! namespace so that deployments sharing a server never see each other's state):
 //! - `{prefix}head:<root>` -> `"<head> <height>"`
 //! - `{prefix}snap:<hash>` -> canonical snapshot bytes
+//! - `{prefix}store_id` -> the store's identity, set by the first node to ask
+//! - `{prefix}answerer` -> the storage node holding the answerer lease (expires)
 //!
 //! The scripts derive key names from the prefix themselves rather than receiving
 //! them as `KEYS` (a `Stale` answer must read the snapshot of a head only known
@@ -26,8 +28,10 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+
 use redis::aio::ConnectionManager;
 use redis::{Client, Script, Value};
 use tikaconf_proto::{Hash, StoredHead};
@@ -46,6 +50,40 @@ if not cur then return {} end
 local sp = string.find(cur, ' ', 1, true)
 if not sp then return {cur, false} end
 return {cur, redis.call('GET', ARGV[1] .. 'snap:' .. string.sub(cur, 1, sp - 1))}
+";
+
+/// The store's identity: `{prefix}store_id`, set once by whichever node reads it
+/// first.
+///
+/// ARGV: prefix, a fresh random id. Returns the id the store keeps.
+const STORE_ID: &str = r"
+local key = ARGV[1] .. 'store_id'
+redis.call('SET', key, ARGV[2], 'NX')
+return redis.call('GET', key)
+";
+
+/// Claims or renews the answerer lease `{prefix}answerer` for node ARGV[2], for
+/// ARGV[3] milliseconds. Returns 1 if the node holds it now, else 0. Expiry is
+/// Redis's own clock, so nodes' clocks never have to agree.
+const CLAIM_ANSWERER: &str = r"
+local key = ARGV[1] .. 'answerer'
+local holder = redis.call('GET', key)
+if holder == ARGV[2] then
+  redis.call('PEXPIRE', key, ARGV[3])
+  return 1
+end
+if not holder then
+  redis.call('SET', key, ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Drops the answerer lease if node ARGV[2] holds it.
+const RELEASE_ANSWERER: &str = r"
+local key = ARGV[1] .. 'answerer'
+if redis.call('GET', key) == ARGV[2] then redis.call('DEL', key) end
+return 0
 ";
 
 /// Registers a root at height 0 unless it exists.
@@ -154,6 +192,9 @@ struct Scripts {
     load: Script,
     register: Script,
     commit: Script,
+    store_id: Script,
+    claim: Script,
+    release: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -183,6 +224,9 @@ impl RedisStore {
                 load: Script::new(LOAD),
                 register: Script::new(REGISTER),
                 commit: Script::new(COMMIT),
+                store_id: Script::new(STORE_ID),
+                claim: Script::new(CLAIM_ANSWERER),
+                release: Script::new(RELEASE_ANSWERER),
             }),
         })
     }
@@ -390,6 +434,48 @@ impl Store for RedisStore {
             }
             cursor = next;
         }
+    }
+
+    async fn store_id(&self) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        let fresh = format!("{:032x}", rand::random::<u128>());
+        let id: String = self
+            .scripts
+            .store_id
+            .arg(&*self.prefix)
+            .arg(fresh)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(id)
+    }
+
+    async fn claim_answerer(&self, node: String, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let held: i64 = self
+            .scripts
+            .claim
+            .arg(&*self.prefix)
+            .arg(node)
+            .arg(millis)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(held == 1)
+    }
+
+    async fn release_answerer(&self, node: String) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .release
+            .arg(&*self.prefix)
+            .arg(node)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
     }
 
     /// One `MGET` of the head keys: a few dozen bytes per root, no snapshot.

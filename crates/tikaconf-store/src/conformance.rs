@@ -40,6 +40,8 @@ pub async fn run_all<S: Store>(store: S) {
     batch_repeats_a_commit(&*store).await;
     root_count_counts_registrations(&*store).await;
     heads_match_loads(&*store).await;
+    store_id_is_stable(&*store).await;
+    answerer_lease_has_one_holder(&*store).await;
     racing_commits(Arc::clone(&store), Arc::clone(&store)).await;
 }
 
@@ -182,6 +184,43 @@ pub async fn heads_match_loads<S: Store>(store: &S) {
     let after = store.heads(ask).await.expect("heads");
     assert_eq!(after[0], Some(HeadRef::from(&h1)));
     assert_eq!(store.heads(Vec::new()).await.expect("heads"), []);
+}
+
+/// A store names itself the same way every time, with an id storage nodes can
+/// announce.
+pub async fn store_id_is_stable<S: Store>(store: &S) {
+    let id = store.store_id().await.expect("store id");
+    assert!(
+        tikaconf_proto::storage::presence::StoreId::new(&id).is_ok(),
+        "{id:?} is not a valid store id"
+    );
+    assert_eq!(store.store_id().await.expect("store id"), id);
+}
+
+/// On a shared store one node at a time holds the answerer lease; its holder
+/// renews it, and releasing it lets another node take it. (A store only one node
+/// uses grants it to anyone.)
+pub async fn answerer_lease_has_one_holder<S: Store>(store: &S) {
+    let ttl = std::time::Duration::from_secs(30);
+    let (a, b) = (
+        format!("a-{}", unique_root("lease").to_hex()),
+        format!("b-{}", unique_root("lease").to_hex()),
+    );
+    let claim = |node: &String| store.claim_answerer(node.clone(), ttl);
+    assert!(claim(&a).await.expect("claim"));
+    if !store.is_shared() {
+        assert!(claim(&b).await.expect("claim"));
+        return;
+    }
+    // The lease may be held by another case's node on a store shared by tests:
+    // this case only uses nodes of its own, after releasing any it took.
+    assert!(!claim(&b).await.expect("claim"), "two holders at once");
+    assert!(claim(&a).await.expect("renew"), "the holder renews");
+    store.release_answerer(b.clone()).await.expect("release");
+    assert!(!claim(&b).await.expect("claim"), "only the holder releases");
+    store.release_answerer(a.clone()).await.expect("release");
+    assert!(claim(&b).await.expect("claim"), "released, so free");
+    store.release_answerer(b).await.expect("release");
 }
 
 /// Storing a head that is already stored (another node got there first) succeeds

@@ -195,6 +195,39 @@ pub trait Store: Send + Sync + 'static {
     fn is_shared(&self) -> bool {
         true
     }
+
+    /// This store's identity: made once, when the store is created, and kept in
+    /// it, so that every node opening the same store reads the same id and nodes
+    /// of different stores read different ones. Storage nodes announce it so that
+    /// two independent stores never serve one bus (see
+    /// `tikaconf_proto::storage::presence`). 1 to 64 characters from `0-9`,
+    /// `a-z`, `A-Z`, `_` and `-`.
+    fn store_id(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Claims, or renews, the right to answer load requests for `ttl`, for the
+    /// storage node named `node`; `true` if `node` holds it now.
+    ///
+    /// Every storage node of a shared store hears every load request; the lease
+    /// makes one of them answer (see `StorageEngine::handle_answerer`). A store
+    /// only one node uses needs no lease: the default says yes.
+    fn claim_answerer(
+        &self,
+        node: String,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (node, ttl);
+        async { Ok(true) }
+    }
+
+    /// Gives the lease up if `node` holds it (a node shutting down), so that
+    /// another node takes over at its next claim instead of when it expires.
+    fn release_answerer(
+        &self,
+        node: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = node;
+        async { Ok(()) }
+    }
 }
 
 /// Rejects a registration that is not at height 0 of its own root, so that every

@@ -6,7 +6,8 @@
 //! backend.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::{
     Commit, CommitOutcome, Hash, HeadRef, Store, StoreError, StoredHead, check_register, decide,
@@ -17,9 +18,23 @@ use crate::{
 /// The design's two keyspaces (`root -> latest hash` and `latest hash -> snapshot`)
 /// collapse into one map here: with no disk there is nothing to gain from keeping
 /// snapshots apart, and dropping a head drops its snapshot with it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     heads: Arc<Mutex<HashMap<Hash, StoredHead>>>,
+    /// Shared by clones: they are one store.
+    id: Arc<str>,
+    /// The answerer lease: holder and expiry.
+    lease: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore {
+            heads: Arc::default(),
+            id: format!("{:032x}", rand::random::<u128>()).into(),
+            lease: Arc::default(),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -63,6 +78,30 @@ impl Store for MemoryStore {
 
     async fn root_count(&self) -> Result<u64, StoreError> {
         Ok(self.heads().len() as u64)
+    }
+
+    async fn store_id(&self) -> Result<String, StoreError> {
+        Ok(self.id.to_string())
+    }
+
+    async fn claim_answerer(&self, node: String, ttl: Duration) -> Result<bool, StoreError> {
+        let mut lease = self.lease.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match &*lease {
+            Some((holder, until)) if *holder != node && *until > now => Ok(false),
+            _ => {
+                *lease = Some((node, now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_answerer(&self, node: String) -> Result<(), StoreError> {
+        let mut lease = self.lease.lock().unwrap_or_else(PoisonError::into_inner);
+        if lease.as_ref().is_some_and(|(holder, _)| *holder == node) {
+            *lease = None;
+        }
+        Ok(())
     }
 
     async fn heads(&self, roots: Vec<Hash>) -> Result<Vec<Option<HeadRef>>, StoreError> {

@@ -106,6 +106,10 @@ const LOG_SEQ: &str = "log_seq";
 /// had one, e.g. it is new or older than the log), so that a log left beside a
 /// database it does not belong to is never replayed into it.
 const LOG_ID: &str = "log_id";
+/// Key in `meta` of the store's identity (see [`Store::store_id`]), drawn at
+/// random when the database is created (or first opened by a version that keeps
+/// one).
+const STORE_ID: &str = "store_id";
 
 /// The file name used when [`RedbStore::open`] is given a directory.
 pub const FILE_NAME: &str = "tikaconf.redb";
@@ -123,6 +127,8 @@ pub struct RedbStore {
 #[derive(Debug)]
 struct Inner {
     db: Database,
+    /// See [`Store::store_id`].
+    store_id: u64,
     /// Held by every write (commit, register) for its whole transaction, so that
     /// records reach the log in the order their transactions commit.
     wal: Mutex<Wal>,
@@ -166,7 +172,7 @@ impl RedbStore {
         // log too.
         let db = Database::create(&path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
-        let (mut log, last) = {
+        let (mut log, last, store_id) = {
             // Create every table up front so that readers never meet a missing one.
             let mut heads = txn.open_table(HEADS).map_err(backend)?;
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
@@ -177,6 +183,15 @@ impl RedbStore {
             if owner.is_none() {
                 meta.insert(LOG_ID, log.id()).map_err(backend)?;
             }
+            let kept = meta.get(STORE_ID).map_err(backend)?.map(|v| v.value());
+            let store_id = match kept {
+                Some(id) => id,
+                None => {
+                    let id = rand::random::<u64>();
+                    meta.insert(STORE_ID, id).map_err(backend)?;
+                    id
+                }
+            };
             let mut last = durable;
             for record in &records {
                 if record.seq <= durable {
@@ -204,7 +219,7 @@ impl RedbStore {
             if last != durable {
                 meta.insert(LOG_SEQ, last).map_err(backend)?;
             }
-            (log, last)
+            (log, last, store_id)
         };
         // Durable (redb's default), and only then may the log be reused.
         txn.commit().map_err(backend)?;
@@ -212,6 +227,7 @@ impl RedbStore {
         Ok(RedbStore {
             inner: Arc::new(Inner {
                 db,
+                store_id,
                 wal: Mutex::new(log),
             }),
             path,
@@ -518,6 +534,10 @@ impl Store for RedbStore {
     /// its heads.
     fn is_shared(&self) -> bool {
         false
+    }
+
+    async fn store_id(&self) -> Result<String, StoreError> {
+        Ok(format!("{:016x}", self.inner.store_id))
     }
 }
 

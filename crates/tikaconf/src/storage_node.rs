@@ -17,16 +17,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use tikaconf_proto::storage::StopReason;
+use tikaconf_proto::storage::presence::StoreId;
 use tikaconf_proto::storage::{
     HeadRef, PersistCommit, PersistOutcome, StorageCommand, StorageStats,
 };
 use tikaconf_proto::{Channels, Hash, Limits, SigningKey, StorageEngine, StoredHead, TrustSet};
 use tikaconf_store::{Commit, CommitOutcome, Store, StoreError};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::bus::{BusEvent, BusHandle};
 use crate::executor::Executor;
@@ -42,13 +46,28 @@ pub struct StorageOptions {
     /// Sign snapshots and notices with this key (needed when followers require
     /// signatures).
     pub signing_key: Option<SigningKey>,
+    /// On a shared store, how long the answerer lease lasts (see
+    /// [`StorageEngine::handle_answerer`]); renewed every third of it. `None`:
+    /// [`DEFAULT_ANSWERER_LEASE`].
+    pub answerer_lease: Option<Duration>,
 }
+
+/// How long a storage node of a shared store holds the answerer lease unless it
+/// renews it: long enough that a busy node never loses it between renewals (one
+/// a second), short enough that when its holder dies another node answers within
+/// a few of the requesters' one-second retries.
+pub const DEFAULT_ANSWERER_LEASE: Duration = Duration::from_secs(3);
 
 /// A store call finished.
 enum StoreResult {
     Loaded(Hash, Result<Option<StoredHead>, StoreError>),
     Heads(Vec<Hash>, Result<Vec<Option<HeadRef>>, StoreError>),
     Persisted(u64, Result<Vec<PersistOutcome>, StoreError>),
+    /// A claim of the answerer lease, sent at `sent`.
+    Lease {
+        sent: Instant,
+        held: Result<bool, StoreError>,
+    },
 }
 
 /// What a running storage node shows of itself.
@@ -56,24 +75,37 @@ enum StoreResult {
 pub struct StorageStatus {
     /// Subscribed and answering.
     pub listening: bool,
+    /// Whether this node answers load requests (on a shared store, only the
+    /// holder of the answerer lease does).
+    pub answerer: bool,
     pub stats: StorageStats,
-    /// Set when the node stopped because its store can no longer write.
-    pub failed: Option<StoreFailed>,
+    /// Set when the node stopped by itself, with the reason.
+    pub failed: Option<NodeFailed>,
 }
 
-/// Why a storage node stopped by itself: its store can no longer write
-/// ([`StoreError::is_fatal`], e.g. a failed sync of the write-ahead log).
+/// Why a storage node stopped by itself.
 ///
-/// Why stop rather than carry on: such a store refuses every write until it is
-/// reopened, so a node that stayed up would still answer loads and look healthy
-/// while never acknowledging a write again (a zombie). Stopping hands the problem
-/// to the process supervisor, whose restart reopens the store, which replays
-/// what really is on disk.
+/// Why stop rather than carry on: in each case a node that stayed up would look
+/// healthy while doing harm or nothing. Stopping hands the problem to the process
+/// supervisor (or the operator), with the reason.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the storage node stopped: its store can no longer write")]
-pub struct StoreFailed {
-    #[source]
-    pub source: Arc<StoreError>,
+#[non_exhaustive]
+pub enum NodeFailed {
+    /// Its store can no longer write ([`StoreError::is_fatal`], e.g. a failed
+    /// sync of the write-ahead log): it refuses every write until reopened, so
+    /// the node would answer loads but never acknowledge a write again (a zombie).
+    /// A restart reopens the store, which replays what really is on disk.
+    #[error("the storage node stopped: its store can no longer write")]
+    Store(#[source] Arc<StoreError>),
+    /// Another store already serves this bus: two independent stores would each
+    /// acknowledge writes the other never holds (see
+    /// [`tikaconf_proto::storage::presence`]).
+    #[error(
+        "the storage node stopped: store {theirs} already serves this bus, and this node's \
+         store is {ours}; independent stores cannot share a bus (give each deployment its own \
+         --namespace or Redis, or let every storage node share one store with --store redis)"
+    )]
+    ForeignStore { ours: String, theirs: String },
 }
 
 /// Runs a storage node until `shutdown` resolves (`Ok`), or until its store can
@@ -85,12 +117,41 @@ pub async fn run<S: Store>(
     options: StorageOptions,
     status: watch::Sender<StorageStatus>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), StoreFailed> {
+) -> Result<(), NodeFailed> {
     let channels = Channels::new(options.namespace.as_deref());
+    let store_id = match store.store_id().await.map(|id| StoreId::new(&id)) {
+        Ok(Ok(id)) => Some(id),
+        Ok(Err(err)) => {
+            tracing::warn!(%err, "the store's id is malformed; not checking for other stores");
+            None
+        }
+        Err(err) if err.is_fatal() => return Err(stop(&status, NodeFailed::Store(Arc::new(err)))),
+        Err(err) => {
+            tracing::warn!(%err, "cannot read the store's id; not checking for other stores");
+            None
+        }
+    };
     let mut engine = StorageEngine::new(channels, options.limits)
         .with_shared_store(store.is_shared())
+        .with_store_id(store_id)
         .with_trust(options.trust)
         .with_signer(options.signing_key);
+    let mut lease = store
+        .is_shared()
+        .then(|| Lease::new(options.answerer_lease.unwrap_or(DEFAULT_ANSWERER_LEASE)));
+    if let Some(lease) = &mut lease {
+        // Claim before listening, so that a lone node answers from the start.
+        let sent = Instant::now();
+        let held = store.claim_answerer(lease.node.clone(), lease.ttl).await;
+        lease.on_claim(sent, held, &mut engine);
+    }
+    status.send_modify(|s| s.answerer = engine.is_answerer());
+    let mut lease_tick = tokio::time::interval(
+        lease
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |l| l.ttl / 3),
+    );
+    lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut executor = Executor::new(bus.bus.clone());
     let bus_ops = bus.bus.clone();
     let store = Arc::new(store);
@@ -102,9 +163,27 @@ pub async fn run<S: Store>(
     loop {
         tokio::select! {
             biased;
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                if let Some(lease) = &lease {
+                    // Let another node answer at once rather than when it expires.
+                    let release = store.release_answerer(lease.node.clone());
+                    let _ = tokio::time::timeout(Duration::from_secs(1), release).await;
+                }
+                return Ok(());
+            }
+            _ = lease_tick.tick(), if lease.is_some() => {
+                if let Some(lease) = &mut lease {
+                    lease.expire(&mut engine);
+                    let (store, node, ttl) = (store.clone(), lease.node.clone(), lease.ttl);
+                    store_calls.push(Box::pin(async move {
+                        let sent = Instant::now();
+                        let held = store.claim_answerer(node, ttl).await;
+                        StoreResult::Lease { sent, held }
+                    }));
+                }
+            }
             Some(result) = store_calls.next(), if !store_calls.is_empty() => {
-                on_result(&mut engine, result, &mut out).map_err(|e| stop(&status, e))?;
+                on_result(&mut engine, &mut lease, result, &mut out).map_err(|e| stop(&status, e))?;
             }
             () = executor.next(), if executor.busy() => {}
             event = events.next() => {
@@ -132,13 +211,23 @@ pub async fn run<S: Store>(
             }
         }
         while let Some(Some(result)) = store_calls.next().now_or_never() {
-            on_result(&mut engine, result, &mut out).map_err(|e| stop(&status, e))?;
+            on_result(&mut engine, &mut lease, result, &mut out).map_err(|e| stop(&status, e))?;
         }
         engine.flush(&mut out);
         for command in out.drain(..) {
+            if let StorageCommand::Stop(StopReason::ForeignStore { ours, theirs }) = command {
+                let failed = NodeFailed::ForeignStore {
+                    ours: ours.to_string(),
+                    theirs: theirs.to_string(),
+                };
+                return Err(stop(&status, failed));
+            }
             execute(command, &mut executor, &store, &mut store_calls);
         }
-        status.send_modify(|s| s.stats = engine.stats().clone());
+        status.send_modify(|s| {
+            s.stats = engine.stats().clone();
+            s.answerer = engine.is_answerer();
+        });
     }
 }
 
@@ -192,9 +281,62 @@ fn on_event(
     }
 }
 
+/// This node's hold on the answerer lease of a shared store.
+struct Lease {
+    /// This node's name in the lease: random, so that a restarted node is a new
+    /// holder.
+    node: String,
+    ttl: Duration,
+    /// Until when this node may answer: the lease it last renewed may expire at
+    /// the store from `sent + ttl` on, so it stops a third of the lease earlier,
+    /// whatever the store says later (a slow or failed renewal must not leave two
+    /// nodes answering for long).
+    valid_until: Option<Instant>,
+}
+
+impl Lease {
+    fn new(ttl: Duration) -> Lease {
+        Lease {
+            node: format!("{:032x}", rand::random::<u128>()),
+            ttl,
+            valid_until: None,
+        }
+    }
+
+    fn on_claim(
+        &mut self,
+        sent: Instant,
+        held: Result<bool, StoreError>,
+        engine: &mut StorageEngine,
+    ) {
+        match held {
+            Ok(true) => {
+                self.valid_until = Some(sent + self.ttl * 2 / 3);
+                engine.handle_answerer(true);
+            }
+            Ok(false) => {
+                self.valid_until = None;
+                engine.handle_answerer(false);
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot claim the answerer lease; retrying");
+                self.expire(engine);
+            }
+        }
+    }
+
+    /// Stops answering once the lease may have passed to another node.
+    fn expire(&mut self, engine: &mut StorageEngine) {
+        if self.valid_until.is_none_or(|until| Instant::now() >= until) {
+            self.valid_until = None;
+            engine.handle_answerer(false);
+        }
+    }
+}
+
 /// Records why the node stops, for [`StorageStatus::failed`], and passes it on.
-fn stop(status: &watch::Sender<StorageStatus>, failed: StoreFailed) -> StoreFailed {
-    tracing::error!(err = %failed.source, "the store can no longer write; stopping the storage node");
+fn stop(status: &watch::Sender<StorageStatus>, failed: NodeFailed) -> NodeFailed {
+    tracing::error!(err = %failed, source = ?std::error::Error::source(&failed), "stopping the storage node");
     status.send_modify(|s| {
         s.listening = false;
         s.failed = Some(failed.clone());
@@ -206,14 +348,13 @@ fn stop(status: &watch::Sender<StorageStatus>, failed: StoreFailed) -> StoreFail
 /// no longer write) is returned instead, to stop the node.
 fn on_result(
     engine: &mut StorageEngine,
+    lease: &mut Option<Lease>,
     result: StoreResult,
     out: &mut Vec<StorageCommand>,
-) -> Result<(), StoreFailed> {
+) -> Result<(), NodeFailed> {
     let fatal = |err: StoreError| {
         if err.is_fatal() {
-            Err(StoreFailed {
-                source: Arc::new(err),
-            })
+            Err(NodeFailed::Store(Arc::new(err)))
         } else {
             Ok(err.to_string())
         }
@@ -239,6 +380,11 @@ fn on_result(
             }
             engine.handle_heads(roots, result, out);
         }
+        StoreResult::Lease { sent, held } => {
+            if let Some(lease) = lease {
+                lease.on_claim(sent, held, engine);
+            }
+        }
         StoreResult::Persisted(batch, result) => {
             let result = match result {
                 Ok(outcomes) => Ok(outcomes),
@@ -262,6 +408,11 @@ fn execute<S: Store>(
     let store = store.clone();
     let call: BoxFuture<'static, StoreResult> = match command {
         StorageCommand::Bus(c) => return executor.send([c]),
+        // Taken by the loop before it gets here.
+        StorageCommand::Stop(reason) => {
+            tracing::error!(?reason, "a stop reached the executor");
+            return;
+        }
         StorageCommand::Load(root) => Box::pin(async move {
             let r = store.load(root).await;
             StoreResult::Loaded(root, r)
@@ -306,7 +457,7 @@ fn outcome(o: CommitOutcome) -> PersistOutcome {
 pub struct StorageNode {
     status: watch::Receiver<StorageStatus>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), StoreFailed>>,
+    task: tokio::task::JoinHandle<Result<(), NodeFailed>>,
 }
 
 impl StorageNode {
@@ -351,10 +502,10 @@ impl StorageNode {
     }
 
     /// Waits until the node stops by itself because its store can no longer
-    /// write, and says why (see [`StoreFailed`]). Never resolves for a node that
+    /// write, and says why (see [`NodeFailed`]). Never resolves for a node that
     /// keeps running, or that stopped for any other reason; a process should exit
     /// non-zero with this error so that its supervisor restarts it.
-    pub async fn failed(&self) -> StoreFailed {
+    pub async fn failed(&self) -> NodeFailed {
         let mut status = self.status.clone();
         if let Ok(status) = status.wait_for(|s| s.failed.is_some()).await
             && let Some(failed) = &status.failed

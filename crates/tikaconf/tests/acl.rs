@@ -81,9 +81,9 @@ fn writer_rules(ns: &str, password: &str) -> Vec<String> {
 fn storage_rules(ns: &str, prefix: &str, password: &str) -> Vec<String> {
     let connect = connect_rules();
     words(&format!(
-        "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests &{ns}replies:* -@all \
+        "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests &{ns}replies:* &{ns}storage_nodes -@all \
          +psubscribe +punsubscribe +subscribe +unsubscribe +publish {connect} \
-         +evalsha +script|load +get +mget +set +del +scan"
+         +evalsha +script|load +get +mget +set +del +pexpire +scan"
     ))
 }
 

@@ -247,3 +247,133 @@ async fn a_storage_node_cut_off_from_a_shared_store_serves_the_stored_head() {
     assert!(b.status().stats.stored_notices > stored_before);
     b.shutdown().await;
 }
+
+/// Several storage nodes on one shared store hear every load request; one of
+/// them (the holder of the answerer lease) answers each, so a load costs the bus
+/// one snapshot whatever the number of storage nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_nodes_of_one_store_answer_each_request_once() {
+    use futures_util::StreamExt;
+    let redis = RedisServer::start();
+    let spawn_node = || async {
+        let bus = BusHandle::redis(&redis.url()).await.unwrap();
+        let store = RedisStore::connect(&redis.url(), "tikaconf:")
+            .await
+            .unwrap();
+        let node = StorageNode::spawn(bus, store, StorageOptions::default());
+        node.ready().await;
+        node
+    };
+    let (a, b) = (spawn_node().await, spawn_node().await);
+    assert!(
+        a.status().answerer != b.status().answerer,
+        "exactly one answerer: {} {}",
+        a.status().answerer,
+        b.status().answerer
+    );
+    let root = RootConfig::twitch("#once").unwrap();
+    client(&redis).await.follow(root.clone()).await.unwrap();
+
+    // Requests addressed to reply channels of our own, counted per channel.
+    let mut listener = redis::Client::open(redis.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listener.psubscribe("replies:count-*").await.unwrap();
+    let mut messages = listener.on_message();
+    let mut publisher = raw(&redis).await;
+    const REQUESTS: usize = 20;
+    // One at a time, so that each is answered alone, on its own reply channel
+    // (requests due together share one answer on the root's channel).
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..REQUESTS {
+        let request = format!("@count-{i} {}", root.hash());
+        let _: i64 = redis::AsyncCommands::publish(&mut publisher, "update_requests", request)
+            .await
+            .unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("every request is answered")
+            .unwrap();
+        *answers
+            .entry(message.get_channel_name().to_owned())
+            .or_default() += 1;
+    }
+    // Both nodes heard every request; one answered each, the other left it.
+    let settled = || {
+        let (sa, sb) = (a.status().stats, b.status().stats);
+        sa.load_requests > REQUESTS as u64 && sb.load_requests > REQUESTS as u64
+    };
+    assert!(tikaconf_test::wait_until(Duration::from_secs(10), settled).await);
+    let (sa, sb) = (a.status().stats, b.status().stats);
+    // (Plus the follower's registering request, answered on its own channel.)
+    assert_eq!(
+        sa.snapshots_sent + sb.snapshots_sent,
+        REQUESTS as u64 + 1,
+        "{sa:?} {sb:?}"
+    );
+    assert_eq!(
+        sa.requests_left_to_peers + sb.requests_left_to_peers,
+        REQUESTS as u64 + 1,
+        "the registering request too was left to the answerer"
+    );
+    // And no second answer reached any requester.
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(200), messages.next()).await
+    {
+        *answers
+            .entry(message.get_channel_name().to_owned())
+            .or_default() += 1;
+    }
+    assert!(answers.values().all(|n| *n == 1), "{answers:?}");
+
+    // The answerer stops (and gives the lease up): the other answers next.
+    let (gone, stays) = if a.status().answerer { (a, b) } else { (b, a) };
+    gone.shutdown().await;
+    let fresh = client(&redis).await.follow(root.hash()).await.unwrap();
+    assert_eq!(fresh.height(), 0);
+    assert!(stays.status().answerer);
+    stays.shutdown().await;
+}
+
+/// Two storage nodes with independent stores (two redb files) on one bus would
+/// each acknowledge writes the other never holds: the one that joins second stops
+/// with the reason, and the first goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_on_the_bus_stops_its_node() {
+    let redis = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = storage(&redis, d1.path()).await;
+    let bus = BusHandle::redis(&redis.url()).await.unwrap();
+    let second = StorageNode::spawn(
+        bus,
+        tikaconf::store::RedbStore::open(d2.path()).unwrap(),
+        StorageOptions::default(),
+    );
+    let failed = tokio::time::timeout(Duration::from_secs(10), second.failed())
+        .await
+        .expect("the second store's node stops");
+    assert!(
+        matches!(
+            failed,
+            tikaconf::storage_node::NodeFailed::ForeignStore { .. }
+        ),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .to_string()
+            .contains("independent stores cannot share a bus")
+    );
+    assert_eq!(first.status().stats.foreign_stores, 1);
+    assert!(first.status().failed.is_none() && first.status().listening);
+    // The first still serves.
+    let root = RootConfig::twitch("#first").unwrap();
+    let config = client(&redis).await.follow(root).await.unwrap();
+    config
+        .submit(json!([{"op": "add", "path": "/ok", "value": true}]))
+        .await
+        .unwrap();
+    first.shutdown().await;
+}

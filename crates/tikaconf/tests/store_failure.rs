@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use tikaconf::bus::BusHandle;
-use tikaconf::storage_node::{self, StorageStatus};
+use tikaconf::storage_node::{self, NodeFailed, StorageStatus};
 use tikaconf::store::{RedbStore, StoreError};
 use tikaconf::{RootConfig, StorageOptions};
 use tokio::sync::watch;
@@ -57,8 +57,11 @@ async fn a_failed_log_sync_stops_the_storage_node_with_the_reason() {
         .expect("the storage node did not stop after its store failed")
         .expect("the node's task");
     let failed = ended.expect_err("the node must end with the store's error");
-    assert!(failed.source.is_fatal(), "{:?}", failed.source);
-    match &*failed.source {
+    let NodeFailed::Store(source) = &failed else {
+        panic!("expected the store's failure, got {failed:?}");
+    };
+    assert!(source.is_fatal(), "{source:?}");
+    match &**source {
         StoreError::Poisoned { source, .. } => {
             assert!(matches!(**source, StoreError::Io(_)), "{source:?}");
         }
@@ -68,7 +71,7 @@ async fn a_failed_log_sync_stops_the_storage_node_with_the_reason() {
     let last = status.borrow().clone();
     assert!(!last.listening);
     let shown = last.failed.expect("the status carries the reason");
-    assert!(shown.source.is_fatal());
-    let chain = format!("{failed}: {}", failed.source);
+    assert!(matches!(&shown, NodeFailed::Store(s) if s.is_fatal()));
+    let chain = format!("{failed}: {source}");
     assert!(chain.contains("can no longer write"), "{chain}");
 }

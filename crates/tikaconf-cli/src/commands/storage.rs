@@ -142,7 +142,7 @@ async fn serve<S: Store>(
 
 /// The node stopped because its store can no longer write: exit non-zero, the
 /// store's error (with its source) as the reason.
-fn store_failed(failed: tikaconf::storage_node::StoreFailed) -> Failure {
+fn store_failed(failed: tikaconf::storage_node::NodeFailed) -> Failure {
     Failure::other(failed)
 }
 
