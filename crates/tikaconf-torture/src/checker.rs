@@ -13,13 +13,19 @@
 //! 3. A follower's height never decreases, except by a change marked `dropped`.
 //! 4. Nothing is acknowledged while no storage node runs (and, checked by the run,
 //!    no panic, no hang).
+//!
+//! And one rule about the record itself ([`check_evidence`]): a run that proves
+//! nothing fails. Every rule above holds trivially when nothing was written or no
+//! fault was injected, so a run must show at least one Committed write, every fault
+//! its schedule plans and requires, and a write in flight during every fault.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 use tikaconf::Hash;
 
-use crate::history::{DownWindow, FollowerLog, History, Outcome, WriteRecord};
+use crate::faults::FaultKind;
+use crate::history::{DownWindow, FaultWindow, FollowerLog, History, Outcome, WriteRecord};
 
 /// One broken invariant, described for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,11 +208,99 @@ pub fn check_final(roots: &[Vec<View>]) -> Vec<Violation> {
     out
 }
 
+/// Whether `w` was in flight at some moment of `f` (started before the fault
+/// ended and ended after it began).
+fn in_flight_during(w: &WriteRecord, f: &FaultWindow) -> bool {
+    w.started <= f.to && w.ended >= f.from
+}
+
+fn describe(f: &FaultWindow) -> String {
+    format!(
+        "{} on {} from {:?} to {:?}",
+        f.kind.label(),
+        f.target.as_deref().unwrap_or("the deployment"),
+        f.from,
+        f.to
+    )
+}
+
+/// The run did what it exists to do, so that the other rules are not passed
+/// vacuously:
+///
+/// - at least one write was Committed (invariant 1 holds trivially otherwise);
+/// - a schedule that plans faults injected at least one, and every kind it
+///   requires at least once;
+/// - a write was in flight during every fault injected (a fault nobody was
+///   writing through tests nothing about writes);
+/// - during every storage outage at least one write *started* (the outage
+///   schedule exists for writes made while no storage node runs).
+pub fn check_evidence(history: &History) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let committed = history
+        .writes
+        .iter()
+        .filter(|w| w.outcome == Outcome::Committed)
+        .count();
+    if committed == 0 {
+        out.push(violation(
+            "no-committed-writes",
+            format!(
+                "none of the {} writes was Committed: nothing shows that committed writes survive",
+                history.writes.len()
+            ),
+        ));
+    }
+    if !history.planned.is_empty() && history.faults.is_empty() {
+        let kinds: Vec<_> = history.planned.iter().map(|k| k.label()).collect();
+        out.push(violation(
+            "no-faults",
+            format!(
+                "the schedule injects {} but no fault took effect",
+                kinds.join(", ")
+            ),
+        ));
+    }
+    let mut required = history.required.clone();
+    required.dedup();
+    for kind in required {
+        if !history.faults.iter().any(|f| f.kind == kind) {
+            out.push(violation(
+                "fault-not-injected",
+                format!(
+                    "the schedule exists for {} but it never took effect",
+                    kind.label()
+                ),
+            ));
+        }
+    }
+    for f in &history.faults {
+        if !history.writes.iter().any(|w| in_flight_during(w, f)) {
+            out.push(violation(
+                "no-write-during-fault",
+                format!("no write was in flight during {}", describe(f)),
+            ));
+        }
+        if f.kind == FaultKind::StorageOutage
+            && !history
+                .writes
+                .iter()
+                .any(|w| w.started >= f.from && w.started <= f.to)
+        {
+            out.push(violation(
+                "no-write-during-outage",
+                format!("no write started during {}", describe(f)),
+            ));
+        }
+    }
+    out
+}
+
 /// Runs every record-based check.
 pub fn check(history: &History, finals: &[Value], tally: &mut Tally) -> Vec<Violation> {
     let mut out = check_writes(&history.writes, finals, tally);
     out.extend(check_heights(&history.followers, tally));
     out.extend(check_down_windows(&history.writes, &history.down, tally));
+    out.extend(check_evidence(history));
     out
 }
 
@@ -326,6 +420,100 @@ mod tests {
         assert_eq!(tally.started_while_down, 2);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].kind, "acknowledged-while-down");
+    }
+
+    fn window(kind: FaultKind, from: u64, to: u64) -> FaultWindow {
+        FaultWindow {
+            kind,
+            target: Some("storage0".into()),
+            from: Duration::from_secs(from),
+            to: Duration::from_secs(to),
+        }
+    }
+
+    /// A run in which nothing happened must not pass: the other invariants all
+    /// hold on an empty record.
+    #[test]
+    fn an_empty_history_fails() {
+        let v = check(&History::default(), &[], &mut Tally::default());
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["no-committed-writes"]);
+    }
+
+    #[test]
+    fn writes_without_a_commit_fail() {
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Indeterminate),
+                write(1, 2, Outcome::Conflict),
+            ],
+            ..History::default()
+        };
+        let v = check_evidence(&history);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, "no-committed-writes");
+        assert!(v[0].detail.contains("none of the 2 writes"), "{}", v[0]);
+    }
+
+    #[test]
+    fn a_schedule_whose_faults_never_happened_fails() {
+        let history = History {
+            writes: vec![write(1, 1, Outcome::Committed)],
+            planned: vec![FaultKind::StorageKill, FaultKind::Reset],
+            required: vec![FaultKind::StorageKill],
+            ..History::default()
+        };
+        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["no-faults", "fault-not-injected"]);
+        // A fault of another kind is not the one the schedule exists for.
+        let history = History {
+            faults: vec![window(FaultKind::Reset, 1, 1)],
+            ..history
+        };
+        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["fault-not-injected"]);
+    }
+
+    #[test]
+    fn a_fault_with_no_write_in_flight_fails() {
+        // write(1, 1) runs from 1 s to 1.01 s; write(1, 9) from 9 s to 9.01 s.
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Committed),
+                write(1, 9, Outcome::Committed),
+            ],
+            planned: vec![FaultKind::Reset, FaultKind::Latency],
+            faults: vec![
+                window(FaultKind::Reset, 1, 1),
+                window(FaultKind::Latency, 8, 10),
+                window(FaultKind::Latency, 3, 5),
+            ],
+            ..History::default()
+        };
+        let v = check_evidence(&history);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].kind, "no-write-during-fault");
+        assert!(v[0].detail.contains("from 3s to 5s"), "{}", v[0]);
+    }
+
+    #[test]
+    fn a_storage_outage_without_a_write_started_during_it_fails() {
+        // A write that began before the outage and timed out during it was in
+        // flight, but tells nothing about writes made while storage is down.
+        let mut long = write(1, 1, Outcome::Indeterminate);
+        long.ended = Duration::from_secs(6);
+        let history = History {
+            writes: vec![long, write(1, 20, Outcome::Committed)],
+            planned: vec![FaultKind::StorageOutage],
+            required: vec![FaultKind::StorageOutage],
+            faults: vec![window(FaultKind::StorageOutage, 2, 8)],
+            ..History::default()
+        };
+        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["no-write-during-outage"]);
+        let mut during = history.clone();
+        during.writes.push(write(2, 7, Outcome::Indeterminate));
+        assert_eq!(check_evidence(&during), vec![]);
     }
 
     #[test]

@@ -172,8 +172,9 @@ impl Deployment {
         }
     }
 
-    /// Adds a follower (or writer) of `root` behind a proxy of its own.
-    pub async fn join(&self, root: usize, writer: bool) -> Result<()> {
+    /// Adds a follower (or writer) of `root` behind a proxy of its own; returns
+    /// its name.
+    pub async fn join(&self, root: usize, writer: bool) -> Result<String> {
         let n = self.next_member.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}{n}", if writer { "writer" } else { "follower" });
         let proxy = Arc::new(FaultProxy::start(self.redis_addr));
@@ -207,7 +208,7 @@ impl Deployment {
             }
         });
         self.members.lock().await.push(Member {
-            name,
+            name: name.clone(),
             root,
             writer,
             proxy,
@@ -215,16 +216,17 @@ impl Deployment {
             _client: client,
             reader,
         });
-        Ok(())
+        Ok(name)
     }
 
-    /// Removes follower `index` (not a writer): its client and proxy go away.
-    pub async fn leave(&self, pick: usize) -> bool {
+    /// Removes a follower (not a writer), picked by `pick`: its client and proxy
+    /// go away. Returns its name, or `None` if no follower could be spared.
+    pub async fn leave(&self, pick: usize) -> Option<String> {
         let mut members = self.members.lock().await;
         let followers: Vec<usize> = (0..members.len()).filter(|&i| !members[i].writer).collect();
         // Keep at least one follower per root that is not a writer.
         if followers.len() <= self.roots.len() {
-            return false;
+            return None;
         }
         let i = followers[pick % followers.len()];
         let root = members[i].root;
@@ -234,10 +236,9 @@ impl Deployment {
             .count()
             <= 1
         {
-            return false;
+            return None;
         }
-        members.remove(i);
-        true
+        Some(members.remove(i).name.clone())
     }
 
     /// Every proxy a fault may hit: members' and storage nodes'.
@@ -253,6 +254,11 @@ impl Deployment {
             out.push((s.slot.lock().await.name.clone(), s.proxy.clone()));
         }
         out
+    }
+
+    /// The name of storage node `i`.
+    pub async fn storage_name(&self, i: usize) -> String {
+        self.storage[i].slot.lock().await.name.clone()
     }
 
     /// Starts storage node `i` (after a kill, or at the beginning).

@@ -140,7 +140,11 @@ impl SuiteReport {
              4. No panic (in the followers' process or in a storage node's log), no storage \
              node exiting by itself, no write without an outcome within 30 s, every client \
              still answering; nothing acknowledged while no storage node runs; memory flat \
-             under load.\n"
+             under load.\n\
+             5. The run is evidence: at least one write Committed, every fault kind the \
+             schedule exists for injected, a write in flight during every fault, and a write \
+             started during every storage outage; otherwise the run fails, since the rules \
+             above hold trivially when nothing happens.\n"
         );
 
         let _ = writeln!(w, "## Schedules run\n");
@@ -196,6 +200,7 @@ impl SuiteReport {
         let mut by_kind: BTreeMap<FaultKind, u64> = BTreeMap::new();
         let (mut stalls_dropped, mut joins, mut leaves, mut join_failures, mut retries) =
             (0, 0, 0, 0, 0);
+        let mut no_effect = 0;
         for r in &self.runs {
             for (k, n) in &r.injected.by_kind {
                 *by_kind.entry(*k).or_default() += n;
@@ -204,6 +209,7 @@ impl SuiteReport {
             joins += r.injected.joins;
             leaves += r.injected.leaves;
             join_failures += r.injected.join_failures;
+            no_effect += r.injected.no_effect;
             retries += r.storage_restart_retries;
         }
         let _ = writeln!(w, "| fault | injected |");
@@ -218,7 +224,10 @@ impl SuiteReport {
              `client-output-buffer-limit pubsub` is set to `64kb 16kb 1` in those runs): \
              {stalls_dropped}. Followers joined: {joins}, left: {leaves}, joins that failed \
              under other faults: {join_failures}. Storage restarts that had to be retried \
-             (their own link was faulty): {retries}.\n"
+             (their own link was faulty): {retries}. Draws that found nothing to do (not \
+             counted above): {no_effect}. Every run injects the kinds its schedule exists for \
+             first and fails if one never takes effect, if a fault had no write in flight, or if \
+             a storage outage saw no write started.\n"
         );
 
         let _ = writeln!(w, "## Writes\n");

@@ -34,7 +34,12 @@ pub struct Schedule {
     pub name: &'static str,
     pub about: &'static str,
     pub shape: Shape,
+    /// The kinds of fault drawn at random.
     pub faults: &'static [FaultKind],
+    /// The kinds the schedule exists for: injected first, before any random
+    /// draw, and each must take effect or the run fails (see
+    /// [`checker::check_evidence`]).
+    pub required: &'static [FaultKind],
     pub back_to_back: bool,
     /// Pause between one writer's writes.
     pub pace: Duration,
@@ -73,6 +78,7 @@ pub fn all() -> Vec<Schedule> {
             about: "one storage node (redb) SIGKILLed mid-stream and restarted, repeatedly",
             shape: shape(Redb, 1, false, 3, 3, 2),
             faults: &[StorageKill],
+            required: &[StorageKill],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -81,6 +87,7 @@ pub fn all() -> Vec<Schedule> {
             about: "the only storage node (redb) down for seconds while writers keep writing",
             shape: shape(Redb, 1, false, 2, 3, 2),
             faults: &[StorageOutage],
+            required: &[StorageOutage],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -89,6 +96,7 @@ pub fn all() -> Vec<Schedule> {
             about: "redis-server restarted without persistence (storage on redb)",
             shape: shape(Redb, 1, false, 3, 3, 2),
             faults: &[RedisRestart],
+            required: &[RedisRestart],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -97,6 +105,7 @@ pub fn all() -> Vec<Schedule> {
             about: "redis-server restarted with persistence (AOF, fsync always); two storage nodes share the Redis store",
             shape: shape(Redis, 2, true, 3, 3, 2),
             faults: &[RedisRestart],
+            required: &[RedisRestart],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -105,6 +114,7 @@ pub fn all() -> Vec<Schedule> {
             about: "per-node proxy faults: latency, resets, partitions, read stalls (small pubsub output limit), refused connections",
             shape: network.clone(),
             faults: &[Latency, Reset, Blackhole, Stall, DropNew],
+            required: &[Blackhole],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -113,6 +123,7 @@ pub fn all() -> Vec<Schedule> {
             about: "two storage nodes sharing the Redis store (AOF), one SIGKILLed at random; resets and latency",
             shape: shape(Redis, 2, true, 3, 3, 2),
             faults: &[StorageKill, StorageKill, Reset, Latency],
+            required: &[StorageKill],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -121,6 +132,7 @@ pub fn all() -> Vec<Schedule> {
             about: "six writers racing on one root (many conflicts), with latency and resets",
             shape: shape(Redb, 1, false, 1, 3, 6),
             faults: &[Latency, Reset],
+            required: &[],
             back_to_back: false,
             pace: Duration::ZERO,
         },
@@ -129,6 +141,7 @@ pub fn all() -> Vec<Schedule> {
             about: "writers publishing back-to-back without waiting for storage (the hop gap), with latency and resets",
             shape: shape(Redb, 1, false, 2, 4, 2),
             faults: &[Latency, Reset],
+            required: &[],
             back_to_back: true,
             pace: Duration::ZERO,
         },
@@ -137,6 +150,7 @@ pub fn all() -> Vec<Schedule> {
             about: "followers joining and leaving while writes go on, with resets and storage kills",
             shape: shape(Redb, 1, false, 3, 3, 2),
             faults: &[Churn, Churn, Churn, Reset, StorageKill],
+            required: &[Churn],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -155,6 +169,7 @@ pub fn all() -> Vec<Schedule> {
                 DropNew,
                 Churn,
             ],
+            required: &[],
             back_to_back: true,
             pace: Duration::from_millis(2),
         },
@@ -204,9 +219,11 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     let rss_start = crate::node::rss_bytes(None).unwrap_or(0);
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(WriterStats::default());
+    d.recorder.plan(schedule.faults, schedule.required);
     let mut writers = Vec::new();
     for (i, m) in d.members.lock().await.iter().enumerate() {
         if m.writer {
+            d.recorder.writer(i, m.name.clone());
             writers.push(tokio::spawn(workload::write_loop(
                 m.config.clone(),
                 i,
@@ -220,7 +237,7 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
         }
     }
     let until = Instant::now() + duration;
-    let injected = faults::inject(d.clone(), schedule.faults, seed, until).await;
+    let injected = faults::inject(d.clone(), schedule.faults, schedule.required, seed, until).await;
     // The injector ends every fault it starts: from here on nothing is injected
     // and no new write starts. Convergence is measured from this moment.
     stop.store(true, Ordering::SeqCst);
