@@ -25,7 +25,28 @@ use serde_json::Value;
 use tikaconf::Hash;
 
 use crate::faults::FaultKind;
-use crate::history::{DownWindow, FaultWindow, FollowerLog, History, Outcome, WriteRecord};
+use crate::history::{
+    DownWindow, FaultWindow, FollowerLog, History, Outcome, Refusal, WriteRecord,
+};
+
+/// How long after a fault that cut a writer's connection the writer may still be
+/// refused as not connected: the bus reconnects with a backoff of at most 500 ms
+/// (`tikaconf_redis::bus::Backoff`), then subscribes again; 5 s is ten times that.
+pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Faults that can leave a node without a connection: a Redis restart (every
+/// node), and on one node's proxy a reset, refused connections, a stall (Redis
+/// drops the slow client) or a black hole (once the node notices it).
+fn disconnects(kind: FaultKind) -> bool {
+    matches!(
+        kind,
+        FaultKind::RedisRestart
+            | FaultKind::Reset
+            | FaultKind::DropNew
+            | FaultKind::Stall
+            | FaultKind::Blackhole
+    )
+}
 
 /// One broken invariant, described for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +79,10 @@ pub struct Tally {
     /// Writes started while no storage node ran (none may be acknowledged before
     /// one runs again).
     pub started_while_down: u64,
+    /// Refusals a fault explains (the writer's link was cut, or Redis restarted).
+    pub refused_expected: u64,
+    /// Refusals nothing explains (each is also a violation).
+    pub refused_unexpected: u64,
 }
 
 /// Invariant 1 over the final document of each root (`finals[root]`).
@@ -102,7 +127,7 @@ pub fn check_writes(writes: &[WriteRecord], finals: &[Value], tally: &mut Tally)
                     w.key, w.root, w.ended
                 ),
             )),
-            (Outcome::NotSent, true) => out.push(violation(
+            (Outcome::Refused(_), true) => out.push(violation(
                 "unsent-present",
                 format!(
                     "write {} on root {} was refused before publishing but is in the final document",
@@ -208,6 +233,55 @@ pub fn check_final(roots: &[Vec<View>]) -> Vec<Violation> {
     out
 }
 
+/// A write refused before publishing is only acceptable when a fault explains
+/// it: "not connected" while (or up to [`RECONNECT_GRACE`] after) a fault that
+/// cuts that writer's link, or a Redis restart, or at any time in a run whose
+/// server drops slow pub/sub clients (its small output limit is itself the
+/// fault: it can drop a writer that only fell behind). Any other refusal, or one outside
+/// those windows, is a violation: the writer could not do its job and the run
+/// would otherwise count it as a harmless "not sent".
+pub fn check_refusals(history: &History, tally: &mut Tally) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for w in &history.writes {
+        let Outcome::Refused(refusal) = w.outcome else {
+            continue;
+        };
+        let name = history.writer_names.get(&w.writer);
+        let explained = refusal == Refusal::Disconnected
+            && (history.slow_clients_dropped
+                || history.faults.iter().any(|f| {
+                    disconnects(f.kind)
+                        && (f.target.is_none() || f.target.as_ref() == name)
+                        && w.started >= f.from
+                        && w.started <= f.to + RECONNECT_GRACE
+                }));
+        if explained {
+            tally.refused_expected += 1;
+        } else {
+            tally.refused_unexpected += 1;
+            let faults: Vec<String> = history
+                .faults
+                .iter()
+                .filter(|f| f.target.is_none() || f.target.as_ref() == name)
+                .map(describe)
+                .collect();
+            out.push(violation(
+                "unexpected-refusal",
+                format!(
+                    "write {} on root {} by {} was refused ({}) at {:?} with no fault to explain it (faults on it: {})",
+                    w.key,
+                    w.root,
+                    name.map_or("an unnamed writer", String::as_str),
+                    refusal.label(),
+                    w.started,
+                    if faults.is_empty() { "none".to_owned() } else { faults.join("; ") }
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Whether `w` was in flight at some moment of `f` (started before the fault
 /// ended and ended after it began).
 fn in_flight_during(w: &WriteRecord, f: &FaultWindow) -> bool {
@@ -301,6 +375,7 @@ pub fn check(history: &History, finals: &[Value], tally: &mut Tally) -> Vec<Viol
     out.extend(check_heights(&history.followers, tally));
     out.extend(check_down_windows(&history.writes, &history.down, tally));
     out.extend(check_evidence(history));
+    out.extend(check_refusals(history, tally));
     out
 }
 
@@ -344,7 +419,7 @@ mod tests {
             write(1, 2, Outcome::Conflict),
             write(2, 1, Outcome::Indeterminate),
             write(2, 2, Outcome::Indeterminate),
-            write(2, 3, Outcome::NotSent),
+            write(2, 3, Outcome::Refused(Refusal::Disconnected)),
         ];
         let doc = json!({"w1-1": 1, "t1-1": 1, "w2-2": 2, "t2-2": 2});
         let mut tally = Tally::default();
@@ -368,7 +443,7 @@ mod tests {
     fn a_present_conflict_or_unsent_write_is_caught() {
         let writes = [
             write(1, 1, Outcome::Conflict),
-            write(1, 2, Outcome::NotSent),
+            write(1, 2, Outcome::Refused(Refusal::Disconnected)),
         ];
         let doc = json!({"w1-1": 1, "t1-1": 1, "w1-2": 2, "t1-2": 2});
         let v = check_writes(&writes, &[doc], &mut Tally::default());
@@ -514,6 +589,73 @@ mod tests {
         let mut during = history.clone();
         during.writes.push(write(2, 7, Outcome::Indeterminate));
         assert_eq!(check_evidence(&during), vec![]);
+    }
+
+    #[test]
+    fn a_refusal_passes_only_when_a_fault_cut_that_writer() {
+        let refused = |writer, seq, why| write(writer, seq, Outcome::Refused(why));
+        let mut reset = window(FaultKind::Reset, 10, 10);
+        reset.target = Some("writer1".into());
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Committed),
+                // Right after its own link was reset: expected.
+                refused(1, 11, Refusal::Disconnected),
+                // Long after: the writer should have reconnected.
+                refused(1, 30, Refusal::Disconnected),
+                // Another writer, whose link was never cut.
+                refused(2, 11, Refusal::Disconnected),
+                // Never explained by a fault.
+                refused(1, 12, Refusal::Rejected),
+                refused(1, 13, Refusal::Closed),
+                // Redis restarted: every writer may be refused.
+                refused(2, 41, Refusal::Disconnected),
+            ],
+            faults: vec![reset, {
+                let mut r = window(FaultKind::RedisRestart, 40, 41);
+                r.target = None;
+                r
+            }],
+            writer_names: [(1, "writer1".into()), (2, "writer2".into())].into(),
+            ..History::default()
+        };
+        let mut tally = Tally::default();
+        let v = check_refusals(&history, &mut tally);
+        let details: Vec<_> = v.iter().map(|v| v.detail.as_str()).collect();
+        assert_eq!(v.len(), 4, "{details:#?}");
+        // Where Redis drops slow subscribers, "not connected" needs no fault of its
+        // own; the other refusals stay unexplained.
+        let lenient = History {
+            slow_clients_dropped: true,
+            ..history.clone()
+        };
+        let v = check_refusals(&lenient, &mut Tally::default());
+        assert_eq!(v.len(), 2, "{v:#?}");
+        assert!(v.iter().all(|v| v.kind == "unexpected-refusal"));
+        assert!(details[0].contains("w1-30") && details[0].contains("not connected"));
+        assert!(details[1].contains("w2-11") && details[1].contains("writer2"));
+        assert!(details[2].contains("rejected as invalid"));
+        assert!(details[3].contains("client closed"));
+        assert_eq!((tally.refused_expected, tally.refused_unexpected), (2, 4));
+    }
+
+    /// On cdbe9c4 a refused write counted as "not sent" and passed.
+    #[test]
+    fn a_refused_write_with_no_fault_fails_the_run() {
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Committed),
+                write(1, 2, Outcome::Refused(Refusal::Disconnected)),
+            ],
+            ..History::default()
+        };
+        let v = check(
+            &history,
+            &[json!({"w1-1": 1, "t1-1": 1})],
+            &mut Tally::default(),
+        );
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["unexpected-refusal"]);
     }
 
     #[test]

@@ -26,9 +26,50 @@ pub enum Outcome {
     Conflict,
     /// No outcome in time: either present or absent, never half-applied.
     Indeterminate,
-    /// Refused before publishing (not connected, head moved): never on the bus,
-    /// so it must be absent.
-    NotSent,
+    /// Refused before publishing: never on the bus, so it must be absent. Only a
+    /// refusal the run's faults explain is expected (see [`Refusal`]).
+    Refused(Refusal),
+}
+
+/// Why a write was refused before it was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// The writer was not connected to the bus (`WriteError::Disconnected`):
+    /// expected while a fault cuts its link or Redis restarts, and briefly after.
+    Disconnected,
+    /// The patch was refused as invalid (`WriteError::Rejected`): the workload's
+    /// patches are always valid, so never expected.
+    Rejected,
+    /// The head moved meanwhile (`WriteError::HeadMoved`): the workload never
+    /// names a parent, so never expected.
+    HeadMoved,
+    /// The client was shut down under the writer (`WriteError::Closed`): never
+    /// expected while the run goes on.
+    Closed,
+}
+
+impl Refusal {
+    /// What the refusal means, for the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Disconnected => "not connected",
+            Refusal::Rejected => "rejected as invalid",
+            Refusal::HeadMoved => "head moved",
+            Refusal::Closed => "client closed",
+        }
+    }
+
+    /// The refusal of a write that failed with `e` before it was published.
+    pub fn of(e: &tikaconf::WriteError) -> Refusal {
+        use tikaconf::WriteError::*;
+        match e {
+            Disconnected => Refusal::Disconnected,
+            HeadMoved => Refusal::HeadMoved,
+            Closed => Refusal::Closed,
+            // Rejected, and anything a later version adds.
+            _ => Refusal::Rejected,
+        }
+    }
 }
 
 /// One write: `key` and its twin key are added by one patch, so a half-applied
@@ -127,6 +168,10 @@ pub struct History {
     pub required: Vec<FaultKind>,
     /// Each writer's member name, by writer number (to match faults to writers).
     pub writer_names: BTreeMap<usize, String>,
+    /// The server runs with a small `client-output-buffer-limit pubsub`: Redis
+    /// drops any subscriber that falls behind, at any time, not only one the
+    /// injector stalled (a node slowed by a fault elsewhere, or by the machine).
+    pub slow_clients_dropped: bool,
 }
 
 /// A shared, append-only [`History`] with the run's clock.
@@ -166,6 +211,11 @@ impl Recorder {
         let mut h = self.lock();
         h.planned = planned.to_vec();
         h.required = required.to_vec();
+    }
+
+    /// Records that Redis drops slow pub/sub clients in this run.
+    pub fn slow_clients_dropped(&self) {
+        self.lock().slow_clients_dropped = true;
     }
 
     /// Records writer number `writer`'s member name.

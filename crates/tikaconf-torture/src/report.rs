@@ -128,7 +128,9 @@ impl SuiteReport {
         let _ = writeln!(
             w,
             "1. Every write a writer saw as Committed is in the final document; every write told \
-             Conflict (or refused before publishing) is absent; a write that timed out is \
+             Conflict (or refused before publishing) is absent, and a refusal is only \
+             acceptable as \"not connected\" while a fault cut that writer's link or Redis \
+             restarted; a write that timed out is \
              counted as indeterminate and is present or absent, never half-applied (each patch \
              adds two keys).\n\
              2. After the faults heal and writes stop, every follower and every storage node of \
@@ -158,7 +160,7 @@ impl SuiteReport {
         );
         let _ = writeln!(
             w,
-            "| schedule | seed | writing | faults | Committed | Conflict | indeterminate (landed) | not sent | lost | dropped changes | convergence p50 / p99 / max | result |"
+            "| schedule | seed | writing | faults | Committed | Conflict | indeterminate (landed) | refused: explained / not | lost | dropped changes | convergence p50 / p99 / max | result |"
         );
         let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.runs {
@@ -178,7 +180,10 @@ impl SuiteReport {
                 count(&r.tally, Outcome::Conflict),
                 count(&r.tally, Outcome::Indeterminate),
                 r.tally.indeterminate_present,
-                count(&r.tally, Outcome::NotSent),
+                format!(
+                    "{} / {}",
+                    r.tally.refused_expected, r.tally.refused_unexpected
+                ),
                 r.tally.lost,
                 r.tally.dropped_changes,
                 conv,
@@ -248,10 +253,20 @@ impl SuiteReport {
             "| indeterminate (timed out) | {} ({landed} landed) |",
             total(Outcome::Indeterminate)
         );
+        let refused = |pick: fn(&crate::checker::Tally) -> u64| {
+            self.runs.iter().map(|r| pick(&r.tally)).sum::<u64>()
+        };
         let _ = writeln!(
             w,
-            "| refused before publishing (not connected, head moved) | {} |",
-            total(Outcome::NotSent)
+            "| refused before publishing, explained: not connected while a fault cut the \
+             writer's link or Redis restarted (or within {:?} after) | {} |",
+            crate::checker::RECONNECT_GRACE,
+            refused(|t| t.refused_expected)
+        );
+        let _ = writeln!(
+            w,
+            "| refused before publishing, unexplained (each a violation) | {} |",
+            refused(|t| t.refused_unexpected)
         );
         let _ = writeln!(w, "| **lost** (Committed but absent) | **{lost}** |");
         let _ = writeln!(w);

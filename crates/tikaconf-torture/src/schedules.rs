@@ -220,6 +220,9 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(WriterStats::default());
     d.recorder.plan(schedule.faults, schedule.required);
+    if schedule.shape.pubsub_limit.is_some() {
+        d.recorder.slow_clients_dropped();
+    }
     let mut writers = Vec::new();
     for (i, m) in d.members.lock().await.iter().enumerate() {
         if m.writer {

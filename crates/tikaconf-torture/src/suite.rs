@@ -58,14 +58,15 @@ pub fn print_run(r: &RunResult) {
         .map(|[a, b, c]| format!("{a:?}/{b:?}/{c:?}"))
         .unwrap_or_else(|| "none".into());
     eprintln!(
-        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} not-sent {} lost {}, dropped {}, convergence p50/p99/max {conv}, {:.0} s",
+        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} refused {} (unexplained {}) lost {}, dropped {}, convergence p50/p99/max {conv}, {:.0} s",
         if r.passed() { "ok" } else { "FAILED" },
         r.seed,
         r.schedule,
         n(Committed),
         n(Conflict),
         n(Indeterminate),
-        n(NotSent),
+        r.tally.refused_expected + r.tally.refused_unexpected,
+        r.tally.refused_unexpected,
         r.tally.lost,
         r.tally.dropped_changes,
         r.wall.as_secs_f64()
