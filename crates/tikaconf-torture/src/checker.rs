@@ -20,6 +20,7 @@
 //! its schedule plans and requires, and a write in flight during every fault.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::Value;
 use tikaconf::Hash;
@@ -32,7 +33,7 @@ use crate::history::{
 /// How long after a fault that cut a writer's connection the writer may still be
 /// refused as not connected: the bus reconnects with a backoff of at most 500 ms
 /// (`tikaconf_redis::bus::Backoff`), then subscribes again; 5 s is ten times that.
-pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(5);
 
 /// Faults that can leave a node without a connection: a Redis restart (every
 /// node), and on one node's proxy a reset, refused connections, a stall (Redis
@@ -369,6 +370,50 @@ pub fn check_evidence(history: &History) -> Vec<Violation> {
     out
 }
 
+/// How the followers of a run came to hold their root's final head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Convergence {
+    /// Per follower that did not hold its final head yet at its root's
+    /// reference moment: how long after that moment it came to hold it.
+    pub delays: Vec<Duration>,
+    /// Followers that already held their final head at that moment (counted,
+    /// not reported as 0 ms: they did not have to converge).
+    pub already: usize,
+}
+
+/// Measures convergence from each follower's record: `followers` are the
+/// members that only follow (`(name, root)`; writers are left out, they make
+/// the head rather than follow it), `finals[root]` the final head and
+/// `from[root]` the reference moment (the later of the last Committed write on
+/// the root and the end of healing). A follower whose record never reaches its
+/// final head is a violation: either it never converged or its record is
+/// incomplete, and either way the measurement would be a guess.
+pub fn convergence(
+    logs: &[FollowerLog],
+    followers: &[(String, usize)],
+    finals: &[Hash],
+    from: &[Duration],
+) -> (Convergence, Vec<Violation>) {
+    let mut c = Convergence::default();
+    let mut out = Vec::new();
+    for (name, root) in followers {
+        let log = logs.iter().find(|l| &l.follower == name);
+        let reached = log.and_then(|l| l.reached(finals[*root]));
+        match reached {
+            None => out.push(violation(
+                "no-convergence",
+                format!(
+                    "follower {name} of root {root}: its changes never reached the final head {}",
+                    finals[*root]
+                ),
+            )),
+            Some(at) if at <= from[*root] => c.already += 1,
+            Some(at) => c.delays.push(at - from[*root]),
+        }
+    }
+    (c, out)
+}
+
 /// Runs every record-based check.
 pub fn check(history: &History, finals: &[Value], tally: &mut Tally) -> Vec<Violation> {
     let mut out = check_writes(&history.writes, finals, tally);
@@ -656,6 +701,43 @@ mod tests {
         );
         let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
         assert_eq!(kinds, ["unexpected-refusal"]);
+    }
+
+    /// On cdbe9c4 a member already on the final head counted as 0 ms, writers
+    /// counted as followers, and a follower whose record never reached the
+    /// final head was left out silently.
+    #[test]
+    fn convergence_counts_followers_that_had_to_converge() {
+        let log = |name: &str, at: &[(u8, u64)]| FollowerLog {
+            follower: name.into(),
+            root: 0,
+            observations: at
+                .iter()
+                .map(|&(n, ms)| Observation {
+                    height: u64::from(n),
+                    head: hash(n),
+                    dropped: false,
+                    at: Duration::from_millis(ms),
+                })
+                .collect(),
+        };
+        let logs = [
+            log("early", &[(1, 0), (2, 500)]),
+            log("late", &[(1, 0), (2, 1_300)]),
+            log("stuck", &[(1, 0)]),
+            log("writer0", &[(1, 0), (2, 5_000)]),
+        ];
+        let followers = [
+            ("early".to_owned(), 0),
+            ("late".to_owned(), 0),
+            ("stuck".to_owned(), 0),
+        ];
+        let (c, v) = convergence(&logs, &followers, &[hash(2)], &[Duration::from_secs(1)]);
+        assert_eq!(c.already, 1);
+        assert_eq!(c.delays, [Duration::from_millis(300)]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, "no-convergence");
+        assert!(v[0].detail.contains("stuck"), "{}", v[0]);
     }
 
     #[test]

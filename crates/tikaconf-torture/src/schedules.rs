@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::checker::{self, Tally, Violation};
 use crate::deploy::{Deployment, Shape};
 use crate::faults::{self, FaultKind, Injected};
+use crate::history::Outcome;
 use crate::node::StoreKind;
 use crate::workload::{self, WriterStats};
 
@@ -194,9 +195,12 @@ pub struct RunResult {
     pub duration: Duration,
     pub injected: Injected,
     pub tally: Tally,
-    /// Per follower: time from healing until it held its root's final head.
-    pub convergence: Vec<Duration>,
-    /// Time from healing until every follower and storage agreed.
+    /// Followers' convergence: per follower not yet on its root's final head
+    /// when writes had ended and faults healed, how long it took to get there;
+    /// and how many were already there.
+    pub convergence: checker::Convergence,
+    /// Time from healing until every member and storage agreed (storage asked
+    /// by a fresh client's load once the members agreed, every 200 ms).
     pub converged_after: Option<Duration>,
     pub violations: Vec<Violation>,
     pub storage_restart_retries: u64,
@@ -244,8 +248,6 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     // The injector ends every fault it starts: from here on nothing is injected
     // and no new write starts. Convergence is measured from this moment.
     stop.store(true, Ordering::SeqCst);
-    let stopped = Instant::now();
-    let stopped_at = d.recorder.now();
     let mut violations = Vec::new();
     for w in writers {
         // A writer ends within one write (bounded by the hang limit).
@@ -258,7 +260,11 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     }
     d.check_crashes().await;
     d.heal().await?;
-    let (converged_after, final_heads) = match converge(&d, stopped).await {
+    // Convergence is measured from here: writes have ended and every fault is
+    // healed (storage nodes running again, proxies forwarding).
+    let healed = Instant::now();
+    let healed_at = d.recorder.now();
+    let (converged_after, final_heads) = match converge(&d, healed).await {
         Ok(pair) => (Some(pair.0), pair.1),
         Err(v) => {
             violations.push(v);
@@ -282,15 +288,31 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     let crashed = d.crashed.load(Ordering::SeqCst);
     let (stored_views, finals) = d.stored_views().await?;
     let history = d.recorder.snapshot();
-    // Per member still following: when its change stream delivered the final head.
-    let mut convergence = Vec::new();
+    // Per follower (writers make the head, they do not follow it): how long
+    // after its root's reference moment its changes reached the final head.
+    let mut convergence = checker::Convergence::default();
     if converged_after.is_some() {
-        for m in d.members.lock().await.iter() {
-            let log = history.followers.iter().find(|l| l.follower == m.name);
-            if let Some(at) = log.and_then(|l| l.reached(final_heads[m.root])) {
-                convergence.push(at.saturating_sub(stopped_at));
-            }
-        }
+        let from: Vec<Duration> = (0..d.roots.len())
+            .map(|root| {
+                history
+                    .writes
+                    .iter()
+                    .filter(|w| w.root == root && w.outcome == Outcome::Committed)
+                    .map(|w| w.ended)
+                    .fold(healed_at, Duration::max)
+            })
+            .collect();
+        let followers: Vec<(String, usize)> = d
+            .members
+            .lock()
+            .await
+            .iter()
+            .filter(|m| !m.writer)
+            .map(|m| (m.name.clone(), m.root))
+            .collect();
+        let (c, v) = checker::convergence(&history.followers, &followers, &final_heads, &from);
+        convergence = c;
+        violations.extend(v);
     }
     let mut tally = Tally::default();
     violations.extend(checker::check(&history, &finals, &mut tally));
@@ -357,7 +379,7 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
 }
 
 /// Waits until every member of each root holds the same head and that head is
-/// what storage answers. Returns the time that took (from `stopped`) and the
+/// what storage answers. Returns the time that took (from `healed`) and the
 /// final head of each root.
 ///
 /// Storage is asked (by a fresh client's load request) only once the members
@@ -365,9 +387,9 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
 /// otherwise speed up the convergence being measured.
 async fn converge(
     d: &Deployment,
-    stopped: Instant,
+    healed: Instant,
 ) -> Result<(Duration, Vec<tikaconf::Hash>), Violation> {
-    let deadline = stopped + CONVERGENCE_LIMIT;
+    let deadline = healed + CONVERGENCE_LIMIT;
     let mut last_probe = None;
     loop {
         let views = d.member_views().await;
@@ -386,7 +408,7 @@ async fn converge(
                 if let Ok(stored) = d.probe_heads().await
                     && stored == heads
                 {
-                    return Ok((stopped.elapsed(), heads));
+                    return Ok((healed.elapsed(), heads));
                 }
             }
         }

@@ -54,11 +54,9 @@ pub fn print_run(r: &RunResult) {
     use crate::history::Outcome::*;
     let n = |o| r.tally.outcomes.get(&o).copied().unwrap_or(0);
     let faults: u64 = r.injected.by_kind.values().sum();
-    let conv = crate::report::percentiles(&r.convergence)
-        .map(|[a, b, c]| format!("{a:?}/{b:?}/{c:?}"))
-        .unwrap_or_else(|| "none".into());
+    let conv = crate::report::convergence_cell(r);
     eprintln!(
-        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} refused {} (unexplained {}) lost {}, dropped {}, convergence p50/p99/max {conv}, {:.0} s",
+        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} refused {} (unexplained {}) lost {}, dropped {}, followers' convergence p50/p99/max (of n; already); all agreed after: {conv}, {:.0} s",
         if r.passed() { "ok" } else { "FAILED" },
         r.seed,
         r.schedule,
