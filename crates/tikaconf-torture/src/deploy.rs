@@ -72,6 +72,9 @@ pub struct Deployment {
     pub crashed: AtomicBool,
     /// Failed storage start attempts (e.g. while its proxy refused connections).
     pub start_retries: AtomicU64,
+    /// Members that left with a change record that has gaps (their change
+    /// stream skipped changes): `(name, changes skipped)`.
+    pub left_incomplete: Mutex<Vec<(String, u64)>>,
 }
 
 /// What a deployment is made of.
@@ -137,6 +140,7 @@ impl Deployment {
             next_member: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             start_retries: AtomicU64::new(0),
+            left_incomplete: Mutex::new(Vec::new()),
         });
         for i in 0..deployment.storage.len() {
             deployment.start_storage(i).await?;
@@ -238,7 +242,16 @@ impl Deployment {
         {
             return None;
         }
-        Some(members.remove(i).name.clone())
+        let gone = members.remove(i);
+        // Its record ends here: it must be complete up to here.
+        let skipped = gone.config.stats().await.changes_skipped;
+        if skipped > 0 {
+            self.left_incomplete
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((gone.name.clone(), skipped));
+        }
+        Some(gone.name.clone())
     }
 
     /// Every proxy a fault may hit: members' and storage nodes'.

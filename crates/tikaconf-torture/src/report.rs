@@ -109,7 +109,7 @@ impl SuiteReport {
             || self
                 .load
                 .as_ref()
-                .is_some_and(|l| l.highest_held().is_none())
+                .is_some_and(|l| l.highest_held().is_none() || l.failures().next().is_some())
     }
 
     /// The markdown of docs/RELIABILITY.md.
@@ -373,7 +373,9 @@ impl SuiteReport {
                      fewer than 0.1 % of writes fail, every follower is on its root's final head \
                      within 10 s of the writes stopping, the lag p99 is under 1 s, and resident \
                      memory at the end of the step is at most 10 % + 32 MiB above the middle \
-                     (the followers' process and the storage node alike).\n",
+                     (the followers' process and the storage node alike). A missed final head \
+                     or growing memory is a failure of the suite at any rate; falling short of \
+                     the rate or the lag bound only ends the search.\n",
                     l.followers,
                     l.shape.roots,
                     l.shape.follower_clients,
@@ -407,6 +409,8 @@ impl SuiteReport {
                         mib(s.storage_rss[2]),
                         if s.holds {
                             "yes".to_owned()
+                        } else if !s.failures.is_empty() {
+                            format!("**FAILED**: {}", s.failures.join("; "))
                         } else {
                             format!("no: {}", s.why_not.join("; "))
                         }
@@ -479,10 +483,14 @@ impl SuiteReport {
             }
         }
         if let Some(l) = &self.load {
-            for s in l.steps.iter().filter(|s| !s.holds) {
+            for (rate, failure) in l.failures() {
+                any = true;
+                let _ = writeln!(w, "- load at {rate}/s FAILED: {failure}");
+            }
+            for s in l.steps.iter().filter(|s| !s.why_not.is_empty()) {
                 let _ = writeln!(
                     w,
-                    "- load at {}/s did not hold: {} (the search's upper bound, not an invariant failure when a lower rate held)",
+                    "- load at {}/s beyond capacity: {} (the search's upper bound, not an invariant failure when a lower rate held)",
                     s.target,
                     s.why_not.join("; ")
                 );

@@ -271,17 +271,29 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
             (None, Vec::new())
         }
     };
-    // Every hub must still answer (a deadlocked one would not).
+    // Every hub must still answer (a deadlocked one would not), and every
+    // member's record must be complete: a change stream that skipped changes
+    // (its reader fell behind the stream's buffer) leaves gaps in which a height
+    // decrease would go unseen.
     for m in d.members.lock().await.iter() {
-        if tokio::time::timeout(Duration::from_secs(5), m.config.stats())
-            .await
-            .is_err()
-        {
-            violations.push(Violation {
+        match tokio::time::timeout(Duration::from_secs(5), m.config.stats()).await {
+            Err(_) => violations.push(Violation {
                 kind: "hang",
                 detail: format!("{} does not answer for its stats", m.name),
-            });
+            }),
+            Ok(stats) if stats.changes_skipped > 0 => {
+                violations.push(incomplete(&m.name, stats.changes_skipped))
+            }
+            Ok(_) => {}
         }
+    }
+    for (name, skipped) in d
+        .left_incomplete
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        violations.push(incomplete(name, *skipped));
     }
     let member_views = d.member_views().await;
     d.check_crashes().await;
@@ -362,6 +374,10 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     }
     let storage_restart_retries = d.start_retries.load(Ordering::Relaxed);
     drop(d);
+    let rss_end = crate::node::rss_bytes(None).unwrap_or(0);
+    if let Some(v) = check_memory(rss_start, rss_end) {
+        violations.push(v);
+    }
     Ok(RunResult {
         schedule: schedule.name,
         seed,
@@ -373,8 +389,52 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
         violations,
         storage_restart_retries,
         rss_start,
-        rss_end: crate::node::rss_bytes(None).unwrap_or(0),
+        rss_end,
         wall: wall.elapsed(),
+    })
+}
+
+/// A member whose change stream skipped changes: its record, on which the
+/// height and convergence checks run, is incomplete.
+fn incomplete(name: &str, skipped: u64) -> Violation {
+    Violation {
+        kind: "incomplete-record",
+        detail: format!(
+            "{name}'s change stream skipped {skipped} changes (its reader fell behind): \
+             the heights it went through are not all recorded"
+        ),
+    }
+}
+
+/// How much the followers' process may grow over one schedule: its resident
+/// size once the deployment is dropped, against right after it started.
+///
+/// What a run legitimately keeps is its record (about 100 bytes per write and
+/// per observation: under 10 MiB for the largest full run's 20,000 writes) plus
+/// what the allocator holds on to after the members' documents are freed
+/// (documents of a few MiB at most, a few versions per member). What this
+/// catches is a queue or cache that grows with the traffic: 1,000 writes/s for
+/// 45 s is tens of thousands of messages, a few hundred MiB if kept. 64 MiB is
+/// several times the first and a fraction of the second.
+pub const RSS_GROWTH_LIMIT: u64 = 64 << 20;
+
+/// A violation if the process grew more than [`RSS_GROWTH_LIMIT`] (or its size
+/// could not be read: a check that cannot measure must not pass).
+pub fn check_memory(rss_start: u64, rss_end: u64) -> Option<Violation> {
+    if rss_start == 0 || rss_end == 0 {
+        return Some(Violation {
+            kind: "memory-unmeasured",
+            detail: "the followers' process resident size could not be read".into(),
+        });
+    }
+    (rss_end > rss_start + RSS_GROWTH_LIMIT).then(|| Violation {
+        kind: "memory-growth",
+        detail: format!(
+            "the followers' process grew from {} MiB to {} MiB over the run (limit +{} MiB)",
+            rss_start >> 20,
+            rss_end >> 20,
+            RSS_GROWTH_LIMIT >> 20
+        ),
     })
 }
 
@@ -438,5 +498,23 @@ async fn converge(
             });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On cdbe9c4 the readings were taken and never checked.
+    #[test]
+    fn memory_growth_beyond_the_bound_fails_a_run() {
+        let mib = |n: u64| n << 20;
+        assert_eq!(check_memory(mib(100), mib(150)), None);
+        let v = check_memory(mib(100), mib(100) + RSS_GROWTH_LIMIT + 1).expect("a violation");
+        assert_eq!(v.kind, "memory-growth");
+        assert_eq!(
+            check_memory(0, mib(10)).map(|v| v.kind),
+            Some("memory-unmeasured")
+        );
     }
 }

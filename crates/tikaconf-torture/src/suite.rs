@@ -56,7 +56,7 @@ pub fn print_run(r: &RunResult) {
     let faults: u64 = r.injected.by_kind.values().sum();
     let conv = crate::report::convergence_cell(r);
     eprintln!(
-        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} refused {} (unexplained {}) lost {}, dropped {}, followers' convergence p50/p99/max (of n; already); all agreed after: {conv}, {:.0} s",
+        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} refused {} (unexplained {}) lost {}, dropped {}, followers' convergence p50/p99/max (of n; already); all agreed after: {conv}, rss {} -> {} MiB, {:.0} s",
         if r.passed() { "ok" } else { "FAILED" },
         r.seed,
         r.schedule,
@@ -67,6 +67,8 @@ pub fn print_run(r: &RunResult) {
         r.tally.refused_unexpected,
         r.tally.lost,
         r.tally.dropped_changes,
+        r.rss_start >> 20,
+        r.rss_end >> 20,
         r.wall.as_secs_f64()
     );
 }
@@ -113,6 +115,8 @@ pub async fn run(seed: u64, quick: bool, command: String, with_load: bool) -> Re
                         s.storage_rss,
                         if s.holds {
                             "holds".to_owned()
+                        } else if !s.failures.is_empty() {
+                            format!("FAILED: {}", s.failures.join("; "))
                         } else {
                             s.why_not.join("; ")
                         }
