@@ -189,7 +189,7 @@ impl SuiteReport {
             let conv = convergence_cell(r);
             let _ = writeln!(
                 w,
-                "| {} | {} | {} s | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} s | {} | {} | {} | {} ({}) | {} / {} | {} | {} | {} | {} |",
                 r.schedule,
                 r.seed,
                 r.duration.as_secs(),
@@ -198,10 +198,8 @@ impl SuiteReport {
                 count(&r.tally, Outcome::Conflict),
                 count(&r.tally, Outcome::Indeterminate),
                 r.tally.indeterminate_present,
-                format!(
-                    "{} / {}",
-                    r.tally.refused_expected, r.tally.refused_unexpected
-                ),
+                r.tally.refused_expected,
+                r.tally.refused_unexpected,
                 r.tally.lost,
                 r.tally.dropped_changes,
                 conv,
