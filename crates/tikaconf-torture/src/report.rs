@@ -163,11 +163,14 @@ impl SuiteReport {
              4. No panic (in the followers' process or in a storage node's log), no storage \
              node exiting by itself, no write without an outcome within 30 s, every client \
              still answering; nothing acknowledged while no storage node runs; memory flat \
-             under load.\n\
+             under load, and the followers' process at most {} MiB larger after a schedule \
+             than when its deployment had started; every member's change record complete \
+             (no change skipped by its reader).\n\
              5. The run is evidence: at least one write Committed, every fault kind the \
              schedule exists for injected, a write in flight during every fault, and a write \
              started during every storage outage; otherwise the run fails, since the rules \
-             above hold trivially when nothing happens.\n"
+             above hold trivially when nothing happens.\n",
+            crate::schedules::RSS_GROWTH_LIMIT >> 20
         );
 
         let _ = writeln!(w, "## Schedules run\n");
