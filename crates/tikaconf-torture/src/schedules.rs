@@ -409,14 +409,16 @@ fn incomplete(name: &str, skipped: u64) -> Violation {
 /// How much the followers' process may grow over one schedule: its resident
 /// size once the deployment is dropped, against right after it started.
 ///
-/// What a run legitimately keeps is its record (about 100 bytes per write and
-/// per observation: under 10 MiB for the largest full run's 20,000 writes) plus
-/// what the allocator holds on to after the members' documents are freed
-/// (documents of a few MiB at most, a few versions per member). What this
-/// catches is a queue or cache that grows with the traffic: 1,000 writes/s for
-/// 45 s is tens of thousands of messages, a few hundred MiB if kept. 64 MiB is
-/// several times the first and a fraction of the second.
-pub const RSS_GROWTH_LIMIT: u64 = 64 << 20;
+/// What a run legitimately leaves behind is its record (about 100 bytes per
+/// write and per observation: a few MiB) and what the allocator keeps of the
+/// members' freed documents, which grows with the document: measured on full
+/// 45 s runs, racing-writers (11,000 writes) grew 22 MiB and hop-gap (4,400
+/// writes, documents of 8,800 keys) 29 MiB, so the 7,800-write hop-gap of
+/// RELIABILITY.md's last full run should grow about 50 MiB. A queue or cache
+/// that grows with the traffic keeps every message: thousands per second for
+/// 45 s, hundreds of MiB to GiB. 128 MiB is 2.5 times the largest legitimate
+/// growth expected and well under that.
+pub const RSS_GROWTH_LIMIT: u64 = 128 << 20;
 
 /// A violation if the process grew more than [`RSS_GROWTH_LIMIT`] (or its size
 /// could not be read: a check that cannot measure must not pass).
@@ -510,6 +512,7 @@ mod tests {
     fn memory_growth_beyond_the_bound_fails_a_run() {
         let mib = |n: u64| n << 20;
         assert_eq!(check_memory(mib(100), mib(150)), None);
+        assert_eq!(check_memory(mib(100), mib(100) + RSS_GROWTH_LIMIT), None);
         let v = check_memory(mib(100), mib(100) + RSS_GROWTH_LIMIT + 1).expect("a violation");
         assert_eq!(v.kind, "memory-growth");
         assert_eq!(
