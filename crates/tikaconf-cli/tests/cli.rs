@@ -379,3 +379,55 @@ fn signed_deployment_accepts_only_trusted_writers() {
     assert_code(&got, 0);
     assert!(stdout(&got).contains(r#""mod":"tika""#), "{}", stdout(&got));
 }
+
+/// The backticked words of the first line of `doc` that starts with `prefix`,
+/// up to the first `.` after it.
+fn backticked_after(doc: &str, prefix: &str) -> Vec<String> {
+    let at = doc
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in the document"));
+    let rest = &doc[at + prefix.len()..];
+    let sentence = &rest[..rest
+        .find(". ")
+        .or_else(|| rest.find(".\n"))
+        .unwrap_or(rest.len())];
+    sentence
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// docs/ARCHITECTURE.md names the binary's verbs; they must be the ones `--help`
+/// lists (it said `write` for years after the verbs became `set` and `patch`).
+#[test]
+fn architecture_md_names_every_verb() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ARCHITECTURE.md"),
+    )
+    .expect("read docs/ARCHITECTURE.md");
+    let mut documented = backticked_after(&doc, "The `tikaconf` binary:");
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).expect("utf-8 help");
+    let mut verbs: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| *v != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        verbs.len() >= 5,
+        "the verbs were not found in --help:\n{help}"
+    );
+    documented.sort();
+    verbs.sort();
+    assert_eq!(
+        documented, verbs,
+        "docs/ARCHITECTURE.md vs `tikaconf --help`"
+    );
+}

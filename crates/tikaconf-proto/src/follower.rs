@@ -158,6 +158,12 @@ pub struct FollowerStats {
     pub resyncs: u64,
     /// Times the follower went back to drop patches storage never stored.
     pub dropped: u64,
+    /// Changes that readers of the driver's change stream skipped because they
+    /// fell further behind than its buffer (`tikaconf`'s `Config::changes`).
+    /// The state machine never sees those readers and leaves this at 0; the
+    /// driver fills it in. A record built from the stream is complete only
+    /// while it stays 0.
+    pub changes_skipped: u64,
 }
 
 /// Why a write could not be submitted.

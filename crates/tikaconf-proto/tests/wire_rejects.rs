@@ -509,6 +509,14 @@ fn corpus_covers_every_label() {
 // ---------------------------------------------------------------------------
 // Copy bombs: small patches whose `copy` ops grow the document exponentially.
 
+/// `isolated` with a name no test has: the child runs 0 tests and exits 0,
+/// which on cdbe9c4 passed.
+#[test]
+#[should_panic(expected = "ran no test named")]
+fn isolated_fails_when_its_name_matches_no_test() {
+    isolated("no_such_test", Duration::from_secs(60), || {});
+}
+
 /// Runs `body` in a child process (this test binary, filtered to the calling
 /// test, with an environment variable telling it to run the body) and fails if the
 /// child crashes or takes longer than `deadline`. A stack overflow aborts the whole
@@ -516,8 +524,12 @@ fn corpus_covers_every_label() {
 /// cannot run in the test process itself.
 fn isolated(test: &str, deadline: Duration, body: impl FnOnce() + Send + 'static) {
     const VAR: &str = "TIKACONF_ISOLATED_TEST";
+    // Printed by the child once the body returned: a filter that matched no
+    // test (a typo, a renamed test) runs nothing and exits 0, which must fail.
+    const RAN: &str = "isolated body ran: ";
     if std::env::var(VAR).as_deref() == Ok(test) {
         checks::on_node_stack(body);
+        println!("{RAN}{test}");
         return;
     }
     let exe = std::env::current_exe().expect("test binary");
@@ -533,6 +545,7 @@ fn isolated(test: &str, deadline: Duration, body: impl FnOnce() + Send + 'static
         if let Some(status) = child.try_wait().expect("wait") {
             let out = child.wait_with_output().expect("output");
             let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
             let tail: String = stderr
                 .lines()
                 .rev()
@@ -546,6 +559,10 @@ fn isolated(test: &str, deadline: Duration, body: impl FnOnce() + Send + 'static
                 status.success(),
                 "{test}: the node process died ({status}) after {:?}:\n{tail}",
                 started.elapsed()
+            );
+            assert!(
+                stdout.contains(&format!("{RAN}{test}\n")),
+                "{test}: the child ran no test named {test:?} (or its body did not finish):\n{stdout}"
             );
             return;
         }

@@ -194,6 +194,14 @@ fn durable_sequence(db: &Path) -> u64 {
     table.get("log_seq").expect("get").map_or(0, |v| v.value())
 }
 
+/// Commits the child must have reported durable before it is killed (see
+/// `redb_survives_sigkill`): about 1.5 log fills.
+const KILL_AFTER: u64 = 400;
+
+/// How long the child may go without reporting a commit before the test fails
+/// (a bound on a wait, not a timing assertion: a commit takes milliseconds).
+const PROGRESS_WAIT: Duration = Duration::from_secs(60);
+
 #[tokio::test]
 async fn redb_survives_sigkill() {
     let root = tikaconf_store::Hash::of_canonical_bytes(b"{\"child\":true}");
@@ -210,20 +218,40 @@ async fn redb_survives_sigkill() {
             .spawn()
             .expect("spawn child writer");
         let stdout = child.stdout.take().expect("stdout");
-        // The highest height the child reported durable, read as it goes so that
-        // the pipe never fills and stalls the child.
+        // Every height the child reports durable, read as it goes so that the
+        // pipe never fills and stalls the child.
+        let (heights, reported) = std::sync::mpsc::channel::<u64>();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| l.strip_prefix("durable ")?.parse::<u64>().ok())
-                .max()
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(h) = line.strip_prefix("durable ").and_then(|h| h.parse().ok()) {
+                    // The parent may stop listening once it has killed the child.
+                    let _ = heights.send(h);
+                }
+            }
         });
-        // Let the child get well into its stream of commits, then kill it mid-write.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Kill it mid-write once it has made real progress: past `target`
+        // commits, which with a 256 KiB snapshot every 8th fills the 8 MiB log
+        // (a checkpoint and log reuse) at least once; the target moves with
+        // the attempt so that a retry kills at another point of the cycle.
+        let target = KILL_AFTER + 97 * attempt;
+        let mut acknowledged = 0;
+        while acknowledged < target {
+            match reported.recv_timeout(PROGRESS_WAIT) {
+                Ok(h) => acknowledged = acknowledged.max(h),
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!(
+                        "the child writer reported no progress for {PROGRESS_WAIT:?} \
+                         (last durable height {acknowledged}, waiting for {target}): {e}"
+                    );
+                }
+            }
+        }
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
-        let acknowledged = reader.join().expect("reader").expect("the child committed");
+        reader.join().expect("reader");
+        // What it reported between the last read and the kill counts too.
+        acknowledged = reported.try_iter().fold(acknowledged, u64::max);
 
         let db = dir.path().join("tikaconf.redb");
         let durable = durable_sequence(&db);

@@ -13,13 +13,41 @@
 //! 3. A follower's height never decreases, except by a change marked `dropped`.
 //! 4. Nothing is acknowledged while no storage node runs (and, checked by the run,
 //!    no panic, no hang).
+//!
+//! And one rule about the record itself ([`check_evidence`]): a run that proves
+//! nothing fails. Every rule above holds trivially when nothing was written or no
+//! fault was injected, so a run must show at least one Committed write, every fault
+//! its schedule plans and requires, and a write in flight during every fault.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::Value;
 use tikaconf::Hash;
 
-use crate::history::{DownWindow, FollowerLog, History, Outcome, WriteRecord};
+use crate::faults::FaultKind;
+use crate::history::{
+    DownWindow, FaultWindow, FollowerLog, History, Outcome, Refusal, WriteRecord,
+};
+
+/// How long after a fault that cut a writer's connection the writer may still be
+/// refused as not connected: the bus reconnects with a backoff of at most 500 ms
+/// (`tikaconf_redis::bus::Backoff`), then subscribes again; 5 s is ten times that.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(5);
+
+/// Faults that can leave a node without a connection: a Redis restart (every
+/// node), and on one node's proxy a reset, refused connections, a stall (Redis
+/// drops the slow client) or a black hole (once the node notices it).
+fn disconnects(kind: FaultKind) -> bool {
+    matches!(
+        kind,
+        FaultKind::RedisRestart
+            | FaultKind::Reset
+            | FaultKind::DropNew
+            | FaultKind::Stall
+            | FaultKind::Blackhole
+    )
+}
 
 /// One broken invariant, described for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +80,10 @@ pub struct Tally {
     /// Writes started while no storage node ran (none may be acknowledged before
     /// one runs again).
     pub started_while_down: u64,
+    /// Refusals a fault explains (the writer's link was cut, or Redis restarted).
+    pub refused_expected: u64,
+    /// Refusals nothing explains (each is also a violation).
+    pub refused_unexpected: u64,
 }
 
 /// Invariant 1 over the final document of each root (`finals[root]`).
@@ -96,7 +128,7 @@ pub fn check_writes(writes: &[WriteRecord], finals: &[Value], tally: &mut Tally)
                     w.key, w.root, w.ended
                 ),
             )),
-            (Outcome::NotSent, true) => out.push(violation(
+            (Outcome::Refused(_), true) => out.push(violation(
                 "unsent-present",
                 format!(
                     "write {} on root {} was refused before publishing but is in the final document",
@@ -202,11 +234,204 @@ pub fn check_final(roots: &[Vec<View>]) -> Vec<Violation> {
     out
 }
 
+/// A write refused before publishing is only acceptable when a fault explains
+/// it: "not connected" while (or up to [`RECONNECT_GRACE`] after) a fault that
+/// cuts that writer's link, or a Redis restart, or at any time in a run whose
+/// server drops slow pub/sub clients (its small output limit is itself the
+/// fault: it can drop a writer that only fell behind). Any other refusal, or one outside
+/// those windows, is a violation: the writer could not do its job and the run
+/// would otherwise count it as a harmless "not sent".
+pub fn check_refusals(history: &History, tally: &mut Tally) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for w in &history.writes {
+        let Outcome::Refused(refusal) = w.outcome else {
+            continue;
+        };
+        let name = history.writer_names.get(&w.writer);
+        let explained = refusal == Refusal::Disconnected
+            && (history.slow_clients_dropped
+                || history.faults.iter().any(|f| {
+                    disconnects(f.kind)
+                        && (f.target.is_none() || f.target.as_ref() == name)
+                        && w.started >= f.from
+                        && w.started <= f.to + RECONNECT_GRACE
+                }));
+        if explained {
+            tally.refused_expected += 1;
+        } else {
+            tally.refused_unexpected += 1;
+            let faults: Vec<String> = history
+                .faults
+                .iter()
+                .filter(|f| f.target.is_none() || f.target.as_ref() == name)
+                .map(describe)
+                .collect();
+            out.push(violation(
+                "unexpected-refusal",
+                format!(
+                    "write {} on root {} by {} was refused ({}) at {:?} with no fault to explain it (faults on it: {})",
+                    w.key,
+                    w.root,
+                    name.map_or("an unnamed writer", String::as_str),
+                    refusal.label(),
+                    w.started,
+                    if faults.is_empty() { "none".to_owned() } else { faults.join("; ") }
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// How long a fault's consequences outlast it: a reset node reconnects and
+/// re-syncs, a node that left stays gone. Writers write every few milliseconds,
+/// so a run whose writers are alive always has one in flight within this; an
+/// instantaneous fault (a reset, a leave) is judged on it rather than on the
+/// microseconds it took.
+pub const FAULT_TAIL: Duration = Duration::from_secs(1);
+
+/// Whether `w` was in flight at some moment of `f` or of the [`FAULT_TAIL`]
+/// after it (started before that ended and ended after the fault began).
+fn in_flight_during(w: &WriteRecord, f: &FaultWindow) -> bool {
+    w.started <= f.to + FAULT_TAIL && w.ended >= f.from
+}
+
+fn describe(f: &FaultWindow) -> String {
+    format!(
+        "{} on {} from {:?} to {:?}",
+        f.kind.label(),
+        f.target.as_deref().unwrap_or("the deployment"),
+        f.from,
+        f.to
+    )
+}
+
+/// The run did what it exists to do, so that the other rules are not passed
+/// vacuously:
+///
+/// - at least one write was Committed (invariant 1 holds trivially otherwise);
+/// - a schedule that plans faults injected at least one, and every kind it
+///   requires at least once;
+/// - a write was in flight during every fault injected, or within
+///   [`FAULT_TAIL`] after it (a fault nobody was writing through tests nothing
+///   about writes);
+/// - during every storage outage at least one write *started* (the outage
+///   schedule exists for writes made while no storage node runs).
+pub fn check_evidence(history: &History) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let committed = history
+        .writes
+        .iter()
+        .filter(|w| w.outcome == Outcome::Committed)
+        .count();
+    if committed == 0 {
+        out.push(violation(
+            "no-committed-writes",
+            format!(
+                "none of the {} writes was Committed: nothing shows that committed writes survive",
+                history.writes.len()
+            ),
+        ));
+    }
+    if !history.planned.is_empty() && history.faults.is_empty() {
+        let kinds: Vec<_> = history.planned.iter().map(|k| k.label()).collect();
+        out.push(violation(
+            "no-faults",
+            format!(
+                "the schedule injects {} but no fault took effect",
+                kinds.join(", ")
+            ),
+        ));
+    }
+    let mut required = history.required.clone();
+    required.dedup();
+    for kind in required {
+        if !history.faults.iter().any(|f| f.kind == kind) {
+            out.push(violation(
+                "fault-not-injected",
+                format!(
+                    "the schedule exists for {} but it never took effect",
+                    kind.label()
+                ),
+            ));
+        }
+    }
+    for f in &history.faults {
+        if !history.writes.iter().any(|w| in_flight_during(w, f)) {
+            out.push(violation(
+                "no-write-during-fault",
+                format!(
+                    "no write was in flight during {} (or within {FAULT_TAIL:?} after)",
+                    describe(f)
+                ),
+            ));
+        }
+        if f.kind == FaultKind::StorageOutage
+            && !history
+                .writes
+                .iter()
+                .any(|w| w.started >= f.from && w.started <= f.to)
+        {
+            out.push(violation(
+                "no-write-during-outage",
+                format!("no write started during {}", describe(f)),
+            ));
+        }
+    }
+    out
+}
+
+/// How the followers of a run came to hold their root's final head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Convergence {
+    /// Per follower that did not hold its final head yet at its root's
+    /// reference moment: how long after that moment it came to hold it.
+    pub delays: Vec<Duration>,
+    /// Followers that already held their final head at that moment (counted,
+    /// not reported as 0 ms: they did not have to converge).
+    pub already: usize,
+}
+
+/// Measures convergence from each follower's record: `followers` are the
+/// members that only follow (`(name, root)`; writers are left out, they make
+/// the head rather than follow it), `finals[root]` the final head and
+/// `from[root]` the reference moment (the later of the last Committed write on
+/// the root and the end of healing). A follower whose record never reaches its
+/// final head is a violation: either it never converged or its record is
+/// incomplete, and either way the measurement would be a guess.
+pub fn convergence(
+    logs: &[FollowerLog],
+    followers: &[(String, usize)],
+    finals: &[Hash],
+    from: &[Duration],
+) -> (Convergence, Vec<Violation>) {
+    let mut c = Convergence::default();
+    let mut out = Vec::new();
+    for (name, root) in followers {
+        let log = logs.iter().find(|l| &l.follower == name);
+        let reached = log.and_then(|l| l.reached(finals[*root]));
+        match reached {
+            None => out.push(violation(
+                "no-convergence",
+                format!(
+                    "follower {name} of root {root}: its changes never reached the final head {}",
+                    finals[*root]
+                ),
+            )),
+            Some(at) if at <= from[*root] => c.already += 1,
+            Some(at) => c.delays.push(at - from[*root]),
+        }
+    }
+    (c, out)
+}
+
 /// Runs every record-based check.
 pub fn check(history: &History, finals: &[Value], tally: &mut Tally) -> Vec<Violation> {
     let mut out = check_writes(&history.writes, finals, tally);
     out.extend(check_heights(&history.followers, tally));
     out.extend(check_down_windows(&history.writes, &history.down, tally));
+    out.extend(check_evidence(history));
+    out.extend(check_refusals(history, tally));
     out
 }
 
@@ -250,7 +475,7 @@ mod tests {
             write(1, 2, Outcome::Conflict),
             write(2, 1, Outcome::Indeterminate),
             write(2, 2, Outcome::Indeterminate),
-            write(2, 3, Outcome::NotSent),
+            write(2, 3, Outcome::Refused(Refusal::Disconnected)),
         ];
         let doc = json!({"w1-1": 1, "t1-1": 1, "w2-2": 2, "t2-2": 2});
         let mut tally = Tally::default();
@@ -274,7 +499,7 @@ mod tests {
     fn a_present_conflict_or_unsent_write_is_caught() {
         let writes = [
             write(1, 1, Outcome::Conflict),
-            write(1, 2, Outcome::NotSent),
+            write(1, 2, Outcome::Refused(Refusal::Disconnected)),
         ];
         let doc = json!({"w1-1": 1, "t1-1": 1, "w1-2": 2, "t1-2": 2});
         let v = check_writes(&writes, &[doc], &mut Tally::default());
@@ -326,6 +551,204 @@ mod tests {
         assert_eq!(tally.started_while_down, 2);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].kind, "acknowledged-while-down");
+    }
+
+    fn window(kind: FaultKind, from: u64, to: u64) -> FaultWindow {
+        FaultWindow {
+            kind,
+            target: Some("storage0".into()),
+            from: Duration::from_secs(from),
+            to: Duration::from_secs(to),
+        }
+    }
+
+    /// A run in which nothing happened must not pass: the other invariants all
+    /// hold on an empty record.
+    #[test]
+    fn an_empty_history_fails() {
+        let v = check(&History::default(), &[], &mut Tally::default());
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["no-committed-writes"]);
+    }
+
+    #[test]
+    fn writes_without_a_commit_fail() {
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Indeterminate),
+                write(1, 2, Outcome::Conflict),
+            ],
+            ..History::default()
+        };
+        let v = check_evidence(&history);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, "no-committed-writes");
+        assert!(v[0].detail.contains("none of the 2 writes"), "{}", v[0]);
+    }
+
+    #[test]
+    fn a_schedule_whose_faults_never_happened_fails() {
+        let history = History {
+            writes: vec![write(1, 1, Outcome::Committed)],
+            planned: vec![FaultKind::StorageKill, FaultKind::Reset],
+            required: vec![FaultKind::StorageKill],
+            ..History::default()
+        };
+        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["no-faults", "fault-not-injected"]);
+        // A fault of another kind is not the one the schedule exists for.
+        let history = History {
+            faults: vec![window(FaultKind::Reset, 1, 1)],
+            ..history
+        };
+        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["fault-not-injected"]);
+    }
+
+    #[test]
+    fn a_fault_with_no_write_in_flight_fails() {
+        // write(1, 1) runs from 1 s to 1.01 s; write(1, 9) from 9 s to 9.01 s.
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Committed),
+                write(1, 9, Outcome::Committed),
+            ],
+            planned: vec![FaultKind::Reset, FaultKind::Latency],
+            faults: vec![
+                window(FaultKind::Reset, 1, 1),
+                window(FaultKind::Latency, 8, 10),
+                window(FaultKind::Latency, 3, 5),
+            ],
+            ..History::default()
+        };
+        let v = check_evidence(&history);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].kind, "no-write-during-fault");
+        assert!(v[0].detail.contains("from 3s to 5s"), "{}", v[0]);
+    }
+
+    #[test]
+    fn a_storage_outage_without_a_write_started_during_it_fails() {
+        // A write that began before the outage and timed out during it was in
+        // flight, but tells nothing about writes made while storage is down.
+        let mut long = write(1, 1, Outcome::Indeterminate);
+        long.ended = Duration::from_secs(6);
+        let history = History {
+            writes: vec![long, write(1, 20, Outcome::Committed)],
+            planned: vec![FaultKind::StorageOutage],
+            required: vec![FaultKind::StorageOutage],
+            faults: vec![window(FaultKind::StorageOutage, 2, 8)],
+            ..History::default()
+        };
+        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["no-write-during-outage"]);
+        let mut during = history.clone();
+        during.writes.push(write(2, 7, Outcome::Indeterminate));
+        assert_eq!(check_evidence(&during), vec![]);
+    }
+
+    #[test]
+    fn a_refusal_passes_only_when_a_fault_cut_that_writer() {
+        let refused = |writer, seq, why| write(writer, seq, Outcome::Refused(why));
+        let mut reset = window(FaultKind::Reset, 10, 10);
+        reset.target = Some("writer1".into());
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Committed),
+                // Right after its own link was reset: expected.
+                refused(1, 11, Refusal::Disconnected),
+                // Long after: the writer should have reconnected.
+                refused(1, 30, Refusal::Disconnected),
+                // Another writer, whose link was never cut.
+                refused(2, 11, Refusal::Disconnected),
+                // Never explained by a fault.
+                refused(1, 12, Refusal::Rejected),
+                refused(1, 13, Refusal::Closed),
+                // Redis restarted: every writer may be refused.
+                refused(2, 41, Refusal::Disconnected),
+            ],
+            faults: vec![reset, {
+                let mut r = window(FaultKind::RedisRestart, 40, 41);
+                r.target = None;
+                r
+            }],
+            writer_names: [(1, "writer1".into()), (2, "writer2".into())].into(),
+            ..History::default()
+        };
+        let mut tally = Tally::default();
+        let v = check_refusals(&history, &mut tally);
+        let details: Vec<_> = v.iter().map(|v| v.detail.as_str()).collect();
+        assert_eq!(v.len(), 4, "{details:#?}");
+        // Where Redis drops slow subscribers, "not connected" needs no fault of its
+        // own; the other refusals stay unexplained.
+        let lenient = History {
+            slow_clients_dropped: true,
+            ..history.clone()
+        };
+        let v = check_refusals(&lenient, &mut Tally::default());
+        assert_eq!(v.len(), 2, "{v:#?}");
+        assert!(v.iter().all(|v| v.kind == "unexpected-refusal"));
+        assert!(details[0].contains("w1-30") && details[0].contains("not connected"));
+        assert!(details[1].contains("w2-11") && details[1].contains("writer2"));
+        assert!(details[2].contains("rejected as invalid"));
+        assert!(details[3].contains("client closed"));
+        assert_eq!((tally.refused_expected, tally.refused_unexpected), (2, 4));
+    }
+
+    /// On cdbe9c4 a refused write counted as "not sent" and passed.
+    #[test]
+    fn a_refused_write_with_no_fault_fails_the_run() {
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Committed),
+                write(1, 2, Outcome::Refused(Refusal::Disconnected)),
+            ],
+            ..History::default()
+        };
+        let v = check(
+            &history,
+            &[json!({"w1-1": 1, "t1-1": 1})],
+            &mut Tally::default(),
+        );
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["unexpected-refusal"]);
+    }
+
+    /// On cdbe9c4 a member already on the final head counted as 0 ms, writers
+    /// counted as followers, and a follower whose record never reached the
+    /// final head was left out silently.
+    #[test]
+    fn convergence_counts_followers_that_had_to_converge() {
+        let log = |name: &str, at: &[(u8, u64)]| FollowerLog {
+            follower: name.into(),
+            root: 0,
+            observations: at
+                .iter()
+                .map(|&(n, ms)| Observation {
+                    height: u64::from(n),
+                    head: hash(n),
+                    dropped: false,
+                    at: Duration::from_millis(ms),
+                })
+                .collect(),
+        };
+        let logs = [
+            log("early", &[(1, 0), (2, 500)]),
+            log("late", &[(1, 0), (2, 1_300)]),
+            log("stuck", &[(1, 0)]),
+            log("writer0", &[(1, 0), (2, 5_000)]),
+        ];
+        let followers = [
+            ("early".to_owned(), 0),
+            ("late".to_owned(), 0),
+            ("stuck".to_owned(), 0),
+        ];
+        let (c, v) = convergence(&logs, &followers, &[hash(2)], &[Duration::from_secs(1)]);
+        assert_eq!(c.already, 1);
+        assert_eq!(c.delays, [Duration::from_millis(300)]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, "no-convergence");
+        assert!(v[0].detail.contains("stuck"), "{}", v[0]);
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct Deployment {
     pub crashed: AtomicBool,
     /// Failed storage start attempts (e.g. while its proxy refused connections).
     pub start_retries: AtomicU64,
+    /// Members that left with a change record that has gaps (their change
+    /// stream skipped changes): `(name, changes skipped)`.
+    pub left_incomplete: Mutex<Vec<(String, u64)>>,
 }
 
 /// What a deployment is made of.
@@ -137,6 +140,7 @@ impl Deployment {
             next_member: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             start_retries: AtomicU64::new(0),
+            left_incomplete: Mutex::new(Vec::new()),
         });
         for i in 0..deployment.storage.len() {
             deployment.start_storage(i).await?;
@@ -172,8 +176,9 @@ impl Deployment {
         }
     }
 
-    /// Adds a follower (or writer) of `root` behind a proxy of its own.
-    pub async fn join(&self, root: usize, writer: bool) -> Result<()> {
+    /// Adds a follower (or writer) of `root` behind a proxy of its own; returns
+    /// its name.
+    pub async fn join(&self, root: usize, writer: bool) -> Result<String> {
         let n = self.next_member.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}{n}", if writer { "writer" } else { "follower" });
         let proxy = Arc::new(FaultProxy::start(self.redis_addr));
@@ -207,7 +212,7 @@ impl Deployment {
             }
         });
         self.members.lock().await.push(Member {
-            name,
+            name: name.clone(),
             root,
             writer,
             proxy,
@@ -215,16 +220,17 @@ impl Deployment {
             _client: client,
             reader,
         });
-        Ok(())
+        Ok(name)
     }
 
-    /// Removes follower `index` (not a writer): its client and proxy go away.
-    pub async fn leave(&self, pick: usize) -> bool {
+    /// Removes a follower (not a writer), picked by `pick`: its client and proxy
+    /// go away. Returns its name, or `None` if no follower could be spared.
+    pub async fn leave(&self, pick: usize) -> Option<String> {
         let mut members = self.members.lock().await;
         let followers: Vec<usize> = (0..members.len()).filter(|&i| !members[i].writer).collect();
         // Keep at least one follower per root that is not a writer.
         if followers.len() <= self.roots.len() {
-            return false;
+            return None;
         }
         let i = followers[pick % followers.len()];
         let root = members[i].root;
@@ -234,10 +240,18 @@ impl Deployment {
             .count()
             <= 1
         {
-            return false;
+            return None;
         }
-        members.remove(i);
-        true
+        let gone = members.remove(i);
+        // Its record ends here: it must be complete up to here.
+        let skipped = gone.config.stats().await.changes_skipped;
+        if skipped > 0 {
+            self.left_incomplete
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((gone.name.clone(), skipped));
+        }
+        Some(gone.name.clone())
     }
 
     /// Every proxy a fault may hit: members' and storage nodes'.
@@ -253,6 +267,11 @@ impl Deployment {
             out.push((s.slot.lock().await.name.clone(), s.proxy.clone()));
         }
         out
+    }
+
+    /// The name of storage node `i`.
+    pub async fn storage_name(&self, i: usize) -> String {
+        self.storage[i].slot.lock().await.name.clone()
     }
 
     /// Starts storage node `i` (after a kill, or at the beginning).

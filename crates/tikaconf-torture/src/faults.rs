@@ -5,6 +5,12 @@
 //! long it lasts and how long the quiet between faults is. The seed fixes that
 //! schedule (printed with every failure, so it can be run again); it cannot fix
 //! the interleaving of real processes, which is the point of running them.
+//!
+//! The kinds a schedule exists for (its `required` list) come first, before any
+//! random draw, so that even a six-second CI run injects them; and only a fault
+//! that took effect is counted and recorded (a churn that found nobody to remove
+//! is not a fault), with its target and the span it was in effect, so that the
+//! checker can tell a run that tested something from one that did not.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use crate::deploy::Deployment;
+use crate::history::FaultWindow;
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +66,10 @@ impl FaultKind {
 /// What the injector did.
 #[derive(Debug, Clone, Default)]
 pub struct Injected {
+    /// Faults that took effect, by kind.
     pub by_kind: BTreeMap<FaultKind, u64>,
+    /// Draws that found nothing to do (e.g. a leave with no follower to spare).
+    pub no_effect: u64,
     /// Stalls after which Redis had disconnected the stalled node.
     pub stalls_disconnected: u64,
     pub joins: u64,
@@ -73,11 +83,23 @@ fn ms(rng: &mut StdRng, lo: u64, hi: u64) -> Duration {
     Duration::from_millis(rng.random_range(lo..=hi))
 }
 
-/// Injects faults of `kinds` until `until`, then returns what it did. Every fault
-/// it starts it also ends (the caller heals everything afterwards anyway).
+/// How long a storage outage lasts: longer than a write's timeout, so that
+/// every writer whose write was in flight when storage went down gives up on it
+/// and starts new writes while storage is still down (the outage schedule
+/// exists to see those writes; a shorter outage could end with none started).
+pub fn outage_span(rng: &mut StdRng) -> Duration {
+    let write_timeout = tikaconf::proto::FollowerConfig::default().write_timeout;
+    write_timeout + ms(rng, 1000, 4000)
+}
+
+/// Injects faults until `until`, then returns what it did: first each kind of
+/// `required` once, in order, then kinds drawn from `kinds`. Every fault it
+/// starts it also ends (the caller heals everything afterwards anyway), and each
+/// one that took effect is recorded in the deployment's history.
 pub async fn inject(
     deployment: Arc<Deployment>,
     kinds: &[FaultKind],
+    required: &[FaultKind],
     seed: u64,
     until: Instant,
 ) -> Injected {
@@ -87,6 +109,7 @@ pub async fn inject(
         tokio::time::sleep_until(until).await;
         return done;
     }
+    let mut first = required.iter().copied();
     loop {
         let pause = ms(&mut rng, 200, 1500);
         if Instant::now() + pause >= until {
@@ -94,53 +117,90 @@ pub async fn inject(
             return done;
         }
         tokio::time::sleep(pause).await;
-        let kind = kinds[rng.random_range(0..kinds.len())];
-        *done.by_kind.entry(kind).or_default() += 1;
-        if let Err(e) = one(&deployment, kind, &mut rng, &mut done).await {
-            done.errors.push(format!("{}: {e:#}", kind.label()));
+        let kind = first
+            .next()
+            .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
+        match one(&deployment, kind, &mut rng, &mut done).await {
+            Ok(Some(window)) => {
+                *done.by_kind.entry(kind).or_default() += 1;
+                deployment.recorder.fault(window);
+            }
+            Ok(None) => done.no_effect += 1,
+            Err(e) => done.errors.push(format!("{}: {e:#}", kind.label())),
         }
     }
 }
 
+/// Injects one fault of `kind`; returns the window it was in effect, or `None`
+/// when it found nothing to do.
 async fn one(
     d: &Deployment,
     kind: FaultKind,
     rng: &mut StdRng,
     done: &mut Injected,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<FaultWindow>> {
+    let window = |target: Option<String>, from| FaultWindow {
+        kind,
+        target,
+        from,
+        to: d.recorder.now(),
+    };
     match kind {
         FaultKind::StorageKill | FaultKind::StorageOutage => {
             let i = rng.random_range(0..d.storage.len());
             let down = if kind == FaultKind::StorageKill {
                 ms(rng, 0, 1000)
             } else {
-                ms(rng, 2000, 5000)
+                outage_span(rng)
             };
-            d.kill_storage(i).await;
+            if !d.kill_storage(i).await {
+                return Ok(None);
+            }
+            // From the moment the node is dead to the moment its restart begins:
+            // inside the span in which it could not store anything.
+            let from = d.recorder.now();
             tokio::time::sleep(down).await;
+            let w = window(Some(d.storage_name(i).await), from);
             d.start_storage(i).await?;
+            Ok(Some(w))
         }
         FaultKind::RedisRestart => {
             let down = ms(rng, 0, 1500);
+            let from = d.recorder.now();
             d.restart_redis(down).await?;
+            Ok(Some(window(None, from)))
         }
         FaultKind::Churn => {
+            let from = d.recorder.now();
             if rng.random_bool(0.5) {
                 let root = rng.random_range(0..d.roots.len());
                 let join = tokio::time::timeout(Duration::from_secs(20), d.join(root, false));
                 match join.await {
-                    Ok(Ok(())) => done.joins += 1,
+                    Ok(Ok(name)) => {
+                        done.joins += 1;
+                        Ok(Some(window(Some(name), from)))
+                    }
                     // Joining under other faults may fail; that is the joiner's
                     // problem, not an invariant.
-                    _ => done.join_failures += 1,
+                    _ => {
+                        done.join_failures += 1;
+                        Ok(None)
+                    }
                 }
-            } else if d.leave(rng.random_range(0..usize::MAX)).await {
-                done.leaves += 1;
+            } else {
+                match d.leave(rng.random_range(0..usize::MAX)).await {
+                    Some(name) => {
+                        done.leaves += 1;
+                        Ok(Some(window(Some(name), from)))
+                    }
+                    None => Ok(None),
+                }
             }
         }
         proxy_fault => {
             let targets = d.proxies().await;
-            let (_, proxy) = &targets[rng.random_range(0..targets.len())];
+            let (name, proxy) = &targets[rng.random_range(0..targets.len())];
+            let from = d.recorder.now();
             match proxy_fault {
                 FaultKind::Latency => {
                     proxy.set_latency(ms(rng, 5, 400));
@@ -171,7 +231,7 @@ async fn one(
                 }
                 _ => unreachable!("handled above"),
             }
+            Ok(Some(window(Some(name.clone()), from)))
         }
     }
-    Ok(())
 }

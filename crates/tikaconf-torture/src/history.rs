@@ -3,14 +3,19 @@
 //! The invariants are about outcomes as the application saw them (a write told
 //! Committed, a follower's heights over time), so the suite records exactly that:
 //! every write with its writer, unique key and outcome, every follower's sequence
-//! of (height, head) from `Config::changes()`, and the windows in which no storage
-//! node ran. The checker then decides on the record alone, which is what makes it
-//! unit-testable without Redis.
+//! of (height, head) from `Config::changes()`, the windows in which no storage
+//! node ran, and every fault the injector actually injected (with whom it hit and
+//! when). The checker then decides on the record alone, which is what makes it
+//! unit-testable without Redis, including the check that the run did what it was
+//! meant to do: writes committed, faults injected, writes in flight during them.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tikaconf::Hash;
+
+use crate::faults::FaultKind;
 
 /// How a write ended, as its writer saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,9 +26,50 @@ pub enum Outcome {
     Conflict,
     /// No outcome in time: either present or absent, never half-applied.
     Indeterminate,
-    /// Refused before publishing (not connected, head moved): never on the bus,
-    /// so it must be absent.
-    NotSent,
+    /// Refused before publishing: never on the bus, so it must be absent. Only a
+    /// refusal the run's faults explain is expected (see [`Refusal`]).
+    Refused(Refusal),
+}
+
+/// Why a write was refused before it was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// The writer was not connected to the bus (`WriteError::Disconnected`):
+    /// expected while a fault cuts its link or Redis restarts, and briefly after.
+    Disconnected,
+    /// The patch was refused as invalid (`WriteError::Rejected`): the workload's
+    /// patches are always valid, so never expected.
+    Rejected,
+    /// The head moved meanwhile (`WriteError::HeadMoved`): the workload never
+    /// names a parent, so never expected.
+    HeadMoved,
+    /// The client was shut down under the writer (`WriteError::Closed`): never
+    /// expected while the run goes on.
+    Closed,
+}
+
+impl Refusal {
+    /// What the refusal means, for the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Disconnected => "not connected",
+            Refusal::Rejected => "rejected as invalid",
+            Refusal::HeadMoved => "head moved",
+            Refusal::Closed => "client closed",
+        }
+    }
+
+    /// The refusal of a write that failed with `e` before it was published.
+    pub fn of(e: &tikaconf::WriteError) -> Refusal {
+        use tikaconf::WriteError::*;
+        match e {
+            Disconnected => Refusal::Disconnected,
+            HeadMoved => Refusal::HeadMoved,
+            Closed => Refusal::Closed,
+            // Rejected, and anything a later version adds.
+            _ => Refusal::Rejected,
+        }
+    }
 }
 
 /// One write: `key` and its twin key are added by one patch, so a half-applied
@@ -97,12 +143,35 @@ pub struct DownWindow {
     pub to: Duration,
 }
 
+/// One fault as injected: what, whom it hit (a member's or storage node's name;
+/// `None` for the whole deployment, e.g. a Redis restart) and while it was in
+/// effect. An instantaneous fault (a reset) has `from == to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultWindow {
+    pub kind: FaultKind,
+    pub target: Option<String>,
+    pub from: Duration,
+    pub to: Duration,
+}
+
 /// The record of one run.
 #[derive(Debug, Clone, Default)]
 pub struct History {
     pub writes: Vec<WriteRecord>,
     pub followers: Vec<FollowerLog>,
     pub down: Vec<DownWindow>,
+    /// Every fault that took effect (a churn that could not leave, say, is not one).
+    pub faults: Vec<FaultWindow>,
+    /// The kinds the schedule draws from: if any, at least one must be injected.
+    pub planned: Vec<FaultKind>,
+    /// The kinds the schedule exists for: each must be injected at least once.
+    pub required: Vec<FaultKind>,
+    /// Each writer's member name, by writer number (to match faults to writers).
+    pub writer_names: BTreeMap<usize, String>,
+    /// The server runs with a small `client-output-buffer-limit pubsub`: Redis
+    /// drops any subscriber that falls behind, at any time, not only one the
+    /// injector stalled (a node slowed by a fault elsewhere, or by the machine).
+    pub slow_clients_dropped: bool,
 }
 
 /// A shared, append-only [`History`] with the run's clock.
@@ -131,6 +200,27 @@ impl Recorder {
 
     pub fn down(&self, window: DownWindow) {
         self.lock().down.push(window);
+    }
+
+    pub fn fault(&self, window: FaultWindow) {
+        self.lock().faults.push(window);
+    }
+
+    /// Records what the schedule plans to inject (see [`History::planned`]).
+    pub fn plan(&self, planned: &[FaultKind], required: &[FaultKind]) {
+        let mut h = self.lock();
+        h.planned = planned.to_vec();
+        h.required = required.to_vec();
+    }
+
+    /// Records that Redis drops slow pub/sub clients in this run.
+    pub fn slow_clients_dropped(&self) {
+        self.lock().slow_clients_dropped = true;
+    }
+
+    /// Records writer number `writer`'s member name.
+    pub fn writer(&self, writer: usize, name: String) {
+        self.lock().writer_names.insert(writer, name);
     }
 
     /// Registers a follower; returns its index for [`Recorder::observe`].

@@ -6,7 +6,10 @@
 //! head within seconds of the writes stopping, the lag from publish to applied
 //! stays under a second at p99, and memory is flat (the process's resident size
 //! at the end of a step is not above the middle of the step by more than a
-//! margin). Followers are `Client`s each following every root over one connection,
+//! margin). The first and last are capacity: a rate beyond them is the search's
+//! upper bound. A missed final head or growing memory is a broken promise at any
+//! rate (overload must shed load, never lose a head or grow without bound), so it
+//! is a failure of the suite, whatever rate held below. Followers are `Client`s each following every root over one connection,
 //! as a bot process following many channels does; one storage node (redb) runs as
 //! its own process. The lag is measured from the writer's clock reading, carried
 //! in the patch (`/t`, microseconds since the test began), to the moment a
@@ -60,10 +63,19 @@ pub struct StepResult {
     pub resyncs: u64,
     /// Followers not on their root's final head 10 s after the writes stopped.
     pub missed: usize,
+    /// Changes the followers' change streams skipped (a reader fell more than
+    /// the stream's buffer behind): the lag figures do not include them.
+    pub skipped_changes: u64,
     pub rss: [u64; 3],
     pub storage_rss: [u64; 3],
     pub holds: bool,
+    /// Why the rate is beyond capacity (committed too little, writes timing out,
+    /// lag): the search's upper bound, not a failure when a lower rate held.
     pub why_not: Vec<String>,
+    /// Broken promises, at any rate: a follower that never reached its root's
+    /// final head, memory that grows, a change record with gaps. Each fails
+    /// the suite.
+    pub failures: Vec<String>,
 }
 
 /// The whole load test.
@@ -75,6 +87,13 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Every failure of every step, as `(rate, what)`.
+    pub fn failures(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.failures.iter().map(move |f| (s.target, f.as_str())))
+    }
+
     /// The highest target rate that held, if any.
     pub fn highest_held(&self) -> Option<u64> {
         self.steps
@@ -152,6 +171,7 @@ pub async fn run(shape: LoadShape, rates: &[u64], duration: Duration) -> Result<
         follower_clients.push(client);
     }
     let mut steps = Vec::new();
+    let mut skipped_before = 0;
     for &rate in rates {
         lags.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let resyncs_before = resyncs.load(Ordering::Relaxed);
@@ -166,6 +186,14 @@ pub async fn run(shape: LoadShape, rates: &[u64], duration: Duration) -> Result<
         )
         .await;
         step.resyncs = resyncs.load(Ordering::Relaxed) - resyncs_before;
+        // Skipped by the lag readers during this step (the counters only grow).
+        let mut skipped = 0;
+        for (_, c) in &followers {
+            skipped += c.stats().await.changes_skipped;
+        }
+        step.skipped_changes = skipped - skipped_before;
+        skipped_before = skipped;
+        judge(&mut step);
         let holds = step.holds;
         steps.push(step);
         if !holds {
@@ -268,28 +296,7 @@ async fn step(
     samples.sort_unstable();
     let achieved = committed as f64 / elapsed.as_secs_f64();
     let lag_p99 = percentile(&samples, 0.99);
-    let mut why_not = Vec::new();
-    if achieved < rate as f64 * 0.95 {
-        why_not.push(format!("committed {achieved:.0}/s of {rate}/s"));
-    }
-    if failed * 1000 > committed.max(1) {
-        why_not.push(format!("{failed} writes failed"));
-    }
-    if missed > 0 {
-        why_not.push(format!("{missed} followers missed their root's final head"));
-    }
-    if lag_p99 > Duration::from_secs(1) {
-        why_not.push(format!("lag p99 {lag_p99:?}"));
-    }
-    // Flat: the second half of the step adds at most 10 % + 32 MiB.
-    let flat = |r: &[u64; 3]| r[2] <= r[1] + r[1] / 10 + (32 << 20);
-    if !flat(&rss) {
-        why_not.push(format!("followers' memory grew {rss:?}"));
-    }
-    if !flat(&storage_rss) {
-        why_not.push(format!("storage memory grew {storage_rss:?}"));
-    }
-    StepResult {
+    let mut result = StepResult {
         target: rate,
         duration,
         committed,
@@ -301,9 +308,111 @@ async fn step(
         lag_samples: samples.len(),
         resyncs: 0,
         missed,
+        skipped_changes: 0,
         rss,
         storage_rss,
-        holds: why_not.is_empty(),
-        why_not,
+        holds: false,
+        why_not: Vec::new(),
+        failures: Vec::new(),
+    };
+    judge(&mut result);
+    result
+}
+
+/// Decides whether a step held, and why not: capacity (`why_not`) or a broken
+/// promise (`failures`).
+fn judge(s: &mut StepResult) {
+    let (rate, achieved) = (s.target, s.achieved);
+    let mut why_not = Vec::new();
+    if achieved < rate as f64 * 0.95 {
+        why_not.push(format!("committed {achieved:.0}/s of {rate}/s"));
+    }
+    if s.failed * 1000 > s.committed.max(1) {
+        why_not.push(format!("{} writes failed", s.failed));
+    }
+    if s.lag_p99 > Duration::from_secs(1) {
+        why_not.push(format!("lag p99 {:?}", s.lag_p99));
+    }
+    let mut failures = Vec::new();
+    if s.missed > 0 {
+        failures.push(format!(
+            "{} followers missed their root's final head 10 s after the writes stopped",
+            s.missed
+        ));
+    }
+    if s.skipped_changes > 0 {
+        failures.push(format!(
+            "followers' change streams skipped {} changes (the lag figures miss them)",
+            s.skipped_changes
+        ));
+    }
+    // Flat: the second half of the step adds at most 10 % + 32 MiB. A reading
+    // of 0 is a size that could not be read: not flat, unmeasured.
+    let flat = |r: &[u64; 3]| r.iter().all(|&b| b > 0) && r[2] <= r[1] + r[1] / 10 + (32 << 20);
+    if !flat(&s.rss) {
+        failures.push(format!(
+            "followers' memory grew (or was not measured) {:?}",
+            s.rss
+        ));
+    }
+    if !flat(&s.storage_rss) {
+        failures.push(format!(
+            "storage memory grew (or was not measured) {:?}",
+            s.storage_rss
+        ));
+    }
+    s.holds = why_not.is_empty() && failures.is_empty();
+    s.why_not = why_not;
+    s.failures = failures;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(missed: usize, rss_end: u64) -> StepResult {
+        StepResult {
+            target: 6000,
+            duration: Duration::from_secs(60),
+            committed: 300_000,
+            failed: 0,
+            achieved: 5000.0,
+            lag_p50: Duration::from_millis(5),
+            lag_p99: Duration::from_millis(50),
+            lag_max: Duration::from_millis(80),
+            lag_samples: 1000,
+            resyncs: 0,
+            missed,
+            skipped_changes: 0,
+            rss: [100 << 20, 100 << 20, rss_end],
+            storage_rss: [50 << 20; 3],
+            holds: true,
+            why_not: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// On cdbe9c4 a missed final head or growing memory at a rate above the
+    /// highest that held was reported as "the search's upper bound".
+    #[test]
+    fn a_missed_head_or_memory_growth_is_a_failure_at_any_rate() {
+        let mut capacity = step(0, 100 << 20);
+        judge(&mut capacity);
+        assert!(!capacity.holds, "5000/s of 6000/s is short of the target");
+        assert_eq!(capacity.failures, Vec::<String>::new());
+        let mut missed = step(3, 100 << 20);
+        judge(&mut missed);
+        assert_eq!(missed.failures.len(), 1, "{:?}", missed.failures);
+        assert!(missed.failures[0].contains("3 followers missed"));
+        let mut grew = step(0, 400 << 20);
+        judge(&mut grew);
+        assert_eq!(grew.failures.len(), 1, "{:?}", grew.failures);
+        assert!(grew.failures[0].contains("followers' memory grew"));
+        let result = LoadResult {
+            shape: LoadShape::default(),
+            followers: 1000,
+            steps: vec![grew],
+        };
+        assert_eq!(result.failures().count(), 1);
     }
 }

@@ -145,7 +145,10 @@ async fn run(cli: Cli) -> Result<bool> {
             for s in &r.steps {
                 println!("{s:?}");
             }
-            Ok(r.highest_held().is_some())
+            for (rate, failure) in r.failures() {
+                eprintln!("tikaconf-torture: load at {rate}/s FAILED: {failure}");
+            }
+            Ok(r.highest_held().is_some() && r.failures().next().is_none())
         }
         Cmd::Suite {
             quick,

@@ -71,6 +71,27 @@ fn ms(d: Duration) -> String {
     }
 }
 
+/// One run's convergence, for its row: the followers that had to converge, how
+/// many were already on the final head, and when everyone agreed.
+pub fn convergence_cell(r: &RunResult) -> String {
+    let Some(agreed) = r.converged_after else {
+        return "did not converge".into();
+    };
+    let c = &r.convergence;
+    let followers = match percentiles(&c.delays) {
+        Some([a, b, c2]) => format!(
+            "{} / {} / {} (of {}; {} already)",
+            ms(a),
+            ms(b),
+            ms(c2),
+            c.delays.len(),
+            c.already
+        ),
+        None => format!("none had to (all {} already)", c.already),
+    };
+    format!("{followers}; {}", ms(agreed))
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -88,7 +109,7 @@ impl SuiteReport {
             || self
                 .load
                 .as_ref()
-                .is_some_and(|l| l.highest_held().is_none())
+                .is_some_and(|l| l.highest_held().is_none() || l.failures().next().is_some())
     }
 
     /// The markdown of docs/RELIABILITY.md.
@@ -128,7 +149,9 @@ impl SuiteReport {
         let _ = writeln!(
             w,
             "1. Every write a writer saw as Committed is in the final document; every write told \
-             Conflict (or refused before publishing) is absent; a write that timed out is \
+             Conflict (or refused before publishing) is absent, and a refusal is only \
+             acceptable as \"not connected\" while a fault cut that writer's link or Redis \
+             restarted; a write that timed out is \
              counted as indeterminate and is present or absent, never half-applied (each patch \
              adds two keys).\n\
              2. After the faults heal and writes stop, every follower and every storage node of \
@@ -140,7 +163,14 @@ impl SuiteReport {
              4. No panic (in the followers' process or in a storage node's log), no storage \
              node exiting by itself, no write without an outcome within 30 s, every client \
              still answering; nothing acknowledged while no storage node runs; memory flat \
-             under load.\n"
+             under load, and the followers' process at most {} MiB larger after a schedule \
+             than when its deployment had started; every member's change record complete \
+             (no change skipped by its reader).\n\
+             5. The run is evidence: at least one write Committed, every fault kind the \
+             schedule exists for injected, a write in flight during every fault, and a write \
+             started during every storage outage; otherwise the run fails, since the rules \
+             above hold trivially when nothing happens.\n",
+            crate::schedules::RSS_GROWTH_LIMIT >> 20
         );
 
         let _ = writeln!(w, "## Schedules run\n");
@@ -154,18 +184,15 @@ impl SuiteReport {
         );
         let _ = writeln!(
             w,
-            "| schedule | seed | writing | faults | Committed | Conflict | indeterminate (landed) | not sent | lost | dropped changes | convergence p50 / p99 / max | result |"
+            "| schedule | seed | writing | faults | Committed | Conflict | indeterminate (landed) | refused: explained / not | lost | dropped changes | followers' convergence p50 / p99 / max (of n; already on the head); all agreed after | result |"
         );
         let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &self.runs {
             let faults: u64 = r.injected.by_kind.values().sum();
-            let conv = match percentiles(&r.convergence) {
-                Some([a, b, c]) => format!("{} / {} / {}", ms(a), ms(b), ms(c)),
-                None => "did not converge".into(),
-            };
+            let conv = convergence_cell(r);
             let _ = writeln!(
                 w,
-                "| {} | {} | {} s | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} s | {} | {} | {} | {} ({}) | {} / {} | {} | {} | {} | {} |",
                 r.schedule,
                 r.seed,
                 r.duration.as_secs(),
@@ -174,7 +201,8 @@ impl SuiteReport {
                 count(&r.tally, Outcome::Conflict),
                 count(&r.tally, Outcome::Indeterminate),
                 r.tally.indeterminate_present,
-                count(&r.tally, Outcome::NotSent),
+                r.tally.refused_expected,
+                r.tally.refused_unexpected,
                 r.tally.lost,
                 r.tally.dropped_changes,
                 conv,
@@ -196,6 +224,7 @@ impl SuiteReport {
         let mut by_kind: BTreeMap<FaultKind, u64> = BTreeMap::new();
         let (mut stalls_dropped, mut joins, mut leaves, mut join_failures, mut retries) =
             (0, 0, 0, 0, 0);
+        let mut no_effect = 0;
         for r in &self.runs {
             for (k, n) in &r.injected.by_kind {
                 *by_kind.entry(*k).or_default() += n;
@@ -204,6 +233,7 @@ impl SuiteReport {
             joins += r.injected.joins;
             leaves += r.injected.leaves;
             join_failures += r.injected.join_failures;
+            no_effect += r.injected.no_effect;
             retries += r.storage_restart_retries;
         }
         let _ = writeln!(w, "| fault | injected |");
@@ -218,7 +248,10 @@ impl SuiteReport {
              `client-output-buffer-limit pubsub` is set to `64kb 16kb 1` in those runs): \
              {stalls_dropped}. Followers joined: {joins}, left: {leaves}, joins that failed \
              under other faults: {join_failures}. Storage restarts that had to be retried \
-             (their own link was faulty): {retries}.\n"
+             (their own link was faulty): {retries}. Draws that found nothing to do (not \
+             counted above): {no_effect}. Every run injects the kinds its schedule exists for \
+             first and fails if one never takes effect, if a fault had no write in flight, or if \
+             a storage outage saw no write started.\n"
         );
 
         let _ = writeln!(w, "## Writes\n");
@@ -239,10 +272,20 @@ impl SuiteReport {
             "| indeterminate (timed out) | {} ({landed} landed) |",
             total(Outcome::Indeterminate)
         );
+        let refused = |pick: fn(&crate::checker::Tally) -> u64| {
+            self.runs.iter().map(|r| pick(&r.tally)).sum::<u64>()
+        };
         let _ = writeln!(
             w,
-            "| refused before publishing (not connected, head moved) | {} |",
-            total(Outcome::NotSent)
+            "| refused before publishing, explained: not connected while a fault cut the \
+             writer's link or Redis restarted (or within {:?} after) | {} |",
+            crate::checker::RECONNECT_GRACE,
+            refused(|t| t.refused_expected)
+        );
+        let _ = writeln!(
+            w,
+            "| refused before publishing, unexplained (each a violation) | {} |",
+            refused(|t| t.refused_unexpected)
         );
         let _ = writeln!(w, "| **lost** (Committed but absent) | **{lost}** |");
         let _ = writeln!(w);
@@ -267,31 +310,54 @@ impl SuiteReport {
         let all: Vec<Duration> = self
             .runs
             .iter()
-            .flat_map(|r| r.convergence.iter().copied())
+            .flat_map(|r| r.convergence.delays.iter().copied())
             .collect();
+        let already: usize = self.runs.iter().map(|r| r.convergence.already).sum();
+        let agreed: Vec<Duration> = self.runs.iter().filter_map(|r| r.converged_after).collect();
+        let d = tikaconf::proto::FollowerConfig::default();
+        let _ = writeln!(
+            w,
+            "Measured per root from the later of two moments: the end of healing (every \
+             fault ended, every storage node running, writes stopped) and the last Committed \
+             write on the root; for each follower (writers excluded: they make the head), the \
+             time until its change stream delivered the root's final head (the head storage \
+             answers). A follower that already held it at that moment is counted apart, not \
+             as 0 ms; one whose changes never reached it fails the run. Default follower \
+             timers (re-sync {:?}, request timeout {:?}, confirm timeout {:?}, fork grace \
+             {:?}).\n",
+            d.resync_interval, d.request_timeout, d.confirm_timeout, d.fork_grace,
+        );
         match percentiles(&all) {
             Some([a, b, c]) => {
-                let d = tikaconf::proto::FollowerConfig::default();
                 let _ = writeln!(
                     w,
-                    "Time from the moment every fault was healed and writes had stopped until a \
-                     follower held its root's final head (the head storage answers), over {} \
-                     followers of all runs, with the default follower timers (re-sync {:?}, \
-                     request timeout {:?}, confirm timeout {:?}, fork grace {:?}): **p50 {}, \
-                     p99 {}, max {}**.\n",
+                    "Followers that had to converge: {} over all runs, **p50 {}, p99 {}, max \
+                     {}**; followers already on the final head: {already}.\n",
                     all.len(),
-                    d.resync_interval,
-                    d.request_timeout,
-                    d.confirm_timeout,
-                    d.fork_grace,
                     ms(a),
                     ms(b),
                     ms(c)
                 );
             }
             None => {
-                let _ = writeln!(w, "No run converged.\n");
+                let _ = writeln!(
+                    w,
+                    "No follower had to converge after healing; followers already on the final \
+                     head: {already}.\n"
+                );
             }
+        }
+        if let Some([a, b, c]) = percentiles(&agreed) {
+            let _ = writeln!(
+                w,
+                "Time from the end of healing until every member and storage agreed (storage \
+                 asked by a fresh client's load once the members agreed, at most every 200 ms), \
+                 over {} runs: p50 {}, p99 {}, max {}.\n",
+                agreed.len(),
+                ms(a),
+                ms(b),
+                ms(c)
+            );
         }
 
         let _ = writeln!(w, "## Load\n");
@@ -308,7 +374,9 @@ impl SuiteReport {
                      fewer than 0.1 % of writes fail, every follower is on its root's final head \
                      within 10 s of the writes stopping, the lag p99 is under 1 s, and resident \
                      memory at the end of the step is at most 10 % + 32 MiB above the middle \
-                     (the followers' process and the storage node alike).\n",
+                     (the followers' process and the storage node alike). A missed final head \
+                     or growing memory is a failure of the suite at any rate; falling short of \
+                     the rate or the lag bound only ends the search.\n",
                     l.followers,
                     l.shape.roots,
                     l.shape.follower_clients,
@@ -342,6 +410,8 @@ impl SuiteReport {
                         mib(s.storage_rss[2]),
                         if s.holds {
                             "yes".to_owned()
+                        } else if !s.failures.is_empty() {
+                            format!("**FAILED**: {}", s.failures.join("; "))
                         } else {
                             format!("no: {}", s.why_not.join("; "))
                         }
@@ -414,10 +484,14 @@ impl SuiteReport {
             }
         }
         if let Some(l) = &self.load {
-            for s in l.steps.iter().filter(|s| !s.holds) {
+            for (rate, failure) in l.failures() {
+                any = true;
+                let _ = writeln!(w, "- load at {rate}/s FAILED: {failure}");
+            }
+            for s in l.steps.iter().filter(|s| !s.why_not.is_empty()) {
                 let _ = writeln!(
                     w,
-                    "- load at {}/s did not hold: {} (the search's upper bound, not an invariant failure when a lower rate held)",
+                    "- load at {}/s beyond capacity: {} (the search's upper bound, not an invariant failure when a lower rate held)",
                     s.target,
                     s.why_not.join("; ")
                 );

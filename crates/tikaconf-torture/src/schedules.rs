@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::checker::{self, Tally, Violation};
 use crate::deploy::{Deployment, Shape};
 use crate::faults::{self, FaultKind, Injected};
+use crate::history::Outcome;
 use crate::node::StoreKind;
 use crate::workload::{self, WriterStats};
 
@@ -34,7 +35,12 @@ pub struct Schedule {
     pub name: &'static str,
     pub about: &'static str,
     pub shape: Shape,
+    /// The kinds of fault drawn at random.
     pub faults: &'static [FaultKind],
+    /// The kinds the schedule exists for: injected first, before any random
+    /// draw, and each must take effect or the run fails (see
+    /// [`checker::check_evidence`]).
+    pub required: &'static [FaultKind],
     pub back_to_back: bool,
     /// Pause between one writer's writes.
     pub pace: Duration,
@@ -73,6 +79,7 @@ pub fn all() -> Vec<Schedule> {
             about: "one storage node (redb) SIGKILLed mid-stream and restarted, repeatedly",
             shape: shape(Redb, 1, false, 3, 3, 2),
             faults: &[StorageKill],
+            required: &[StorageKill],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -81,6 +88,7 @@ pub fn all() -> Vec<Schedule> {
             about: "the only storage node (redb) down for seconds while writers keep writing",
             shape: shape(Redb, 1, false, 2, 3, 2),
             faults: &[StorageOutage],
+            required: &[StorageOutage],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -89,6 +97,7 @@ pub fn all() -> Vec<Schedule> {
             about: "redis-server restarted without persistence (storage on redb)",
             shape: shape(Redb, 1, false, 3, 3, 2),
             faults: &[RedisRestart],
+            required: &[RedisRestart],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -97,6 +106,7 @@ pub fn all() -> Vec<Schedule> {
             about: "redis-server restarted with persistence (AOF, fsync always); two storage nodes share the Redis store",
             shape: shape(Redis, 2, true, 3, 3, 2),
             faults: &[RedisRestart],
+            required: &[RedisRestart],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -105,6 +115,7 @@ pub fn all() -> Vec<Schedule> {
             about: "per-node proxy faults: latency, resets, partitions, read stalls (small pubsub output limit), refused connections",
             shape: network.clone(),
             faults: &[Latency, Reset, Blackhole, Stall, DropNew],
+            required: &[Blackhole],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -113,6 +124,7 @@ pub fn all() -> Vec<Schedule> {
             about: "two storage nodes sharing the Redis store (AOF), one SIGKILLed at random; resets and latency",
             shape: shape(Redis, 2, true, 3, 3, 2),
             faults: &[StorageKill, StorageKill, Reset, Latency],
+            required: &[StorageKill],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -121,6 +133,7 @@ pub fn all() -> Vec<Schedule> {
             about: "six writers racing on one root (many conflicts), with latency and resets",
             shape: shape(Redb, 1, false, 1, 3, 6),
             faults: &[Latency, Reset],
+            required: &[],
             back_to_back: false,
             pace: Duration::ZERO,
         },
@@ -129,6 +142,7 @@ pub fn all() -> Vec<Schedule> {
             about: "writers publishing back-to-back without waiting for storage (the hop gap), with latency and resets",
             shape: shape(Redb, 1, false, 2, 4, 2),
             faults: &[Latency, Reset],
+            required: &[],
             back_to_back: true,
             pace: Duration::ZERO,
         },
@@ -137,6 +151,7 @@ pub fn all() -> Vec<Schedule> {
             about: "followers joining and leaving while writes go on, with resets and storage kills",
             shape: shape(Redb, 1, false, 3, 3, 2),
             faults: &[Churn, Churn, Churn, Reset, StorageKill],
+            required: &[Churn],
             back_to_back: false,
             pace: Duration::from_millis(5),
         },
@@ -155,6 +170,7 @@ pub fn all() -> Vec<Schedule> {
                 DropNew,
                 Churn,
             ],
+            required: &[],
             back_to_back: true,
             pace: Duration::from_millis(2),
         },
@@ -179,9 +195,12 @@ pub struct RunResult {
     pub duration: Duration,
     pub injected: Injected,
     pub tally: Tally,
-    /// Per follower: time from healing until it held its root's final head.
-    pub convergence: Vec<Duration>,
-    /// Time from healing until every follower and storage agreed.
+    /// Followers' convergence: per follower not yet on its root's final head
+    /// when writes had ended and faults healed, how long it took to get there;
+    /// and how many were already there.
+    pub convergence: checker::Convergence,
+    /// Time from healing until every member and storage agreed (storage asked
+    /// by a fresh client's load once the members agreed, every 200 ms).
     pub converged_after: Option<Duration>,
     pub violations: Vec<Violation>,
     pub storage_restart_retries: u64,
@@ -204,9 +223,14 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     let rss_start = crate::node::rss_bytes(None).unwrap_or(0);
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(WriterStats::default());
+    d.recorder.plan(schedule.faults, schedule.required);
+    if schedule.shape.pubsub_limit.is_some() {
+        d.recorder.slow_clients_dropped();
+    }
     let mut writers = Vec::new();
     for (i, m) in d.members.lock().await.iter().enumerate() {
         if m.writer {
+            d.recorder.writer(i, m.name.clone());
             writers.push(tokio::spawn(workload::write_loop(
                 m.config.clone(),
                 i,
@@ -220,12 +244,10 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
         }
     }
     let until = Instant::now() + duration;
-    let injected = faults::inject(d.clone(), schedule.faults, seed, until).await;
+    let injected = faults::inject(d.clone(), schedule.faults, schedule.required, seed, until).await;
     // The injector ends every fault it starts: from here on nothing is injected
     // and no new write starts. Convergence is measured from this moment.
     stop.store(true, Ordering::SeqCst);
-    let stopped = Instant::now();
-    let stopped_at = d.recorder.now();
     let mut violations = Vec::new();
     for w in writers {
         // A writer ends within one write (bounded by the hang limit).
@@ -238,39 +260,71 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     }
     d.check_crashes().await;
     d.heal().await?;
-    let (converged_after, final_heads) = match converge(&d, stopped).await {
+    // Convergence is measured from here: writes have ended and every fault is
+    // healed (storage nodes running again, proxies forwarding).
+    let healed = Instant::now();
+    let healed_at = d.recorder.now();
+    let (converged_after, final_heads) = match converge(&d, healed).await {
         Ok(pair) => (Some(pair.0), pair.1),
         Err(v) => {
             violations.push(v);
             (None, Vec::new())
         }
     };
-    // Every hub must still answer (a deadlocked one would not).
+    // Every hub must still answer (a deadlocked one would not), and every
+    // member's record must be complete: a change stream that skipped changes
+    // (its reader fell behind the stream's buffer) leaves gaps in which a height
+    // decrease would go unseen.
     for m in d.members.lock().await.iter() {
-        if tokio::time::timeout(Duration::from_secs(5), m.config.stats())
-            .await
-            .is_err()
-        {
-            violations.push(Violation {
+        match tokio::time::timeout(Duration::from_secs(5), m.config.stats()).await {
+            Err(_) => violations.push(Violation {
                 kind: "hang",
                 detail: format!("{} does not answer for its stats", m.name),
-            });
+            }),
+            Ok(stats) if stats.changes_skipped > 0 => {
+                violations.push(incomplete(&m.name, stats.changes_skipped))
+            }
+            Ok(_) => {}
         }
+    }
+    for (name, skipped) in d
+        .left_incomplete
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        violations.push(incomplete(name, *skipped));
     }
     let member_views = d.member_views().await;
     d.check_crashes().await;
     let crashed = d.crashed.load(Ordering::SeqCst);
     let (stored_views, finals) = d.stored_views().await?;
     let history = d.recorder.snapshot();
-    // Per member still following: when its change stream delivered the final head.
-    let mut convergence = Vec::new();
+    // Per follower (writers make the head, they do not follow it): how long
+    // after its root's reference moment its changes reached the final head.
+    let mut convergence = checker::Convergence::default();
     if converged_after.is_some() {
-        for m in d.members.lock().await.iter() {
-            let log = history.followers.iter().find(|l| l.follower == m.name);
-            if let Some(at) = log.and_then(|l| l.reached(final_heads[m.root])) {
-                convergence.push(at.saturating_sub(stopped_at));
-            }
-        }
+        let from: Vec<Duration> = (0..d.roots.len())
+            .map(|root| {
+                history
+                    .writes
+                    .iter()
+                    .filter(|w| w.root == root && w.outcome == Outcome::Committed)
+                    .map(|w| w.ended)
+                    .fold(healed_at, Duration::max)
+            })
+            .collect();
+        let followers: Vec<(String, usize)> = d
+            .members
+            .lock()
+            .await
+            .iter()
+            .filter(|m| !m.writer)
+            .map(|m| (m.name.clone(), m.root))
+            .collect();
+        let (c, v) = checker::convergence(&history.followers, &followers, &final_heads, &from);
+        convergence = c;
+        violations.extend(v);
     }
     let mut tally = Tally::default();
     violations.extend(checker::check(&history, &finals, &mut tally));
@@ -320,6 +374,10 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     }
     let storage_restart_retries = d.start_retries.load(Ordering::Relaxed);
     drop(d);
+    let rss_end = crate::node::rss_bytes(None).unwrap_or(0);
+    if let Some(v) = check_memory(rss_start, rss_end) {
+        violations.push(v);
+    }
     Ok(RunResult {
         schedule: schedule.name,
         seed,
@@ -331,13 +389,59 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
         violations,
         storage_restart_retries,
         rss_start,
-        rss_end: crate::node::rss_bytes(None).unwrap_or(0),
+        rss_end,
         wall: wall.elapsed(),
     })
 }
 
+/// A member whose change stream skipped changes: its record, on which the
+/// height and convergence checks run, is incomplete.
+fn incomplete(name: &str, skipped: u64) -> Violation {
+    Violation {
+        kind: "incomplete-record",
+        detail: format!(
+            "{name}'s change stream skipped {skipped} changes (its reader fell behind): \
+             the heights it went through are not all recorded"
+        ),
+    }
+}
+
+/// How much the followers' process may grow over one schedule: its resident
+/// size once the deployment is dropped, against right after it started.
+///
+/// What a run legitimately leaves behind is its record (about 100 bytes per
+/// write and per observation: a few MiB) and what the allocator keeps of the
+/// members' freed documents, which grows with the document: measured on full
+/// 45 s runs, racing-writers (11,000 writes) grew 22 MiB and hop-gap (4,400
+/// writes, documents of 8,800 keys) 29 MiB, so the 7,800-write hop-gap of
+/// RELIABILITY.md's last full run should grow about 50 MiB. A queue or cache
+/// that grows with the traffic keeps every message: thousands per second for
+/// 45 s, hundreds of MiB to GiB. 128 MiB is 2.5 times the largest legitimate
+/// growth expected and well under that.
+pub const RSS_GROWTH_LIMIT: u64 = 128 << 20;
+
+/// A violation if the process grew more than [`RSS_GROWTH_LIMIT`] (or its size
+/// could not be read: a check that cannot measure must not pass).
+pub fn check_memory(rss_start: u64, rss_end: u64) -> Option<Violation> {
+    if rss_start == 0 || rss_end == 0 {
+        return Some(Violation {
+            kind: "memory-unmeasured",
+            detail: "the followers' process resident size could not be read".into(),
+        });
+    }
+    (rss_end > rss_start + RSS_GROWTH_LIMIT).then(|| Violation {
+        kind: "memory-growth",
+        detail: format!(
+            "the followers' process grew from {} MiB to {} MiB over the run (limit +{} MiB)",
+            rss_start >> 20,
+            rss_end >> 20,
+            RSS_GROWTH_LIMIT >> 20
+        ),
+    })
+}
+
 /// Waits until every member of each root holds the same head and that head is
-/// what storage answers. Returns the time that took (from `stopped`) and the
+/// what storage answers. Returns the time that took (from `healed`) and the
 /// final head of each root.
 ///
 /// Storage is asked (by a fresh client's load request) only once the members
@@ -345,9 +449,9 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
 /// otherwise speed up the convergence being measured.
 async fn converge(
     d: &Deployment,
-    stopped: Instant,
+    healed: Instant,
 ) -> Result<(Duration, Vec<tikaconf::Hash>), Violation> {
-    let deadline = stopped + CONVERGENCE_LIMIT;
+    let deadline = healed + CONVERGENCE_LIMIT;
     let mut last_probe = None;
     loop {
         let views = d.member_views().await;
@@ -366,7 +470,7 @@ async fn converge(
                 if let Ok(stored) = d.probe_heads().await
                     && stored == heads
                 {
-                    return Ok((stopped.elapsed(), heads));
+                    return Ok((healed.elapsed(), heads));
                 }
             }
         }
@@ -396,5 +500,24 @@ async fn converge(
             });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On cdbe9c4 the readings were taken and never checked.
+    #[test]
+    fn memory_growth_beyond_the_bound_fails_a_run() {
+        let mib = |n: u64| n << 20;
+        assert_eq!(check_memory(mib(100), mib(150)), None);
+        assert_eq!(check_memory(mib(100), mib(100) + RSS_GROWTH_LIMIT), None);
+        let v = check_memory(mib(100), mib(100) + RSS_GROWTH_LIMIT + 1).expect("a violation");
+        assert_eq!(v.kind, "memory-growth");
+        assert_eq!(
+            check_memory(0, mib(10)).map(|v| v.kind),
+            Some("memory-unmeasured")
+        );
     }
 }

@@ -54,20 +54,21 @@ pub fn print_run(r: &RunResult) {
     use crate::history::Outcome::*;
     let n = |o| r.tally.outcomes.get(&o).copied().unwrap_or(0);
     let faults: u64 = r.injected.by_kind.values().sum();
-    let conv = crate::report::percentiles(&r.convergence)
-        .map(|[a, b, c]| format!("{a:?}/{b:?}/{c:?}"))
-        .unwrap_or_else(|| "none".into());
+    let conv = crate::report::convergence_cell(r);
     eprintln!(
-        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} not-sent {} lost {}, dropped {}, convergence p50/p99/max {conv}, {:.0} s",
+        "{} seed={} schedule={}: {faults} faults, committed {} conflict {} indeterminate {} refused {} (unexplained {}) lost {}, dropped {}, followers' convergence p50/p99/max (of n; already); all agreed after: {conv}, rss {} -> {} MiB, {:.0} s",
         if r.passed() { "ok" } else { "FAILED" },
         r.seed,
         r.schedule,
         n(Committed),
         n(Conflict),
         n(Indeterminate),
-        n(NotSent),
+        r.tally.refused_expected + r.tally.refused_unexpected,
+        r.tally.refused_unexpected,
         r.tally.lost,
         r.tally.dropped_changes,
+        r.rss_start >> 20,
+        r.rss_end >> 20,
         r.wall.as_secs_f64()
     );
 }
@@ -114,6 +115,8 @@ pub async fn run(seed: u64, quick: bool, command: String, with_load: bool) -> Re
                         s.storage_rss,
                         if s.holds {
                             "holds".to_owned()
+                        } else if !s.failures.is_empty() {
+                            format!("FAILED: {}", s.failures.join("; "))
                         } else {
                             s.why_not.join("; ")
                         }

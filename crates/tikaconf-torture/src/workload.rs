@@ -19,7 +19,7 @@ use serde_json::json;
 use tikaconf::proto::WriteOutcome;
 use tikaconf::{Config, WriteError};
 
-use crate::history::{Outcome, Recorder, WriteRecord, key_of, twin_of};
+use crate::history::{Outcome, Recorder, Refusal, WriteRecord, key_of, twin_of};
 
 /// Longer than any write may take (the write timeout is 5 s): a write still
 /// pending after this is a hang, which is a failure of its own.
@@ -32,7 +32,6 @@ const IN_FLIGHT: usize = 8;
 #[derive(Debug, Default)]
 pub struct WriterStats {
     pub hangs: AtomicU64,
-    pub rejected: AtomicU64,
 }
 
 /// Runs one writer until `stop`: `writer` is its number, `root` its root's index.
@@ -73,10 +72,11 @@ pub async fn write_loop(
                     return;
                 }
                 Ok(Err(e)) => {
-                    if matches!(e, WriteError::Rejected(_)) {
-                        stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    let refusal = Refusal::of(&e);
+                    recorder.write(record(Outcome::Refused(refusal)));
+                    if refusal == Refusal::Closed {
+                        return;
                     }
-                    recorder.write(record(Outcome::NotSent));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -122,15 +122,13 @@ pub async fn write_loop(
                 Ok(Ok(_)) => Outcome::Committed,
                 Ok(Err(WriteError::Conflict { .. })) => Outcome::Conflict,
                 Ok(Err(WriteError::Timeout { .. })) => Outcome::Indeterminate,
-                Ok(Err(WriteError::Closed)) => return,
-                Ok(Err(e)) => {
-                    if matches!(e, WriteError::Rejected(_)) {
-                        stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Outcome::NotSent
-                }
+                Ok(Err(e)) => Outcome::Refused(Refusal::of(&e)),
             };
             recorder.write(record(outcome));
+            if outcome == Outcome::Refused(Refusal::Closed) {
+                // Recorded, so the checker sees the writer stop early.
+                return;
+            }
             if outcome != Outcome::Committed && outcome != Outcome::Conflict {
                 // Not connected, or no storage: do not spin.
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,6 +1,7 @@
 //! [`Config`]: the application's handle on one followed configuration.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -122,6 +123,7 @@ impl Config {
     /// ahead (see [`Changes::next`]); the document itself is never stale.
     pub fn changes(&self) -> Changes {
         Changes {
+            skipped: self.inner.shared.changes_skipped.clone(),
             rx: self
                 .inner
                 .shared
@@ -244,17 +246,21 @@ impl Config {
 #[derive(Debug)]
 pub struct Changes {
     rx: broadcast::Receiver<Change>,
+    /// The root's count of skipped changes ([`FollowerStats::changes_skipped`]).
+    skipped: Arc<AtomicU64>,
 }
 
 impl Changes {
     /// The next change; `None` once the configuration is no longer followed. A
     /// reader that fell more than 1,024 changes behind skips to the oldest change
-    /// still buffered.
+    /// still buffered; the skipped changes are counted in
+    /// [`FollowerStats::changes_skipped`] ([`Config::stats`]).
     pub async fn next(&mut self) -> Option<Change> {
         loop {
             match self.rx.recv().await {
                 Ok(change) => return Some(change),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.skipped.fetch_add(n, Ordering::Relaxed);
                     tracing::warn!(skipped = n, "change reader fell behind");
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,

@@ -22,7 +22,7 @@
 //! before releasing it, so both paths see one sequence of states.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -72,6 +72,10 @@ pub(crate) struct Shared {
     /// allocates all its slots up front, which for a process following 10,000
     /// roots nobody reads the changes of would be most of its memory.
     pub(crate) changes: OnceLock<broadcast::Sender<Change>>,
+    /// Changes the readers of `changes` skipped by falling behind its buffer:
+    /// reported in the stats, so that a reader that must not miss one (a test,
+    /// an audit log) can tell that it did.
+    pub(crate) changes_skipped: Arc<AtomicU64>,
     /// The follower and its writes in flight; see the module documentation.
     core: Mutex<Core>,
     /// For publishing a write from the application's task.
@@ -110,7 +114,9 @@ impl Shared {
 
     /// This root's counters.
     pub(crate) fn stats(&self) -> FollowerStats {
-        self.core().follower.stats().clone()
+        let mut stats = self.core().follower.stats().clone();
+        stats.changes_skipped = self.changes_skipped.load(Ordering::Relaxed);
+        stats
     }
 
     /// Builds, records and publishes a write from the caller's task, when that
@@ -417,6 +423,7 @@ impl Hub {
                     root,
                     current,
                     changes,
+                    changes_skipped: Arc::default(),
                     core: Mutex::new(Core {
                         follower,
                         writes: HashMap::new(),

@@ -55,8 +55,7 @@ fn connect_rules() -> &'static str {
 /// A follower: SUBSCRIBE to `updates:*` channels and its reply channel; PUBLISH
 /// only on `update_requests` (a selector, since a channel rule covers both
 /// directions).
-fn follower_rules(ns: &str, password: &str) -> Vec<String> {
-    let connect = connect_rules();
+fn follower_rules(ns: &str, password: &str, connect: &str) -> Vec<String> {
     words(&format!(
         "on >{password} resetkeys resetchannels &{ns}updates:* &{ns}replies:* -@all +subscribe +unsubscribe {connect} \
          (+publish resetchannels &{ns}update_requests)"
@@ -65,8 +64,7 @@ fn follower_rules(ns: &str, password: &str) -> Vec<String> {
 
 /// A writer: a follower that may also PUBLISH patches on `updates:*` (but not
 /// on reply channels, which only storage answers on).
-fn writer_rules(ns: &str, password: &str) -> Vec<String> {
-    let connect = connect_rules();
+fn writer_rules(ns: &str, password: &str, connect: &str) -> Vec<String> {
     words(&format!(
         "on >{password} resetkeys resetchannels &{ns}updates:* &{ns}replies:* -@all +subscribe +unsubscribe {connect} \
          (+publish resetchannels &{ns}updates:* &{ns}update_requests)"
@@ -78,13 +76,39 @@ fn writer_rules(ns: &str, password: &str) -> Vec<String> {
 /// scripts that touch them (scripts run with the caller's permissions, so the
 /// commands they call are granted too). redis-rs runs scripts with EVALSHA and,
 /// when the server does not have one yet, SCRIPT LOAD; it never sends EVAL.
-fn storage_rules(ns: &str, prefix: &str, password: &str) -> Vec<String> {
-    let connect = connect_rules();
+fn storage_rules(ns: &str, prefix: &str, password: &str, connect: &str) -> Vec<String> {
     words(&format!(
         "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests &{ns}replies:* &{ns}storage_nodes -@all \
          +psubscribe +punsubscribe +subscribe +unsubscribe +publish {connect} \
          +evalsha +script|load +get +mget +set +del +pexpire +scan"
     ))
+}
+
+/// What only the Redis store needs: its scripts and the commands they call, and
+/// `SCAN` for the root count (the key rule `~<prefix>*` goes too).
+const KEY_COMMANDS: [&str; 8] = [
+    "+evalsha",
+    "+script|load",
+    "+get",
+    "+mget",
+    "+set",
+    "+del",
+    "+pexpire",
+    "+scan",
+];
+
+/// A storage node on the embedded redb store: the storage rules without any key
+/// access (SECURITY.md: "drop `~tikaconf:*` and `+evalsha ... +scan`").
+fn redb_storage_rules(ns: &str, password: &str, connect: &str) -> Vec<String> {
+    storage_rules(ns, "tikaconf:", password, connect)
+        .into_iter()
+        .filter(|w| !w.starts_with('~') && !KEY_COMMANDS.contains(&w.as_str()))
+        .collect()
+}
+
+/// The `default` user: off, and no rights.
+fn default_rules() -> Vec<String> {
+    words("off resetkeys resetchannels -@all")
 }
 
 /// Splits rules into `redis-server --user` arguments, keeping a `( ... )` selector
@@ -118,20 +142,26 @@ fn without_replies(rules: Vec<String>) -> Vec<String> {
 
 /// A server with the three roles under namespace `ns` (`""` or `"NS:"`) and key
 /// prefix `prefix`, no anonymous access, and an `admin` user for the test to
-/// inspect `ACL LOG` with; plus `oldfollower` and `oldstorage`, a follower and
-/// a storage node with the rules of before reply channels.
+/// inspect `ACL LOG` with; plus `redbstorage`, storage on the embedded store (no
+/// key access), and `oldfollower` and `oldstorage`, a follower and a redb
+/// storage node with the rules of before reply channels.
 fn server(ns: &str, prefix: &str) -> RedisServer {
     let mut args: Vec<String> = Vec::new();
+    let connect = connect_rules();
     for (name, rules) in [
-        ("default", words("off resetkeys resetchannels -@all")),
-        ("follower", follower_rules(ns, "fpass")),
-        ("writer", writer_rules(ns, "wpass")),
-        ("storage", storage_rules(ns, prefix, "spass")),
+        ("default", default_rules()),
+        ("follower", follower_rules(ns, "fpass", connect)),
+        ("writer", writer_rules(ns, "wpass", connect)),
+        ("storage", storage_rules(ns, prefix, "spass", connect)),
+        ("redbstorage", redb_storage_rules(ns, "rpass", connect)),
         ("admin", words("on >apass ~* &* +@all")),
-        ("oldfollower", without_replies(follower_rules(ns, "ofpass"))),
+        (
+            "oldfollower",
+            without_replies(follower_rules(ns, "ofpass", connect)),
+        ),
         (
             "oldstorage",
-            without_replies(storage_rules(ns, prefix, "ospass")),
+            without_replies(redb_storage_rules(ns, "ospass", connect)),
         ),
     ] {
         args.push("--user".into());
@@ -221,7 +251,8 @@ async fn redb_storage_as(
 async fn each_role_can_do_its_job_and_no_more() {
     let redis = server("", "tikaconf:");
     let dir = tempfile::tempdir().unwrap();
-    let node = redb_storage_as(&redis, "storage", "spass", dir.path()).await;
+    // Storage on the embedded store, with SECURITY.md's rules for it: no keys.
+    let node = redb_storage_as(&redis, "redbstorage", "rpass", dir.path()).await;
 
     // The writer registers the root and writes.
     let root = RootConfig::twitch("#acl").unwrap();
@@ -316,6 +347,24 @@ async fn each_role_can_do_its_job_and_no_more() {
         .query_async(&mut wraw)
         .await;
     assert!(is_noperm(&wkey), "writer GET: {wkey:?}");
+
+    // Storage on the embedded store did its job above (the writer's commits, the
+    // follower's load, no ACL LOG entry) without any key access, and has none.
+    let mut sraw = raw_as(&url(&redis, "redbstorage", "rpass")).await;
+    let skey: redis::RedisResult<Option<String>> = redis::cmd("GET")
+        .arg("tikaconf:anything")
+        .query_async(&mut sraw)
+        .await;
+    assert!(is_noperm(&skey), "redb storage GET: {skey:?}");
+    let script: redis::RedisResult<String> = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg("return 1")
+        .query_async(&mut sraw)
+        .await;
+    assert!(is_noperm(&script), "redb storage SCRIPT LOAD: {script:?}");
+    let scan: redis::RedisResult<redis::Value> =
+        redis::cmd("SCAN").arg(0).query_async(&mut sraw).await;
+    assert!(is_noperm(&scan), "redb storage SCAN: {scan:?}");
 
     // Config::submit with follower credentials: Redis refuses the PUBLISH, the
     // library logs the refusal as a warning, and the write times out with an unknown
@@ -461,4 +510,117 @@ async fn roles_without_reply_channels_still_load() {
     assert!(refused("oldfollower"), "{denials:?}");
     assert!(refused("oldstorage"), "{denials:?}");
     node.shutdown().await;
+}
+
+/// The `user` lines of the `text` blocks of SECURITY.md's "ACL rules" section,
+/// each as `(name, rules)` with the rules' whitespace normalized, in order.
+fn documented_users() -> Vec<Vec<(String, String)>> {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/SECURITY.md"),
+    )
+    .expect("read docs/SECURITY.md");
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with("ACL rules"))
+        .expect("an \"ACL rules\" section");
+    section
+        .split("```text")
+        .skip(1)
+        .map(|block| {
+            block
+                .split("```")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .filter_map(|l| l.strip_prefix("user "))
+                .map(|l| {
+                    let mut w = l.split_whitespace();
+                    let name = w.next().unwrap_or("").to_owned();
+                    (name, w.collect::<Vec<_>>().join(" "))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// SECURITY.md's ACL lines are the ones this test runs: both blocks (without a
+/// namespace, and with `prod`), user by user, word for word. The document
+/// writes `+client|setinfo` (Redis 7.2 and later) and placeholder passwords.
+#[test]
+fn security_md_rules_are_the_tested_rules() {
+    let connect = "+client|setinfo";
+    let join = |w: Vec<String>| w.join(" ");
+    let blocks = documented_users();
+    assert_eq!(blocks.len(), 2, "two blocks of user lines: {blocks:#?}");
+    let expected_plain = vec![
+        ("default".to_owned(), join(default_rules())),
+        (
+            "follower".to_owned(),
+            join(follower_rules("", "FOLLOWER_PASSWORD", connect)),
+        ),
+        (
+            "writer".to_owned(),
+            join(writer_rules("", "WRITER_PASSWORD", connect)),
+        ),
+        (
+            "storage".to_owned(),
+            join(storage_rules("", "tikaconf:", "STORAGE_PASSWORD", connect)),
+        ),
+    ];
+    assert_eq!(blocks[0], expected_plain, "SECURITY.md without a namespace");
+    let expected_prod = vec![
+        (
+            "follower".to_owned(),
+            join(follower_rules("prod:", "FOLLOWER_PASSWORD", connect)),
+        ),
+        (
+            "writer".to_owned(),
+            join(writer_rules("prod:", "WRITER_PASSWORD", connect)),
+        ),
+        (
+            "storage".to_owned(),
+            join(storage_rules(
+                "prod:",
+                "tikaconf:prod:",
+                "STORAGE_PASSWORD",
+                connect,
+            )),
+        ),
+    ];
+    assert_eq!(blocks[1], expected_prod, "SECURITY.md with namespace prod");
+}
+
+/// SECURITY.md's rule for storage on the embedded redb store ("drop
+/// `~tikaconf:*` and `+evalsha ...`") names exactly what the tested redb rules
+/// leave out of the storage rules.
+#[test]
+fn security_md_redb_storage_rule_is_the_tested_rule() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/SECURITY.md"),
+    )
+    .expect("read docs/SECURITY.md");
+    const BULLET: &str = "A storage node on the embedded redb store needs no key access: drop";
+    let at = doc.find(BULLET).expect("the redb storage bullet");
+    let rest = &doc[at + BULLET.len()..];
+    let end = [". ", ".\n"]
+        .iter()
+        .filter_map(|e| rest.find(e))
+        .min()
+        .expect("the end of the sentence");
+    let sentence = &rest[..end];
+    let mut documented: Vec<&str> = sentence
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .flat_map(str::split_whitespace)
+        .collect();
+    let connect = "+client|setinfo";
+    let kept = redb_storage_rules("", "STORAGE_PASSWORD", connect);
+    let mut dropped: Vec<String> = storage_rules("", "tikaconf:", "STORAGE_PASSWORD", connect)
+        .into_iter()
+        .filter(|w| !kept.contains(w))
+        .collect();
+    documented.sort_unstable();
+    dropped.sort_unstable();
+    assert_eq!(documented, dropped, "SECURITY.md vs redb_storage_rules");
 }

@@ -203,13 +203,25 @@ fn label_of(label: &str) -> &'static str {
     .unwrap_or_else(|| panic!("not a rejection label: {label}"))
 }
 
+/// `isolated` with a name no test has: the child runs 0 tests and exits 0,
+/// which on cdbe9c4 passed.
+#[test]
+#[should_panic(expected = "ran no test named")]
+fn isolated_fails_when_its_name_matches_no_test() {
+    isolated("no_such_test", Duration::from_secs(60), || {});
+}
+
 /// Runs `body` in a child process (this test binary, filtered to `test`, told by
 /// an environment variable to run the body) and fails if it dies or overruns
 /// `deadline`: the failure guarded against is an abort of the whole process.
 fn isolated(test: &str, deadline: Duration, body: impl FnOnce()) {
     const VAR: &str = "TIKACONF_ISOLATED_TEST";
+    // Printed by the child once the body returned: a filter that matched no
+    // test (a typo, a renamed test) runs nothing and exits 0, which must fail.
+    const RAN: &str = "isolated body ran: ";
     if std::env::var(VAR).as_deref() == Ok(test) {
         body();
+        println!("{RAN}{test}");
         return;
     }
     let exe = std::env::current_exe().expect("test binary");
@@ -225,11 +237,16 @@ fn isolated(test: &str, deadline: Duration, body: impl FnOnce()) {
         if let Some(status) = child.try_wait().expect("wait") {
             let out = child.wait_with_output().expect("output");
             let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
             let lines: Vec<&str> = stderr.lines().collect();
             let tail = lines[lines.len().saturating_sub(15)..].join("\n");
             assert!(
                 status.success(),
                 "{test}: the process running the nodes died ({status}):\n{tail}"
+            );
+            assert!(
+                stdout.contains(&format!("{RAN}{test}\n")),
+                "{test}: the child ran no test named {test:?} (or its body did not finish):\n{stdout}"
             );
             return;
         }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -10,8 +12,8 @@ use serde_json::json;
 use tikaconf::bus::BusHandle;
 use tikaconf::memory::Broker;
 use tikaconf::proto::canonical;
-use tikaconf::store::MemoryStore;
-use tikaconf::{Client, RootConfig, StorageNode, StorageOptions, WriteError};
+use tikaconf::store::{Commit, CommitOutcome, HeadRef, MemoryStore, Store, StoreError, StoredHead};
+use tikaconf::{Client, Hash, RootConfig, StorageNode, StorageOptions, WriteError};
 use tikaconf_redis::RedisStore;
 
 /// Redis restarts (losing every subscription and whatever was in flight) while a
@@ -67,34 +69,126 @@ async fn redis_restart_mid_stream() {
     assert_eq!(canonical::to_vec(&r.document()), canonical::to_vec(&doc));
 }
 
-/// Two storage nodes share one Redis store; exactly one of them stores each patch,
-/// both answer, and when one stops the other carries on alone.
+/// A `RedisStore` that records every compare-and-set it was asked for: the head
+/// it would store and what the store answered. It changes nothing: it is the
+/// real store, watched.
+#[derive(Clone)]
+struct Watched {
+    inner: Arc<RedisStore>,
+    log: Arc<Mutex<Vec<(Hash, CommitOutcome)>>>,
+}
+
+impl Watched {
+    async fn connect(url: &str) -> Watched {
+        Watched {
+            inner: Arc::new(RedisStore::connect(url, "tikaconf:").await.unwrap()),
+            log: Arc::default(),
+        }
+    }
+
+    fn log(&self) -> Vec<(Hash, CommitOutcome)> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Store for Watched {
+    fn load(
+        &self,
+        root: Hash,
+    ) -> impl Future<Output = Result<Option<StoredHead>, StoreError>> + Send {
+        self.inner.load(root)
+    }
+
+    fn register(
+        &self,
+        head: StoredHead,
+    ) -> impl Future<Output = Result<StoredHead, StoreError>> + Send {
+        self.inner.register(head)
+    }
+
+    fn commit(
+        &self,
+        batch: Vec<Commit>,
+    ) -> impl Future<Output = Result<Vec<CommitOutcome>, StoreError>> + Send {
+        let heads: Vec<Hash> = batch.iter().map(|c| c.new.head).collect();
+        let (inner, log) = (self.inner.clone(), self.log.clone());
+        async move {
+            let outcomes = inner.commit(batch).await?;
+            log.lock()
+                .unwrap()
+                .extend(heads.into_iter().zip(outcomes.iter().cloned()));
+            Ok(outcomes)
+        }
+    }
+
+    fn root_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.inner.root_count()
+    }
+
+    fn heads(
+        &self,
+        roots: Vec<Hash>,
+    ) -> impl Future<Output = Result<Vec<Option<HeadRef>>, StoreError>> + Send {
+        self.inner.heads(roots)
+    }
+
+    fn store_id(&self) -> impl Future<Output = Result<String, StoreError>> + Send {
+        self.inner.store_id()
+    }
+
+    fn claim_answerer(
+        &self,
+        node: String,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.inner.claim_answerer(node, ttl)
+    }
+
+    fn release_answerer(
+        &self,
+        node: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.inner.release_answerer(node)
+    }
+}
+
+/// Two storage nodes share one Redis store; each patch is stored (its
+/// compare-and-set applied) by exactly one of them, the other's attempt finding
+/// it already stored (or the store moved on); and when one stops the other
+/// carries on alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_storage_nodes_share_the_redis_store() {
     let redis = RedisServer::start();
-    let spawn_node = || async {
-        let bus = BusHandle::redis(&redis.url()).await.unwrap();
-        let store = RedisStore::connect(&redis.url(), "tikaconf:")
-            .await
-            .unwrap();
-        let node = StorageNode::spawn(bus, store, StorageOptions::default());
-        node.ready().await;
-        node
+    let spawn_node = |store: Watched| {
+        let url = redis.url();
+        async move {
+            let bus = BusHandle::redis(&url).await.unwrap();
+            let node = StorageNode::spawn(bus, store, StorageOptions::default());
+            node.ready().await;
+            node
+        }
     };
-    let mut first = Some(spawn_node().await);
-    let second = spawn_node().await;
+    let (a, b) = (
+        Watched::connect(&redis.url()).await,
+        Watched::connect(&redis.url()).await,
+    );
+    let mut first = Some(spawn_node(a.clone()).await);
+    let second = spawn_node(b.clone()).await;
     let root = RootConfig::twitch("#shared").unwrap();
     let client = client(&redis).await;
     let config = client.follow(root.clone()).await.unwrap();
 
+    let mut heads = Vec::new();
     for i in 0..100u64 {
         if i == 50 {
             first.take().unwrap().shutdown().await;
         }
-        config
-            .submit(json!([{"op": "add", "path": format!("/k{i}"), "value": i}]))
-            .await
-            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+        heads.push(
+            config
+                .submit(json!([{"op": "add", "path": format!("/k{i}"), "value": i}]))
+                .await
+                .unwrap_or_else(|e| panic!("write {i}: {e}")),
+        );
     }
     let stats = second.status().stats;
     assert!(
@@ -102,8 +196,48 @@ async fn two_storage_nodes_share_the_redis_store() {
         "the survivor saw every patch: {stats:?}"
     );
 
+    // Exactly one node stored each patch.
+    let (a_log, b_log) = (a.log(), b.log());
+    let applied_by = |log: &[(Hash, CommitOutcome)], head: Hash| {
+        log.iter()
+            .filter(|(h, o)| *h == head && *o == CommitOutcome::Applied)
+            .count()
+    };
+    for (i, head) in heads.iter().enumerate() {
+        let (by_a, by_b) = (applied_by(&a_log, *head), applied_by(&b_log, *head));
+        assert_eq!(
+            by_a + by_b,
+            1,
+            "write {i} ({head}) applied {by_a} times by the first node, {by_b} by the second"
+        );
+        if i >= 50 {
+            assert_eq!(by_b, 1, "write {i}: only the second node was running");
+        }
+    }
+    // And while both ran they both tried: the node that did not store a patch
+    // found it already stored (or the store past it). Without that the rule
+    // above would hold for a node that never commits at all.
+    let lost_races = heads[..50]
+        .iter()
+        .filter(|head| {
+            a_log
+                .iter()
+                .chain(&b_log)
+                .any(|(h, o)| h == *head && *o != CommitOutcome::Applied)
+        })
+        .count();
+    let stored_by_a = heads[..50]
+        .iter()
+        .filter(|h| applied_by(&a_log, **h) == 1)
+        .count();
+    eprintln!(
+        "first 50 writes: {stored_by_a} stored by the first node, {} by the second, {lost_races} attempted by both",
+        50 - stored_by_a
+    );
+    assert!(lost_races > 0, "the two nodes never raced on a patch");
+
     // The store holds the last head, and a new node on it answers from it.
-    let third = spawn_node().await;
+    let third = spawn_node(Watched::connect(&redis.url()).await).await;
     let fresh = tikaconf::Client::connect(&redis.url())
         .await
         .unwrap()

@@ -383,3 +383,50 @@ async fn a_lone_load_is_answered_on_the_clients_reply_channel() {
         "the root channel carried a snapshot: {heard:?}"
     );
 }
+
+/// A reader of `Config::changes()` that falls more than the stream's buffer
+/// (1,024 changes) behind skips ahead; the skipped changes are counted in the
+/// stats, so that a reader that must see every change (the torture suite's
+/// record) can tell that its record has a gap. On cdbe9c4 the skip was only a
+/// `warn` log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_reader_that_falls_behind_is_counted_in_the_stats() {
+    const WRITES: u64 = 1100;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _storage = storage(&redis, dir.path()).await;
+    let client = client(&redis).await;
+    let config = client
+        .follow(RootConfig::twitch("#slow_reader").unwrap())
+        .await
+        .unwrap();
+    let mut changes = config.changes();
+    for i in 0..WRITES {
+        config
+            .submit(json!([{"op": "add", "path": format!("/n{}", i % 50), "value": i}]))
+            .await
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    assert_eq!(config.height(), WRITES);
+    assert_eq!(config.stats().await.changes_skipped, 0, "nothing read yet");
+    // Every write is one change of the writer's own configuration; read them
+    // all, up to the last head.
+    let mut received = 0u64;
+    loop {
+        let change = tokio::time::timeout(Duration::from_secs(5), changes.next())
+            .await
+            .expect("a change within 5 s")
+            .expect("still followed");
+        received += 1;
+        if change.height == WRITES {
+            break;
+        }
+    }
+    let skipped = config.stats().await.changes_skipped;
+    assert!(skipped > 0, "the reader fell {WRITES} changes behind");
+    assert_eq!(
+        received + skipped,
+        WRITES,
+        "received {received}, skipped {skipped}"
+    );
+}

@@ -148,12 +148,48 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
     );
     let on_head = format!("updates:{head}");
     let on_root = format!("updates:{}", root.hash());
-    for (channel, payload) in [
-        (&on_head, forged_patch.encoded.clone()),
-        (&on_head, rogue_signed),
-        (&on_root, forged_snapshot.encoded.clone()),
-        (&on_root, forged_stored.encode()),
-        (&on_root, writer_signed_stored),
+    // The intruder's own write reached the reader and was ignored as unsigned.
+    let before = r.stats().await;
+    let mut counted = before.ignored.clone();
+    assert_eq!(
+        (counted.get("unsigned"), counted.get("untrusted_key")),
+        (Some(&1), None),
+        "the intruder's patch: {counted:?}"
+    );
+    // Each forgery, one at a time: the reader must hear it and count it as
+    // ignored under its own label before the next goes out, so that none can
+    // pass unseen behind the others' counts.
+    for (what, channel, payload, label) in [
+        (
+            "unsigned patch",
+            &on_head,
+            forged_patch.encoded.clone(),
+            "unsigned",
+        ),
+        (
+            "patch signed by an unknown key",
+            &on_head,
+            rogue_signed,
+            "untrusted_key",
+        ),
+        (
+            "unsigned snapshot",
+            &on_root,
+            forged_snapshot.encoded.clone(),
+            "unsigned",
+        ),
+        (
+            "unsigned stored notice",
+            &on_root,
+            forged_stored.encode(),
+            "unsigned",
+        ),
+        (
+            "stored notice signed by a writer's key",
+            &on_root,
+            writer_signed_stored,
+            "untrusted_key",
+        ),
     ] {
         let _: i64 = redis::cmd("PUBLISH")
             .arg(channel)
@@ -161,6 +197,21 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
             .query_async(&mut raw)
             .await
             .unwrap();
+        let mut expected = counted.clone();
+        *expected.entry(label).or_default() += 1;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut now = r.stats().await;
+        while now.ignored != expected && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            now = r.stats().await;
+        }
+        assert_eq!(
+            now.ignored, expected,
+            "the {what} was not ignored as {label}"
+        );
+        assert_eq!(now.applied, before.applied, "the {what} applied: {now:?}");
+        assert_eq!(r.head(), head, "the {what} moved the reader");
+        counted = now.ignored;
     }
     // The trusted writer still writes, and everyone agrees on its document.
     let next = w
@@ -170,10 +221,7 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
     wait_for_head(&r, next, std::time::Duration::from_secs(5)).await;
     assert_eq!(r.document()["mod"], "tika");
     let stats = r.stats().await;
-    assert!(
-        stats.ignored.get("unsigned").copied().unwrap_or(0) >= 3,
-        "{stats:?}"
-    );
+    assert_eq!(stats.ignored.get("unsigned"), Some(&4), "{stats:?}");
     assert_eq!(stats.ignored.get("untrusted_key"), Some(&2), "{stats:?}");
     node.shutdown().await;
 }
