@@ -43,7 +43,7 @@ use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::jitter::Jitter;
 use crate::limits::DocBound;
-use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
+use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, sign_canonical};
 use crate::signature::{Role, SigningKey, TrustSet};
 use crate::writer::{WriteOutcome, Writer};
 use crate::{Channels, Hash, Limits, RootConfig};
@@ -130,7 +130,8 @@ pub enum FollowerEvent {
         current: Current,
         cause: ChangeCause,
     },
-    /// Storage does not know this root (asked by hash).
+    /// Storage does not know this root (asked by hash). A follower that follows
+    /// by root configuration never reports it: its requests register the root.
     UnknownRoot,
     /// A write submitted from this follower ended.
     WriteEnded { hash: Hash, outcome: WriteOutcome },
@@ -158,6 +159,9 @@ pub struct FollowerStats {
     pub resyncs: u64,
     /// Times the follower went back to drop patches storage never stored.
     pub dropped: u64,
+    /// `unknown` answers heard while following by root configuration, which
+    /// cannot answer our requests (they register the root) and are ignored.
+    pub unknown_ignored: u64,
 }
 
 /// Why a write could not be submitted.
@@ -506,7 +510,13 @@ impl Follower {
         self.writer
             .track(patch.hash, patch.height, now + self.config.write_timeout);
         let payload = match &self.signer {
-            Some(key) => attach_signature(&patch.encoded, &key.sign(&patch.hash)),
+            Some(key) => sign_canonical(
+                key,
+                self.channels.namespace(),
+                "patch",
+                &patch.encoded,
+                None,
+            ),
             None => patch.encoded.clone(),
         };
         // Our own patch passes our own trust check without a verification only
@@ -554,7 +564,8 @@ impl Follower {
                 if !matches!(message, Message::Snapshot(_) | Message::Unknown { .. }) {
                     return Err(Rejection::WrongChannelKind);
                 }
-                message.verify(signature.as_ref(), &self.trust)?;
+                let namespace = self.channels.namespace();
+                message.verify(signature.as_ref(), &self.trust, namespace, channel)?;
                 return self.on_decoded(now, self.root, message, step);
             }
             _ => return Err(Rejection::ForeignChannel),
@@ -563,7 +574,8 @@ impl Follower {
             return self.on_patch(now, echo.patch, Some(echo.applied), step);
         }
         let (message, signature) = Message::decode_signed(payload, &self.limits)?;
-        message.verify(signature.as_ref(), &self.trust)?;
+        let namespace = self.channels.namespace();
+        message.verify(signature.as_ref(), &self.trust, namespace, channel)?;
         self.on_decoded(now, on, message, step)
     }
 
@@ -597,6 +609,16 @@ impl Follower {
             }
             Message::Stored(stored) => {
                 self.on_stored(now, stored, step);
+                Ok(())
+            }
+            // Following by configuration, our requests register the root, so
+            // `unknown` cannot be the answer to one: it answers someone else's
+            // request by hash, made before a registration, or it is a replay.
+            // Either way it says nothing about our request, which stays
+            // outstanding: the request timer sends it again (registering the
+            // root) if no snapshot comes.
+            Message::Unknown { .. } if self.register.is_some() => {
+                self.stats.unknown_ignored += 1;
                 Ok(())
             }
             Message::Unknown { .. } => {

@@ -25,8 +25,10 @@ use self::answers::{AskedAt, Audience, Owed, Progress};
 use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::limits::DocBound;
-use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
-use crate::signature::{SigningKey, TrustSet};
+use crate::message::{
+    LoadRequest, Message, Patch, Rejection, Snapshot, Stored, sign_canonical, signed_bytes,
+};
+use crate::signature::{Signature, SigningKey, TrustSet};
 use crate::{Channels, Hash, Limits};
 
 /// What storage holds for one root: its latest head, and the snapshot that takes
@@ -62,13 +64,18 @@ impl From<&StoredHead> for HeadRef {
     }
 }
 
-/// `unsigned` canonical bytes with `signer`'s signature attached, if there is one.
-fn sign_with(signer: Option<&SigningKey>, unsigned: Bytes) -> Bytes {
+/// `unsigned`, canonical bytes of a message of type `kind`, with `signer`'s
+/// signature for the deployment of `channels` attached, if there is a signer
+/// (`to`: the channel of an `unknown`; see [`crate::message::signed_bytes`]).
+fn sign_with(
+    signer: Option<&SigningKey>,
+    channels: &Channels,
+    kind: &str,
+    unsigned: Bytes,
+    to: Option<&str>,
+) -> Bytes {
     match signer {
-        Some(key) => {
-            let sig = key.sign(&Hash::of_canonical_bytes(&unsigned));
-            attach_signature(&unsigned, &sig)
-        }
+        Some(key) => sign_canonical(key, channels.namespace(), kind, &unsigned, to),
         None => unsigned,
     }
 }
@@ -126,6 +133,9 @@ pub struct StorageStats {
     /// Patches whose parent is not a stored head (raced losers, late duplicates).
     pub stale: u64,
     pub unknown_root: u64,
+    /// Stored snapshots signed again on reading them, because they carried
+    /// another key's signature, an older protocol's, or none.
+    pub resigned: u64,
     /// Ignored messages by [`Rejection::label`].
     pub ignored: BTreeMap<&'static str, u64>,
     /// Commits the store refused because another node moved the root first.
@@ -322,8 +332,8 @@ impl StorageEngine {
     }
 
     /// `unsigned` canonical bytes as this node publishes them: with its signature.
-    fn signed(&self, unsigned: Bytes) -> Bytes {
-        sign_with(self.signer.as_ref(), unsigned)
+    fn signed(&self, kind: &str, unsigned: Bytes) -> Bytes {
+        sign_with(self.signer.as_ref(), &self.channels, kind, unsigned, None)
     }
 
     pub fn stats(&self) -> &StorageStats {
@@ -461,7 +471,7 @@ impl StorageEngine {
             // each, so they are recognized by their canonical ending ("type" sorts
             // last) and never parsed. Anything else ending so is ignored too.
             Some(ChannelKind::Updates(_)) if payload.ends_with(br#","type":"snapshot"}"#) => Ok(()),
-            Some(ChannelKind::Updates(on)) => match self.decode_verified(payload)? {
+            Some(ChannelKind::Updates(on)) => match self.decode_verified(channel, payload)? {
                 Message::Patch(patch) => {
                     if patch.parent != on {
                         return Err(Rejection::ChannelMismatch {
@@ -486,10 +496,11 @@ impl StorageEngine {
 
     /// Decodes a message on an `updates:` channel; with a trust set, patches and
     /// `stored` notices must carry a trusted signature (answers are ignored anyway).
-    fn decode_verified(&self, payload: &[u8]) -> Result<Message, Rejection> {
+    fn decode_verified(&self, channel: &[u8], payload: &[u8]) -> Result<Message, Rejection> {
         let (message, signature) = Message::decode_signed(payload, &self.limits)?;
         if matches!(message, Message::Patch(_) | Message::Stored(_)) {
-            message.verify(signature.as_ref(), &self.trust)?;
+            let namespace = self.channels.namespace();
+            message.verify(signature.as_ref(), &self.trust, namespace, channel)?;
         }
         Ok(message)
     }
@@ -554,7 +565,7 @@ impl StorageEngine {
                     root,
                     head: root,
                     height: 0,
-                    snapshot: self.signed(snapshot.encoded),
+                    snapshot: self.signed("snapshot", snapshot.encoded),
                 };
                 let read = self.next_read();
                 self.roots.insert(
@@ -569,8 +580,18 @@ impl StorageEngine {
                 out.push(StorageCommand::Register(head));
             }
             Queued::Request(LoadRequest::ByHash(_), reply_to, _) => {
-                let payload = self.signed(crate::message::encode_unknown(root));
-                self.answer(root, Audience::of(reply_to), payload, out);
+                // Signed for the channel it answers on (see `signed_bytes`).
+                let audience = Audience::of(reply_to);
+                let to = self.audience_channel(root, &audience);
+                let unknown = crate::message::encode_unknown(root);
+                let payload = sign_with(
+                    self.signer.as_ref(),
+                    &self.channels,
+                    "unknown",
+                    unknown,
+                    Some(&to),
+                );
+                self.answer(root, audience, payload, out);
             }
             Queued::Patch(_) => self.stats.unknown_root += 1,
             // Another storage node registered it after our read: read it again.
@@ -637,7 +658,13 @@ impl StorageEngine {
                     root,
                     head: patch.hash,
                     height: patch.height,
-                    snapshot: sign_with(self.signer.as_ref(), snapshot.encoded),
+                    snapshot: sign_with(
+                        self.signer.as_ref(),
+                        &self.channels,
+                        "snapshot",
+                        snapshot.encoded,
+                        None,
+                    ),
                 };
                 self.open_notices.push(new.clone());
                 self.open.push(PersistCommit {
@@ -768,14 +795,17 @@ impl StorageEngine {
         self.replaying = false;
     }
 
-    fn ready_from(&self, head: StoredHead, read: u64) -> Option<ReadyRoot> {
+    fn ready_from(&mut self, head: StoredHead, read: u64) -> Option<ReadyRoot> {
         let relaxed = Limits {
             max_message_bytes: usize::MAX,
             max_depth: Limits::MAX_DEPTH_CEILING,
         };
-        let Ok(Message::Snapshot(snapshot)) = Message::decode(&head.snapshot, &relaxed) else {
+        let Ok((Message::Snapshot(snapshot), signature)) =
+            Message::decode_signed(&head.snapshot, &relaxed)
+        else {
             return None;
         };
+        let head = self.resigned(head, &snapshot, signature.as_ref());
         let bound = snapshot.config_bound();
         Some(ReadyRoot {
             head: head.head,
@@ -788,6 +818,46 @@ impl StorageEngine {
             reload_after: false,
             verified_by: read,
         })
+    }
+
+    /// `stored` as this node answers with it: as the store holds it when it carries
+    /// this node's signature, made as this protocol version signs (or when the
+    /// node signs nothing), else signed again with the node's key.
+    ///
+    /// Why: a snapshot keeps the signature it was stored with, by whichever
+    /// storage node, key and protocol version made it. After a storage key is
+    /// rotated or revoked, or signatures are switched on, or the deployment
+    /// moves to v1.2's signed bytes, followers would reject every root not
+    /// written since. The store is this node's own trusted state, so vouching for
+    /// what it holds is what a storage signature means. Done once per read of the
+    /// root (not per answer), and never written back: the next commit of the root
+    /// replaces the stored snapshot with one signed by the current key anyway,
+    /// a read stays a read, and two nodes sharing a store with different keys do
+    /// not rewrite each other's snapshots.
+    fn resigned(
+        &mut self,
+        mut stored: StoredHead,
+        snapshot: &Snapshot,
+        signature: Option<&Signature>,
+    ) -> StoredHead {
+        let Some(key) = &self.signer else {
+            return stored;
+        };
+        let namespace = self.channels.namespace();
+        let current = signature.is_some_and(|sig| {
+            sig.key == key.public_key()
+                && sig.verifies_bytes(&signed_bytes(
+                    namespace,
+                    "snapshot",
+                    &Hash::of_canonical_bytes(&snapshot.encoded),
+                    None,
+                ))
+        });
+        if !current {
+            stored.snapshot = sign_canonical(key, namespace, "snapshot", &snapshot.encoded, None);
+            self.stats.resigned += 1;
+        }
+        stored
     }
 
     /// Called by the driver when it has no further input ready: starts the next
@@ -877,7 +947,7 @@ impl StorageEngine {
         self.stats.stored_notices += 1;
         out.push(StorageCommand::Bus(Command::Publish {
             channel: self.channels.updates(&root),
-            payload: self.signed(stored.encode()),
+            payload: self.signed("stored", stored.encode()),
         }));
     }
 
@@ -900,15 +970,20 @@ impl StorageEngine {
             .push(asked, Audience::of(reply_to));
     }
 
+    /// The channel where `audience` listens for answers about `root`.
+    fn audience_channel(&self, root: Hash, audience: &Audience) -> String {
+        match audience {
+            Audience::One(token) => self.channels.replies(token),
+            Audience::All => self.channels.updates(&root),
+        }
+    }
+
     /// Publishes an answer about `root` where its audience listens.
     fn answer(&mut self, root: Hash, to: Audience, payload: Bytes, out: &mut Vec<StorageCommand>) {
-        let channel = match to {
-            Audience::One(token) => {
-                self.stats.private_answers += 1;
-                self.channels.replies(&token)
-            }
-            Audience::All => self.channels.updates(&root),
-        };
+        let channel = self.audience_channel(root, &to);
+        if let Audience::One(_) = to {
+            self.stats.private_answers += 1;
+        }
         out.push(StorageCommand::Bus(Command::Publish { channel, payload }));
     }
 
