@@ -1303,4 +1303,39 @@ mod tests {
             outcome: WriteOutcome::TimedOut,
         }));
     }
+
+    /// Issue 11: `unknown` cannot answer a request that registers the root, so a
+    /// follower by configuration ignores it (a replay, or someone else's answer)
+    /// and its request timer asks again; a follower by hash still gives up.
+    #[test]
+    fn unknown_is_retried_by_configuration_and_final_by_hash() {
+        let (mut f, root, now) = setup();
+        let first = f.handle_connected(now);
+        assert_eq!(requests(&first), vec![Bytes::from(root.to_canonical())]);
+        let unknown = crate::message::encode_unknown(root.hash());
+        let step = f.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        assert_eq!(step, Step::default());
+        assert_eq!(f.stats().unknown_ignored, 1);
+        let retry = now + FollowerConfig::default().request_timeout;
+        assert_eq!(
+            f.next_timeout(),
+            Some(retry),
+            "the request is still awaited"
+        );
+        let step = f.handle_timeout(retry);
+        assert_eq!(requests(&step), vec![Bytes::from(root.to_canonical())]);
+        let snap = Snapshot::of_root(&root);
+        f.handle_message(retry, ch(&root.hash()).as_bytes(), &snap.encoded);
+        assert_eq!(f.current().unwrap().height, 0);
+
+        let mut by_hash = Follower::by_hash(
+            root.hash(),
+            Channels::new(None),
+            Limits::default(),
+            FollowerConfig::default(),
+        );
+        by_hash.handle_connected(now);
+        let step = by_hash.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        assert_eq!(step.events, vec![FollowerEvent::UnknownRoot]);
+    }
 }

@@ -833,6 +833,61 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// Issue 11: what is signed includes the namespace, the type and, for an
+    /// `unknown`, the channel it answers on; v1.1's signatures (the raw hash)
+    /// no longer verify.
+    #[test]
+    fn a_signature_verifies_only_in_the_context_it_was_made_for() {
+        let key = SigningKey::from_seed([2; 32]);
+        let trust = TrustSet::new([key.public_key()]);
+        let root = crate::RootConfig::twitch("#ctx").unwrap().hash();
+        let patch = Patch::build(root, root, 0, serde_json::json!([]), None).unwrap();
+        let on_root = |ns: &str| crate::Channels::new(Some(ns)).updates(&root);
+        let check = |bytes: &[u8], ns: Option<&str>, channel: &str| {
+            let (m, sig) = Message::decode_signed(bytes, &Limits::default()).unwrap();
+            m.verify(sig.as_ref(), &trust, ns, channel.as_bytes())
+        };
+        let in_a = sign_canonical(&key, Some("a"), "patch", &patch.encoded, None);
+        assert_eq!(check(&in_a, Some("a"), &on_root("a")), Ok(()));
+        for ns in [Some("b"), None] {
+            let channel = crate::Channels::new(ns).updates(&root);
+            assert_eq!(check(&in_a, ns, &channel), Err(Rejection::BadSignature));
+        }
+        let v1_1 = attach_signature(&patch.encoded, &key.sign(&patch.hash));
+        assert_eq!(
+            check(&v1_1, Some("a"), &on_root("a")),
+            Err(Rejection::BadSignature)
+        );
+        // Signing never changes a chain: the hash is the unsigned patch's.
+        let Ok(Message::Patch(decoded)) = Message::decode(&in_a, &Limits::default()) else {
+            panic!("a signed patch decodes");
+        };
+        assert_eq!(decoded.hash, patch.hash);
+
+        // An `unknown` for one reply channel is not an `unknown` for the root's.
+        let replies =
+            crate::Channels::new(Some("a")).replies(&crate::ReplyToken::new("t").unwrap());
+        let unknown = sign_canonical(
+            &key,
+            Some("a"),
+            "unknown",
+            &encode_unknown(root),
+            Some(&replies),
+        );
+        assert_eq!(check(&unknown, Some("a"), &replies), Ok(()));
+        assert_eq!(
+            check(&unknown, Some("a"), &on_root("a")),
+            Err(Rejection::BadSignature)
+        );
+        // No bytes signed as one type count as another.
+        let kinds = ["patch", "snapshot", "stored", "unknown"];
+        let all: std::collections::HashSet<Vec<u8>> = kinds
+            .iter()
+            .map(|kind| signed_bytes(Some("a"), kind, &patch.hash, None))
+            .collect();
+        assert_eq!(all.len(), kinds.len());
+    }
+
     /// `message` (canonical bytes) with a signature member, spelled with `choices`.
     fn respell(message: &[u8], sign: bool, choices: Vec<u8>, rate: u8) -> String {
         let Ok(Value::Object(mut map)) = json::parse_strict(message, Limits::MAX_DEPTH_CEILING)

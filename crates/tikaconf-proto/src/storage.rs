@@ -1618,4 +1618,59 @@ mod tests {
                 .any(|c| matches!(c, StorageCommand::CheckHeads(_)))
         );
     }
+
+    /// Issue 11: a stored snapshot is answered with this node's v1.2 signature,
+    /// whatever it was stored with: nothing (signatures switched on later),
+    /// another key (rotation), this key the v1.1 way (raw hash) or for another
+    /// namespace. One already carrying it is published as stored.
+    #[test]
+    fn stored_snapshots_are_signed_again_unless_they_carry_our_signature() {
+        use crate::message::attach_signature;
+        let root = RootConfig::twitch("#resign").unwrap();
+        let ours = SigningKey::from_seed([1; 32]);
+        let other = SigningKey::from_seed([3; 32]);
+        let unsigned = Snapshot::of_root(&root).encoded;
+        let hash = Hash::of_canonical_bytes(&unsigned);
+        let signed = |key: &SigningKey, ns| sign_canonical(key, ns, "snapshot", &unsigned, None);
+        let current = signed(&ours, Some("ns"));
+        let cases = [
+            (unsigned.clone(), 1),
+            (signed(&other, Some("ns")), 1),
+            (attach_signature(&unsigned, &ours.sign(&hash)), 1),
+            (signed(&ours, None), 1),
+            (current.clone(), 0),
+        ];
+        for (stored, resigned) in cases {
+            let mut e = StorageEngine::new(Channels::new(Some("ns")), Limits::default())
+                .with_signer(Some(ours.clone()));
+            let mut out = Vec::new();
+            e.handle_message(
+                b"ns:update_requests",
+                root.hash().to_hex().as_bytes(),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+            out.clear();
+            let head = StoredHead {
+                root: root.hash(),
+                head: root.hash(),
+                height: 0,
+                snapshot: stored,
+            };
+            e.handle_loaded(root.hash(), Ok(Some(head)), &mut out);
+            assert_eq!(
+                publishes(&out),
+                vec![(format!("ns:updates:{}", root.hash()), current.clone())]
+            );
+            assert_eq!(e.stats().resigned, resigned);
+        }
+        let (message, sig) = Message::decode_signed(&current, &Limits::default()).unwrap();
+        let trust = TrustSet::new([ours.public_key()]);
+        let channel = format!("ns:updates:{}", root.hash());
+        assert_eq!(
+            message.verify(sig.as_ref(), &trust, Some("ns"), channel.as_bytes()),
+            Ok(())
+        );
+    }
 }
