@@ -159,8 +159,9 @@ pub struct FollowerStats {
     pub resyncs: u64,
     /// Times the follower went back to drop patches storage never stored.
     pub dropped: u64,
-    /// `unknown` answers heard while following by root configuration, which
-    /// cannot answer our requests (they register the root) and are ignored.
+    /// `unknown` answers ignored: heard while following by root configuration
+    /// (our requests register the root), or not answering our outstanding
+    /// request where it asked to be answered.
     pub unknown_ignored: u64,
 }
 
@@ -566,7 +567,7 @@ impl Follower {
                 }
                 let namespace = self.channels.namespace();
                 message.verify(signature.as_ref(), &self.trust, namespace, channel)?;
-                return self.on_decoded(now, self.root, message, step);
+                return self.on_decoded(now, self.root, message, true, step);
             }
             _ => return Err(Rejection::ForeignChannel),
         };
@@ -576,14 +577,16 @@ impl Follower {
         let (message, signature) = Message::decode_signed(payload, &self.limits)?;
         let namespace = self.channels.namespace();
         message.verify(signature.as_ref(), &self.trust, namespace, channel)?;
-        self.on_decoded(now, on, message, step)
+        self.on_decoded(now, on, message, false, step)
     }
 
+    /// `via_reply`: heard on the client's reply channel (`on` is then the root).
     fn on_decoded(
         &mut self,
         now: Instant,
         on: Hash,
         message: Message,
+        via_reply: bool,
         step: &mut Step,
     ) -> Result<(), Rejection> {
         if message.root() != self.root {
@@ -618,6 +621,19 @@ impl Follower {
             // outstanding: the request timer sends it again (registering the
             // root) if no snapshot comes.
             Message::Unknown { .. } if self.register.is_some() => {
+                self.stats.unknown_ignored += 1;
+                Ok(())
+            }
+            // By hash, `unknown` ends the follow, so it counts only as the answer
+            // to our outstanding request, where that request asked for it: an
+            // addressed request is answered on our reply channel (storage never
+            // coalesces `unknown` answers), a plain one on the root's channel. So
+            // an `unknown` answering another client's request, or replayed on the
+            // root's channel, does not fail a load that asked privately; and one
+            // signed for another reply channel does not verify on ours.
+            Message::Unknown { .. }
+                if self.request_sent_at.is_none() || self.request_private != via_reply =>
+            {
                 self.stats.unknown_ignored += 1;
                 Ok(())
             }
@@ -1306,7 +1322,8 @@ mod tests {
 
     /// Issue 11: `unknown` cannot answer a request that registers the root, so a
     /// follower by configuration ignores it (a replay, or someone else's answer)
-    /// and its request timer asks again; a follower by hash still gives up.
+    /// and its request timer asks again; a follower by hash still gives up, on
+    /// an `unknown` heard where its outstanding request asked for the answer.
     #[test]
     fn unknown_is_retried_by_configuration_and_final_by_hash() {
         let (mut f, root, now) = setup();
@@ -1336,6 +1353,25 @@ mod tests {
         );
         by_hash.handle_connected(now);
         let step = by_hash.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        assert_eq!(step.events, vec![FollowerEvent::UnknownRoot]);
+
+        // Asked privately, only an answer on our reply channel counts.
+        let token = ReplyToken::new("tok").unwrap();
+        let replies = Channels::new(None).replies(&token);
+        let mut private = Follower::by_hash(
+            root.hash(),
+            Channels::new(None),
+            Limits::default(),
+            FollowerConfig::default(),
+        )
+        .with_reply_token(Some(token));
+        private.handle_connected(now);
+        let step = private.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        assert_eq!(
+            (step, private.stats().unknown_ignored),
+            (Step::default(), 1)
+        );
+        let step = private.handle_message(now, replies.as_bytes(), &unknown);
         assert_eq!(step.events, vec![FollowerEvent::UnknownRoot]);
     }
 }
