@@ -43,7 +43,7 @@ use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::jitter::Jitter;
 use crate::limits::DocBound;
-use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
+use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, sign_canonical};
 use crate::signature::{Role, SigningKey, TrustSet};
 use crate::writer::{WriteOutcome, Writer};
 use crate::{Channels, Hash, Limits, RootConfig};
@@ -130,7 +130,8 @@ pub enum FollowerEvent {
         current: Current,
         cause: ChangeCause,
     },
-    /// Storage does not know this root (asked by hash).
+    /// Storage does not know this root (asked by hash). A follower that follows
+    /// by root configuration never reports it: its requests register the root.
     UnknownRoot,
     /// A write submitted from this follower ended.
     WriteEnded { hash: Hash, outcome: WriteOutcome },
@@ -164,6 +165,10 @@ pub struct FollowerStats {
     /// driver fills it in. A record built from the stream is complete only
     /// while it stays 0.
     pub changes_skipped: u64,
+    /// `unknown` answers ignored: heard while following by root configuration
+    /// (our requests register the root), or not answering our outstanding
+    /// request where it asked to be answered.
+    pub unknown_ignored: u64,
 }
 
 /// Why a write could not be submitted.
@@ -512,7 +517,13 @@ impl Follower {
         self.writer
             .track(patch.hash, patch.height, now + self.config.write_timeout);
         let payload = match &self.signer {
-            Some(key) => attach_signature(&patch.encoded, &key.sign(&patch.hash)),
+            Some(key) => sign_canonical(
+                key,
+                self.channels.namespace(),
+                "patch",
+                &patch.encoded,
+                None,
+            ),
             None => patch.encoded.clone(),
         };
         // Our own patch passes our own trust check without a verification only
@@ -560,8 +571,9 @@ impl Follower {
                 if !matches!(message, Message::Snapshot(_) | Message::Unknown { .. }) {
                     return Err(Rejection::WrongChannelKind);
                 }
-                message.verify(signature.as_ref(), &self.trust)?;
-                return self.on_decoded(now, self.root, message, step);
+                let namespace = self.channels.namespace();
+                message.verify(signature.as_ref(), &self.trust, namespace, channel)?;
+                return self.on_decoded(now, self.root, message, true, step);
             }
             _ => return Err(Rejection::ForeignChannel),
         };
@@ -569,15 +581,18 @@ impl Follower {
             return self.on_patch(now, echo.patch, Some(echo.applied), step);
         }
         let (message, signature) = Message::decode_signed(payload, &self.limits)?;
-        message.verify(signature.as_ref(), &self.trust)?;
-        self.on_decoded(now, on, message, step)
+        let namespace = self.channels.namespace();
+        message.verify(signature.as_ref(), &self.trust, namespace, channel)?;
+        self.on_decoded(now, on, message, false, step)
     }
 
+    /// `via_reply`: heard on the client's reply channel (`on` is then the root).
     fn on_decoded(
         &mut self,
         now: Instant,
         on: Hash,
         message: Message,
+        via_reply: bool,
         step: &mut Step,
     ) -> Result<(), Rejection> {
         if message.root() != self.root {
@@ -603,6 +618,29 @@ impl Follower {
             }
             Message::Stored(stored) => {
                 self.on_stored(now, stored, step);
+                Ok(())
+            }
+            // Following by configuration, our requests register the root, so
+            // `unknown` cannot be the answer to one: it answers someone else's
+            // request by hash, made before a registration, or it is a replay.
+            // Either way it says nothing about our request, which stays
+            // outstanding: the request timer sends it again (registering the
+            // root) if no snapshot comes.
+            Message::Unknown { .. } if self.register.is_some() => {
+                self.stats.unknown_ignored += 1;
+                Ok(())
+            }
+            // By hash, `unknown` ends the follow, so it counts only as the answer
+            // to our outstanding request, where that request asked for it: an
+            // addressed request is answered on our reply channel (storage never
+            // coalesces `unknown` answers), a plain one on the root's channel. So
+            // an `unknown` answering another client's request, or replayed on the
+            // root's channel, does not fail a load that asked privately; and one
+            // signed for another reply channel does not verify on ours.
+            Message::Unknown { .. }
+                if self.request_sent_at.is_none() || self.request_private != via_reply =>
+            {
+                self.stats.unknown_ignored += 1;
                 Ok(())
             }
             Message::Unknown { .. } => {
@@ -1286,5 +1324,60 @@ mod tests {
             hash: third.hash,
             outcome: WriteOutcome::TimedOut,
         }));
+    }
+
+    /// Issue 11: `unknown` cannot answer a request that registers the root, so a
+    /// follower by configuration ignores it (a replay, or someone else's answer)
+    /// and its request timer asks again; a follower by hash still gives up, on
+    /// an `unknown` heard where its outstanding request asked for the answer.
+    #[test]
+    fn unknown_is_retried_by_configuration_and_final_by_hash() {
+        let (mut f, root, now) = setup();
+        let first = f.handle_connected(now);
+        assert_eq!(requests(&first), vec![Bytes::from(root.to_canonical())]);
+        let unknown = crate::message::encode_unknown(root.hash());
+        let step = f.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        assert_eq!(step, Step::default());
+        assert_eq!(f.stats().unknown_ignored, 1);
+        let retry = now + FollowerConfig::default().request_timeout;
+        assert_eq!(
+            f.next_timeout(),
+            Some(retry),
+            "the request is still awaited"
+        );
+        let step = f.handle_timeout(retry);
+        assert_eq!(requests(&step), vec![Bytes::from(root.to_canonical())]);
+        let snap = Snapshot::of_root(&root);
+        f.handle_message(retry, ch(&root.hash()).as_bytes(), &snap.encoded);
+        assert_eq!(f.current().unwrap().height, 0);
+
+        let mut by_hash = Follower::by_hash(
+            root.hash(),
+            Channels::new(None),
+            Limits::default(),
+            FollowerConfig::default(),
+        );
+        by_hash.handle_connected(now);
+        let step = by_hash.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        assert_eq!(step.events, vec![FollowerEvent::UnknownRoot]);
+
+        // Asked privately, only an answer on our reply channel counts.
+        let token = ReplyToken::new("tok").unwrap();
+        let replies = Channels::new(None).replies(&token);
+        let mut private = Follower::by_hash(
+            root.hash(),
+            Channels::new(None),
+            Limits::default(),
+            FollowerConfig::default(),
+        )
+        .with_reply_token(Some(token));
+        private.handle_connected(now);
+        let step = private.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        assert_eq!(
+            (step, private.stats().unknown_ignored),
+            (Step::default(), 1)
+        );
+        let step = private.handle_message(now, replies.as_bytes(), &unknown);
+        assert_eq!(step.events, vec![FollowerEvent::UnknownRoot]);
     }
 }

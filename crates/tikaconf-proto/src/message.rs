@@ -21,7 +21,7 @@ use crate::json::{CanonicalText, JsonError};
 use crate::limits::DocBound;
 use crate::patch::{ApplyError, Ops, PatchError};
 use crate::root::{RootConfig, RootError};
-use crate::signature::{Role, Signature, TrustSet};
+use crate::signature::{Role, Signature, SigningKey, TrustSet};
 use crate::{Hash, Limits, canonical, json};
 
 /// Largest integer the protocol carries exactly (2^53).
@@ -311,8 +311,9 @@ impl Message {
         }
     }
 
-    /// The hash a signature of this message signs: the hash of its canonical form
-    /// without `"sig"` (for a patch, the patch's own hash).
+    /// The hash of this message's canonical form without `"sig"` (for a patch,
+    /// the patch's own hash): the content part of what a signature signs (see
+    /// [`signed_bytes`]).
     pub fn signed_hash(&self) -> Hash {
         match self {
             Message::Patch(p) => p.hash,
@@ -322,8 +323,26 @@ impl Message {
         }
     }
 
-    /// Checks the signature against `trust` (nothing to check when it is empty).
-    pub fn verify(&self, signature: Option<&Signature>, trust: &TrustSet) -> Result<(), Rejection> {
+    /// The message's `"type"` member.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Message::Patch(_) => "patch",
+            Message::Snapshot(_) => "snapshot",
+            Message::Unknown { .. } => "unknown",
+            Message::Stored(_) => "stored",
+        }
+    }
+
+    /// Checks the signature against `trust` (nothing to check when it is empty),
+    /// for a message heard on `channel` in the deployment with `namespace`: the
+    /// signature must sign this message in that context ([`signed_bytes`]).
+    pub fn verify(
+        &self,
+        signature: Option<&Signature>,
+        trust: &TrustSet,
+        namespace: Option<&str>,
+        channel: &[u8],
+    ) -> Result<(), Rejection> {
         if trust.is_empty() {
             return Ok(());
         }
@@ -335,7 +354,20 @@ impl Message {
         if !trust.trusts(&sig.key, role) {
             return Err(Rejection::UntrustedKey);
         }
-        if !sig.verifies(&self.signed_hash()) {
+        // Only an `unknown` is bound to where it travels; the others carry their
+        // channel in their body (a patch's parent, the root) or are published on
+        // several (a stored snapshot answers on the root's or a reply channel).
+        let to = match self {
+            Message::Unknown { .. } => Some(String::from_utf8_lossy(channel)),
+            _ => None,
+        };
+        let signed = signed_bytes(
+            namespace,
+            self.type_name(),
+            &self.signed_hash(),
+            to.as_deref(),
+        );
+        if !sig.verifies_bytes(&signed) {
             return Err(Rejection::BadSignature);
         }
         Ok(())
@@ -732,6 +764,61 @@ impl Patch {
     }
 }
 
+/// The domain separator of protocol v1.2 signatures: the `"context"` member of
+/// every signed-bytes object. A later change to what signatures bind changes it,
+/// so that no signature is ever read under two meanings.
+pub const SIGNATURE_CONTEXT: &str = "tikaconf/v1.2";
+
+/// The bytes an Ed25519 signature of a message signs (protocol v1.2): the
+/// canonical form of the object
+///
+/// `{"context":"tikaconf/v1.2","hash":H,"namespace":NS,"to":TO,"type":T}`
+///
+/// with `H` the message's [`Message::signed_hash`] (64 hex digits), `NS` the
+/// deployment's namespace (`""` for none), `T` the message's `"type"`, and `TO`
+/// the full name of the channel an `unknown` is published on (namespace
+/// included), `null` for every other type.
+///
+/// Why each member: the namespace, so that deployments sharing keys (staging
+/// and production on one Redis) cannot replay each other's patches; the type, so
+/// that no bytes signed as one kind of message ever count as another; the
+/// channel of an `unknown`, because "I do not know this root" is true only when
+/// said and only to whoever asked: bound to the requester's reply channel, it
+/// cannot be replayed on the root's channel to fail every follower's load. A
+/// canonical JSON object, rather than a concatenation, because every
+/// implementation already has the encoder and it leaves nothing ambiguous
+/// whatever characters a namespace holds.
+pub fn signed_bytes(namespace: Option<&str>, kind: &str, hash: &Hash, to: Option<&str>) -> Vec<u8> {
+    let mut map = Map::new();
+    map.insert("context".into(), Value::String(SIGNATURE_CONTEXT.into()));
+    map.insert("hash".into(), Value::String(hash.to_hex()));
+    map.insert(
+        "namespace".into(),
+        Value::String(namespace.unwrap_or_default().into()),
+    );
+    map.insert(
+        "to".into(),
+        to.map_or(Value::Null, |to| Value::String(to.into())),
+    );
+    map.insert("type".into(), Value::String(kind.into()));
+    canonical::to_vec(&Value::Object(map))
+}
+
+/// `unsigned`, the canonical bytes of a message of type `kind`, with `key`'s
+/// signature for the deployment with `namespace` attached (see [`signed_bytes`];
+/// `to` is the channel of an `unknown`, `None` for the other types).
+pub fn sign_canonical(
+    key: &SigningKey,
+    namespace: Option<&str>,
+    kind: &str,
+    unsigned: &[u8],
+    to: Option<&str>,
+) -> Bytes {
+    let hash = Hash::of_canonical_bytes(unsigned);
+    let sig = key.sign_bytes(&signed_bytes(namespace, kind, &hash, to));
+    attach_signature(unsigned, &sig)
+}
+
 /// The wire form of a canonical message `unsigned` with `signature` added as its
 /// `"sig"` member (still canonical).
 pub fn attach_signature(unsigned: &[u8], signature: &Signature) -> Bytes {
@@ -753,6 +840,61 @@ mod tests {
     use crate::json::tests::arb_value;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// Issue 11: what is signed includes the namespace, the type and, for an
+    /// `unknown`, the channel it answers on; v1.1's signatures (the raw hash)
+    /// no longer verify.
+    #[test]
+    fn a_signature_verifies_only_in_the_context_it_was_made_for() {
+        let key = SigningKey::from_seed([2; 32]);
+        let trust = TrustSet::new([key.public_key()]);
+        let root = crate::RootConfig::twitch("#ctx").unwrap().hash();
+        let patch = Patch::build(root, root, 0, serde_json::json!([]), None).unwrap();
+        let on_root = |ns: &str| crate::Channels::new(Some(ns)).updates(&root);
+        let check = |bytes: &[u8], ns: Option<&str>, channel: &str| {
+            let (m, sig) = Message::decode_signed(bytes, &Limits::default()).unwrap();
+            m.verify(sig.as_ref(), &trust, ns, channel.as_bytes())
+        };
+        let in_a = sign_canonical(&key, Some("a"), "patch", &patch.encoded, None);
+        assert_eq!(check(&in_a, Some("a"), &on_root("a")), Ok(()));
+        for ns in [Some("b"), None] {
+            let channel = crate::Channels::new(ns).updates(&root);
+            assert_eq!(check(&in_a, ns, &channel), Err(Rejection::BadSignature));
+        }
+        let v1_1 = attach_signature(&patch.encoded, &key.sign(&patch.hash));
+        assert_eq!(
+            check(&v1_1, Some("a"), &on_root("a")),
+            Err(Rejection::BadSignature)
+        );
+        // Signing never changes a chain: the hash is the unsigned patch's.
+        let Ok(Message::Patch(decoded)) = Message::decode(&in_a, &Limits::default()) else {
+            panic!("a signed patch decodes");
+        };
+        assert_eq!(decoded.hash, patch.hash);
+
+        // An `unknown` for one reply channel is not an `unknown` for the root's.
+        let replies =
+            crate::Channels::new(Some("a")).replies(&crate::ReplyToken::new("t").unwrap());
+        let unknown = sign_canonical(
+            &key,
+            Some("a"),
+            "unknown",
+            &encode_unknown(root),
+            Some(&replies),
+        );
+        assert_eq!(check(&unknown, Some("a"), &replies), Ok(()));
+        assert_eq!(
+            check(&unknown, Some("a"), &on_root("a")),
+            Err(Rejection::BadSignature)
+        );
+        // No bytes signed as one type count as another.
+        let kinds = ["patch", "snapshot", "stored", "unknown"];
+        let all: std::collections::HashSet<Vec<u8>> = kinds
+            .iter()
+            .map(|kind| signed_bytes(Some("a"), kind, &patch.hash, None))
+            .collect();
+        assert_eq!(all.len(), kinds.len());
+    }
 
     /// `message` (canonical bytes) with a signature member, spelled with `choices`.
     fn respell(message: &[u8], sign: bool, choices: Vec<u8>, rate: u8) -> String {

@@ -5,9 +5,17 @@
 //! accepts on `updates:` channels only messages signed by one of those keys:
 //! writers sign their patches, storage nodes their snapshots, `stored` and
 //! `unknown` notices. The signature travels in an optional `"sig"` member,
-//! `{"key": <public key, 64 hex>, "sig": <signature, 128 hex>}`, and signs the
-//! 32-byte hash of the canonical message *without* that member; for a patch that
-//! is the patch's hash, so signing never changes a chain's hashes.
+//! `{"key": <public key, 64 hex>, "sig": <signature, 128 hex>}`.
+//!
+//! What it signs is not the message alone but the message *in its context*
+//! (protocol v1.2, [`crate::message::signed_bytes`]): the deployment's namespace,
+//! the message's type, the hash of the canonical message *without* the `"sig"`
+//! member (for a patch, the patch's hash, so signing never changes a chain's
+//! hashes) and, for an `unknown` answer, the channel it answers on. A signature
+//! made for one deployment, one kind of message or one requester therefore never
+//! verifies for another: a patch signed in namespace `a` cannot be replayed into
+//! namespace `b` with the same keys, and an `unknown` sent to one client's reply
+//! channel cannot be replayed to every follower of the root.
 //!
 //! Every node of a deployment must use the same trust set, or they would disagree
 //! on which patch counts. An empty trust set (the default) turns verification off;
@@ -122,11 +130,18 @@ impl SigningKey {
         PublicKey(self.0.verifying_key())
     }
 
-    /// Signs a message's hash (see the module documentation).
+    /// Signs the 32 raw bytes of `hash`: the signed bytes of protocol v1.1, kept
+    /// for tools and tests that build such signatures (v1.2 nodes reject them as
+    /// `bad_signature`). Messages are signed with [`crate::message::sign_canonical`].
     pub fn sign(&self, hash: &Hash) -> Signature {
+        self.sign_bytes(hash.as_bytes())
+    }
+
+    /// Signs `bytes` as they are (Ed25519 hashes them itself).
+    pub fn sign_bytes(&self, bytes: &[u8]) -> Signature {
         Signature {
             key: self.public_key(),
-            sig: self.0.sign(hash.as_bytes()),
+            sig: self.0.sign(bytes),
         }
     }
 }
@@ -184,7 +199,7 @@ impl Signature {
     pub fn to_value(&self) -> Value {
         let mut m = Map::new();
         m.insert("key".into(), Value::String(self.key.to_hex()));
-        m.insert("sig".into(), Value::String(to_hex(&self.sig.to_bytes())));
+        m.insert("sig".into(), Value::String(self.sig_hex()));
         Value::Object(m)
     }
 
@@ -204,9 +219,19 @@ impl Signature {
         })
     }
 
-    /// Whether this signs `hash`.
+    /// Whether this signs the 32 raw bytes of `hash` (see [`SigningKey::sign`]).
     pub fn verifies(&self, hash: &Hash) -> bool {
-        self.key.0.verify(hash.as_bytes(), &self.sig).is_ok()
+        self.verifies_bytes(hash.as_bytes())
+    }
+
+    /// Whether this signs exactly `bytes`.
+    pub fn verifies_bytes(&self, bytes: &[u8]) -> bool {
+        self.key.0.verify(bytes, &self.sig).is_ok()
+    }
+
+    /// The signature as 128 lowercase hex digits, as in the `"sig"` member.
+    pub fn sig_hex(&self) -> String {
+        to_hex(&self.sig.to_bytes())
     }
 }
 

@@ -27,8 +27,10 @@ use self::presence::{Presence, StoreId};
 use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::limits::DocBound;
-use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, attach_signature};
-use crate::signature::{SigningKey, TrustSet};
+use crate::message::{
+    LoadRequest, Message, Patch, Rejection, Snapshot, Stored, sign_canonical, signed_bytes,
+};
+use crate::signature::{Signature, SigningKey, TrustSet};
 use crate::{Channels, Hash, Limits};
 
 /// What storage holds for one root: its latest head, and the snapshot that takes
@@ -64,13 +66,18 @@ impl From<&StoredHead> for HeadRef {
     }
 }
 
-/// `unsigned` canonical bytes with `signer`'s signature attached, if there is one.
-fn sign_with(signer: Option<&SigningKey>, unsigned: Bytes) -> Bytes {
+/// `unsigned`, canonical bytes of a message of type `kind`, with `signer`'s
+/// signature for the deployment of `channels` attached, if there is a signer
+/// (`to`: the channel of an `unknown`; see [`crate::message::signed_bytes`]).
+fn sign_with(
+    signer: Option<&SigningKey>,
+    channels: &Channels,
+    kind: &str,
+    unsigned: Bytes,
+    to: Option<&str>,
+) -> Bytes {
     match signer {
-        Some(key) => {
-            let sig = key.sign(&Hash::of_canonical_bytes(&unsigned));
-            attach_signature(&unsigned, &sig)
-        }
+        Some(key) => sign_canonical(key, channels.namespace(), kind, &unsigned, to),
         None => unsigned,
     }
 }
@@ -138,6 +145,9 @@ pub struct StorageStats {
     /// Patches whose parent is not a stored head (raced losers, late duplicates).
     pub stale: u64,
     pub unknown_root: u64,
+    /// Stored snapshots signed again on reading them, because they carried
+    /// another key's signature, an older protocol's, or none.
+    pub resigned: u64,
     /// Ignored messages by [`Rejection::label`].
     pub ignored: BTreeMap<&'static str, u64>,
     /// Commits the store refused because another node moved the root first.
@@ -372,8 +382,8 @@ impl StorageEngine {
     }
 
     /// `unsigned` canonical bytes as this node publishes them: with its signature.
-    fn signed(&self, unsigned: Bytes) -> Bytes {
-        sign_with(self.signer.as_ref(), unsigned)
+    fn signed(&self, kind: &str, unsigned: Bytes) -> Bytes {
+        sign_with(self.signer.as_ref(), &self.channels, kind, unsigned, None)
     }
 
     pub fn stats(&self) -> &StorageStats {
@@ -526,7 +536,7 @@ impl StorageEngine {
             // each, so they are recognized by their canonical ending ("type" sorts
             // last) and never parsed. Anything else ending so is ignored too.
             Some(ChannelKind::Updates(_)) if payload.ends_with(br#","type":"snapshot"}"#) => Ok(()),
-            Some(ChannelKind::Updates(on)) => match self.decode_verified(payload)? {
+            Some(ChannelKind::Updates(on)) => match self.decode_verified(channel, payload)? {
                 Message::Patch(patch) => {
                     if patch.parent != on {
                         return Err(Rejection::ChannelMismatch {
@@ -586,10 +596,11 @@ impl StorageEngine {
 
     /// Decodes a message on an `updates:` channel; with a trust set, patches and
     /// `stored` notices must carry a trusted signature (answers are ignored anyway).
-    fn decode_verified(&self, payload: &[u8]) -> Result<Message, Rejection> {
+    fn decode_verified(&self, channel: &[u8], payload: &[u8]) -> Result<Message, Rejection> {
         let (message, signature) = Message::decode_signed(payload, &self.limits)?;
         if matches!(message, Message::Patch(_) | Message::Stored(_)) {
-            message.verify(signature.as_ref(), &self.trust)?;
+            let namespace = self.channels.namespace();
+            message.verify(signature.as_ref(), &self.trust, namespace, channel)?;
         }
         Ok(message)
     }
@@ -654,7 +665,7 @@ impl StorageEngine {
                     root,
                     head: root,
                     height: 0,
-                    snapshot: self.signed(snapshot.encoded),
+                    snapshot: self.signed("snapshot", snapshot.encoded),
                 };
                 let read = self.next_read();
                 self.roots.insert(
@@ -669,8 +680,18 @@ impl StorageEngine {
                 out.push(StorageCommand::Register(head));
             }
             Queued::Request(LoadRequest::ByHash(_), reply_to, _) => {
-                let payload = self.signed(crate::message::encode_unknown(root));
-                self.answer(root, Audience::of(reply_to), payload, out);
+                // Signed for the channel it answers on (see `signed_bytes`).
+                let audience = Audience::of(reply_to);
+                let to = self.audience_channel(root, &audience);
+                let unknown = crate::message::encode_unknown(root);
+                let payload = sign_with(
+                    self.signer.as_ref(),
+                    &self.channels,
+                    "unknown",
+                    unknown,
+                    Some(&to),
+                );
+                self.answer(root, audience, payload, out);
             }
             Queued::Patch(_) => self.stats.unknown_root += 1,
             // Another storage node registered it after our read: read it again.
@@ -737,7 +758,13 @@ impl StorageEngine {
                     root,
                     head: patch.hash,
                     height: patch.height,
-                    snapshot: sign_with(self.signer.as_ref(), snapshot.encoded),
+                    snapshot: sign_with(
+                        self.signer.as_ref(),
+                        &self.channels,
+                        "snapshot",
+                        snapshot.encoded,
+                        None,
+                    ),
                 };
                 self.open_notices.push(new.clone());
                 self.open.push(PersistCommit {
@@ -868,14 +895,17 @@ impl StorageEngine {
         self.replaying = false;
     }
 
-    fn ready_from(&self, head: StoredHead, read: u64) -> Option<ReadyRoot> {
+    fn ready_from(&mut self, head: StoredHead, read: u64) -> Option<ReadyRoot> {
         let relaxed = Limits {
             max_message_bytes: usize::MAX,
             max_depth: Limits::MAX_DEPTH_CEILING,
         };
-        let Ok(Message::Snapshot(snapshot)) = Message::decode(&head.snapshot, &relaxed) else {
+        let Ok((Message::Snapshot(snapshot), signature)) =
+            Message::decode_signed(&head.snapshot, &relaxed)
+        else {
             return None;
         };
+        let head = self.resigned(head, &snapshot, signature.as_ref());
         let bound = snapshot.config_bound();
         Some(ReadyRoot {
             head: head.head,
@@ -888,6 +918,46 @@ impl StorageEngine {
             reload_after: false,
             verified_by: read,
         })
+    }
+
+    /// `stored` as this node answers with it: as the store holds it when it carries
+    /// this node's signature, made as this protocol version signs (or when the
+    /// node signs nothing), else signed again with the node's key.
+    ///
+    /// Why: a snapshot keeps the signature it was stored with, by whichever
+    /// storage node, key and protocol version made it. After a storage key is
+    /// rotated or revoked, or signatures are switched on, or the deployment
+    /// moves to v1.2's signed bytes, followers would reject every root not
+    /// written since. The store is this node's own trusted state, so vouching for
+    /// what it holds is what a storage signature means. Done once per read of the
+    /// root (not per answer), and never written back: the next commit of the root
+    /// replaces the stored snapshot with one signed by the current key anyway,
+    /// a read stays a read, and two nodes sharing a store with different keys do
+    /// not rewrite each other's snapshots.
+    fn resigned(
+        &mut self,
+        mut stored: StoredHead,
+        snapshot: &Snapshot,
+        signature: Option<&Signature>,
+    ) -> StoredHead {
+        let Some(key) = &self.signer else {
+            return stored;
+        };
+        let namespace = self.channels.namespace();
+        let current = signature.is_some_and(|sig| {
+            sig.key == key.public_key()
+                && sig.verifies_bytes(&signed_bytes(
+                    namespace,
+                    "snapshot",
+                    &Hash::of_canonical_bytes(&snapshot.encoded),
+                    None,
+                ))
+        });
+        if !current {
+            stored.snapshot = sign_canonical(key, namespace, "snapshot", &snapshot.encoded, None);
+            self.stats.resigned += 1;
+        }
+        stored
     }
 
     /// Called by the driver when it has no further input ready: starts the next
@@ -977,7 +1047,7 @@ impl StorageEngine {
         self.stats.stored_notices += 1;
         out.push(StorageCommand::Bus(Command::Publish {
             channel: self.channels.updates(&root),
-            payload: self.signed(stored.encode()),
+            payload: self.signed("stored", stored.encode()),
         }));
     }
 
@@ -1000,15 +1070,20 @@ impl StorageEngine {
             .push(asked, Audience::of(reply_to));
     }
 
+    /// The channel where `audience` listens for answers about `root`.
+    fn audience_channel(&self, root: Hash, audience: &Audience) -> String {
+        match audience {
+            Audience::One(token) => self.channels.replies(token),
+            Audience::All => self.channels.updates(&root),
+        }
+    }
+
     /// Publishes an answer about `root` where its audience listens.
     fn answer(&mut self, root: Hash, to: Audience, payload: Bytes, out: &mut Vec<StorageCommand>) {
-        let channel = match to {
-            Audience::One(token) => {
-                self.stats.private_answers += 1;
-                self.channels.replies(&token)
-            }
-            Audience::All => self.channels.updates(&root),
-        };
+        let channel = self.audience_channel(root, &to);
+        if let Audience::One(_) = to {
+            self.stats.private_answers += 1;
+        }
         out.push(StorageCommand::Bus(Command::Publish { channel, payload }));
     }
 
@@ -1729,5 +1804,60 @@ mod tests {
         request(&mut e, root.hash(), &mut out);
         assert_eq!(e.stats().requests_left_to_peers, 1);
         assert_eq!(e.stats().load_requests, 3);
+    }
+
+    /// Issue 11: a stored snapshot is answered with this node's v1.2 signature,
+    /// whatever it was stored with: nothing (signatures switched on later),
+    /// another key (rotation), this key the v1.1 way (raw hash) or for another
+    /// namespace. One already carrying it is published as stored.
+    #[test]
+    fn stored_snapshots_are_signed_again_unless_they_carry_our_signature() {
+        use crate::message::attach_signature;
+        let root = RootConfig::twitch("#resign").unwrap();
+        let ours = SigningKey::from_seed([1; 32]);
+        let other = SigningKey::from_seed([3; 32]);
+        let unsigned = Snapshot::of_root(&root).encoded;
+        let hash = Hash::of_canonical_bytes(&unsigned);
+        let signed = |key: &SigningKey, ns| sign_canonical(key, ns, "snapshot", &unsigned, None);
+        let current = signed(&ours, Some("ns"));
+        let cases = [
+            (unsigned.clone(), 1),
+            (signed(&other, Some("ns")), 1),
+            (attach_signature(&unsigned, &ours.sign(&hash)), 1),
+            (signed(&ours, None), 1),
+            (current.clone(), 0),
+        ];
+        for (stored, resigned) in cases {
+            let mut e = StorageEngine::new(Channels::new(Some("ns")), Limits::default())
+                .with_signer(Some(ours.clone()));
+            let mut out = Vec::new();
+            e.handle_message(
+                b"ns:update_requests",
+                root.hash().to_hex().as_bytes(),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+            out.clear();
+            let head = StoredHead {
+                root: root.hash(),
+                head: root.hash(),
+                height: 0,
+                snapshot: stored,
+            };
+            e.handle_loaded(root.hash(), Ok(Some(head)), &mut out);
+            assert_eq!(
+                publishes(&out),
+                vec![(format!("ns:updates:{}", root.hash()), current.clone())]
+            );
+            assert_eq!(e.stats().resigned, resigned);
+        }
+        let (message, sig) = Message::decode_signed(&current, &Limits::default()).unwrap();
+        let trust = TrustSet::new([ours.public_key()]);
+        let channel = format!("ns:updates:{}", root.hash());
+        assert_eq!(
+            message.verify(sig.as_ref(), &trust, Some("ns"), channel.as_bytes()),
+            Ok(())
+        );
     }
 }

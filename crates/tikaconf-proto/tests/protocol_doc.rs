@@ -12,15 +12,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::json;
-use tikaconf_proto::message::encode_unknown;
+
+use tikaconf_proto::message::{encode_unknown, sign_canonical, signed_bytes};
 use tikaconf_proto::storage::presence::{Presence, StoreId};
 use tikaconf_proto::{
-    Channels, Hash, Limits, LoadRequest, Message, Patch, ReplyToken, RootConfig, Snapshot, Stored,
-    canonical, json,
+    Channels, Hash, Limits, LoadRequest, Message, Patch, ReplyToken, RootConfig, SigningKey,
+    Snapshot, Stored, TrustSet, canonical, json,
 };
 
-/// Where the vectors section starts, and the heading level that ends it.
-const SECTION: &str = "## Test vectors";
+/// The sections holding vectors (each ends at the next `## ` heading): the
+/// vectors section, and the signatures section's own vectors.
+const SECTIONS: [&str; 2] = ["## Test vectors", "## Signatures"];
+
+/// The seed of the signature vectors' Ed25519 key.
+const SIG_SEED: [u8; 32] = [1; 32];
 
 /// Input of the number-normalization vector.
 const NUMBERS_IN: &str = r#"{"b":1.0,"a":[1e2,-0.0,0.5,1E-7,9007199254740992]}"#;
@@ -70,6 +75,15 @@ fn expected() -> BTreeMap<&'static str, String> {
         utf8(&canonical::to_vec(&v))
     };
 
+    // Signatures (v1.2): the patch signed with the test key, no namespace; and
+    // `unknown` signed for the reply channel of the vectors' token.
+    let key = SigningKey::from_seed(SIG_SEED);
+    let patch_signed_bytes = signed_bytes(None, "patch", &patch.hash, None);
+    let reply_channel = Channels::new(None).replies(&reply_token());
+    let unknown_hash = Hash::of_canonical_bytes(&encode_unknown(r));
+    let unknown_signed_bytes = signed_bytes(None, "unknown", &unknown_hash, Some(&reply_channel));
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+
     // The first seven labels are the ones `tikaconf vectors` prints, in its order,
     // so that its output can be compared with the document line for line.
     BTreeMap::from([
@@ -113,22 +127,46 @@ fn expected() -> BTreeMap<&'static str, String> {
         ),
         ("numbers_in", NUMBERS_IN.to_owned()),
         ("numbers_out", normalized(NUMBERS_IN)),
+        ("sig_test_seed", hex(&SIG_SEED)),
+        ("sig_test_public_key", key.public_key().to_hex()),
+        ("patch1_signed_bytes", utf8(&patch_signed_bytes)),
+        (
+            "patch1_signature",
+            key.sign_bytes(&patch_signed_bytes).sig_hex(),
+        ),
+        (
+            "patch1_signed",
+            utf8(&sign_canonical(&key, None, "patch", &patch.encoded, None)),
+        ),
+        ("unknown_reply_signed_bytes", utf8(&unknown_signed_bytes)),
+        (
+            "unknown_reply_signature",
+            key.sign_bytes(&unknown_signed_bytes).sig_hex(),
+        ),
     ])
 }
 
-/// The `label: value` lines of the vectors section.
+/// The `label: value` lines of the vector sections, read from fenced code
+/// blocks only (the prose around them has colons too).
 fn written(doc: &str) -> BTreeMap<String, Vec<String>> {
-    let start = doc
-        .find(SECTION)
-        .unwrap_or_else(|| panic!("docs/PROTOCOL.md has no {SECTION:?} section"));
-    let section = &doc[start + SECTION.len()..];
-    let end = section.find("\n## ").unwrap_or(section.len());
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in section[..end].lines() {
-        if let Some((label, value)) = line.split_once(": ") {
-            out.entry(label.trim().to_owned())
-                .or_default()
-                .push(value.trim().to_owned());
+    for heading in SECTIONS {
+        let start = doc
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("docs/PROTOCOL.md has no {heading:?} section"));
+        let section = &doc[start + heading.len() + 2..];
+        let end = section.find("\n## ").unwrap_or(section.len());
+        let mut in_block = false;
+        for line in section[..end].lines() {
+            if line.trim_start().starts_with("```") {
+                in_block = !in_block;
+                continue;
+            }
+            if let Some((label, value)) = line.split_once(": ").filter(|_| in_block) {
+                out.entry(label.trim().to_owned())
+                    .or_default()
+                    .push(value.trim().to_owned());
+            }
         }
     }
     out
@@ -191,4 +229,15 @@ fn written_vectors_decode() {
         Channels::new(None).replies(&reply_to.unwrap()),
         e["reply_channel"]
     );
+
+    // The signed patch verifies with the test key, to the patch's own hash.
+    let trust = TrustSet::new([SigningKey::from_seed(SIG_SEED).public_key()]);
+    let (message, sig) = Message::decode_signed(e["patch1_signed"].as_bytes(), &limits).unwrap();
+    let channel = format!("updates:{}", e["root_hash"]);
+    assert_eq!(
+        message.verify(sig.as_ref(), &trust, None, channel.as_bytes()),
+        Ok(())
+    );
+    assert_eq!(message.signed_hash().to_hex(), e["patch1_hash"]);
+    assert_eq!(sig.unwrap().sig_hex(), e["patch1_signature"]);
 }

@@ -225,3 +225,326 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
     assert_eq!(stats.ignored.get("untrusted_key"), Some(&2), "{stats:?}");
     node.shutdown().await;
 }
+
+/// Storage and writer keys for the signature tests, each trusted for its role.
+struct Keys {
+    storage: tikaconf::SigningKey,
+    writer: tikaconf::SigningKey,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            storage: tikaconf::SigningKey::from_seed([1; 32]),
+            writer: tikaconf::SigningKey::from_seed([2; 32]),
+        }
+    }
+
+    fn trust(&self) -> tikaconf::TrustSet {
+        tikaconf::TrustSet::with_roles([self.writer.public_key()], [self.storage.public_key()])
+    }
+}
+
+/// A storage node in `namespace` over the redb store in `dir`, signing with
+/// `key` (if any) and trusting `trust`.
+async fn signed_storage(
+    redis: &RedisServer,
+    dir: &std::path::Path,
+    namespace: Option<&str>,
+    trust: tikaconf::TrustSet,
+    key: Option<tikaconf::SigningKey>,
+) -> StorageNode {
+    let bus = BusHandle::redis(&redis.url()).await.unwrap();
+    let options = StorageOptions {
+        namespace: namespace.map(str::to_owned),
+        trust,
+        signing_key: key,
+        ..StorageOptions::default()
+    };
+    let node = StorageNode::spawn(bus, RedbStore::open(dir).unwrap(), options);
+    node.ready().await;
+    node
+}
+
+/// A client in `namespace` trusting `trust`, signing its writes with `key`.
+async fn signed_client(
+    redis: &RedisServer,
+    namespace: Option<&str>,
+    trust: tikaconf::TrustSet,
+    key: Option<tikaconf::SigningKey>,
+) -> Client {
+    let options = ClientOptions {
+        namespace: namespace.map(str::to_owned),
+        trust,
+        signing_key: key,
+        ..fast_options()
+    };
+    Client::connect_with(&redis.url(), options).await.unwrap()
+}
+
+/// The next message heard by `listener` whose payload contains `needle`, as
+/// (channel, payload).
+async fn next_containing(
+    messages: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin),
+    needle: &str,
+) -> (String, Vec<u8>) {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message containing {needle:?} within 10 s"))
+            .expect("listener open");
+        let payload: Vec<u8> = message.get_payload().unwrap();
+        if String::from_utf8_lossy(&payload).contains(needle) {
+            return (message.get_channel_name().to_owned(), payload);
+        }
+    }
+}
+
+/// Issue 11: signatures covered the message body only, so a patch signed by a
+/// trusted writer in namespace `a` was accepted when replayed into namespace
+/// `b` with the same keys. Now the namespace is part of what is signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_patch_replayed_into_another_namespace_is_refused() {
+    let redis = RedisServer::start();
+    let keys = Keys::new();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let key = Some(keys.storage.clone());
+    let node_a = signed_storage(&redis, dir_a.path(), Some("a"), keys.trust(), key.clone()).await;
+    let node_b = signed_storage(&redis, dir_b.path(), Some("b"), keys.trust(), key).await;
+    let root = RootConfig::twitch("#replayed").unwrap();
+
+    // What namespace `a` publishes.
+    let mut listener = redis::Client::open(redis.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listener.psubscribe("a:updates:*").await.unwrap();
+    let mut heard = listener.on_message();
+
+    let writer_a = signed_client(&redis, Some("a"), keys.trust(), Some(keys.writer.clone())).await;
+    let a = writer_a.follow(root.clone()).await.unwrap();
+    a.submit(json!([{"op": "add", "path": "/from_a", "value": true}]))
+        .await
+        .expect("a trusted writer commits in a");
+    let (_, patch) = next_containing(&mut heard, r#""type":"patch""#).await;
+
+    // Namespace `b` holds the same root at height 0: the patch's parent.
+    let writer_b = signed_client(&redis, Some("b"), keys.trust(), Some(keys.writer.clone())).await;
+    let b = writer_b.follow(root.clone()).await.unwrap();
+    let reader_b = signed_client(&redis, Some("b"), keys.trust(), None).await;
+    let r = reader_b.follow(root.hash()).await.unwrap();
+    assert_eq!((b.height(), r.height()), (0, 0));
+
+    let mut raw = raw(&redis).await;
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg(format!("b:updates:{}", root.hash()))
+        .arg(&patch)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(receivers >= 3, "the replay reached {receivers} subscribers");
+    let refused = tikaconf_test::wait_until_async(std::time::Duration::from_secs(5), || async {
+        r.stats().await.ignored.get("bad_signature").copied() == Some(1)
+    })
+    .await;
+    assert!(
+        refused,
+        "the patch signed in namespace a was not refused in b: b is at height {} with {}",
+        r.height(),
+        r.document()
+    );
+
+    // Namespace b goes on from its own head, without a's change.
+    let head = b
+        .submit(json!([{"op": "add", "path": "/from_b", "value": true}]))
+        .await
+        .expect("b's own writer commits");
+    wait_for_head(&r, head, std::time::Duration::from_secs(5)).await;
+    assert_eq!(r.height(), 1);
+    assert_eq!(doc_keys(&r.document()), ["connection", "from_b"]);
+    assert_eq!(node_b.status().stats.applied, 1);
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
+
+/// Issue 11: a storage-signed `unknown` for a root, replayed while a follower
+/// that follows by root configuration waits for its answer, ended the follow as
+/// `UnknownRoot`, although its request registers the root. Now the follower
+/// ignores it and asks again until storage answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_unknown_does_not_end_a_follow_by_configuration() {
+    let redis = RedisServer::start();
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let node = signed_storage(
+        &redis,
+        dir.path(),
+        None,
+        keys.trust(),
+        Some(keys.storage.clone()),
+    )
+    .await;
+    let root = RootConfig::twitch("#unknown").unwrap();
+
+    let mut listener = redis::Client::open(redis.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listener.psubscribe("*").await.unwrap();
+    let mut heard = listener.on_message();
+
+    // Storage's signed `unknown` for the root, as anyone listening hears it: a
+    // request by hash before the root was registered.
+    let mut raw = raw(&redis).await;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("update_requests")
+        .arg(root.hash().to_hex())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let (channel, unknown) = next_containing(&mut heard, r#""type":"unknown""#).await;
+    assert_eq!(channel, format!("updates:{}", root.hash()));
+    assert!(String::from_utf8_lossy(&unknown).contains(r#""sig":"#));
+
+    // Storage goes away; a follower by configuration asks, and the replay comes
+    // before any answer can (on the root's channel and on its reply channel).
+    node.shutdown().await;
+    let follower = signed_client(&redis, None, keys.trust(), None).await;
+    let follow = tokio::spawn({
+        let root = root.clone();
+        async move { follower.follow(root).await }
+    });
+    let (_, request) = next_containing(&mut heard, r#""connection""#).await;
+    let request = String::from_utf8(request).unwrap();
+    let token = request
+        .strip_prefix('@')
+        .and_then(|r| r.split_once(' '))
+        .map(|(token, _)| token.to_owned())
+        .expect("an addressed request");
+    for channel in [
+        format!("updates:{}", root.hash()),
+        format!("replies:{token}"),
+    ] {
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(&unknown)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(receivers >= 2, "{channel}: heard by {receivers}");
+    }
+
+    // Storage comes back: the follower's retry registers the root.
+    let node = signed_storage(
+        &redis,
+        dir.path(),
+        None,
+        keys.trust(),
+        Some(keys.storage.clone()),
+    )
+    .await;
+    let config = follow
+        .await
+        .unwrap()
+        .expect("the follow by configuration outlives the replayed unknown");
+    assert_eq!(config.height(), 0);
+    let stats = config.stats().await;
+    assert_eq!(stats.unknown_ignored, 1, "{stats:?}");
+    assert_eq!(stats.ignored.get("bad_signature"), Some(&1), "{stats:?}");
+    node.shutdown().await;
+}
+
+/// Issue 11: a stored snapshot kept the signature it was stored with, so after
+/// the storage key was rotated (the old one revoked) every root not written
+/// since was unloadable. Now storage signs such a snapshot again with its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_roots_stay_loadable_after_the_storage_key_is_rotated() {
+    let redis = RedisServer::start();
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let node = signed_storage(
+        &redis,
+        dir.path(),
+        None,
+        keys.trust(),
+        Some(keys.storage.clone()),
+    )
+    .await;
+    let root = RootConfig::twitch("#rotated").unwrap();
+    let writer = signed_client(&redis, None, keys.trust(), Some(keys.writer.clone())).await;
+    let w = writer.follow(root.clone()).await.unwrap();
+    let head = w
+        .submit(json!([{"op": "add", "path": "/before", "value": 1}]))
+        .await
+        .unwrap();
+    drop(w);
+    drop(writer);
+    node.shutdown().await;
+
+    // A new storage key; the old one is no longer trusted by anyone.
+    let rotated = tikaconf::SigningKey::from_seed([3; 32]);
+    let trust = tikaconf::TrustSet::with_roles([keys.writer.public_key()], [rotated.public_key()]);
+    let node = signed_storage(&redis, dir.path(), None, trust.clone(), Some(rotated)).await;
+    assert_loads_and_writes(&redis, &node, trust, &root, head, Some(keys.writer)).await;
+    node.shutdown().await;
+}
+
+/// Issue 11: roots stored while signatures were off stayed unsigned once they
+/// were switched on, and every follower requiring signatures refused them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_roots_stay_loadable_when_signatures_are_switched_on() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = storage(&redis, dir.path()).await;
+    let root = RootConfig::twitch("#latesigned").unwrap();
+    let writer = client(&redis).await;
+    let w = writer.follow(root.clone()).await.unwrap();
+    let head = w
+        .submit(json!([{"op": "add", "path": "/before", "value": 1}]))
+        .await
+        .unwrap();
+    drop(w);
+    drop(writer);
+    node.shutdown().await;
+
+    let keys = Keys::new();
+    let node = signed_storage(
+        &redis,
+        dir.path(),
+        None,
+        keys.trust(),
+        Some(keys.storage.clone()),
+    )
+    .await;
+    assert_loads_and_writes(&redis, &node, keys.trust(), &root, head, Some(keys.writer)).await;
+    node.shutdown().await;
+}
+
+/// A client trusting `trust` loads `root` at `head` from `node`, which had to
+/// sign its stored snapshot again, and a writer with `key` goes on from there.
+async fn assert_loads_and_writes(
+    redis: &RedisServer,
+    node: &StorageNode,
+    trust: tikaconf::TrustSet,
+    root: &RootConfig,
+    head: tikaconf::Hash,
+    key: Option<tikaconf::SigningKey>,
+) {
+    let reader = signed_client(redis, None, trust.clone(), None).await;
+    let r = reader
+        .follow(root.hash())
+        .await
+        .expect("the stored root loads under the new trust set");
+    assert_eq!((r.head(), r.document()["before"].clone()), (head, json!(1)));
+    assert_eq!(node.status().stats.resigned, 1);
+    let writer = signed_client(redis, None, trust, key).await;
+    let w = writer.follow(root.clone()).await.unwrap();
+    let next = w
+        .submit(json!([{"op": "add", "path": "/after", "value": 2}]))
+        .await
+        .expect("a trusted writer commits on the old head");
+    wait_for_head(&r, next, std::time::Duration::from_secs(5)).await;
+}
