@@ -87,20 +87,18 @@ pub async fn run<S: Store>(
             () = executor.next(), if executor.busy() => {}
             event = events.next() => {
                 let Some(event) = event else { return };
-                if let BusEvent::Connected = event {
+                if starts_afresh(&event) {
                     // Subscribe here, not through the executor, and only then say
                     // we listen: a load request sent before Redis confirmed the
                     // subscription would be lost.
-                    subscribe_now(bus_ops.as_ref(), engine.handle_connected()).await;
-                    status.send_modify(|s| s.listening = true);
+                    connected(&mut engine, bus_ops.as_ref(), &event, &status).await;
                     continue;
                 }
                 on_event(&mut engine, event, &status, &mut out);
                 // Group commit: take everything already waiting before flushing.
                 while let Some(Some(event)) = events.next().now_or_never() {
-                    if let BusEvent::Connected = event {
-                        subscribe_now(bus_ops.as_ref(), engine.handle_connected()).await;
-                        status.send_modify(|s| s.listening = true);
+                    if starts_afresh(&event) {
+                        connected(&mut engine, bus_ops.as_ref(), &event, &status).await;
                     } else {
                         on_event(&mut engine, event, &status, &mut out);
                     }
@@ -116,6 +114,27 @@ pub async fn run<S: Store>(
         }
         status.send_modify(|s| s.stats = engine.stats().clone());
     }
+}
+
+/// A new connection, or messages dropped on the current one because the loop
+/// fell behind (see [`BusEvent::Overflowed`]): either way the engine may have
+/// missed messages, and starts afresh as on a reconnect.
+fn starts_afresh(event: &BusEvent) -> bool {
+    matches!(event, BusEvent::Connected | BusEvent::Overflowed { .. })
+}
+
+async fn connected(
+    engine: &mut StorageEngine,
+    bus: &dyn crate::bus::Bus,
+    event: &BusEvent,
+    status: &watch::Sender<StorageStatus>,
+) {
+    if let BusEvent::Overflowed { .. } = event {
+        // The subscriptions are still in place; subscribing again is harmless.
+        engine.handle_disconnected();
+    }
+    subscribe_now(bus, engine.handle_connected()).await;
+    status.send_modify(|s| s.listening = true);
 }
 
 /// Carries out subscription commands at once, waiting for Redis to confirm them.
@@ -150,6 +169,8 @@ fn on_event(
             engine.handle_disconnected();
             status.send_modify(|s| s.listening = false);
         }
+        // Handled by the loop itself, like `Connected`.
+        BusEvent::Overflowed { .. } => {}
         BusEvent::Message { channel, payload } => {
             if let Err(reason) = engine.handle_message(&channel, &payload, out) {
                 tracing::warn!(
