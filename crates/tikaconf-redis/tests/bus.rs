@@ -150,3 +150,52 @@ async fn a_consumer_that_stops_reading_holds_at_most_the_bound() {
         other => panic!("expected the overflow, got {other:?}"),
     }
 }
+
+/// The default bound, with nothing but the API every version has: a consumer
+/// that reads nothing while 40 MiB arrive is handed at most 32 MiB of them
+/// (the bound, Redis's own default output limit for a pub/sub client), then
+/// told that the rest was dropped. Unbounded, it would hold all 40.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_holds_at_most_the_default_bound() {
+    const SIZE: usize = 512 << 10;
+    const SENT: usize = 80;
+    let redis = RedisServer::start();
+    let (bus, mut events) = RedisBus::connect(&redis.url(), Backoff::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_change(&mut events).await,
+        Some(BusEvent::Connected)
+    ));
+    bus.subscribe(&["big".to_owned()]).await.unwrap();
+    let (direct, _direct_events) = RedisBus::connect(&redis.url(), Backoff::default())
+        .await
+        .unwrap();
+    let payload = Bytes::from(vec![b'x'; SIZE]);
+    for _ in 0..SENT {
+        direct
+            .publish(&[("big".to_owned(), payload.clone())])
+            .await
+            .unwrap();
+    }
+    // Redis wrote every message to our connection before it answers this
+    // SUBSCRIBE, and the connection reads in order: all of them have arrived.
+    bus.subscribe(&["sync".to_owned()]).await.unwrap();
+
+    let (mut delivered, mut told) = (0usize, false);
+    while let Some(Some(event)) = futures_util::FutureExt::now_or_never(events.next()) {
+        match event {
+            BusEvent::Message { payload, .. } => delivered += payload.len(),
+            BusEvent::Connected | BusEvent::Disconnected => panic!("{event:?}"),
+            #[allow(unreachable_patterns)]
+            _ => told = true,
+        }
+    }
+    assert!(delivered > 0, "messages were delivered");
+    assert!(
+        delivered <= 32 << 20,
+        "held {} MiB for a consumer that read nothing",
+        delivered >> 20
+    );
+    assert!(told, "the consumer is told that messages were dropped");
+}
