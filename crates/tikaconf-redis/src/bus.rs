@@ -203,7 +203,8 @@ pub struct QueueStats {
     pub max_len: AtomicUsize,
     /// Messages dropped because the queue was full.
     pub dropped: AtomicU64,
-    /// Links declared dead because a reply missed its deadline.
+    /// Links declared dead because a `PING` missed its deadline (a command's
+    /// reply missing it kills the link too, and is not counted here).
     pub deadlines_missed: AtomicU64,
 }
 

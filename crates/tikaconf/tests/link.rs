@@ -94,7 +94,9 @@ async fn saw(seen: &mut mpsc::UnboundedReceiver<Seen>, kind: Seen) -> bool {
 /// stay "connected" and deaf for as long as the kernel keeps quiet. The ping's
 /// deadline finds the dead link, the follower's client reports it
 /// (`Disconnected`), reconnects once the partition heals, and catches up on the
-/// write committed meanwhile.
+/// write committed meanwhile. The follower's periodic re-sync (a publish, whose
+/// reply would miss its deadline too) is pushed out of reach: only the ping
+/// can find the dead link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_a_black_hole_notices_reconnects_and_catches_up() {
     let redis = RedisServer::start();
@@ -103,8 +105,10 @@ async fn a_follower_behind_a_black_hole_notices_reconnects_and_catches_up() {
     let root = RootConfig::twitch("#halfopen").unwrap();
     let w = client(&redis).await.follow(root.clone()).await.unwrap();
     let proxy = FaultProxy::start(addr(&redis));
+    let mut options = fast_options();
+    options.follower.resync_interval = Duration::from_secs(3600);
     let (follower, mut seen, _gate, stats) =
-        tapped_client(&proxy.url(), BusOptions::default(), fast_options()).await;
+        tapped_client(&proxy.url(), BusOptions::default(), options).await;
     let f = follower.follow(root.hash()).await.unwrap();
     assert!(saw(&mut seen, Seen::Connected).await);
 
@@ -228,8 +232,10 @@ async fn a_stalled_follower_stays_bounded_then_resyncs_to_the_head() {
         .submit(json!([{"op": "add", "path": "/while_stalled", "value": 1}]))
         .await
         .expect("stored");
-    // The patch and its notice are dropped with the junk beyond the bound.
-    let dropped = JUNK + 2 - BOUND;
+    // The patch and its notice are dropped with the junk beyond the bound. (The
+    // hub may have been waiting inside the stream when the gate closed: then
+    // one junk message was taken before the gate held, and one fewer dropped.)
+    let dropped = JUNK + 2 - BOUND - 1;
     assert!(
         wait_until(WAIT, || stats.dropped.load(Ordering::Relaxed) as usize
             >= dropped)
