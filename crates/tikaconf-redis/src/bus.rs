@@ -675,11 +675,10 @@ impl Stream for RedisEvents {
                     check.as_mut().reset(tokio::time::Instant::now() + interval);
                     let now_heard = queue.lock().heard;
                     let quiet = std::mem::replace(heard, now_heard) == now_heard;
-                    if ping.is_none() {
-                        if let Some(link) = lock(&this.slot).clone() {
-                            *ping =
-                                Some(Box::pin(ping_link(link, quiet, this.options.ping_deadline)));
-                        }
+                    if ping.is_none()
+                        && let Some(link) = lock(&this.slot).clone()
+                    {
+                        *ping = Some(Box::pin(ping_link(link, quiet, this.options.ping_deadline)));
                     }
                     // Poll the new ping and the timer once, so both wake us.
                 }
