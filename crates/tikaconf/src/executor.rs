@@ -399,6 +399,37 @@ mod tests {
     }
 
     #[test]
+    fn a_reported_publish_answers_after_the_subscription_before_it() {
+        let broker = Broker::new();
+        let (mut executor, mut events) = executor(&broker);
+        let publish = Command::Publish {
+            channel: "a".into(),
+            payload: Bytes::from_static(b"x"),
+        };
+        // Issued together: the publish leaves after the SUBSCRIBE, and its
+        // answer comes back to the caller.
+        let mut answer = executor.send_reporting([sub("a"), publish]);
+        while executor.busy() {
+            executor
+                .next()
+                .now_or_never()
+                .expect("the in-process bus answers at once");
+        }
+        assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+        let heard = std::iter::from_fn(|| events.next().now_or_never().flatten())
+            .filter(|e| matches!(e, BusEvent::Message { .. }))
+            .count();
+        assert_eq!(heard, 1, "its own subscription heard the publish");
+
+        // Nothing to publish: the receiver ends without an answer.
+        let mut none = executor.send_reporting([sub("b")]);
+        assert!(matches!(
+            none.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+    }
+
+    #[test]
     fn a_new_connection_has_nothing_left_to_unsubscribe() {
         let broker = Broker::new();
         let (mut executor, mut events) = executor(&broker);
