@@ -342,7 +342,16 @@ fn a_write_redis_refuses_exits_with_code_7() {
     let data = tempfile::tempdir().expect("temporary data directory");
     let _storage = start_storage(&redis.url(), &data.path().join("data"), &[]);
     let reader = redis.url().replacen("redis://", "redis://reader:rpass@", 1);
-    let out = run(&["--redis", &reader, "--timeout", "60", "set", TIKATOO, "/x", "1"]);
+    let out = run(&[
+        "--redis",
+        &reader,
+        "--timeout",
+        "60",
+        "set",
+        TIKATOO,
+        "/x",
+        "1",
+    ]);
     assert_code(&out, 7);
     assert!(
         stderr(&out).to_lowercase().contains("refused"),

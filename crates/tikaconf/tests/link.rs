@@ -257,3 +257,82 @@ async fn a_stalled_follower_stays_bounded_then_resyncs_to_the_head() {
     wait_for_head(&f, head, WAIT).await;
     assert!(f.stats().await.resyncs >= 1);
 }
+
+/// A storage node whose loop stops reading while load requests flood in: its
+/// subscribed connection holds at most the bound; reading again, it learns of
+/// the drop (`Overflowed`), starts afresh as after a reconnect (its
+/// subscriptions still in place), and stores the next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_storage_node_stays_bounded_then_stores_again() {
+    const BOUND: usize = 20;
+    const FLOOD: usize = 200;
+    let redis = RedisServer::start();
+    let bus_options = BusOptions {
+        queue: QueueLimit {
+            messages: BOUND,
+            bytes: 1 << 20,
+        },
+        ..BusOptions::default()
+    };
+    let (bus, events) =
+        RedisBus::connect_with(open_client(&redis.url(), None).unwrap(), bus_options)
+            .await
+            .unwrap();
+    let stats = bus.queue_stats();
+    let (gate, open) = watch::channel(true);
+    let (tap, mut seen) = mpsc::unbounded_channel();
+    let gated = futures_util::stream::unfold((events, open), |(mut events, mut open)| async move {
+        let _ = open.wait_for(|open| *open).await;
+        let event = events.next().await?;
+        Some((event, (events, open)))
+    })
+    .inspect(move |event| {
+        if let BusEvent::Overflowed { .. } = event {
+            let _ = tap.send(Seen::Overflowed);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let node = StorageNode::spawn(
+        BusHandle::from_redis(bus, gated),
+        RedbStore::open(dir.path()).unwrap(),
+        StorageOptions::default(),
+    );
+    node.ready().await;
+    let root = RootConfig::twitch("#overflow_storage").unwrap();
+    let w = client(&redis).await.follow(root.clone()).await.unwrap();
+
+    gate.send_replace(false);
+    let mut raw = raw(&redis).await;
+    for _ in 0..FLOOD {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("update_requests")
+            .arg(root.hash().to_string())
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    assert!(
+        wait_until(WAIT, || stats.dropped.load(Ordering::Relaxed) as usize
+            >= FLOOD - BOUND - 1)
+        .await,
+        "requests beyond the bound are dropped: {stats:?}"
+    );
+    assert_eq!(
+        stats.max_len.load(Ordering::Relaxed),
+        BOUND,
+        "never above the bound"
+    );
+
+    gate.send_replace(true);
+    assert!(
+        saw(&mut seen, Seen::Overflowed).await,
+        "the node learns of the drop"
+    );
+    let head = w
+        .submit(json!([{"op": "add", "path": "/after", "value": 1}]))
+        .await
+        .expect("stored after the overflow");
+    let fresh = client(&redis).await.follow(root.hash()).await.unwrap();
+    assert_eq!(fresh.head(), head);
+    node.shutdown().await;
+}
