@@ -384,18 +384,15 @@ impl Hub {
                 self.drive(root, |f| f.handle_message(now, &channel, &payload));
             }
             BusEvent::Overflowed { channels, .. } => {
-                // The followers that may have missed a message re-sync. A lost
-                // answer on the reply channel names its root only in the
-                // payload, now gone: then every follower re-syncs.
+                // The followers that may have missed a message re-sync. An
+                // answer lost on the reply channel needs nothing: its follower
+                // still waits for it and asks again after `request_timeout`
+                // (and making every follower ask at once, under the load that
+                // made us drop, would only feed it).
                 let mut roots: Vec<Hash> = Vec::new();
                 for channel in channels.iter().flatten() {
-                    match self.channels.classify(channel) {
-                        Some(ChannelKind::Updates(on)) => roots.extend(self.route(on)),
-                        Some(ChannelKind::Replies) => {
-                            roots = self.slots.keys().copied().collect();
-                            break;
-                        }
-                        _ => {}
+                    if let Some(ChannelKind::Updates(on)) = self.channels.classify(channel) {
+                        roots.extend(self.route(on));
                     }
                 }
                 if channels.is_none() {
