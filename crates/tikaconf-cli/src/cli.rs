@@ -15,6 +15,7 @@ Exit codes:
   4  conflict: another write was stored first (the winner is printed)
   5  timeout: no answer in time; a write may or may not be stored
   6  cannot connect, or Redis failed
+  7  refused: Redis denied the write (the user's ACL may not publish on updates:*)
 
 ROOT is a root hash (64 lowercase hex digits), `twitch:#channel`, or connection
 info as a JSON object such as '{\"platform\":\"discord\",\"guild\":\"42\"}'.

@@ -19,6 +19,9 @@ pub enum Code {
     Conflict = 4,
     Timeout = 5,
     Connect = 6,
+    /// Redis refused the command (an ACL without the right): retrying will not
+    /// help, the credentials must change.
+    Refused = 7,
 }
 
 /// A failed command: what to print on stderr and how to exit.
@@ -83,6 +86,7 @@ fn write_code(e: &WriteError) -> Code {
         WriteError::Timeout { .. } => Code::Timeout,
         WriteError::Rejected(_) => Code::BadInput,
         WriteError::Disconnected => Code::Connect,
+        WriteError::Refused { .. } => Code::Refused,
         _ => Code::Other,
     }
 }
@@ -113,6 +117,13 @@ mod tests {
         assert_eq!(write(WriteError::Timeout { attempted: h }), Code::Timeout);
         assert_eq!(write(WriteError::Rejected("no".into())), Code::BadInput);
         assert_eq!(write(WriteError::Disconnected), Code::Connect);
+        let refused = WriteError::Refused {
+            attempted: h,
+            source: tikaconf::bus::BusError::Disconnected,
+        };
+        let failure = Failure::from(refused);
+        assert_eq!(failure.code, Code::Refused);
+        assert_eq!(failure.exit_code(), ExitCode::from(7));
         assert_eq!(
             Failure::from(Error::Write(WriteError::HeadMoved)).code,
             Code::Conflict

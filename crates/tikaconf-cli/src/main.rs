@@ -16,6 +16,7 @@
 //! | 4 | conflict: another write was stored first (the message names the winner) |
 //! | 5 | timeout: no answer in time; a write may or may not be stored |
 //! | 6 | cannot connect, or Redis failed |
+//! | 7 | refused: Redis denied the write (the user's ACL may not publish on `updates:*`) |
 //!
 //! This file only wires the parsed command line to `commands`; the mapping from
 //! library errors to codes lives in `failure`.

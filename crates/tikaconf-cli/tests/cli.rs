@@ -431,3 +431,45 @@ fn architecture_md_names_every_verb() {
         "docs/ARCHITECTURE.md vs `tikaconf --help`"
     );
 }
+
+/// A user whose ACL may not publish on `updates:*` (a follower's rules): `set`
+/// fails at once with code 7, saying Redis refused it, instead of code 5 after
+/// `--timeout` (60 s here, so that a timeout would not pass for a refusal).
+#[test]
+fn a_write_redis_refuses_exits_with_code_7() {
+    let redis = RedisServer::builder()
+        .extra_args([
+            "--user",
+            "reader",
+            "on",
+            ">rpass",
+            "resetchannels",
+            "&updates:*",
+            "&replies:*",
+            "-@all",
+            "+subscribe",
+            "+unsubscribe",
+            "+ping",
+            "(+publish resetchannels &update_requests)",
+        ])
+        .start();
+    let data = tempfile::tempdir().expect("temporary data directory");
+    let _storage = start_storage(&redis.url(), &data.path().join("data"), &[]);
+    let reader = redis.url().replacen("redis://", "redis://reader:rpass@", 1);
+    let out = run(&[
+        "--redis",
+        &reader,
+        "--timeout",
+        "60",
+        "set",
+        TIKATOO,
+        "/x",
+        "1",
+    ]);
+    assert_code(&out, 7);
+    assert!(
+        stderr(&out).to_lowercase().contains("refused"),
+        "says why: {}",
+        stderr(&out)
+    );
+}

@@ -408,6 +408,26 @@ impl Follower {
         self.request_sent_at = None;
     }
 
+    /// Messages on this follower's channels may have been lost while the
+    /// subscriptions stayed in place: its driver dropped them rather than queue
+    /// them without bound (see `docs/PROTOCOL.md`, "Follower algorithm"). As after
+    /// a reconnect, whatever was lost is recovered by asking storage for the
+    /// current head, but nothing needs subscribing again, so a load request is
+    /// the whole of it (the cheapest input that recovers every kind of message:
+    /// a lost patch shows as a snapshot above our height, a lost notice as a
+    /// confirmation, a lost answer by the new answer).
+    pub fn handle_missed(&mut self, now: Instant) -> Step {
+        let mut step = Step::default();
+        if !self.connected {
+            // The reconnect re-syncs anyway.
+            return step;
+        }
+        self.stats.resyncs += 1;
+        self.request_sent_at = None;
+        self.send_request(now, Reply::Private, &mut step);
+        step
+    }
+
     /// The follower is being dropped: the channels to leave.
     pub fn close(&self) -> Step {
         Step {
@@ -973,6 +993,25 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn missed_messages_make_a_load_request_without_subscribing_again() {
+        let (mut f, root, now) = loaded();
+        let resyncs = f.stats().resyncs;
+        let step = f.handle_missed(now);
+        assert_eq!(
+            step.commands,
+            vec![Command::Publish {
+                channel: "update_requests".into(),
+                payload: root.to_canonical().into(),
+            }]
+        );
+        assert_eq!(f.stats().resyncs, resyncs + 1);
+
+        // Disconnected, there is nothing to ask yet: the reconnect asks.
+        f.handle_disconnected();
+        assert!(f.handle_missed(now).commands.is_empty());
     }
 
     /// The load requests in `step`, as published.

@@ -23,7 +23,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub use tikaconf_redis::bus::BusEvent;
 
 /// Why a bus operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BusError {
     #[error("not connected")]
@@ -31,7 +31,7 @@ pub enum BusError {
     /// The server answered with an error (an ACL's `NOPERM`, say): unlike a lost
     /// connection, a reconnect will not change the answer.
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(#[source] tikaconf_redis::bus::BusError),
     #[error("{0}")]
     Backend(String),
 }
@@ -86,14 +86,36 @@ impl BusHandle {
     /// Like [`BusHandle::redis`], checking a `rediss://` server's certificate
     /// against the CA in `ca_pem` (PEM) instead of the platform's web roots.
     pub async fn redis_with_ca(url: &str, ca_pem: Option<&[u8]>) -> Result<BusHandle, BusError> {
-        use tikaconf_redis::bus::{Backoff, RedisBus, open_client};
+        BusHandle::redis_with_options(url, ca_pem, BusOptions::default()).await
+    }
+
+    /// Like [`BusHandle::redis_with_ca`], with the bus's timing and bounds (its
+    /// ping, its deadline, the bound of the subscribed connection's queue).
+    pub async fn redis_with_options(
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        options: BusOptions,
+    ) -> Result<BusHandle, BusError> {
+        use tikaconf_redis::bus::{RedisBus, open_client};
         let client = open_client(url, ca_pem).map_err(|e| BusError::Backend(e.to_string()))?;
-        let (bus, events) = RedisBus::connect_client(client, Backoff::default())
+        let (bus, events) = RedisBus::connect_with(client, options)
             .await
             .map_err(|e| BusError::Backend(e.to_string()))?;
-        Ok(BusHandle::new(Arc::new(RedisAdapter(bus)), events))
+        Ok(BusHandle::from_redis(bus, events))
+    }
+
+    /// A handle on a Redis bus made with [`tikaconf_redis::bus::RedisBus`], whose
+    /// events may have passed through the caller's hands (to count or delay
+    /// them, in a test).
+    pub fn from_redis(
+        bus: tikaconf_redis::bus::RedisBus,
+        events: impl Stream<Item = BusEvent> + Send + 'static,
+    ) -> BusHandle {
+        BusHandle::new(Arc::new(RedisAdapter(bus)), events)
     }
 }
+
+pub use tikaconf_redis::bus::{BusOptions, QueueLimit};
 
 /// [`Bus`] over [`tikaconf_redis::bus::RedisBus`].
 #[derive(Debug)]
@@ -102,7 +124,7 @@ struct RedisAdapter(tikaconf_redis::bus::RedisBus);
 fn backend(e: tikaconf_redis::bus::BusError) -> BusError {
     match e {
         tikaconf_redis::bus::BusError::Disconnected => BusError::Disconnected,
-        other if other.is_refusal() => BusError::Refused(other.to_string()),
+        other if other.is_refusal() => BusError::Refused(other),
         other => BusError::Backend(other.to_string()),
     }
 }

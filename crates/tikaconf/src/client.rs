@@ -5,7 +5,7 @@ use std::time::Duration;
 use tikaconf_proto::{Channels, FollowerConfig, Hash, Limits, RootConfig, SigningKey, TrustSet};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bus::BusHandle;
+use crate::bus::{BusHandle, BusOptions};
 use crate::config::Config;
 use crate::error::Error;
 use crate::hub::{Hub, LoadFailure, Request, RootTarget};
@@ -28,6 +28,11 @@ pub struct ClientOptions {
     pub trust: TrustSet,
     /// Sign this client's writes with this key.
     pub signing_key: Option<SigningKey>,
+    /// The Redis connections' ping and deadline (how soon a half-open
+    /// connection is found) and the bound of the subscribed connection's queue
+    /// (how far the client may fall behind before it drops messages and
+    /// re-syncs). See [`BusOptions`].
+    pub bus: BusOptions,
 }
 
 impl Default for ClientOptions {
@@ -40,6 +45,7 @@ impl Default for ClientOptions {
             tls_ca_pem: None,
             trust: TrustSet::default(),
             signing_key: None,
+            bus: BusOptions::default(),
         }
     }
 }
@@ -79,7 +85,7 @@ impl Client {
     }
 
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client, Error> {
-        let bus = BusHandle::redis_with_ca(url, options.tls_ca_pem.as_deref())
+        let bus = BusHandle::redis_with_options(url, options.tls_ca_pem.as_deref(), options.bus)
             .await
             .map_err(|e| Error::Connect(e.to_string()))?;
         Ok(Client::with_bus(bus, options))

@@ -10,6 +10,7 @@ use tikaconf_proto::follower::{FollowerStats, SubmitError};
 use tikaconf_proto::{ChangeCause, Current, Hash, Patch, WriteOutcome};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::bus::BusError;
 use crate::error::{Error, WriteError};
 use crate::hub::{CHANGES_BUFFER, Request, Shared};
 
@@ -193,7 +194,19 @@ impl Config {
             }
         };
         match submitted {
-            Ok(Ok(pair)) => Ok(pair),
+            Ok(Ok((patch, outcome, published))) => {
+                // Redis answers the PUBLISH within a round trip: a refusal (an ACL
+                // without the channel) fails the write now, with the reason,
+                // instead of leaving it to time out. Any other failure leaves the
+                // outcome unknown, for the outcome receiver to tell.
+                if let Ok(Err(err @ BusError::Refused(_))) = published.await {
+                    return Err(WriteError::Refused {
+                        attempted: patch.hash,
+                        source: err,
+                    });
+                }
+                Ok((patch, outcome))
+            }
             Ok(Err(SubmitError::Rejected(r))) => Err(WriteError::Rejected(r.to_string())),
             Ok(Err(SubmitError::Invalid(e))) => Err(WriteError::Rejected(e.to_string())),
             Ok(Err(SubmitError::HeadMoved { .. })) => Err(WriteError::HeadMoved),

@@ -2,8 +2,10 @@
 
 use tikaconf_proto::Hash;
 
+use crate::bus::BusError;
+
 /// Why a write has no (known) success.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
     /// Another patch on the same parent was stored first.
@@ -23,7 +25,52 @@ pub enum WriteError {
     Disconnected,
     #[error("the client is shut down")]
     Closed,
+    /// Redis refused to publish the patch (an ACL that does not let this user
+    /// publish on `updates:*`, say): nothing was published, so nothing can be
+    /// stored, and retrying will be refused alike.
+    #[error("Redis refused to publish {attempted}")]
+    Refused {
+        attempted: Hash,
+        #[source]
+        source: BusError,
+    },
 }
+
+/// Equal variants with equal fields; two refusals are equal when Redis said
+/// the same thing (a bus error has no equality of its own).
+impl PartialEq for WriteError {
+    fn eq(&self, other: &WriteError) -> bool {
+        use WriteError::*;
+        match (self, other) {
+            (
+                Conflict {
+                    attempted: a,
+                    winner: w,
+                },
+                Conflict {
+                    attempted: b,
+                    winner: v,
+                },
+            ) => a == b && w == v,
+            (Timeout { attempted: a }, Timeout { attempted: b }) => a == b,
+            (Rejected(a), Rejected(b)) => a == b,
+            (HeadMoved, HeadMoved) | (Disconnected, Disconnected) | (Closed, Closed) => true,
+            (
+                Refused {
+                    attempted: a,
+                    source: s,
+                },
+                Refused {
+                    attempted: b,
+                    source: t,
+                },
+            ) => a == b && s.to_string() == t.to_string(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for WriteError {}
 
 /// Errors of the library API.
 #[derive(Debug, thiserror::Error)]

@@ -56,6 +56,8 @@ pub(crate) struct Executor {
     unconfirmed: FuturesOrdered<Pending>,
     /// Publishes waiting for `unconfirmed` to drain, in order.
     held: Vec<(String, Bytes)>,
+    /// Who wants Redis's answer to the publish that will carry `held`.
+    held_reports: Vec<oneshot::Sender<Result<(), BusError>>>,
     /// Publishes and unsubscribes sent, not yet answered: nothing waits for
     /// them, their answers are only reported.
     trailing: FuturesOrdered<Pending>,
@@ -86,6 +88,7 @@ impl Executor {
             bus,
             unconfirmed: FuturesOrdered::new(),
             held: Vec::new(),
+            held_reports: Vec::new(),
             trailing: FuturesOrdered::new(),
             leaving: Vec::new(),
             leaving_since: None,
@@ -111,6 +114,27 @@ impl Executor {
     /// Sends `commands` in order, except that UNSUBSCRIBEs wait to be batched
     /// (see the module documentation).
     pub(crate) fn send(&mut self, commands: impl IntoIterator<Item = Command>) {
+        self.send_inner(commands, None);
+    }
+
+    /// Like [`Executor::send`], and returns Redis's answer to the publish that
+    /// carries the publishes among `commands` (a write's `PUBLISH`, whose
+    /// refusal must end the write at once rather than as a timeout). Without a
+    /// publish among them, the receiver ends without an answer.
+    pub(crate) fn send_reporting(
+        &mut self,
+        commands: impl IntoIterator<Item = Command>,
+    ) -> oneshot::Receiver<Result<(), BusError>> {
+        let (tx, rx) = oneshot::channel();
+        self.send_inner(commands, Some(tx));
+        rx
+    }
+
+    fn send_inner(
+        &mut self,
+        commands: impl IntoIterator<Item = Command>,
+        mut report: Option<oneshot::Sender<Result<(), BusError>>>,
+    ) {
         let mut queue: VecDeque<Command> = commands.into_iter().collect();
         while let Some(first) = queue.pop_front() {
             match first {
@@ -121,6 +145,7 @@ impl Executor {
                             self.held.push((channel, payload));
                         }
                     }
+                    self.held_reports.extend(report.take());
                     self.release();
                 }
                 Command::Unsubscribe(channel) => self.leave(channel),
@@ -218,9 +243,16 @@ impl Executor {
             return;
         }
         let messages = std::mem::take(&mut self.held);
+        let reports = std::mem::take(&mut self.held_reports);
         let bus = self.bus.clone();
         start(
-            Box::pin(async move { bus.publish(&messages).await }),
+            Box::pin(async move {
+                let result = bus.publish(&messages).await;
+                for tx in reports {
+                    let _ = tx.send(result.clone());
+                }
+                result
+            }),
             &mut self.trailing,
         );
     }
@@ -267,7 +299,7 @@ fn report(result: Result<(), BusError>) {
     match result {
         Ok(()) => {}
         // Redis said no (an ACL without the channel, say): every retry will be
-        // refused alike, and a write refused here ends as a timeout, so say why.
+        // refused alike, so say why (a write learns it through its report).
         Err(err @ BusError::Refused(_)) => tracing::warn!(%err, "Redis refused a bus command"),
         // A lost connection is followed by a reconnect, on which the state machines
         // subscribe and re-ask afresh; nothing here needs retrying.
@@ -364,6 +396,37 @@ mod tests {
 
         executor.send([unsub(refs[LEAVE_BATCH - 1])]);
         assert!(hears(&broker, &mut events, &refs).is_empty());
+    }
+
+    #[test]
+    fn a_reported_publish_answers_after_the_subscription_before_it() {
+        let broker = Broker::new();
+        let (mut executor, mut events) = executor(&broker);
+        let publish = Command::Publish {
+            channel: "a".into(),
+            payload: Bytes::from_static(b"x"),
+        };
+        // Issued together: the publish leaves after the SUBSCRIBE, and its
+        // answer comes back to the caller.
+        let mut answer = executor.send_reporting([sub("a"), publish]);
+        while executor.busy() {
+            executor
+                .next()
+                .now_or_never()
+                .expect("the in-process bus answers at once");
+        }
+        assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+        let heard = std::iter::from_fn(|| events.next().now_or_never().flatten())
+            .filter(|e| matches!(e, BusEvent::Message { .. }))
+            .count();
+        assert_eq!(heard, 1, "its own subscription heard the publish");
+
+        // Nothing to publish: the receiver ends without an answer.
+        let mut none = executor.send_reporting([sub("b")]);
+        assert!(matches!(
+            none.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
     }
 
     #[test]

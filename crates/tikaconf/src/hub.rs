@@ -103,7 +103,10 @@ struct Core {
 }
 
 /// What a write started by [`Shared::submit_direct`] or the hub returns.
-pub(crate) type Submitted = Result<(Arc<Patch>, Outcome), SubmitError>;
+pub(crate) type Submitted = Result<(Arc<Patch>, Outcome, Published), SubmitError>;
+
+/// Redis's answer to a write's `PUBLISH`: a refusal ends the write at once.
+pub(crate) type Published = oneshot::Receiver<Result<(), BusError>>;
 
 impl Shared {
     fn core(&self) -> MutexGuard<'_, Core> {
@@ -157,13 +160,17 @@ impl Shared {
                 _ => None,
             })
             .collect();
-        if let Err(err) = self.bus.publish(&messages).await {
-            // The write is recorded; without a stored notice it ends as TimedOut
-            // ("may or may not be stored"), which is also true of a publish whose
-            // reply was lost with the connection.
+        let result = self.bus.publish(&messages).await;
+        if let Err(err) = &result {
+            // Refused, the write fails with the reason; otherwise it is recorded
+            // and, without a stored notice, ends as TimedOut ("may or may not be
+            // stored"), which is true of a publish whose reply was lost with the
+            // connection.
             tracing::warn!(%err, hash = %patch.hash, "publishing a write failed");
         }
-        Ok(Ok((patch, outcome)))
+        let (tx, published) = oneshot::channel();
+        let _ = tx.send(result);
+        Ok(Ok((patch, outcome, published)))
     }
 }
 
@@ -377,15 +384,41 @@ impl Hub {
                         return;
                     }
                 };
-                let root = if self.slots.contains_key(&on) {
-                    on
-                } else if let Some(root) = self.heads.get(&on) {
-                    *root
-                } else {
+                let Some(root) = self.route(on) else {
                     return; // a channel we already left
                 };
                 self.drive(root, |f| f.handle_message(now, &channel, &payload));
             }
+            BusEvent::Overflowed { channels, .. } => {
+                // The followers that may have missed a message re-sync. An
+                // answer lost on the reply channel needs nothing: its follower
+                // still waits for it and asks again after `request_timeout`
+                // (and making every follower ask at once, under the load that
+                // made us drop, would only feed it).
+                let mut roots: Vec<Hash> = Vec::new();
+                for channel in channels.iter().flatten() {
+                    if let Some(ChannelKind::Updates(on)) = self.channels.classify(channel) {
+                        roots.extend(self.route(on));
+                    }
+                }
+                if channels.is_none() {
+                    roots = self.slots.keys().copied().collect();
+                }
+                roots.sort_unstable();
+                roots.dedup();
+                for root in roots {
+                    self.drive(root, |f| f.handle_missed(now));
+                }
+            }
+        }
+    }
+
+    /// The followed root whose root or head channel is `updates:<on>`.
+    fn route(&self, on: Hash) -> Option<Hash> {
+        if self.slots.contains_key(&on) {
+            Some(on)
+        } else {
+            self.heads.get(&on).copied()
         }
     }
 
@@ -476,9 +509,9 @@ impl Hub {
                     Ok((patch, step)) => {
                         let (tx, rx) = oneshot::channel();
                         core.writes.insert(patch.hash, tx);
-                        self.executor.send(step.commands);
+                        let published = self.executor.send_reporting(step.commands);
                         drop(core);
-                        let _ = reply.send(Ok((patch, rx)));
+                        let _ = reply.send(Ok((patch, rx, published)));
                     }
                     Err(err) => {
                         let _ = reply.send(Err(err));

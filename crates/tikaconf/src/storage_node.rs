@@ -188,22 +188,18 @@ pub async fn run<S: Store>(
             () = executor.next(), if executor.busy() => {}
             event = events.next() => {
                 let Some(event) = event else { return Ok(()) };
-                if let BusEvent::Connected = event {
+                if starts_afresh(&event) {
                     // Subscribe here, not through the executor, and only then say
                     // we listen: a load request sent before Redis confirmed the
                     // subscription would be lost.
-                    let commands = engine.handle_connected();
-                    subscribe_now(bus_ops.as_ref(), commands, &mut out).await;
-                    status.send_modify(|s| s.listening = true);
+                    connected(&mut engine, bus_ops.as_ref(), &event, &status, &mut out).await;
                 } else {
                     on_event(&mut engine, event, &status, &mut out);
                 }
                 // Group commit: take everything already waiting before flushing.
                 while let Some(Some(event)) = events.next().now_or_never() {
-                    if let BusEvent::Connected = event {
-                        let commands = engine.handle_connected();
-                        subscribe_now(bus_ops.as_ref(), commands, &mut out).await;
-                        status.send_modify(|s| s.listening = true);
+                    if starts_afresh(&event) {
+                        connected(&mut engine, bus_ops.as_ref(), &event, &status, &mut out).await;
                     } else {
                         on_event(&mut engine, event, &status, &mut out);
                     }
@@ -231,9 +227,32 @@ pub async fn run<S: Store>(
     }
 }
 
+/// A new connection, or messages dropped on the current one because the loop
+/// fell behind (see [`BusEvent::Overflowed`]): either way the engine may have
+/// missed messages, and starts afresh as on a reconnect.
+fn starts_afresh(event: &BusEvent) -> bool {
+    matches!(event, BusEvent::Connected | BusEvent::Overflowed { .. })
+}
+
+async fn connected(
+    engine: &mut StorageEngine,
+    bus: &dyn crate::bus::Bus,
+    event: &BusEvent,
+    status: &watch::Sender<StorageStatus>,
+    out: &mut Vec<StorageCommand>,
+) {
+    if let BusEvent::Overflowed { .. } = event {
+        // The subscriptions are still in place; subscribing again is harmless.
+        engine.handle_disconnected();
+    }
+    let commands = engine.handle_connected();
+    subscribe_now(bus, commands, out).await;
+    status.send_modify(|s| s.listening = true);
+}
+
 /// Carries out subscription commands at once, waiting for Redis to confirm them;
-/// the others (the store reads that re-validate the cache) go to `rest`, to run
-/// like any command.
+/// the others (the store reads that re-validate the cache, the `hello`) go to
+/// `rest`, to run like any command.
 async fn subscribe_now(
     bus: &dyn crate::bus::Bus,
     commands: Vec<StorageCommand>,
@@ -269,6 +288,8 @@ fn on_event(
             engine.handle_disconnected();
             status.send_modify(|s| s.listening = false);
         }
+        // Handled by the loop itself, like `Connected`.
+        BusEvent::Overflowed { .. } => {}
         BusEvent::Message { channel, payload } => {
             if let Err(reason) = engine.handle_message(&channel, &payload, out) {
                 tracing::warn!(
