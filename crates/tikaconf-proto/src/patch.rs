@@ -751,6 +751,42 @@ mod tests {
             }
         }
 
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+            /// What the client sends: `json_patch::diff` of two documents
+            /// (`Config::update`). Never over budget.
+            #[test]
+            fn client_diffs_are_within_budget(a in arb_value(), b in arb_value()) {
+                let diff = serde_json::to_value(json_patch::diff(&a, &b)).unwrap();
+                let ops = super::super::Ops::from_value(&diff).unwrap();
+                let before = DocBound::measure(&a);
+                let caps = caps_for(&ops, before);
+                let (result, _) = ops.apply_counted(a, before, caps);
+                prop_assert_eq!(result.map(|(doc, _)| doc), Ok(b));
+            }
+        }
+
+        /// The client's diff truncates an array by removing at the first index
+        /// past the kept part, over and over, which shifts the rest each time
+        /// (quadratic). Up to a few hundred elements that is within budget;
+        /// beyond, such an update must be split (or the diff remove from the end).
+        #[test]
+        fn truncating_a_long_array_by_diff_is_charged_its_shifts() {
+            let within = |n: usize| {
+                let a = json!({"list": (0..n).collect::<Vec<_>>()});
+                let b = json!({"list": []});
+                let diff = serde_json::to_value(json_patch::diff(&a, &b)).unwrap();
+                let ops = super::super::Ops::from_value(&diff).unwrap();
+                let before = DocBound::measure(&a);
+                let (result, work) = ops.apply_counted(a, before, caps_for(&ops, before));
+                (result.is_ok(), work.shifted as usize)
+            };
+            assert_eq!(within(500), (true, 500 * 499 / 2));
+            // Refused part way: the rest of the shifts never happen.
+            let (ok, shifted) = within(2_000);
+            assert!(!ok && shifted < 2_000 * 1_999 / 2, "{shifted}");
+        }
+
         /// A patch of `pairs` copy/remove pairs of `/big` on a document of about
         /// `doc_bytes`, as issue 11 describes it.
         fn copy_remove_pairs(pairs: usize, doc_bytes: usize) -> (Value, Value) {
@@ -773,8 +809,8 @@ mod tests {
         /// ops x document of work on every node, 1,000 pairs on a 480 KB document
         /// some 1.4 GB walked, before the patch was accepted. Now the work is at
         /// most three times the budget (2 x document + 8 x patch + 64 KiB) and the
-        /// one op that crosses it (at most a document copy), plus the document and
-        /// twice the patch, and
+        /// one op that crosses it (at most twice the document cap), plus the
+        /// document and twice the patch, and
         /// the patch is refused as too costly after a few copies.
         #[test]
         fn copy_remove_pairs_cost_a_bounded_amount_of_work() {
@@ -802,16 +838,16 @@ mod tests {
                 matches!(result, Err(super::super::ApplyError::TooCostly { .. })),
                 "{result:?}"
             );
-            // Work happened (two copies at least), and stayed within the bound:
-            // every charged unit is walked at most three times (cloned, measured,
-            // measured again when removed), the op that crosses the budget is
-            // charged at most a whole document, and the rest (the document's own
-            // removals, the ops' values) is at most the document and twice the
-            // patch.
+            // Work happened (two copies at least), and stayed within the bound
+            // PROTOCOL.md states: every charged unit is walked at most three
+            // times (cloned, measured, measured again when removed), the op that
+            // crosses the budget is charged at most twice the document cap, and
+            // the rest (the document's own removals, the ops' values) is at most
+            // the document and twice the patch.
             assert!(work.cloned >= 2 * before.bytes as u64, "{work:?}");
             let (doc_bytes, patch_bytes) = (before.bytes as u64, patch.encoded.len() as u64);
-            let bound =
-                3 * (budget + limits.max_document_bytes() as u64) + doc_bytes + 2 * patch_bytes;
+            let cap = limits.max_document_bytes() as u64;
+            let bound = doc_bytes + 2 * patch_bytes + 3 * (budget + 2 * cap);
             assert!(work.total() <= bound, "{work:?} > {bound}");
             // What the patch would have cost without a budget: every pair copies
             // and measures the subtree, ops x document.
