@@ -298,6 +298,14 @@ add("document_too_large", ["head"],
     patch(ops='[{"op":"add","path":"/big","value":"{{REP:1048000:x}}"}]'),
     "document_too_large", "document_too_large", "exceeds the limit of 1048064",
     note="the message fits in 1 MiB; the document it makes does not fit in a snapshot")
+# Issue 11: copy/remove pairs of a 30 KB value. Every op is valid and the document
+# stays small, but each copy is charged its 30 KB: the 11th goes over the budget
+# (2 x document + 8 x patch + 64 KiB), long before ops x document of work is done.
+PAIR = '{"op":"copy","from":"/big","path":"/c"},{"op":"remove","path":"/c"}'
+add("patch_too_costly", ["head"],
+    patch(ops=ops('{"op":"add","path":"/big","value":"{{REP:30000:x}}"}', *[PAIR] * 16)),
+    "patch_too_costly", "patch_too_costly", "more than the budget",
+    note="the budget depends only on the patch and the document, so every node refuses it")
 
 # --- Too deep, too large as messages ----------------------------------------------
 add("message_depth_65", UPDATES,
@@ -372,6 +380,10 @@ add("request_number_beyond_2_53", ["update_requests"],
 add("request_depth_64", ["update_requests"], '{"connection":{"a":{{REP:62:[}}{{REP:62:]}}}}',
     None, "malformed", "too large or too deep",
     note="parses (64 levels) but could never travel inside a snapshot")
+add("request_root_config_over_4_kib", ["update_requests"],
+    '{"connection":{"x":"{{REP:4074:a}}"}}', None, "root_config_too_large",
+    "root configuration of 4097 canonical bytes exceeds the limit of 4096",
+    note="a root configuration is connection info: at most 4096 canonical bytes (issue 11)")
 
 # --- Channels that are not tikaconf's --------------------------------------------
 add("channel_uppercase_hash", ["updates:{{ROOT_UPPER}}"], stored(), "foreign_channel",

@@ -98,6 +98,36 @@ fn bench(c: &mut Criterion) {
         });
     }
     apply.finish();
+
+    // Issue 11's worst case for the cost of a hostile patch: a document near
+    // half the size cap and a patch of `copy`/`remove` pairs of most of it. Every
+    // pair is valid on its own, so before the per-patch work budget every node
+    // copied (and measured) the whole subtree once per pair, ops x document;
+    // with the budget the patch is refused after about two copies. The figure
+    // is the time to *reach the verdict*, accepted (old) or refused (new).
+    let mut hostile = c.benchmark_group("hostile_patch");
+    for pairs in [16usize, 128] {
+        let big = document(480_000)["commands"].clone();
+        let doc = json!({ "big": big, "prefix": "!" });
+        let ops: Vec<Value> = (0..pairs)
+            .flat_map(|_| {
+                [
+                    json!({"op": "copy", "from": "/big", "path": "/copy"}),
+                    json!({"op": "remove", "path": "/copy"}),
+                ]
+            })
+            .collect();
+        let patch = Patch::build(root.hash(), root.hash(), 0, Value::Array(ops), None)
+            .expect("patch builds");
+        let bound = tikaconf_proto::limits::DocBound::measure(&doc);
+        hostile.bench_function(BenchmarkId::new("copy_remove_pairs_480KB", pairs), |b| {
+            b.iter(|| {
+                black_box(patch.apply_with_bound(root.hash(), 0, black_box(&doc), bound, &limits))
+                    .is_ok()
+            })
+        });
+    }
+    hostile.finish();
 }
 
 criterion_group! {

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::channel::{InvalidReplyToken, ReplyToken};
 use crate::json::{CanonicalText, JsonError};
 use crate::limits::DocBound;
-use crate::patch::{ApplyError, Ops, PatchError};
+use crate::patch::{ApplyError, Caps, Ops, PatchError};
 use crate::root::{RootConfig, RootError};
 use crate::signature::{Role, Signature, SigningKey, TrustSet};
 use crate::{Hash, Limits, canonical, json};
@@ -116,6 +116,12 @@ pub enum DecodeError {
     BadMeta,
     #[error("invalid root configuration: {0}")]
     BadRoot(#[from] RootError),
+    /// A registering load request whose root configuration is larger than
+    /// [`Limits::MAX_ROOT_CONFIG_BYTES`] (canonical bytes). A variant of its own
+    /// (not [`DecodeError::BadRoot`]) so that it is counted apart: see
+    /// [`Rejection::RootConfigTooLarge`].
+    #[error("root configuration of {size} canonical bytes exceeds the limit of {max}")]
+    RootConfigTooLarge { size: usize, max: usize },
     #[error("field \"sig\" must be {{\"key\": 64 hex digits, \"sig\": 128 hex digits}}")]
     BadSignature,
     #[error("a load request's reply prefix is \"@<token> \": {0}")]
@@ -129,7 +135,12 @@ pub enum DecodeError {
 #[non_exhaustive]
 pub enum Rejection {
     #[error("malformed: {0}")]
-    Malformed(#[from] DecodeError),
+    Malformed(DecodeError),
+    /// A registering load request over the root configuration cap (see
+    /// [`DecodeError::RootConfigTooLarge`], which converts to this, not to
+    /// [`Rejection::Malformed`]).
+    #[error("root configuration of {size} canonical bytes exceeds the limit of {max}")]
+    RootConfigTooLarge { size: usize, max: usize },
     #[error("channel is not a tikaconf channel")]
     ForeignChannel,
     #[error("message names hash {in_message} but came on the channel of {channel}")]
@@ -144,6 +155,10 @@ pub enum Rejection {
     DocumentTooLarge { size: usize, max: usize },
     #[error("resulting document nests {depth} levels deep, more than {max}")]
     DocumentTooDeep { depth: usize, max: usize },
+    /// The patch would cost more work to apply than its budget (see
+    /// [`Limits::patch_budget`]).
+    #[error("applying the ops would cost {cost} work units, more than the budget of {budget}")]
+    PatchTooCostly { cost: u64, budget: u64 },
     #[error("this kind of message does not belong on this channel")]
     WrongChannelKind,
     #[error("unsigned, and this node accepts only signed messages")]
@@ -163,6 +178,8 @@ impl Rejection {
     /// A short stable label, for counters.
     pub fn label(&self) -> &'static str {
         match self {
+            Rejection::Malformed(DecodeError::RootConfigTooLarge { .. })
+            | Rejection::RootConfigTooLarge { .. } => "root_config_too_large",
             Rejection::Malformed(_) => "malformed",
             Rejection::ForeignChannel => "foreign_channel",
             Rejection::ChannelMismatch { .. } => "channel_mismatch",
@@ -171,11 +188,23 @@ impl Rejection {
             Rejection::OpsFailed(_) => "ops_failed",
             Rejection::DocumentTooLarge { .. } => "document_too_large",
             Rejection::DocumentTooDeep { .. } => "document_too_deep",
+            Rejection::PatchTooCostly { .. } => "patch_too_costly",
             Rejection::WrongChannelKind => "wrong_channel_kind",
             Rejection::Unsigned => "unsigned",
             Rejection::UntrustedKey => "untrusted_key",
             Rejection::BadSignature => "bad_signature",
             Rejection::ForeignStore { .. } => "foreign_store",
+        }
+    }
+}
+
+impl From<DecodeError> for Rejection {
+    fn from(e: DecodeError) -> Rejection {
+        match e {
+            DecodeError::RootConfigTooLarge { size, max } => {
+                Rejection::RootConfigTooLarge { size, max }
+            }
+            e => Rejection::Malformed(e),
         }
     }
 }
@@ -683,7 +712,12 @@ impl LoadRequest {
         if canonical::encoded_len(&value) > limits.max_document_bytes() {
             return Err(DecodeError::BadRoot(RootError::TooLarge));
         }
-        Ok(LoadRequest::Register(RootConfig::from_value(value)?))
+        Ok(LoadRequest::Register(
+            RootConfig::from_value(value).map_err(|e| match e {
+                RootError::TooLong { size, max } => DecodeError::RootConfigTooLarge { size, max },
+                e => DecodeError::BadRoot(e),
+            })?,
+        ))
     }
 
     /// The bytes to publish on `update_requests`.
@@ -748,8 +782,13 @@ impl Patch {
         // The document travels inside a snapshot, one level deeper than itself,
         // so it must stay below `max_depth`, and after every op, not only the last.
         let max_bytes = limits.max_document_bytes();
+        let caps = Caps {
+            max_bytes,
+            max_depth: limits.max_depth,
+            budget: Limits::patch_budget(bound.bytes, self.encoded.len()),
+        };
         self.ops
-            .apply_within(doc.clone(), bound, max_bytes, limits.max_depth)
+            .apply_within(doc.clone(), bound, caps)
             .map_err(|e| match e {
                 ApplyError::Op(e) => Rejection::OpsFailed(e),
                 ApplyError::TooLarge { size } => Rejection::DocumentTooLarge {
@@ -760,6 +799,9 @@ impl Patch {
                     depth,
                     max: limits.max_depth.saturating_sub(1),
                 },
+                ApplyError::TooCostly { cost, budget } => {
+                    Rejection::PatchTooCostly { cost, budget }
+                }
             })
     }
 }

@@ -29,6 +29,10 @@ pub enum RootError {
     NotARootConfig,
     #[error("the root configuration is too large or too deep to fit in a snapshot")]
     TooLarge,
+    /// Larger than [`Limits::MAX_ROOT_CONFIG_BYTES`](crate::Limits::MAX_ROOT_CONFIG_BYTES):
+    /// connection info, not a document.
+    #[error("root configuration of {size} canonical bytes exceeds the limit of {max}")]
+    TooLong { size: usize, max: usize },
     #[error("connection info is not valid protocol JSON: {0}")]
     Json(#[from] crate::json::JsonError),
 }
@@ -62,13 +66,21 @@ impl RootConfig {
     }
 
     /// Accepts a whole root configuration, `{"connection": {...}}` and nothing else,
-    /// as sent in a registering load request.
+    /// as sent in a registering load request, of at most
+    /// [`Limits::MAX_ROOT_CONFIG_BYTES`](crate::Limits::MAX_ROOT_CONFIG_BYTES)
+    /// canonical bytes: every constructor comes here, so no node can build a
+    /// root that others would refuse.
     pub fn from_value(value: Value) -> Result<RootConfig, RootError> {
         let value = crate::json::normalize(value, crate::Limits::MAX_DEPTH_CEILING)?;
         match &value {
             Value::Object(m)
                 if m.len() == 1 && m.get("connection").is_some_and(Value::is_object) => {}
             _ => return Err(RootError::NotARootConfig),
+        }
+        let size = crate::canonical::encoded_len(&value);
+        let max = crate::Limits::MAX_ROOT_CONFIG_BYTES;
+        if size > max {
+            return Err(RootError::TooLong { size, max });
         }
         let hash = Hash::of_value(&value);
         Ok(RootConfig { value, hash })
@@ -123,5 +135,29 @@ mod tests {
         assert!(RootConfig::from_connection(json!([1])).is_err());
         assert!(RootConfig::from_value(json!({"connection": {}, "x": 1})).is_err());
         assert!(RootConfig::from_value(json!({"connection": 1})).is_err());
+    }
+
+    /// Issue 11: a registration of up to a message's size (1 MiB) of arbitrary
+    /// connection info used to be accepted, stored durably and kept in memory.
+    /// The cap is on the canonical size of the whole `{"connection": ...}`.
+    #[test]
+    fn root_configurations_are_capped_at_4_kib() {
+        let max = crate::Limits::MAX_ROOT_CONFIG_BYTES;
+        assert_eq!(max, 4096);
+        // `{"connection":{"x":"..."}}` is 23 bytes around the string's contents.
+        let with = |n: usize| json!({"x": "a".repeat(n)});
+        let at_cap = RootConfig::from_connection(with(max - 23)).unwrap();
+        assert_eq!(at_cap.to_canonical().len(), max);
+        assert_eq!(
+            RootConfig::from_connection(with(max - 22)),
+            Err(RootError::TooLong { size: max + 1, max })
+        );
+        assert_eq!(
+            RootConfig::from_value(json!({"connection": with(1 << 19)})),
+            Err(RootError::TooLong {
+                size: (1 << 19) + 23,
+                max
+            })
+        );
     }
 }

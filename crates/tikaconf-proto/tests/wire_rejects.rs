@@ -320,7 +320,11 @@ fn storage_case(
                 assert!(
                     matches!(
                         label,
-                        "wrong_height" | "ops_failed" | "document_too_deep" | "document_too_large"
+                        "wrong_height"
+                            | "ops_failed"
+                            | "document_too_deep"
+                            | "document_too_large"
+                            | "patch_too_costly"
                     ),
                     "{ctx}: expected the message to be refused as {label}"
                 );
@@ -367,6 +371,8 @@ fn static_label(label: &str) -> &'static str {
         "ops_failed",
         "document_too_large",
         "document_too_deep",
+        "patch_too_costly",
+        "root_config_too_large",
         "wrong_channel_kind",
         "unsigned",
         "untrusted_key",
@@ -487,6 +493,7 @@ fn corpus_covers_every_label() {
         "ops_failed",
         "document_too_large",
         "document_too_deep",
+        "patch_too_costly",
         "wrong_channel_kind",
     ] {
         assert!(
@@ -500,6 +507,13 @@ fn corpus_covers_every_label() {
             );
         }
     }
+    // Followers never hear load requests.
+    assert!(
+        records
+            .iter()
+            .any(|r| r.storage.as_deref() == Some("root_config_too_large")),
+        "no storage record for root_config_too_large"
+    );
     let mut names: Vec<_> = records.iter().map(|r| r.name.clone()).collect();
     names.sort();
     names.dedup();
@@ -653,7 +667,15 @@ fn copy_bomb_depth_does_not_crash_a_node() {
             let chain = Chain::new();
             let patch = depth_bomb(&chain, 14);
             assert!(patch.encoded.len() < 40_000);
-            refused_by_both(&chain, &patch, &["document_too_deep", "document_too_large"]);
+            refused_by_both(
+                &chain,
+                &patch,
+                &[
+                    "document_too_deep",
+                    "document_too_large",
+                    "patch_too_costly",
+                ],
+            );
         },
     );
 }
@@ -661,8 +683,9 @@ fn copy_bomb_depth_does_not_crash_a_node() {
 /// 20 doublings in a 900-byte message: applied in full before the size cap was
 /// checked, a document of some 100 MB, 1.5 GB of heap and seconds of CPU per node
 /// (each further op doubles both; 25 ops exhaust any node's memory). With the caps
-/// held after every op it is refused at once: the document passes the 1 MiB cap
-/// after about 14 doublings.
+/// held after every op it is refused at once: the document would pass the 1 MiB
+/// cap after about 14 doublings, and since issue 11 the work budget (each copy
+/// is charged the size it copies) refuses it after about 11.
 #[test]
 fn copy_bomb_size_is_refused_cheaply() {
     isolated(
@@ -672,7 +695,15 @@ fn copy_bomb_size_is_refused_cheaply() {
             let chain = Chain::new();
             let patch = size_bomb(&chain, 20);
             assert!(patch.encoded.len() < 1_000);
-            refused_by_both(&chain, &patch, &["document_too_large", "document_too_deep"]);
+            refused_by_both(
+                &chain,
+                &patch,
+                &[
+                    "document_too_large",
+                    "document_too_deep",
+                    "patch_too_costly",
+                ],
+            );
         },
     );
 }

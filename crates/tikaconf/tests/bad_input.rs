@@ -193,6 +193,8 @@ fn label_of(label: &str) -> &'static str {
         "ops_failed",
         "document_too_large",
         "document_too_deep",
+        "patch_too_costly",
+        "root_config_too_large",
         "wrong_channel_kind",
         "unsigned",
         "untrusted_key",
