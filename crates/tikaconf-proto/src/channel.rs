@@ -59,8 +59,7 @@ impl ReplyToken {
 
     /// Checks a token received on the wire.
     pub fn parse(token: &[u8]) -> Result<ReplyToken, InvalidReplyToken> {
-        let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-');
-        if token.is_empty() || token.len() > Self::MAX_LEN || !token.iter().all(allowed) {
+        if !is_token(token) {
             return Err(InvalidReplyToken);
         }
         let text = std::str::from_utf8(token).map_err(|_| InvalidReplyToken)?;
@@ -76,6 +75,14 @@ impl ReplyToken {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The spelling of the names nodes pick for themselves (reply tokens, store ids):
+/// 1 to 64 characters from `0-9`, `a-z`, `A-Z`, `_` and `-`, so that they fit in
+/// a channel name or a key unescaped.
+pub(crate) fn is_token(bytes: &[u8]) -> bool {
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-');
+    !bytes.is_empty() && bytes.len() <= ReplyToken::MAX_LEN && bytes.iter().all(allowed)
 }
 
 impl fmt::Display for ReplyToken {

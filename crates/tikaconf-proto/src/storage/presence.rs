@@ -36,12 +36,9 @@ use crate::{Limits, canonical};
 pub struct StoreId(Arc<str>);
 
 impl StoreId {
-    pub const MAX_LEN: usize = 64;
-
     /// Checks `id`'s spelling.
     pub fn new(id: &str) -> Result<StoreId, DecodeError> {
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-');
-        if id.is_empty() || id.len() > Self::MAX_LEN || !id.bytes().all(allowed) {
+        if !crate::channel::is_token(id.as_bytes()) {
             return Err(DecodeError::BadStoreId);
         }
         Ok(StoreId(id.into()))
