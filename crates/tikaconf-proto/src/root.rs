@@ -111,6 +111,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connection_info_is_taken_by_value() {
+        // Only the Twitch rule normalizes: an object naming Twitch is hashed as given.
+        let given = RootConfig::from_connection(
+            serde_json::json!({"platform": "twitch", "channel": "#TikaToo"}),
+        )
+        .unwrap();
+        assert_ne!(given.hash(), RootConfig::twitch("#TikaToo").unwrap().hash());
+    }
+
+    #[test]
     fn twitch_spellings_share_one_root() {
         let a = RootConfig::twitch("#TikaToo").unwrap();
         let b = RootConfig::twitch("tikatoo").unwrap();

@@ -578,6 +578,12 @@ pub(crate) fn decode_commits(
 
 #[cfg(test)]
 mod tests {
+    /// The CRC PROTOCOL.md names (IEEE 802.3, as zlib), by its check value.
+    #[test]
+    fn the_record_checksum_is_the_ieee_crc32() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
     use super::*;
 
     fn log_in(dir: &tempfile::TempDir) -> PathBuf {
