@@ -236,7 +236,8 @@ impl Config {
             if ops.0.is_empty() {
                 return Ok(base.head);
             }
-            let ops = serde_json::to_value(ops).map_err(|e| Error::Edit(e.to_string()))?;
+            let mut ops = serde_json::to_value(ops).map_err(|e| Error::Edit(e.to_string()))?;
+            removals_from_the_end(&mut ops);
             match self.submit_on(base.head, ops).await {
                 Ok(head) => return Ok(head),
                 Err(WriteError::Conflict { .. }) => self.wait_past(base.head).await,
@@ -252,6 +253,45 @@ impl Config {
         let mut rx = self.inner.shared.current.clone();
         let moved = rx.wait_for(|c| c.as_ref().is_some_and(|c| c.head != head));
         let _ = tokio::time::timeout(Duration::from_secs(5), moved).await;
+    }
+}
+
+/// Rewrites each run of identical `remove` ops on one array index (how
+/// `json_patch::diff` shortens an array: `n` removals of `/a/i`) into removals of
+/// `/a/i+n-1` down to `/a/i`: the same result, but each removal takes the last of
+/// the elements left to remove, so it shifts only what lies beyond the run.
+///
+/// Why: a patch is charged the elements its array removals shift (the protocol's
+/// work budget, which keeps hostile patches cheap), and removing from the front
+/// shifts the whole rest of the array each time: cutting a long list short in
+/// one `update` would cost quadratic work and be refused.
+fn removals_from_the_end(ops: &mut Value) {
+    let Some(ops) = ops.as_array_mut() else {
+        return;
+    };
+    let remove_path = |op: &Value| -> Option<String> {
+        (op.get("op")? == "remove").then(|| op.get("path")?.as_str().map(str::to_owned))?
+    };
+    let mut i = 0;
+    while i < ops.len() {
+        let Some(path) = remove_path(&ops[i]) else {
+            i += 1;
+            continue;
+        };
+        let run = ops[i..]
+            .iter()
+            .take_while(|op| remove_path(op).as_deref() == Some(&path))
+            .count();
+        let index = path
+            .rsplit_once('/')
+            .and_then(|(parent, last)| Some((parent, last.parse::<usize>().ok()?)))
+            .filter(|(_, last)| path.ends_with(&format!("/{last}")));
+        if let (true, Some((parent, first))) = (run > 1, index) {
+            for (k, op) in ops[i..i + run].iter_mut().enumerate() {
+                op["path"] = Value::from(format!("{parent}/{}", first + run - 1 - k));
+            }
+        }
+        i += run;
     }
 }
 
@@ -295,5 +335,54 @@ async fn finish(
         Ok(WriteOutcome::TimedOut) | Err(_) => Err(WriteError::Timeout {
             attempted: patch.hash,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tikaconf_proto::limits::DocBound;
+    use tikaconf_proto::patch::{Caps, Ops};
+
+    use super::*;
+
+    /// Cutting a long list short by `update` is within the patch work budget,
+    /// and the rewritten ops give the same document as the diff's own.
+    #[test]
+    fn shortening_a_long_array_removes_from_the_end() {
+        let before = json!({"list": (0..3_000).collect::<Vec<_>>(), "keep": [1, 2, 3]});
+        let after = json!({"list": (0..10).collect::<Vec<_>>(), "keep": [1, 3]});
+        let diff = serde_json::to_value(json_patch::diff(&before, &after)).unwrap();
+        let mut ops = diff.clone();
+        removals_from_the_end(&mut ops);
+        assert_eq!(
+            ops.as_array().unwrap().len(),
+            diff.as_array().unwrap().len()
+        );
+        let mut doc = before.clone();
+        json_patch::patch(
+            &mut doc,
+            &serde_json::from_value::<json_patch::Patch>(ops.clone()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(doc, after);
+        let apply = |ops: &Value| {
+            let ops = Ops::from_value(ops).unwrap();
+            let bound = DocBound::measure(&before);
+            let caps = Caps {
+                max_bytes: usize::MAX,
+                max_depth: usize::MAX,
+                budget: tikaconf_proto::Limits::patch_budget(
+                    bound.bytes,
+                    tikaconf_proto::canonical::encoded_len(&ops.to_value()),
+                ),
+            };
+            ops.apply_counted(before.clone(), bound, caps).0.is_ok()
+        };
+        assert!(
+            !apply(&diff),
+            "the diff's own ops shift the whole list each time"
+        );
+        assert!(apply(&ops));
     }
 }
