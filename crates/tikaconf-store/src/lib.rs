@@ -33,7 +33,7 @@ mod redb_store;
 mod wal;
 
 pub use memory::MemoryStore;
-pub use redb_store::RedbStore;
+pub use redb_store::{FILE_NAME, LOG_SUFFIX, RedbStore};
 
 /// What one compare-and-set did.
 #[derive(Debug, Clone, PartialEq, Eq)]

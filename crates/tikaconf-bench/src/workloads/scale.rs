@@ -53,7 +53,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let (hashes, doc_bytes, filled) = fill(shm.path(), roots).await?;
     let data = deploy::data_dir("tikaconf-bench-scale-")?;
     let file = data.path().join("store.redb");
+    // The database and its write-ahead log go together: the log may hold the
+    // last batches, and a database whose log is missing refuses to open.
     std::fs::copy(&filled, &file)?;
+    let log = |db: &Path| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(tikaconf::store::LOG_SUFFIX);
+        PathBuf::from(name)
+    };
+    std::fs::copy(log(&filled), log(&file))?;
     drop(shm);
     let store_size = std::fs::metadata(&file)?.len();
     section.note(format!(
