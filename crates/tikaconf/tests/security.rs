@@ -267,6 +267,12 @@ async fn signed_storage(
 }
 
 /// A client in `namespace` trusting `trust`, signing its writes with `key`.
+/// A storage node without a namespace that trusts `keys` and signs with their
+/// storage key: the set-up most signature tests start from.
+async fn storage_with(redis: &RedisServer, dir: &std::path::Path, keys: &Keys) -> StorageNode {
+    signed_storage(redis, dir, None, keys.trust(), Some(keys.storage.clone())).await
+}
+
 async fn signed_client(
     redis: &RedisServer,
     namespace: Option<&str>,
@@ -378,14 +384,7 @@ async fn a_replayed_unknown_does_not_end_a_follow_by_configuration() {
     let redis = RedisServer::start();
     let keys = Keys::new();
     let dir = tempfile::tempdir().unwrap();
-    let node = signed_storage(
-        &redis,
-        dir.path(),
-        None,
-        keys.trust(),
-        Some(keys.storage.clone()),
-    )
-    .await;
+    let node = storage_with(&redis, dir.path(), &keys).await;
     let root = RootConfig::twitch("#unknown").unwrap();
 
     let mut listener = redis::Client::open(redis.url())
@@ -438,14 +437,7 @@ async fn a_replayed_unknown_does_not_end_a_follow_by_configuration() {
     }
 
     // Storage comes back: the follower's retry registers the root.
-    let node = signed_storage(
-        &redis,
-        dir.path(),
-        None,
-        keys.trust(),
-        Some(keys.storage.clone()),
-    )
-    .await;
+    let node = storage_with(&redis, dir.path(), &keys).await;
     let config = follow
         .await
         .unwrap()
@@ -465,14 +457,7 @@ async fn stored_roots_stay_loadable_after_the_storage_key_is_rotated() {
     let redis = RedisServer::start();
     let keys = Keys::new();
     let dir = tempfile::tempdir().unwrap();
-    let node = signed_storage(
-        &redis,
-        dir.path(),
-        None,
-        keys.trust(),
-        Some(keys.storage.clone()),
-    )
-    .await;
+    let node = storage_with(&redis, dir.path(), &keys).await;
     let root = RootConfig::twitch("#rotated").unwrap();
     let writer = signed_client(&redis, None, keys.trust(), Some(keys.writer.clone())).await;
     let w = writer.follow(root.clone()).await.unwrap();
@@ -511,14 +496,7 @@ async fn stored_roots_stay_loadable_when_signatures_are_switched_on() {
     node.shutdown().await;
 
     let keys = Keys::new();
-    let node = signed_storage(
-        &redis,
-        dir.path(),
-        None,
-        keys.trust(),
-        Some(keys.storage.clone()),
-    )
-    .await;
+    let node = storage_with(&redis, dir.path(), &keys).await;
     assert_loads_and_writes(&redis, &node, keys.trust(), &root, head, Some(keys.writer)).await;
     node.shutdown().await;
 }
