@@ -1,54 +1,17 @@
 //! [`Config`]: the application's handle on one followed configuration.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use tikaconf_proto::follower::{FollowerStats, SubmitError};
-use tikaconf_proto::{ChangeCause, Current, Hash, Patch, WriteOutcome};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tikaconf_proto::follower::FollowerStats;
+use tikaconf_proto::{Current, Hash, Patch, WriteOutcome};
+use tokio::sync::{broadcast, oneshot};
 
-use crate::bus::BusError;
+use crate::change::{CHANGES_BUFFER, Changes};
 use crate::error::{Error, WriteError};
-use crate::hub::{CHANGES_BUFFER, Request, Shared};
-
-/// One change of a configuration, as the application sees it.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub head: Hash,
-    pub height: u64,
-    pub document: Arc<Value>,
-    /// The patch applied, when the change came from one; `None` when the follower
-    /// loaded or re-synced from a snapshot.
-    pub patch: Option<Arc<Patch>>,
-    /// True when the follower went back to drop patches storage never stored.
-    pub dropped: bool,
-    /// When this node made the change visible: the moment [`Config::document`]
-    /// started returning it. A reader of [`Config::changes`] is woken a little
-    /// later; the difference is its own scheduling delay, and `applied_at`
-    /// lets an application (or a benchmark) tell the two apart.
-    pub applied_at: Instant,
-}
-
-impl Change {
-    pub(crate) fn new(current: &Current, cause: ChangeCause) -> Change {
-        let (patch, dropped) = match cause {
-            ChangeCause::Patch(p) => (Some(p), false),
-            ChangeCause::Resync { dropped } => (None, dropped),
-            ChangeCause::Loaded => (None, false),
-        };
-        Change {
-            head: current.head,
-            height: current.height,
-            document: current.doc.clone(),
-            patch,
-            dropped,
-            applied_at: Instant::now(),
-        }
-    }
-}
+use crate::shared::Handle;
 
 /// A followed configuration: always holds the latest document this node has,
 /// updated in the background as changes arrive.
@@ -56,27 +19,13 @@ impl Change {
 /// Cloning is cheap; the root is unfollowed when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Config {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    shared: Arc<Shared>,
-    hub: mpsc::UnboundedSender<Request>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let _ = self.hub.send(Request::Unfollow {
-            root: self.shared.root,
-        });
-    }
+    inner: Arc<Handle>,
 }
 
 impl Config {
-    pub(crate) fn new(shared: Arc<Shared>, hub: mpsc::UnboundedSender<Request>) -> Config {
+    pub(crate) fn new(handle: Handle) -> Config {
         Config {
-            inner: Arc::new(Inner { shared, hub }),
+            inner: Arc::new(handle),
         }
     }
 
@@ -174,45 +123,7 @@ impl Config {
         ops: Value,
         meta: Option<Map<String, Value>>,
     ) -> Result<(Arc<Patch>, oneshot::Receiver<WriteOutcome>), WriteError> {
-        // From this task when that is safe (one task wake-up less on the write's
-        // path), else through the hub.
-        let submitted = match self.inner.shared.submit_direct(parent, ops, meta).await {
-            Ok(submitted) => Ok(submitted),
-            Err((ops, meta)) => {
-                let (reply, rx) = oneshot::channel();
-                self.inner
-                    .hub
-                    .send(Request::Submit {
-                        root: self.root(),
-                        parent,
-                        ops,
-                        meta,
-                        reply,
-                    })
-                    .map_err(|_| WriteError::Closed)?;
-                rx.await
-            }
-        };
-        match submitted {
-            Ok(Ok((patch, outcome, published))) => {
-                // Redis answers the PUBLISH within a round trip: a refusal (an ACL
-                // without the channel) fails the write now, with the reason,
-                // instead of leaving it to time out. Any other failure leaves the
-                // outcome unknown, for the outcome receiver to tell.
-                if let Ok(Err(err @ BusError::Refused(_))) = published.await {
-                    return Err(WriteError::Refused {
-                        attempted: patch.hash,
-                        source: err,
-                    });
-                }
-                Ok((patch, outcome))
-            }
-            Ok(Err(SubmitError::Rejected(r))) => Err(WriteError::Rejected(r.to_string())),
-            Ok(Err(SubmitError::Invalid(e))) => Err(WriteError::Rejected(e.to_string())),
-            Ok(Err(SubmitError::HeadMoved { .. })) => Err(WriteError::HeadMoved),
-            Ok(Err(SubmitError::Disconnected)) => Err(WriteError::Disconnected),
-            Ok(Err(_)) | Err(_) => Err(WriteError::Closed),
-        }
+        self.inner.write(parent, ops, meta).await
     }
 
     /// Changes the document with `edit`, as a patch computed from the difference,
@@ -292,33 +203,6 @@ fn removals_from_the_end(ops: &mut Value) {
             }
         }
         i += run;
-    }
-}
-
-/// A stream of [`Change`]s.
-#[derive(Debug)]
-pub struct Changes {
-    rx: broadcast::Receiver<Change>,
-    /// The root's count of skipped changes ([`FollowerStats::changes_skipped`]).
-    skipped: Arc<AtomicU64>,
-}
-
-impl Changes {
-    /// The next change; `None` once the configuration is no longer followed. A
-    /// reader that fell more than 1,024 changes behind skips to the oldest change
-    /// still buffered; the skipped changes are counted in
-    /// [`FollowerStats::changes_skipped`] ([`Config::stats`]).
-    pub async fn next(&mut self) -> Option<Change> {
-        loop {
-            match self.rx.recv().await {
-                Ok(change) => return Some(change),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.skipped.fetch_add(n, Ordering::Relaxed);
-                    tracing::warn!(skipped = n, "change reader fell behind");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
     }
 }
 

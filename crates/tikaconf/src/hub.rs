@@ -13,191 +13,41 @@
 //! root it names ([`answer_root`]), and tells the followers to stop naming it if
 //! Redis refuses the subscription.
 //!
-//! A root's [`Follower`] sits behind a lock in [`Shared`] rather than inside the
-//! hub alone, so that a write can be built and published from the application's
-//! own task ([`Shared::submit_direct`]): going through the hub costs a task
-//! wake-up on the write's critical path, tens of microseconds on a busy
-//! machine, which is a large part of a Redis hop. The hub takes the same lock
-//! for every input it feeds the follower, and sends the follower's commands
-//! before releasing it, so both paths see one sequence of states.
+//! Each root's [`Follower`] lives in a [`Shared`] behind the root's lock (see
+//! [`crate::shared`]), which the hub takes for every input it feeds it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::{Map, Value};
-use tikaconf_proto::follower::{FollowerStats, Step, SubmitError};
+use tikaconf_proto::follower::{Step, SubmitError};
 use tikaconf_proto::message::answer_root;
 use tikaconf_proto::{
-    ChannelKind, Channels, Current, Follower, FollowerConfig, FollowerEvent, Hash, Limits, Patch,
-    ReplyToken, RootConfig, SigningKey, TrustSet, WriteOutcome,
+    ChannelKind, Channels, Current, Follower, FollowerConfig, FollowerEvent, Hash, Limits,
+    ReplyToken, SigningKey, TrustSet,
 };
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::bus::{Bus, BusError, BusEvent, BusHandle};
-use crate::client::ClientOptions;
-use crate::config::Change;
+use crate::change::Change;
 use crate::executor::Executor;
+use crate::root::Root;
+use crate::shared::{LoadFailure, Request, Shared};
 
 /// How often the hub looks for due timers (write deadlines, re-syncs).
 const TICK: Duration = Duration::from_millis(50);
 
-/// Changes kept for a slow reader before it starts to miss them.
-pub(crate) const CHANGES_BUFFER: usize = 1024;
-
-/// What a root is followed by.
+/// What the hub needs of a client's options: how to make each root's
+/// follower. Every follower of a client gets the same ones.
 #[derive(Debug, Clone)]
-pub(crate) enum RootTarget {
-    Hash(Hash),
-    Root(RootConfig),
-}
-
-impl RootTarget {
-    pub(crate) fn hash(&self) -> Hash {
-        match self {
-            RootTarget::Hash(h) => *h,
-            RootTarget::Root(r) => r.hash(),
-        }
-    }
-}
-
-/// What the application side of one followed root holds.
-pub(crate) struct Shared {
-    pub(crate) root: Hash,
-    pub(crate) current: watch::Receiver<Option<Current>>,
-    /// Made on the first [`crate::Config::changes`] call: a broadcast channel
-    /// allocates all its slots up front, which for a process following 10,000
-    /// roots nobody reads the changes of would be most of its memory.
-    pub(crate) changes: OnceLock<broadcast::Sender<Change>>,
-    /// Changes the readers of `changes` skipped by falling behind its buffer:
-    /// reported in the stats, so that a reader that must not miss one (a test,
-    /// an audit log) can tell that it did.
-    pub(crate) changes_skipped: Arc<AtomicU64>,
-    /// The follower and its writes in flight; see the module documentation.
-    core: Mutex<Core>,
-    /// For publishing a write from the application's task.
-    bus: Arc<dyn Bus>,
-    /// The hub executor's [`Executor::settled`] flag.
-    settled: Arc<AtomicBool>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("root", &self.root)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A root's state machine and the outcome senders of its writes, changed
-/// together under one lock.
-struct Core {
-    follower: Follower,
-    writes: HashMap<Hash, oneshot::Sender<WriteOutcome>>,
-    /// The hub is gone: nothing will drive this follower again, so no write may
-    /// start here (its outcome would never come).
-    closed: bool,
-}
-
-/// What a write started by [`Shared::submit_direct`] or the hub returns.
-pub(crate) type Submitted = Result<(Arc<Patch>, Outcome, Published), SubmitError>;
-
-/// Redis's answer to a write's `PUBLISH`: a refusal ends the write at once.
-pub(crate) type Published = oneshot::Receiver<Result<(), BusError>>;
-
-impl Shared {
-    fn core(&self) -> MutexGuard<'_, Core> {
-        // A panic while the lock was held left a follower mid-step; its state is
-        // still a valid one (every step builds its changes before committing them).
-        self.core.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// This root's counters.
-    pub(crate) fn stats(&self) -> FollowerStats {
-        let mut stats = self.core().follower.stats().clone();
-        stats.changes_skipped = self.changes_skipped.load(Ordering::Relaxed);
-        stats
-    }
-
-    /// Builds, records and publishes a write from the caller's task, when that
-    /// keeps the executor's ordering rule (no subscription change of this hub is
-    /// unconfirmed); otherwise returns the request untouched, for the hub.
-    ///
-    /// The flag is read under the root's lock, under which the hub also issues
-    /// this root's subscription changes: a follower that has just moved to a new
-    /// head has its `SUBSCRIBE` on the way, the flag reads false, and the write
-    /// goes through the hub, which holds it until Redis confirms. Sent directly
-    /// before that, the writer's own follower could miss its own patch.
-    pub(crate) async fn submit_direct(
-        &self,
-        parent: Option<Hash>,
-        ops: Value,
-        meta: Option<Map<String, Value>>,
-    ) -> Result<Submitted, (Value, Option<Map<String, Value>>)> {
-        let (patch, outcome, commands) = {
-            let mut core = self.core();
-            if core.closed || !self.settled.load(Ordering::Acquire) {
-                // Through the hub, which refuses it if it is gone.
-                return Err((ops, meta));
-            }
-            let now = Instant::now().into_std();
-            match core.follower.submit(now, parent, ops, meta) {
-                Ok((patch, step)) => {
-                    let (tx, rx) = oneshot::channel();
-                    core.writes.insert(patch.hash, tx);
-                    (patch, rx, step.commands)
-                }
-                Err(err) => return Ok(Err(err)),
-            }
-        };
-        let messages: Vec<(String, bytes::Bytes)> = commands
-            .into_iter()
-            .filter_map(|c| match c {
-                tikaconf_proto::Command::Publish { channel, payload } => Some((channel, payload)),
-                _ => None,
-            })
-            .collect();
-        let result = self.bus.publish(&messages).await;
-        if let Err(err) = &result {
-            // Refused, the write fails with the reason; otherwise it is recorded
-            // and, without a stored notice, ends as TimedOut ("may or may not be
-            // stored"), which is true of a publish whose reply was lost with the
-            // connection.
-            tracing::warn!(%err, hash = %patch.hash, "publishing a write failed");
-        }
-        let (tx, published) = oneshot::channel();
-        let _ = tx.send(result);
-        Ok(Ok((patch, outcome, published)))
-    }
-}
-
-pub(crate) type Outcome = oneshot::Receiver<WriteOutcome>;
-
-#[derive(Debug)]
-pub(crate) enum Request {
-    Follow {
-        target: RootTarget,
-        reply: oneshot::Sender<Result<Arc<Shared>, LoadFailure>>,
-    },
-    Unfollow {
-        root: Hash,
-    },
-    Submit {
-        root: Hash,
-        parent: Option<Hash>,
-        ops: Value,
-        meta: Option<Map<String, Value>>,
-        reply: oneshot::Sender<Submitted>,
-    },
-}
-
-/// Why a follow did not produce a document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LoadFailure {
-    UnknownRoot,
+pub(crate) struct HubOptions {
+    pub(crate) channels: Channels,
+    pub(crate) limits: Limits,
+    pub(crate) follower: FollowerConfig,
+    pub(crate) trust: TrustSet,
+    pub(crate) signer: Option<SigningKey>,
 }
 
 struct Slot {
@@ -225,18 +75,17 @@ impl Drop for Hub {
 }
 
 pub(crate) struct Hub {
-    channels: Channels,
-    limits: Limits,
-    config: FollowerConfig,
-    trust: TrustSet,
-    signer: Option<SigningKey>,
+    options: HubOptions,
+    /// The jitter seed of the next follower: each gets its own, so that the
+    /// followers of one client do not time their retries alike.
+    next_seed: u64,
     executor: Executor,
+    /// For the roots' writes from the application's task (see [`Shared`]).
     bus: Arc<dyn Bus>,
     connected: bool,
     slots: HashMap<Hash, Slot>,
     /// Head channel -> root, for routing.
     heads: HashMap<Hash, Hash>,
-    next_seed: u64,
     replies: Replies,
 }
 
@@ -275,28 +124,19 @@ async fn subscribed(
 }
 
 impl Hub {
-    pub(crate) fn spawn(
-        bus: BusHandle,
-        channels: Channels,
-        options: &ClientOptions,
-    ) -> mpsc::UnboundedSender<Request> {
+    pub(crate) fn spawn(bus: BusHandle, options: HubOptions) -> mpsc::UnboundedSender<Request> {
         let (tx, rx) = mpsc::unbounded_channel();
         let executor = Executor::new(bus.bus.clone());
-        let config = options.follower.clone();
         let token = ReplyToken::from_random(rand::random());
         let replies = Replies {
-            channel: channels.replies(&token),
+            channel: options.channels.replies(&token),
             token,
             usable: true,
             subscribing: None,
         };
         let hub = Hub {
-            channels,
-            limits: options.limits,
-            next_seed: config.jitter_seed,
-            config,
-            trust: options.trust.clone(),
-            signer: options.signing_key.clone(),
+            next_seed: options.follower.jitter_seed,
+            options,
             executor,
             bus: bus.bus.clone(),
             connected: false,
@@ -366,7 +206,7 @@ impl Hub {
                 }
             }
             BusEvent::Message { channel, payload } => {
-                let on = match self.channels.classify(&channel) {
+                let on = match self.options.channels.classify(&channel) {
                     Some(ChannelKind::Updates(on)) => on,
                     Some(ChannelKind::Replies) => {
                         match answer_root(&payload).filter(|r| self.slots.contains_key(r)) {
@@ -397,7 +237,8 @@ impl Hub {
                 // made us drop, would only feed it).
                 let mut roots: Vec<Hash> = Vec::new();
                 for channel in channels.iter().flatten() {
-                    if let Some(ChannelKind::Updates(on)) = self.channels.classify(channel) {
+                    if let Some(ChannelKind::Updates(on)) = self.options.channels.classify(channel)
+                    {
                         roots.extend(self.route(on));
                     }
                 }
@@ -425,7 +266,10 @@ impl Hub {
     fn on_request(&mut self, request: Request) {
         let now = Instant::now().into_std();
         match request {
-            Request::Follow { target, reply } => {
+            Request::Follow {
+                root: target,
+                reply,
+            } => {
                 let root = target.hash();
                 if let Some(slot) = self.slots.get_mut(&root) {
                     slot.handles += 1;
@@ -436,35 +280,31 @@ impl Hub {
                     }
                     return;
                 }
-                let mut config = self.config.clone();
+                let HubOptions {
+                    channels,
+                    limits,
+                    follower: config,
+                    trust,
+                    signer,
+                } = &self.options;
+                let mut config = config.clone();
                 config.jitter_seed = self.next_seed;
                 self.next_seed = self.next_seed.wrapping_add(0x9e37_79b9);
                 let follower = match target {
-                    RootTarget::Hash(h) => {
-                        Follower::by_hash(h, self.channels.clone(), self.limits, config)
-                    }
-                    RootTarget::Root(r) => {
-                        Follower::by_root(r, self.channels.clone(), self.limits, config)
-                    }
+                    Root::Hash(h) => Follower::by_hash(h, channels.clone(), *limits, config),
+                    Root::Config(r) => Follower::by_root(r, channels.clone(), *limits, config),
                 }
-                .with_trust(self.trust.clone())
-                .with_signer(self.signer.clone())
+                .with_trust(trust.clone())
+                .with_signer(signer.clone())
                 .with_reply_token(self.replies.token());
                 let (current_tx, current) = watch::channel(None);
-                let changes = OnceLock::new();
-                let shared = Arc::new(Shared {
+                let shared = Arc::new(Shared::new(
                     root,
+                    follower,
                     current,
-                    changes,
-                    changes_skipped: Arc::default(),
-                    core: Mutex::new(Core {
-                        follower,
-                        writes: HashMap::new(),
-                        closed: false,
-                    }),
-                    bus: self.bus.clone(),
-                    settled: self.executor.settled(),
-                });
+                    self.bus.clone(),
+                    self.executor.settled(),
+                ));
                 self.slots.insert(
                     root,
                     Slot {
@@ -504,19 +344,18 @@ impl Hub {
                     let _ = reply.send(Err(SubmitError::NotLoaded));
                     return;
                 };
+                // The write path of `Shared::submit_direct`, with the
+                // executor publishing: it holds the PUBLISH until the
+                // subscription changes before it are confirmed. Sent under the
+                // root's lock, as every command of the follower.
                 let mut core = slot.shared.core();
-                match core.follower.submit(now, parent, ops, meta) {
-                    Ok((patch, step)) => {
-                        let (tx, rx) = oneshot::channel();
-                        core.writes.insert(patch.hash, tx);
-                        let published = self.executor.send_reporting(step.commands);
-                        drop(core);
-                        let _ = reply.send(Ok((patch, rx, published)));
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(err));
-                    }
-                }
+                let submitted =
+                    core.write(now, parent, ops, meta)
+                        .map(|(patch, outcome, commands)| {
+                            (patch, outcome, self.executor.send_reporting(commands))
+                        });
+                drop(core);
+                let _ = reply.send(submitted);
             }
         }
     }

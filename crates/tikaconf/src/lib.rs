@@ -38,17 +38,22 @@
 //! same semantics, and [`StorageNode`] runs a storage node over any bus.
 
 pub mod bus;
+mod change;
 mod client;
 mod config;
 mod error;
 mod executor;
 mod hub;
 pub mod memory;
+mod root;
+mod shared;
 pub mod storage_node;
 
-pub use client::{Client, ClientOptions, ParseRootError, Root};
-pub use config::{Change, Changes, Config};
+pub use change::{Change, Changes};
+pub use client::{Client, ClientOptions};
+pub use config::Config;
 pub use error::{Error, WriteError};
+pub use root::{ParseRootError, Root};
 pub use storage_node::{StorageNode, StorageOptions};
 pub use tikaconf_proto as proto;
 pub use tikaconf_proto::{Hash, Limits, PublicKey, RootConfig, SigningKey, TrustSet};
