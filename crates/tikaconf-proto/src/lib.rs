@@ -25,7 +25,7 @@ pub mod storage;
 pub mod writer;
 
 pub use channel::{ChannelKind, Channels, ReplyToken};
-pub use command::Command;
+pub use command::{BusEvent, Command};
 pub use follower::Follower;
 pub use follower::{ChangeCause, Current, FollowerConfig, FollowerEvent};
 pub use hash::Hash;

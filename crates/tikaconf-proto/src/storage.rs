@@ -93,11 +93,15 @@ pub struct PersistCommit {
 /// How the store answered one [`PersistCommit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PersistOutcome {
-    /// The head moved to the new one.
+    /// The head was `expected_head` and is now `new.head`; the old head's snapshot
+    /// was dropped.
     Applied,
-    /// The store already held the new head (another storage node stored it).
+    /// The head already was `new.head`: another storage node (or an earlier commit
+    /// in the same batch) stored it first. Nothing was written; this is success.
     AlreadyStored,
-    /// The store holds another head: this node's view of the root was stale.
+    /// The head is neither `expected_head` nor `new.head` (or the root is not
+    /// registered, `current: None`). Nothing was written; this node's view of the
+    /// chain is out of date and it must reload before trying again.
     Stale { current: Option<StoredHead> },
 }
 

@@ -52,36 +52,7 @@ use futures_util::Stream;
 use futures_util::task::AtomicWaker;
 use redis::aio::{MultiplexedConnection, SendError};
 use redis::{PushInfo, PushKind, Value};
-
-/// What a subscribed connection reports. The in-process bus reports the same
-/// events, which is why the type is this plain.
-#[derive(Debug, Clone)]
-pub enum BusEvent {
-    /// A (new) subscribed connection is up, with no subscriptions.
-    Connected,
-    /// The subscribed connection is gone; a new one is being made. Whatever is
-    /// published until the next `Connected` is lost to this connection.
-    Disconnected,
-    Message {
-        channel: Bytes,
-        payload: Bytes,
-    },
-    /// Messages were dropped here because the consumer fell more than the
-    /// queue's bound behind (see [`QueueLimit`]). The subscriptions are intact;
-    /// only messages are lost, as during a disconnection.
-    Overflowed {
-        /// How many messages were dropped.
-        dropped: u64,
-        /// The channels they came on (each once), or `None` when there were
-        /// more than [`OVERFLOW_CHANNELS`]: then any channel may have lost one.
-        channels: Option<Vec<Bytes>>,
-    },
-}
-
-/// The most channels a [`BusEvent::Overflowed`] names; beyond that it names
-/// none (every channel may have lost a message), so that the record of what was
-/// dropped is itself bounded.
-pub const OVERFLOW_CHANNELS: usize = 64;
+use tikaconf_proto::command::{BusEvent, OVERFLOW_CHANNELS};
 
 /// Why a bus operation failed.
 #[derive(Debug, Clone, thiserror::Error)]

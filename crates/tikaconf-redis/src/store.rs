@@ -35,7 +35,7 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::{Client, Script, Value};
 use tikaconf_proto::{Hash, StoredHead};
-use tikaconf_store::{Commit, CommitOutcome, HeadRef, Store, StoreError};
+use tikaconf_store::{HeadRef, PersistCommit, PersistOutcome, Store, StoreError};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "tikaconf:";
@@ -312,17 +312,17 @@ fn parse_optional_head(root: Hash, value: Value) -> Result<Option<StoredHead>, S
     }
 }
 
-fn parse_outcome(root: Hash, value: &Value) -> Result<CommitOutcome, StoreError> {
+fn parse_outcome(root: Hash, value: &Value) -> Result<PersistOutcome, StoreError> {
     let items = match value {
         Value::Array(items) => items,
         other => return Err(corrupt(format_args!("unexpected commit reply {other:?}"))),
     };
     match items.first() {
-        Some(Value::Int(1)) => Ok(CommitOutcome::Applied),
-        Some(Value::Int(2)) => Ok(CommitOutcome::AlreadyStored),
+        Some(Value::Int(1)) => Ok(PersistOutcome::Applied),
+        Some(Value::Int(2)) => Ok(PersistOutcome::AlreadyStored),
         Some(Value::Int(3)) => match items.get(1) {
-            None | Some(Value::Nil) => Ok(CommitOutcome::Stale { current: None }),
-            Some(head) => Ok(CommitOutcome::Stale {
+            None | Some(Value::Nil) => Ok(PersistOutcome::Stale { current: None }),
+            Some(head) => Ok(PersistOutcome::Stale {
                 current: Some(parse_head(root, head, items.get(2))?),
             }),
         },
@@ -376,7 +376,7 @@ impl Store for RedisStore {
         Ok(parse_optional_head(head.root, reply)?.unwrap_or(head))
     }
 
-    async fn commit(&self, batch: Vec<Commit>) -> Result<Vec<CommitOutcome>, StoreError> {
+    async fn commit(&self, batch: Vec<PersistCommit>) -> Result<Vec<PersistOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

@@ -10,9 +10,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::atomic::Ordering;
 
-use tikaconf_redis::bus::{
-    Backoff, BusEvent, BusOptions, QueueLimit, RedisBus, RedisEvents, open_client,
-};
+use tikaconf_proto::BusEvent;
+use tikaconf_redis::bus::{Backoff, BusOptions, QueueLimit, RedisBus, RedisEvents, open_client};
 use tikaconf_test::{FaultProxy, RedisServer, wait_until};
 
 /// Generous: the default ping finds a dead link within about 5 s.

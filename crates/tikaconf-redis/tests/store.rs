@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tikaconf_redis::store::{DEFAULT_PREFIX, RedisStore};
 use tikaconf_store::conformance::{self, genesis, next, step, unique_root};
-use tikaconf_store::{CommitOutcome, Store};
+use tikaconf_store::{PersistOutcome, Store};
 use tikaconf_test::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -58,7 +58,7 @@ async fn key_layout_and_old_snapshot_deleted() {
     let h1 = next(&g, "a");
     store.register(g.clone()).await.expect("register");
     let outcomes = store.commit(vec![step(&g, &h1)]).await.expect("commit");
-    assert_eq!(outcomes, [CommitOutcome::Applied]);
+    assert_eq!(outcomes, [PersistOutcome::Applied]);
 
     let client = redis::Client::open(server.url()).expect("client");
     let mut conn = client
@@ -136,7 +136,7 @@ async fn a_batch_that_fails_half_way_writes_nothing() {
         .commit(vec![step(&g, &h1), step(&h1, &h2)])
         .await
         .expect("commit");
-    assert_eq!(outcomes, [CommitOutcome::Applied, CommitOutcome::Applied]);
+    assert_eq!(outcomes, [PersistOutcome::Applied, PersistOutcome::Applied]);
     assert_eq!(store.load(g.root).await.expect("load"), Some(h2));
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tikaconf_store::conformance::{genesis, next, step, unique_root};
-use tikaconf_store::{CommitOutcome, RedbStore, Store};
+use tikaconf_store::{PersistOutcome, RedbStore, Store};
 
 const ROOTS: usize = 1000;
 
@@ -62,7 +62,7 @@ async fn main() {
         let start = Instant::now();
         let outcomes = store.commit(commits).await.expect("commit");
         let took = start.elapsed();
-        assert!(outcomes.iter().all(|o| *o == CommitOutcome::Applied));
+        assert!(outcomes.iter().all(|o| *o == PersistOutcome::Applied));
         for (k, new) in news {
             heads[k] = new;
         }

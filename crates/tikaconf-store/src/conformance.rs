@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::{Commit, CommitOutcome, Hash, HeadRef, Store, StoredHead};
+use crate::{Hash, HeadRef, PersistCommit, PersistOutcome, Store, StoredHead};
 
 /// Runs every case against `store`.
 pub async fn run_all<S: Store>(store: S) {
@@ -91,8 +91,8 @@ pub fn next(prev: &StoredHead, salt: &str) -> StoredHead {
 }
 
 /// The commit that moves `prev` to `new`.
-pub fn step(prev: &StoredHead, new: &StoredHead) -> Commit {
-    Commit {
+pub fn step(prev: &StoredHead, new: &StoredHead) -> PersistCommit {
+    PersistCommit {
         expected_head: prev.head,
         new: new.clone(),
     }
@@ -102,7 +102,7 @@ async fn load<S: Store>(store: &S, root: Hash) -> Option<StoredHead> {
     store.load(root).await.expect("load failed")
 }
 
-async fn commit<S: Store>(store: &S, batch: Vec<Commit>) -> Vec<CommitOutcome> {
+async fn commit<S: Store>(store: &S, batch: Vec<PersistCommit>) -> Vec<PersistOutcome> {
     let n = batch.len();
     let outcomes = store.commit(batch).await.expect("commit failed");
     assert_eq!(outcomes.len(), n, "one outcome per commit");
@@ -135,7 +135,7 @@ pub async fn register_is_idempotent<S: Store>(store: &S) {
     let h1 = next(&g, "a");
     assert_eq!(
         commit(store, vec![step(&g, &h1)]).await,
-        [CommitOutcome::Applied]
+        [PersistOutcome::Applied]
     );
     assert_eq!(store.register(g.clone()).await.expect("register"), h1);
     assert_eq!(load(store, g.root).await, Some(h1));
@@ -156,13 +156,13 @@ pub async fn commit_applies<S: Store>(store: &S) {
     let h1 = next(&g, "a");
     assert_eq!(
         commit(store, vec![step(&g, &h1)]).await,
-        [CommitOutcome::Applied]
+        [PersistOutcome::Applied]
     );
     assert_eq!(load(store, g.root).await, Some(h1.clone()));
     let h2 = next(&h1, "b");
     assert_eq!(
         commit(store, vec![step(&h1, &h2)]).await,
-        [CommitOutcome::Applied]
+        [PersistOutcome::Applied]
     );
     assert_eq!(load(store, g.root).await, Some(h2));
 }
@@ -230,11 +230,11 @@ pub async fn commit_already_stored<S: Store>(store: &S) {
     let h1 = next(&g, "a");
     assert_eq!(
         commit(store, vec![step(&g, &h1)]).await,
-        [CommitOutcome::Applied]
+        [PersistOutcome::Applied]
     );
     assert_eq!(
         commit(store, vec![step(&g, &h1)]).await,
-        [CommitOutcome::AlreadyStored]
+        [PersistOutcome::AlreadyStored]
     );
     assert_eq!(load(store, g.root).await, Some(h1));
 }
@@ -247,20 +247,20 @@ pub async fn commit_stale<S: Store>(store: &S) {
     let h2 = next(&h1, "b");
     assert_eq!(
         commit(store, vec![step(&g, &h1), step(&h1, &h2)]).await,
-        [CommitOutcome::Applied, CommitOutcome::Applied]
+        [PersistOutcome::Applied, PersistOutcome::Applied]
     );
     // An old commit replayed after the head moved on.
     let fork = next(&g, "fork");
     assert_eq!(
         commit(store, vec![step(&g, &fork)]).await,
-        [CommitOutcome::Stale {
+        [PersistOutcome::Stale {
             current: Some(h2.clone())
         }]
     );
     // Even a commit to a hash the store held earlier must not move it back.
     assert_eq!(
         commit(store, vec![step(&g, &h1)]).await,
-        [CommitOutcome::Stale {
+        [PersistOutcome::Stale {
             current: Some(h2.clone())
         }]
     );
@@ -272,7 +272,7 @@ pub async fn commit_unregistered_root<S: Store>(store: &S) {
     let h1 = next(&g, "a");
     assert_eq!(
         commit(store, vec![step(&g, &h1)]).await,
-        [CommitOutcome::Stale { current: None }]
+        [PersistOutcome::Stale { current: None }]
     );
     assert_eq!(load(store, g.root).await, None);
 }
@@ -293,7 +293,7 @@ pub async fn batch_chains_one_root<S: Store>(store: &S) {
     let batch = heads.windows(2).map(|w| step(&w[0], &w[1])).collect();
     let outcomes = commit(store, batch).await;
     assert!(
-        outcomes.iter().all(|o| *o == CommitOutcome::Applied),
+        outcomes.iter().all(|o| *o == PersistOutcome::Applied),
         "{outcomes:?}"
     );
     assert_eq!(load(store, g.root).await.as_ref(), heads.last());
@@ -309,7 +309,7 @@ pub async fn batch_mixes_roots_and_outcomes<S: Store>(store: &S) {
     let c1 = next(&c, "1");
     assert_eq!(
         commit(store, vec![step(&b, &b1)]).await,
-        [CommitOutcome::Applied]
+        [PersistOutcome::Applied]
     );
 
     let b_fork = next(&b, "fork");
@@ -326,12 +326,12 @@ pub async fn batch_mixes_roots_and_outcomes<S: Store>(store: &S) {
     assert_eq!(
         outcomes,
         [
-            CommitOutcome::Applied,
-            CommitOutcome::Stale {
+            PersistOutcome::Applied,
+            PersistOutcome::Stale {
                 current: Some(b1.clone())
             },
-            CommitOutcome::Applied,
-            CommitOutcome::AlreadyStored,
+            PersistOutcome::Applied,
+            PersistOutcome::AlreadyStored,
         ]
     );
     assert_eq!(load(store, a.root).await, Some(a1));
@@ -345,7 +345,7 @@ pub async fn batch_repeats_a_commit<S: Store>(store: &S) {
     let h1 = next(&g, "a");
     assert_eq!(
         commit(store, vec![step(&g, &h1), step(&g, &h1)]).await,
-        [CommitOutcome::Applied, CommitOutcome::AlreadyStored]
+        [PersistOutcome::Applied, PersistOutcome::AlreadyStored]
     );
     assert_eq!(load(store, g.root).await, Some(h1));
 }
@@ -384,10 +384,10 @@ pub async fn racing_commits<S: Store>(a: Arc<S>, b: Arc<S>) {
         let oa = ta.await.expect("task a").expect("commit a");
         let ob = tb.await.expect("task b").expect("commit b");
         let mut outcomes = [oa[0].clone(), ob[0].clone()];
-        outcomes.sort_by_key(|o| !matches!(o, CommitOutcome::Applied));
+        outcomes.sort_by_key(|o| !matches!(o, PersistOutcome::Applied));
         assert_eq!(
             outcomes,
-            [CommitOutcome::Applied, CommitOutcome::AlreadyStored],
+            [PersistOutcome::Applied, PersistOutcome::AlreadyStored],
             "round {round}"
         );
         assert_eq!(load(&*b, g.root).await, Some(h1));

@@ -7,8 +7,8 @@
 //! forward with a *compare-and-set* ("if the head is still `expected`, make it
 //! `new`"). The compare-and-set is what lets several storage nodes share one
 //! backend without locks: the node that loses a race learns that another node
-//! already stored the same head ([`CommitOutcome::AlreadyStored`]) or that the
-//! store has moved on ([`CommitOutcome::Stale`]), and never overwrites newer state
+//! already stored the same head ([`PersistOutcome::AlreadyStored`]) or that the
+//! store has moved on ([`PersistOutcome::Stale`]), and never overwrites newer state
 //! with older.
 //!
 //! Commits come in batches because the durable sync is the expensive part: a
@@ -24,7 +24,10 @@
 
 use std::future::Future;
 
-pub use tikaconf_proto::storage::HeadRef;
+/// The store speaks the storage engine's own vocabulary: a `Persist` command's
+/// compare-and-sets go to [`Store::commit`] as they are, and its outcomes go
+/// back to the engine as they come, with no second copy of either type.
+pub use tikaconf_proto::storage::{HeadRef, PersistCommit, PersistOutcome};
 pub use tikaconf_proto::{Hash, StoredHead};
 
 pub mod conformance;
@@ -34,28 +37,6 @@ mod wal;
 
 pub use memory::MemoryStore;
 pub use redb_store::{FILE_NAME, LOG_SUFFIX, RedbStore};
-
-/// What one compare-and-set did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitOutcome {
-    /// The head was `expected_head` and is now `new.head`; the old head's snapshot
-    /// was dropped.
-    Applied,
-    /// The head already was `new.head`: another storage node (or an earlier commit
-    /// in the same batch) stored it first. Nothing was written; this is success.
-    AlreadyStored,
-    /// The head is neither `expected_head` nor `new.head` (or the root is not
-    /// registered, `current: None`). Nothing was written; the caller's view of the
-    /// chain is out of date and it must reload before trying again.
-    Stale { current: Option<StoredHead> },
-}
-
-/// One compare-and-set: move `new.root` from `expected_head` to `new.head`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Commit {
-    pub expected_head: Hash,
-    pub new: StoredHead,
-}
 
 /// Why a store operation failed. Outcomes of a compare-and-set (including losing a
 /// race) are not errors; these are failures of the backend itself, after which the
@@ -162,8 +143,8 @@ pub trait Store: Send + Sync + 'static {
     /// commit, in the same order; on `Err` nothing of the batch was applied.
     fn commit(
         &self,
-        batch: Vec<Commit>,
-    ) -> impl Future<Output = Result<Vec<CommitOutcome>, StoreError>> + Send;
+        batch: Vec<PersistCommit>,
+    ) -> impl Future<Output = Result<Vec<PersistOutcome>, StoreError>> + Send;
 
     /// Number of registered roots (for status and tests).
     fn root_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -245,11 +226,11 @@ pub(crate) fn check_register(head: &StoredHead) -> Result<(), StoreError> {
 /// Decides one compare-and-set against the current head, the same way in every
 /// backend. Checking `new.head` first matters: a degenerate commit whose expected
 /// and new heads are equal must not "apply" and then delete the snapshot it keeps.
-pub(crate) fn decide(current: Option<&StoredHead>, commit: &Commit) -> CommitOutcome {
+pub(crate) fn decide(current: Option<&StoredHead>, commit: &PersistCommit) -> PersistOutcome {
     match current {
-        Some(cur) if cur.head == commit.new.head => CommitOutcome::AlreadyStored,
-        Some(cur) if cur.head == commit.expected_head => CommitOutcome::Applied,
-        other => CommitOutcome::Stale {
+        Some(cur) if cur.head == commit.new.head => PersistOutcome::AlreadyStored,
+        Some(cur) if cur.head == commit.expected_head => PersistOutcome::Applied,
+        other => PersistOutcome::Stale {
             current: other.cloned(),
         },
     }

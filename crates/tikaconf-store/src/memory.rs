@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::{
-    Commit, CommitOutcome, Hash, HeadRef, Store, StoreError, StoredHead, check_register, decide,
+    Hash, HeadRef, PersistCommit, PersistOutcome, Store, StoreError, StoredHead, check_register,
+    decide,
 };
 
 /// A [`Store`] in a mutex-guarded map from root to its latest head.
@@ -62,13 +63,13 @@ impl Store for MemoryStore {
         Ok(self.heads().entry(head.root).or_insert(head).clone())
     }
 
-    async fn commit(&self, batch: Vec<Commit>) -> Result<Vec<CommitOutcome>, StoreError> {
+    async fn commit(&self, batch: Vec<PersistCommit>) -> Result<Vec<PersistOutcome>, StoreError> {
         // One lock for the whole batch: it is applied atomically, like a transaction.
         let mut heads = self.heads();
         let mut outcomes = Vec::with_capacity(batch.len());
         for commit in batch {
             let outcome = decide(heads.get(&commit.new.root), &commit);
-            if outcome == CommitOutcome::Applied {
+            if outcome == PersistOutcome::Applied {
                 heads.insert(commit.new.root, commit.new);
             }
             outcomes.push(outcome);

@@ -89,7 +89,8 @@ use redb::{
 
 use crate::wal::{self, Wal};
 use crate::{
-    Commit, CommitOutcome, Hash, HeadRef, Store, StoreError, StoredHead, check_register, decide,
+    Hash, HeadRef, PersistCommit, PersistOutcome, Store, StoreError, StoredHead, check_register,
+    decide,
 };
 
 /// `root -> (latest hash, height)`.
@@ -441,7 +442,7 @@ impl Store for RedbStore {
                     // costs a log append each, not a full durable redb commit.
                     // The zero "expected head" names no snapshot: replaying it
                     // removes nothing.
-                    let registered = Commit {
+                    let registered = PersistCommit {
                         expected_head: Hash::from_bytes([0; 32]),
                         new: head,
                     };
@@ -455,7 +456,7 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn commit(&self, batch: Vec<Commit>) -> Result<Vec<CommitOutcome>, StoreError> {
+    async fn commit(&self, batch: Vec<PersistCommit>) -> Result<Vec<PersistOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -469,7 +470,7 @@ impl Store for RedbStore {
                 for commit in &batch {
                     let current = read_head(&heads, &snapshots, commit.new.root)?;
                     let outcome = decide(current.as_ref(), commit);
-                    if outcome == CommitOutcome::Applied {
+                    if outcome == PersistOutcome::Applied {
                         apply(
                             &mut heads,
                             &mut snapshots,
@@ -480,7 +481,7 @@ impl Store for RedbStore {
                     outcomes.push(outcome);
                 }
             }
-            if !outcomes.contains(&CommitOutcome::Applied) {
+            if !outcomes.contains(&PersistOutcome::Applied) {
                 // Nothing was written: no record, no sync.
                 txn.abort().map_err(backend)?;
                 return Ok(outcomes);
@@ -488,7 +489,7 @@ impl Store for RedbStore {
             let applied = batch
                 .iter()
                 .zip(&outcomes)
-                .filter(|(_, o)| **o == CommitOutcome::Applied)
+                .filter(|(_, o)| **o == PersistOutcome::Applied)
                 .map(|(c, _)| c);
             let mut payload = Vec::new();
             wal::encode_commits(applied, &mut payload)?;
@@ -622,7 +623,7 @@ mod tests {
             let prev = heads.last().expect("head").clone();
             let new = next(&prev, &format!("{label}{i}"));
             let outcomes = store.commit(vec![step(&prev, &new)]).await.expect("commit");
-            assert_eq!(outcomes, [CommitOutcome::Applied]);
+            assert_eq!(outcomes, [PersistOutcome::Applied]);
             heads.push(new);
         }
         heads
@@ -647,7 +648,7 @@ mod tests {
             .expect("commit");
         assert_eq!(
             outcomes[..2],
-            [CommitOutcome::Applied, CommitOutcome::Applied]
+            [PersistOutcome::Applied, PersistOutcome::Applied]
         );
         // The registration is a logged record too: 1 + 5 + 1.
         assert_eq!(meta_seq(&store), 7);
@@ -711,7 +712,7 @@ mod tests {
                 .commit(vec![step(&heads[2], &again)])
                 .await
                 .expect("commit");
-            assert_eq!(outcomes, [CommitOutcome::Applied]);
+            assert_eq!(outcomes, [PersistOutcome::Applied]);
             assert_eq!(meta_seq(&reopened), 4);
         }
         // Same, but the record's bytes are overwritten in place (size kept).
@@ -763,7 +764,7 @@ mod tests {
             let prev = heads.last().expect("head").clone();
             let new = next(&prev, &format!("middle{i}"));
             let outcomes = store.commit(vec![step(&prev, &new)]).await.expect("commit");
-            assert_eq!(outcomes, [CommitOutcome::Applied]);
+            assert_eq!(outcomes, [PersistOutcome::Applied]);
             starts.push(log_end(&store));
             heads.push(new);
         }

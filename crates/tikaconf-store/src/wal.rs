@@ -80,7 +80,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{Commit, Hash, StoreError, StoredHead};
+use crate::{Hash, PersistCommit, StoreError, StoredHead};
 
 /// Magic and format version at the start of every log file.
 const MAGIC: &[u8; 8] = b"TKCFWAL1";
@@ -510,7 +510,7 @@ pub(crate) struct LoggedCommit {
 /// `count u32`, then per commit `root[32] expected[32] head[32] height u64
 /// snapshot_len u32 snapshot`.
 pub(crate) fn encode_commits<'a>(
-    commits: impl Iterator<Item = &'a Commit>,
+    commits: impl Iterator<Item = &'a PersistCommit>,
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let start = out.len();
@@ -806,7 +806,7 @@ mod tests {
         let root = Hash::of_canonical_bytes(b"{\"r\":1}");
         let head = Hash::of_canonical_bytes(b"{\"h\":1}");
         let commits = [
-            Commit {
+            PersistCommit {
                 expected_head: root,
                 new: StoredHead {
                     root,
@@ -815,7 +815,7 @@ mod tests {
                     snapshot: Bytes::from_static(b"{\"a\":1}"),
                 },
             },
-            Commit {
+            PersistCommit {
                 expected_head: head,
                 new: StoredHead {
                     root,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redb::ReadableDatabase;
 use tikaconf_store::conformance::{self, genesis, next, step, unique_root};
-use tikaconf_store::{CommitOutcome, MemoryStore, RedbStore, Store, StoreError};
+use tikaconf_store::{MemoryStore, PersistOutcome, RedbStore, Store, StoreError};
 
 #[tokio::test]
 async fn memory_conformance() {
@@ -55,7 +55,7 @@ async fn redb_survives_reopen() {
             .commit(vec![step(&g, &h1), step(&h1, &h2)])
             .await
             .expect("commit");
-        assert_eq!(outcomes, [CommitOutcome::Applied, CommitOutcome::Applied]);
+        assert_eq!(outcomes, [PersistOutcome::Applied, PersistOutcome::Applied]);
     }
     let store = RedbStore::open(&path).expect("reopen");
     assert_eq!(store.load(g.root).await.expect("load"), Some(h2));
@@ -85,7 +85,7 @@ async fn redb_a_failed_log_sync_poisons_every_later_write() {
     let h1 = next(&g, "a");
     assert_eq!(
         store.commit(vec![step(&g, &h1)]).await.expect("commit"),
-        [CommitOutcome::Applied]
+        [PersistOutcome::Applied]
     );
     store.inject_log_sync_failure();
     let h2 = next(&h1, "b");
@@ -119,7 +119,7 @@ async fn redb_a_failed_log_sync_poisons_every_later_write() {
     let h3 = next(&head, "c");
     assert_eq!(
         store.commit(vec![step(&head, &h3)]).await.expect("commit"),
-        [CommitOutcome::Applied]
+        [PersistOutcome::Applied]
     );
 }
 
@@ -151,7 +151,7 @@ async fn child_writer() {
         };
         new.snapshot = Bytes::from(vec![b'x'; size]);
         let outcomes = store.commit(vec![step(&head, &new)]).await.expect("commit");
-        assert_eq!(outcomes, [CommitOutcome::Applied]);
+        assert_eq!(outcomes, [PersistOutcome::Applied]);
         head = new;
         println!("durable {}", head.height);
     }
@@ -273,7 +273,7 @@ async fn redb_survives_sigkill() {
         let new = next(&head, "after");
         assert_eq!(
             store.commit(vec![step(&head, &new)]).await.expect("commit"),
-            [CommitOutcome::Applied]
+            [PersistOutcome::Applied]
         );
         if logged.last().is_some_and(|last| *last > durable) {
             eprintln!(

@@ -18,9 +18,9 @@ pub type Events = Pin<Box<dyn Stream<Item = BusEvent> + Send>>;
 /// A boxed future, so that [`Bus`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What a bus reports to the node that owns it (defined next to the Redis bus,
-/// the lowest crate that produces it).
-pub use tikaconf_redis::bus::BusEvent;
+/// What a bus reports to the node that owns it (defined beside the state
+/// machines, in `tikaconf-proto`, which both buses and the drivers use).
+pub use tikaconf_proto::BusEvent;
 
 /// Why a bus operation failed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -24,11 +24,9 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tikaconf_proto::storage::StopReason;
 use tikaconf_proto::storage::presence::StoreId;
-use tikaconf_proto::storage::{
-    HeadRef, PersistCommit, PersistOutcome, StorageCommand, StorageStats,
-};
+use tikaconf_proto::storage::{HeadRef, PersistOutcome, StorageCommand, StorageStats};
 use tikaconf_proto::{Channels, Hash, Limits, SigningKey, StorageEngine, StoredHead, TrustSet};
-use tikaconf_store::{Commit, CommitOutcome, Store, StoreError};
+use tikaconf_store::{Store, StoreError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -448,14 +446,7 @@ fn execute<S: Store>(
             StoreResult::Heads(roots, r)
         }),
         StorageCommand::Persist { batch, commits } => Box::pin(async move {
-            let commits = commits
-                .into_iter()
-                .map(|PersistCommit { expected_head, new }| Commit { expected_head, new })
-                .collect();
-            let r = store
-                .commit(commits)
-                .await
-                .map(|outcomes| outcomes.into_iter().map(outcome).collect());
+            let r = store.commit(commits).await;
             StoreResult::Persisted(batch, r)
         }),
     };
@@ -463,14 +454,6 @@ fn execute<S: Store>(
     // pool on the first poll) as soon as the loop waits again, right after this
     // flush.
     store_calls.push(call);
-}
-
-fn outcome(o: CommitOutcome) -> PersistOutcome {
-    match o {
-        CommitOutcome::Applied => PersistOutcome::Applied,
-        CommitOutcome::AlreadyStored => PersistOutcome::AlreadyStored,
-        CommitOutcome::Stale { current } => PersistOutcome::Stale { current },
-    }
 }
 
 /// A storage node running on its own task.

@@ -12,7 +12,9 @@ use serde_json::json;
 use tikaconf::bus::BusHandle;
 use tikaconf::memory::Broker;
 use tikaconf::proto::canonical;
-use tikaconf::store::{Commit, CommitOutcome, HeadRef, MemoryStore, Store, StoreError, StoredHead};
+use tikaconf::store::{
+    HeadRef, MemoryStore, PersistCommit, PersistOutcome, Store, StoreError, StoredHead,
+};
 use tikaconf::{Client, Hash, RootConfig, StorageNode, StorageOptions, WriteError};
 use tikaconf_redis::RedisStore;
 
@@ -75,7 +77,7 @@ async fn redis_restart_mid_stream() {
 #[derive(Clone)]
 struct Watched {
     inner: Arc<RedisStore>,
-    log: Arc<Mutex<Vec<(Hash, CommitOutcome)>>>,
+    log: Arc<Mutex<Vec<(Hash, PersistOutcome)>>>,
 }
 
 impl Watched {
@@ -86,7 +88,7 @@ impl Watched {
         }
     }
 
-    fn log(&self) -> Vec<(Hash, CommitOutcome)> {
+    fn log(&self) -> Vec<(Hash, PersistOutcome)> {
         self.log.lock().unwrap().clone()
     }
 }
@@ -108,8 +110,8 @@ impl Store for Watched {
 
     fn commit(
         &self,
-        batch: Vec<Commit>,
-    ) -> impl Future<Output = Result<Vec<CommitOutcome>, StoreError>> + Send {
+        batch: Vec<PersistCommit>,
+    ) -> impl Future<Output = Result<Vec<PersistOutcome>, StoreError>> + Send {
         let heads: Vec<Hash> = batch.iter().map(|c| c.new.head).collect();
         let (inner, log) = (self.inner.clone(), self.log.clone());
         async move {
@@ -198,9 +200,9 @@ async fn two_storage_nodes_share_the_redis_store() {
 
     // Exactly one node stored each patch.
     let (a_log, b_log) = (a.log(), b.log());
-    let applied_by = |log: &[(Hash, CommitOutcome)], head: Hash| {
+    let applied_by = |log: &[(Hash, PersistOutcome)], head: Hash| {
         log.iter()
-            .filter(|(h, o)| *h == head && *o == CommitOutcome::Applied)
+            .filter(|(h, o)| *h == head && *o == PersistOutcome::Applied)
             .count()
     };
     for (i, head) in heads.iter().enumerate() {
@@ -223,7 +225,7 @@ async fn two_storage_nodes_share_the_redis_store() {
             a_log
                 .iter()
                 .chain(&b_log)
-                .any(|(h, o)| h == *head && *o != CommitOutcome::Applied)
+                .any(|(h, o)| h == *head && *o != PersistOutcome::Applied)
         })
         .count();
     let stored_by_a = heads[..50]

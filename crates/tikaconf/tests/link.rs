@@ -20,7 +20,8 @@ use serde_json::json;
 use tikaconf::bus::{BusHandle, BusOptions, QueueLimit};
 use tikaconf::store::RedbStore;
 use tikaconf::{Client, RootConfig, StorageNode, StorageOptions, WriteError};
-use tikaconf_redis::bus::{BusEvent, RedisBus, open_client};
+use tikaconf_proto::BusEvent;
+use tikaconf_redis::bus::{RedisBus, open_client};
 use tikaconf_test::{FaultProxy, wait_until};
 use tokio::sync::{mpsc, watch};
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 use tikaconf::proto::{Patch, Snapshot, StoredHead};
-use tikaconf::store::{Commit, RedbStore, Store};
+use tikaconf::store::{PersistCommit, RedbStore, Store};
 use tikaconf::{Client, Hash};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
@@ -191,7 +191,7 @@ async fn fill(dir: &Path, roots: usize) -> anyhow::Result<(Vec<Hash>, u64, PathB
                 height: 0,
                 snapshot: Snapshot::of_root(&root).encoded,
             });
-            commits.push(Commit {
+            commits.push(PersistCommit {
                 expected_head: root.hash(),
                 new: StoredHead {
                     root: root.hash(),
