@@ -101,7 +101,10 @@ mod tests {
     fn library_errors_map_to_distinct_codes() {
         let h = Hash::of_canonical_bytes(b"{}");
         let code = |e: Error| Failure::from(e).code;
-        assert_eq!(code(Error::Connect("refused".into())), Code::Connect);
+        assert_eq!(
+            code(Error::Connect(tikaconf::bus::BusError::Disconnected)),
+            Code::Connect
+        );
         assert_eq!(code(Error::UnknownRoot(h)), Code::UnknownRoot);
         assert_eq!(
             code(Error::LoadTimeout(Duration::from_secs(1))),
@@ -115,7 +118,8 @@ mod tests {
         };
         assert_eq!(write(conflict), Code::Conflict);
         assert_eq!(write(WriteError::Timeout { attempted: h }), Code::Timeout);
-        assert_eq!(write(WriteError::Rejected("no".into())), Code::BadInput);
+        let rejected = tikaconf::InvalidPatch::Decode(tikaconf::proto::DecodeError::NotAnObject);
+        assert_eq!(write(WriteError::Rejected(rejected)), Code::BadInput);
         assert_eq!(write(WriteError::Disconnected), Code::Connect);
         let refused = WriteError::Refused {
             attempted: h,

@@ -32,8 +32,13 @@ pub enum BusError {
     /// connection, a reconnect will not change the answer.
     #[error("refused: {0}")]
     Refused(#[source] tikaconf_redis::bus::BusError),
-    #[error("{0}")]
-    Backend(String),
+    /// The Redis bus failed (connecting, or a command on a lost connection).
+    #[error(transparent)]
+    Backend(tikaconf_redis::bus::BusError),
+    /// The in-process bus was asked for a pattern it cannot match: it supports
+    /// only a literal prefix followed by `*`, the one form the protocol uses.
+    #[error("the in-process bus supports only 'prefix*' patterns, not {0:?}")]
+    UnsupportedPattern(String),
 }
 
 /// Pub/Sub operations. Each resolves once the server has taken it.
@@ -97,10 +102,10 @@ impl BusHandle {
         options: BusOptions,
     ) -> Result<BusHandle, BusError> {
         use tikaconf_redis::bus::{RedisBus, open_client};
-        let client = open_client(url, ca_pem).map_err(|e| BusError::Backend(e.to_string()))?;
+        let client = open_client(url, ca_pem).map_err(|e| BusError::Backend(e.into()))?;
         let (bus, events) = RedisBus::connect_with(client, options)
             .await
-            .map_err(|e| BusError::Backend(e.to_string()))?;
+            .map_err(BusError::Backend)?;
         Ok(BusHandle::from_redis(bus, events))
     }
 
@@ -125,7 +130,7 @@ fn backend(e: tikaconf_redis::bus::BusError) -> BusError {
     match e {
         tikaconf_redis::bus::BusError::Disconnected => BusError::Disconnected,
         other if other.is_refusal() => BusError::Refused(other),
-        other => BusError::Backend(other.to_string()),
+        other => BusError::Backend(other),
     }
 }
 

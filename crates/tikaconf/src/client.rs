@@ -69,7 +69,7 @@ impl Client {
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client, Error> {
         let bus = BusHandle::redis_with_options(url, options.tls_ca_pem.as_deref(), options.bus)
             .await
-            .map_err(|e| Error::Connect(e.to_string()))?;
+            .map_err(Error::Connect)?;
         Ok(Client::with_bus(bus, options))
     }
 

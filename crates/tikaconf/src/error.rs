@@ -1,8 +1,26 @@
 //! The library's errors.
+//!
+//! A variant that wraps another error keeps it as its `source()`, typed, so
+//! that a caller can match on it (which decode error, which rejection, which
+//! bus failure), and does not repeat it in its own message: a report that
+//! walks the chain (`{:#}` of an `anyhow::Error`, as the CLI prints) shows
+//! each cause once, as [`WriteError::Refused`] always did.
 
-use tikaconf_proto::Hash;
+use tikaconf_proto::{DecodeError, Hash, Rejection};
 
 use crate::bus::BusError;
+
+/// Why a patch was refused before anything was published.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidPatch {
+    /// The ops are not a valid RFC 6902 patch (or the patch is too large).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The ops do not apply to the current document.
+    #[error(transparent)]
+    Apply(#[from] Rejection),
+}
 
 /// Why a write has no (known) success.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -15,9 +33,10 @@ pub enum WriteError {
     /// configuration to find out.
     #[error("no outcome in time for {attempted}: it may or may not be stored")]
     Timeout { attempted: Hash },
-    /// The patch is invalid or does not apply to the current document.
-    #[error("rejected: {0}")]
-    Rejected(String),
+    /// The patch is invalid or does not apply to the current document: the
+    /// source says which and why. Nothing was published.
+    #[error("rejected")]
+    Rejected(#[source] InvalidPatch),
     /// The document changed between reading it and submitting the patch.
     #[error("the head moved meanwhile")]
     HeadMoved,
@@ -76,8 +95,10 @@ impl Eq for WriteError {}
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("cannot connect: {0}")]
-    Connect(String),
+    /// The first connection to the bus failed (the source says why); later
+    /// losses are retried by the bus itself.
+    #[error("cannot connect")]
+    Connect(#[source] BusError),
     #[error("storage does not know root {0}")]
     UnknownRoot(Hash),
     #[error("no answer from storage within {0:?} (is a storage node running?)")]
@@ -90,6 +111,4 @@ pub enum Error {
     TooManyConflicts,
     #[error("the client is shut down")]
     Closed,
-    #[error("storage: {0}")]
-    Storage(String),
 }

@@ -52,7 +52,7 @@ pub mod storage_node;
 pub use change::{Change, Changes};
 pub use client::{Client, ClientOptions};
 pub use config::Config;
-pub use error::{Error, WriteError};
+pub use error::{Error, InvalidPatch, WriteError};
 pub use root::{ParseRootError, Root};
 pub use storage_node::{StorageNode, StorageOptions};
 pub use tikaconf_proto as proto;

@@ -135,13 +135,7 @@ impl Bus for MemoryBus {
         Box::pin(async move {
             let prefixes = patterns
                 .iter()
-                .map(|p| {
-                    literal_prefix(p).ok_or_else(|| {
-                        BusError::Backend(format!(
-                            "the in-process bus supports only 'prefix*' patterns, not {p:?}"
-                        ))
-                    })
-                })
+                .map(|p| literal_prefix(p).ok_or_else(|| BusError::UnsupportedPattern(p.clone())))
                 .collect::<Result<Vec<_>, _>>()?;
             self.with_connection(|c| c.prefixes.extend(prefixes))
         })

@@ -272,8 +272,8 @@ impl Handle {
                 }
                 Ok((patch, outcome))
             }
-            Ok(Err(SubmitError::Rejected(r))) => Err(WriteError::Rejected(r.to_string())),
-            Ok(Err(SubmitError::Invalid(e))) => Err(WriteError::Rejected(e.to_string())),
+            Ok(Err(SubmitError::Rejected(r))) => Err(WriteError::Rejected(r.into())),
+            Ok(Err(SubmitError::Invalid(e))) => Err(WriteError::Rejected(e.into())),
             Ok(Err(SubmitError::HeadMoved { .. })) => Err(WriteError::HeadMoved),
             Ok(Err(SubmitError::Disconnected)) => Err(WriteError::Disconnected),
             Ok(Err(_)) | Err(_) => Err(WriteError::Closed),
