@@ -31,6 +31,8 @@
 //!    the suspicion began. Any confirmation of the height we were at when the
 //!    suspicion began ends it.
 
+mod timer;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +49,7 @@ use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, s
 use crate::signature::{Role, SigningKey, TrustSet};
 use crate::writer::{WriteOutcome, Writer};
 use crate::{Channels, Hash, Limits, RootConfig};
+use timer::{Timer, TimerTable};
 
 /// How many recent heads a follower remembers, to tell an ancestor from a fork.
 const CHAIN_MEMORY: usize = 256;
@@ -206,9 +209,8 @@ pub struct Follower {
     confirmed: Option<u64>,
     /// Recent `stored` notices (height, head): proof of what won each height.
     notices: VecDeque<(u64, Hash)>,
-    /// When the current head was applied, while it is unconfirmed.
-    unconfirmed_since: Option<Instant>,
-    request_sent_at: Option<Instant>,
+    /// Request, Confirm, ForkGrace and Resync deadlines (see [`Timer`]).
+    timers: TimerTable,
     /// The token of this client's reply channel, when its driver has one: see
     /// [`Follower::set_reply_token`]. Only the token, shared by every follower
     /// of the client: the channel's name is made when an answer arrives, which
@@ -217,13 +219,10 @@ pub struct Follower {
     replies: Option<ReplyToken>,
     /// The outstanding request named the reply channel.
     request_private: bool,
-    next_resync: Option<Instant>,
-    /// Rule 6: since when, and at which height of ours, we suspect storage missed
-    /// our patches.
+    /// Rule 6: when the grace period ends, and at which height of ours, we
+    /// suspect storage missed our patches. (The grace period's timer stops once
+    /// its fresh request went out; the suspicion lasts until it is resolved.)
     suspect: Option<(Instant, u64)>,
-    /// The grace period of the current suspicion is over and a fresh request went
-    /// out: no timer is due for it any more, only the answer.
-    suspect_prodded: bool,
     connected: bool,
     writer: Writer,
     /// Keys whose signatures this follower requires (empty: none required).
@@ -301,13 +300,10 @@ impl Follower {
             chain: VecDeque::new(),
             confirmed: None,
             notices: VecDeque::new(),
-            unconfirmed_since: None,
-            request_sent_at: None,
+            timers: TimerTable::default(),
             replies: None,
             request_private: false,
-            next_resync: None,
             suspect: None,
-            suspect_prodded: false,
             connected: false,
             writer: Writer::default(),
             echo: None,
@@ -355,8 +351,8 @@ impl Follower {
         let mut step = Step::default();
         let lost = token.is_none() && self.replies.is_some();
         self.replies = token;
-        if lost && self.request_private && self.request_sent_at.is_some() {
-            self.request_sent_at = None;
+        if lost && self.request_private && self.timers.is_set(Timer::Request) {
+            self.timers.stop(Timer::Request);
             self.send_request(now, Reply::Public, &mut step);
         }
         step
@@ -397,7 +393,7 @@ impl Follower {
         for channel in self.channels() {
             step.commands.push(Command::Subscribe(channel));
         }
-        self.request_sent_at = None;
+        self.timers.stop(Timer::Request);
         self.send_request(now, Reply::Private, &mut step);
         step
     }
@@ -405,7 +401,7 @@ impl Follower {
     /// The bus lost its connection: whatever is published now is lost to us.
     pub fn handle_disconnected(&mut self) {
         self.connected = false;
-        self.request_sent_at = None;
+        self.timers.stop(Timer::Request);
     }
 
     /// Messages on this follower's channels may have been lost while the
@@ -423,7 +419,7 @@ impl Follower {
             return step;
         }
         self.stats.resyncs += 1;
-        self.request_sent_at = None;
+        self.timers.stop(Timer::Request);
         self.send_request(now, Reply::Private, &mut step);
         step
     }
@@ -442,19 +438,10 @@ impl Follower {
 
     /// When [`Follower::handle_timeout`] should next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let cfg = &self.config;
-        [
-            self.request_sent_at.map(|t| t + cfg.request_timeout),
-            self.unconfirmed_since.map(|t| t + cfg.confirm_timeout),
-            self.suspect
-                .filter(|_| !self.suspect_prodded)
-                .map(|(t, _)| t + cfg.fork_grace),
-            self.next_resync,
-            self.writer.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.timers.next_timeout(), self.writer.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Step {
@@ -465,28 +452,26 @@ impl Follower {
         if !self.connected {
             return step;
         }
-        let cfg = self.config.clone();
-        let due = |t: Option<Instant>, d: Duration| t.is_some_and(|t| t + d <= now);
-        if due(self.request_sent_at, cfg.request_timeout) {
+        if self.timers.is_expired(Timer::Request, now) {
             // Unanswered: storage may be down or restarting, or unable to answer
             // on our reply channel. Ask again, on the root's channel.
-            self.request_sent_at = None;
+            self.timers.stop(Timer::Request);
             self.send_request(now, Reply::Public, &mut step);
         }
-        if due(self.unconfirmed_since, cfg.confirm_timeout) {
-            self.unconfirmed_since = None;
+        if self.timers.is_expired(Timer::Confirm, now) {
+            self.timers.stop(Timer::Confirm);
             self.stats.resyncs += 1;
             self.send_request(now, Reply::Private, &mut step);
         }
-        if !self.suspect_prodded && due(self.suspect.map(|(t, _)| t), cfg.fork_grace) {
+        if self.timers.is_expired(Timer::ForkGrace, now) {
             // Make sure an answer to a request sent after the grace period comes.
-            self.suspect_prodded = true;
-            self.request_sent_at = None;
+            self.timers.stop(Timer::ForkGrace);
+            self.timers.stop(Timer::Request);
             self.send_request(now, Reply::Private, &mut step);
         }
-        if self.next_resync.is_some_and(|t| t <= now) {
+        if self.timers.is_expired(Timer::Resync, now) {
             self.stats.resyncs += 1;
-            self.request_sent_at = None;
+            self.timers.stop(Timer::Request);
             self.send_request(now, Reply::Private, &mut step);
         }
         step
@@ -658,13 +643,13 @@ impl Follower {
             // root's channel, does not fail a load that asked privately; and one
             // signed for another reply channel does not verify on ours.
             Message::Unknown { .. }
-                if self.request_sent_at.is_none() || self.request_private != via_reply =>
+                if !self.timers.is_set(Timer::Request) || self.request_private != via_reply =>
             {
                 self.stats.unknown_ignored += 1;
                 Ok(())
             }
             Message::Unknown { .. } => {
-                self.request_sent_at = None;
+                self.timers.stop(Timer::Request);
                 if self.current.is_none() {
                     step.events.push(FollowerEvent::UnknownRoot);
                 }
@@ -726,15 +711,16 @@ impl Follower {
         if self.chain.len() > CHAIN_MEMORY {
             self.chain.pop_front();
         }
-        if self.unconfirmed_since.is_none() {
-            self.unconfirmed_since = Some(now);
+        if !self.timers.is_set(Timer::Confirm) {
+            self.timers
+                .set(Timer::Confirm, now + self.config.confirm_timeout);
         }
         self.move_to(next, ChangeCause::Patch(patch), step);
         Ok(())
     }
 
     fn on_snapshot(&mut self, now: Instant, snap: Arc<Snapshot>, step: &mut Step) {
-        self.request_sent_at = None;
+        self.timers.stop(Timer::Request);
         let Some(current) = &self.current else {
             self.adopt(now, snap, ChangeCause::Loaded, step);
             return;
@@ -764,12 +750,13 @@ impl Follower {
         }
         match self.suspect {
             None => {
-                self.suspect = Some((now, n));
-                self.suspect_prodded = false;
-                self.request_sent_at = None;
+                let grace_ends = now + self.config.fork_grace;
+                self.suspect = Some((grace_ends, n));
+                self.timers.set(Timer::ForkGrace, grace_ends);
+                self.timers.stop(Timer::Request);
                 self.send_request(now, Reply::Private, step);
             }
-            Some((since, _)) if now >= since + self.config.fork_grace => {
+            Some((grace_ends, _)) if now >= grace_ends => {
                 self.adopt(now, snap, ChangeCause::Resync { dropped: true }, step);
             }
             // Wait: one request went out when the suspicion began and another goes
@@ -813,10 +800,16 @@ impl Follower {
             self.confirmed = Some(height);
             // Progress: restart the unconfirmed clock for whatever is still above.
             let at_head = self.current.as_ref().is_some_and(|c| c.height <= height);
-            self.unconfirmed_since = if at_head { None } else { Some(now) };
+            if at_head {
+                self.timers.stop(Timer::Confirm);
+            } else {
+                self.timers
+                    .set(Timer::Confirm, now + self.config.confirm_timeout);
+            }
         }
         if self.suspect.is_some_and(|(_, at)| at <= height) {
             self.suspect = None;
+            self.timers.stop(Timer::ForkGrace);
         }
         let _ = head;
         self.resolve_writes(height, step);
@@ -851,8 +844,9 @@ impl Follower {
         self.chain.clear();
         self.chain.push_back((snap.height, snap.head));
         self.confirmed = None;
-        self.unconfirmed_since = None;
+        self.timers.stop(Timer::Confirm);
         self.suspect = None;
+        self.timers.stop(Timer::ForkGrace);
         self.doc_bound = snap.config_bound();
         let (head, height) = (snap.head, snap.height);
         // A snapshot just decoded is ours alone: its document moves, uncopied.
@@ -909,7 +903,7 @@ impl Follower {
 
     /// Publishes a load request unless one is already waiting for its answer.
     fn send_request(&mut self, now: Instant, reply: Reply, step: &mut Step) {
-        if !self.connected || self.request_sent_at.is_some() {
+        if !self.connected || self.timers.is_set(Timer::Request) {
             return;
         }
         let request = match &self.register {
@@ -925,13 +919,15 @@ impl Follower {
             channel: self.channels.update_requests(),
             payload: request.encode_addressed(reply_to),
         });
-        self.request_sent_at = Some(now);
+        self.timers
+            .set(Timer::Request, now + self.config.request_timeout);
         self.stats.load_requests += 1;
         self.schedule_resync(now);
     }
 
     fn schedule_resync(&mut self, now: Instant) {
-        self.next_resync = Some(now + self.jitter.spread(self.config.resync_interval));
+        let interval = self.jitter.spread(self.config.resync_interval);
+        self.timers.set(Timer::Resync, now + interval);
     }
 
     fn push_write_events(&mut self, ended: Vec<(Hash, WriteOutcome)>, step: &mut Step) {
