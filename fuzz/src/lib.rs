@@ -151,6 +151,9 @@ impl World {
 pub struct StoreModel {
     pub heads: BTreeMap<Hash, StoredHead>,
     pub published: Vec<(String, Vec<u8>)>,
+    /// The model's clock: starts at the first flush, and jumps to the engine's
+    /// next deadline whenever nothing else is left to do.
+    pub clock: Option<std::time::Instant>,
 }
 
 impl StoreModel {
@@ -160,9 +163,13 @@ impl StoreModel {
         let mut queue = commands;
         for _ in 0..10_000 {
             if queue.is_empty() {
-                engine.flush(&mut queue);
+                let now = *self.clock.get_or_insert_with(std::time::Instant::now);
+                engine.flush(now, &mut queue);
                 if queue.is_empty() {
-                    return;
+                    match engine.next_timeout() {
+                        Some(deadline) => self.clock = Some(deadline.max(now)),
+                        None => return,
+                    }
                 }
             }
             let mut next = Vec::new();

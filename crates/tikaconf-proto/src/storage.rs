@@ -17,6 +17,7 @@ pub mod presence;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -172,6 +173,9 @@ pub struct StorageStats {
     /// `hello`s heard from storage nodes of another store (a misconfiguration:
     /// see [`presence`]).
     pub foreign_stores: u64,
+    /// Snapshot broadcasts put off because the root had one within the
+    /// broadcast interval (see [`StorageEngine::with_broadcast_interval`]).
+    pub broadcasts_deferred: u64,
 }
 
 /// A message for a root whose head is being read from the store.
@@ -193,6 +197,18 @@ const ABSENT_CAPACITY: usize = 4096;
 
 /// How many roots one [`StorageCommand::CheckHeads`] names.
 const CHECK_BATCH: usize = 512;
+
+/// Requesters waiting for a snapshot on a root's channel.
+#[derive(Debug, Default)]
+struct Broadcast {
+    audience: Audience,
+    /// Put off by the broadcast interval: on a shared store, what the cache
+    /// holds may have aged meanwhile, so the store is read again before it goes.
+    waited: bool,
+}
+
+/// The default of [`StorageEngine::with_broadcast_interval`].
+pub const DEFAULT_BROADCAST_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 enum RootState {
@@ -289,6 +305,13 @@ pub struct StorageEngine {
     answerer: bool,
     /// Answers owed per root (see `answers`).
     answers_due: BTreeMap<Hash, Owed>,
+    /// Answers that are due and need the root's channel, sent by `flush`
+    /// subject to `broadcast_interval`.
+    broadcasts: BTreeMap<Hash, Broadcast>,
+    /// When each root's snapshot last went to its channel (entries older than
+    /// the interval are pruned, so this holds only the roots of one interval).
+    last_broadcast: HashMap<Hash, Instant>,
+    broadcast_interval: Duration,
     /// Whether the bus was connected before: a later connect is a reconnect.
     connected_before: bool,
     /// Roots moved to `Checking` whose check is not sent yet.
@@ -320,6 +343,9 @@ impl StorageEngine {
             store_id: None,
             answerer: true,
             answers_due: BTreeMap::new(),
+            broadcasts: BTreeMap::new(),
+            last_broadcast: HashMap::new(),
+            broadcast_interval: DEFAULT_BROADCAST_INTERVAL,
             connected_before: false,
             checks_to_send: Vec::new(),
             replaying: false,
@@ -356,6 +382,21 @@ impl StorageEngine {
 
     /// The identity of the store this node serves: announced on every connect,
     /// so that a node of another store on the same bus stops (see [`presence`]).
+    /// The shortest time between two snapshots of one root sent on its channel
+    /// (default [`DEFAULT_BROADCAST_INTERVAL`]).
+    ///
+    /// Why: a snapshot on the root's channel is decoded by every follower of the
+    /// root, so a request without a reply channel, a few bytes anyone with a
+    /// follower's rights may send, would otherwise cost the whole fleet a
+    /// document's parsing each. Within the interval, requesters with a reply
+    /// channel are answered there and the others wait for the next broadcast,
+    /// which serves them all: the fleet's cost per root is bounded by one
+    /// document per interval, whatever the request rate.
+    pub fn with_broadcast_interval(mut self, interval: Duration) -> Self {
+        self.broadcast_interval = interval;
+        self
+    }
+
     pub fn with_store_id(mut self, id: Option<StoreId>) -> Self {
         self.store_id = id;
         self
@@ -425,6 +466,19 @@ impl StorageEngine {
             return out;
         }
         self.absent.clear();
+        // Broadcasts still waiting for their interval were due from a cache not
+        // checked since the reconnect: they wait for the check, like a request
+        // that came in now.
+        let now_asked = AskedAt {
+            accepted: self.accepted,
+            read: self.reads,
+        };
+        for (root, waiting) in std::mem::take(&mut self.broadcasts) {
+            self.answers_due
+                .entry(root)
+                .or_default()
+                .push(now_asked, waiting.audience);
+        }
         let in_flight: Vec<Hash> = self
             .in_flight
             .as_ref()
@@ -684,9 +738,16 @@ impl StorageEngine {
                 out.push(StorageCommand::Register(head));
             }
             Queued::Request(LoadRequest::ByHash(_), reply_to, _) => {
-                // Signed for the channel it answers on (see `signed_bytes`).
-                let audience = Audience::of(reply_to);
-                let to = self.audience_channel(root, &audience);
+                // Signed for the channel it answers on (see `signed_bytes`). A
+                // few bytes, and only requesters listen on an unknown root's
+                // channel: not subject to the broadcast interval.
+                let to = match &reply_to {
+                    Some(token) => {
+                        self.stats.private_answers += 1;
+                        self.channels.replies(token)
+                    }
+                    None => self.channels.updates(&root),
+                };
                 let unknown = crate::message::encode_unknown(root);
                 let payload = sign_with(
                     self.signer.as_ref(),
@@ -695,7 +756,10 @@ impl StorageEngine {
                     unknown,
                     Some(&to),
                 );
-                self.answer(root, audience, payload, out);
+                out.push(StorageCommand::Bus(Command::Publish {
+                    channel: to,
+                    payload,
+                }));
             }
             Queued::Patch(_) => self.stats.unknown_root += 1,
             // Another storage node registered it after our read: read it again.
@@ -964,9 +1028,18 @@ impl StorageEngine {
         stored
     }
 
-    /// Called by the driver when it has no further input ready: starts the next
-    /// batch if none is in flight, and sends the answers that are due.
-    pub fn flush(&mut self, out: &mut Vec<StorageCommand>) {
+    /// Called by the driver when it has no further input ready, and at
+    /// [`Self::next_timeout`]: starts the next batch if none is in flight, and
+    /// sends the answers that are due.
+    pub fn flush(&mut self, now: Instant, out: &mut Vec<StorageCommand>) {
+        self.begin_batch(out);
+        self.flush_answers(out);
+        self.send_broadcasts(now, out);
+    }
+
+    /// Sends what was accepted since the last batch to the store as one batch,
+    /// unless a batch is in flight (group commit).
+    fn begin_batch(&mut self, out: &mut Vec<StorageCommand>) {
         if self.in_flight.is_none() && !self.open.is_empty() {
             let id = self.next_batch;
             self.next_batch += 1;
@@ -984,7 +1057,6 @@ impl StorageEngine {
             });
             out.push(StorageCommand::Persist { batch: id, commits });
         }
-        self.flush_answers(out);
     }
 
     /// The store finished batch `batch`.
@@ -1005,7 +1077,8 @@ impl StorageEngine {
                 for root in &flight.roots {
                     self.reload(*root, out);
                 }
-                self.flush(out);
+                self.begin_batch(out);
+                self.flush_answers(out);
                 return;
             }
         };
@@ -1037,7 +1110,8 @@ impl StorageEngine {
                 self.reload(root, out);
             }
         }
-        self.flush(out);
+        self.begin_batch(out);
+        self.flush_answers(out);
     }
 
     fn publish_stored(
@@ -1074,31 +1148,16 @@ impl StorageEngine {
             .push(asked, Audience::of(reply_to));
     }
 
-    /// The channel where `audience` listens for answers about `root`.
-    fn audience_channel(&self, root: Hash, audience: &Audience) -> String {
-        match audience {
-            Audience::One(token) => self.channels.replies(token),
-            Audience::All => self.channels.updates(&root),
-        }
-    }
-
-    /// Publishes an answer about `root` where its audience listens.
-    fn answer(&mut self, root: Hash, to: Audience, payload: Bytes, out: &mut Vec<StorageCommand>) {
-        let channel = self.audience_channel(root, &to);
-        if let Audience::One(_) = to {
-            self.stats.private_answers += 1;
-        }
-        out.push(StorageCommand::Bus(Command::Publish { channel, payload }));
-    }
-
-    /// Sends every answer that is due (see `answers`). On a shared store, a root
-    /// whose answers wait only for a read of the store after their request gets a
-    /// head check.
+    /// Sends every answer that is due (see `answers`): those for a single
+    /// requester with a reply channel at once, the others to
+    /// [`Self::send_broadcasts`]. On a shared store, a root whose answers wait
+    /// only for a read of the store after their request gets a head check.
     fn flush_answers(&mut self, out: &mut Vec<StorageCommand>) {
         let shared = self.shared_store;
         let in_flight: &[Hash] = self.in_flight.as_ref().map_or(&[], |f| &f.roots);
-        let mut answers = Vec::new();
+        let mut private = Vec::new();
         let mut check = Vec::new();
+        let broadcasts = &mut self.broadcasts;
         self.answers_due
             .retain(|root, owed| match self.roots.get(root) {
                 Some(RootState::Ready(ready)) => {
@@ -1107,7 +1166,16 @@ impl StorageEngine {
                         verified_by: if shared { ready.verified_by } else { u64::MAX },
                     };
                     if let Some(audience) = owed.take_due(progress) {
-                        answers.push((*root, audience, ready.durable.snapshot.clone()));
+                        match audience.single() {
+                            Some(token) => {
+                                private.push((token.clone(), ready.durable.snapshot.clone()))
+                            }
+                            None => {
+                                let waiting = broadcasts.entry(*root).or_default();
+                                waiting.audience =
+                                    std::mem::take(&mut waiting.audience).join(audience);
+                            }
+                        }
                     }
                     // Settled, but not read since the oldest request came in: read.
                     // (With commits open or in flight, their outcome will tell.)
@@ -1121,9 +1189,8 @@ impl StorageEngine {
                 Some(RootState::Loading { .. }) | Some(RootState::Checking { .. }) => true,
                 None => false,
             });
-        for (root, audience, snapshot) in answers {
-            self.stats.snapshots_sent += 1;
-            self.answer(root, audience, snapshot, out);
+        for (token, snapshot) in private {
+            self.send_private(&token, snapshot, out);
         }
         if !check.is_empty() {
             for root in check {
@@ -1131,6 +1198,93 @@ impl StorageEngine {
             }
             self.push_checks(out);
         }
+    }
+
+    /// Sends the due answers that need a root's channel: one snapshot per root
+    /// when its last went out at least the broadcast interval ago; otherwise
+    /// the requesters with a reply channel get theirs there now, and the rest
+    /// wait until [`Self::next_timeout`].
+    fn send_broadcasts(&mut self, now: Instant, out: &mut Vec<StorageCommand>) {
+        let interval = self.broadcast_interval;
+        if self.last_broadcast.len() > 1024 {
+            self.last_broadcast
+                .retain(|_, sent| now.saturating_duration_since(*sent) < interval);
+        }
+        let waiting = std::mem::take(&mut self.broadcasts);
+        let mut recheck = false;
+        for (root, Broadcast { audience, waited }) in waiting {
+            let Some(RootState::Ready(ready)) = self.roots.get(&root) else {
+                // Being read or checked: handle_connected put its requesters
+                // back among the owed answers, or the root is gone.
+                continue;
+            };
+            let snapshot = ready.durable.snapshot.clone();
+            let allowed = self
+                .last_broadcast
+                .get(&root)
+                .is_none_or(|sent| now.saturating_duration_since(*sent) >= interval);
+            if allowed && waited && self.shared_store {
+                // Read the store again (a head check), then send at once.
+                let asked = AskedAt {
+                    accepted: self.accepted,
+                    read: self.reads,
+                };
+                self.answers_due
+                    .entry(root)
+                    .or_default()
+                    .push(asked, audience);
+                recheck = true;
+                continue;
+            }
+            if allowed {
+                self.last_broadcast.insert(root, now);
+                self.stats.snapshots_sent += 1;
+                out.push(StorageCommand::Bus(Command::Publish {
+                    channel: self.channels.updates(&root),
+                    payload: snapshot,
+                }));
+                continue;
+            }
+            self.stats.broadcasts_deferred += 1;
+            for token in &audience.replies {
+                self.send_private(token, snapshot.clone(), out);
+            }
+            if audience.everyone {
+                let audience = Audience {
+                    replies: Vec::new(),
+                    everyone: true,
+                };
+                self.broadcasts.insert(
+                    root,
+                    Broadcast {
+                        audience,
+                        waited: true,
+                    },
+                );
+            }
+        }
+        if recheck {
+            self.flush_answers(out);
+        }
+    }
+
+    fn send_private(&mut self, token: &ReplyToken, snapshot: Bytes, out: &mut Vec<StorageCommand>) {
+        self.stats.snapshots_sent += 1;
+        self.stats.private_answers += 1;
+        out.push(StorageCommand::Bus(Command::Publish {
+            channel: self.channels.replies(token),
+            payload: snapshot,
+        }));
+    }
+
+    /// When [`Self::flush`] must be called again although no input came: the
+    /// end of the broadcast interval of a root whose requesters wait for it.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.broadcasts
+            .keys()
+            .filter_map(|root| self.last_broadcast.get(root))
+            .map(|sent| *sent + self.broadcast_interval)
+            .min()
     }
 }
 
@@ -1151,6 +1305,22 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A clock for flushes a second apart, so that no test but the broadcast
+    /// interval's own meets the interval.
+    fn later() -> Instant {
+        use std::cell::Cell;
+        thread_local! {
+            static CLOCK: Cell<Option<Instant>> = const { Cell::new(None) };
+        }
+        CLOCK.with(|clock| {
+            let next = clock
+                .get()
+                .map_or_else(Instant::now, |t| t + Duration::from_secs(1));
+            clock.set(Some(next));
+            next
+        })
     }
 
     /// An engine over a store only it writes, holding `root` at height 0.
@@ -1176,6 +1346,7 @@ mod tests {
         let head = head.clone();
         out.clear();
         e.handle_loaded(root.hash(), Ok(Some(head)), &mut out);
+        e.flush(later(), &mut out);
         // The registration is announced to peers (a `stored` notice at height 0),
         // and the registering request is answered with the height-0 snapshot.
         let sent = publishes(&out);
@@ -1233,7 +1404,7 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         let [StorageCommand::Persist { batch, commits }] = &out[..] else {
             panic!("expected one batch, got {out:?}");
         };
@@ -1246,6 +1417,7 @@ mod tests {
             Ok(vec![PersistOutcome::Applied, PersistOutcome::Applied]),
             &mut out,
         );
+        e.flush(later(), &mut out);
         let sent = publishes(&out);
         let stored = |p: &Patch| {
             Stored {
@@ -1306,7 +1478,7 @@ mod tests {
                 e.handle_message(b"update_requests", &bytes, &mut out)
                     .unwrap();
             }
-            e.flush(&mut out);
+            e.flush(later(), &mut out);
             let sent = publishes(&out);
             assert_eq!(sent.len(), 1, "{requests:?}: {sent:?}");
             assert_eq!(sent[0].0, expected, "{requests:?}");
@@ -1434,6 +1606,107 @@ mod tests {
         e.handle_message(chan.as_bytes(), &p.encoded, out).unwrap();
     }
 
+    /// Issue 11: a request without a reply channel is a few bytes that would
+    /// make every follower of the root decode the document. However many come,
+    /// the root's channel carries at most one snapshot per interval; requesters
+    /// with a reply channel are answered there meanwhile, the others by the
+    /// next broadcast.
+    #[test]
+    fn a_roots_channel_carries_at_most_one_snapshot_per_interval() {
+        let (mut e, root) = with_root();
+        let channels = Channels::new(None);
+        let on_root = channels.updates(&root.hash());
+        let interval = DEFAULT_BROADCAST_INTERVAL;
+        let sent_before = e.stats().snapshots_sent;
+        let t0 = later();
+        let mut out = Vec::new();
+        request(&mut e, root.hash(), &mut out);
+        e.flush(t0, &mut out);
+        assert_eq!(publishes(&out).len(), 1);
+        assert_eq!(publishes(&out)[0].0, on_root, "the first goes out at once");
+        // A flood within the interval, two requesters with reply channels among it.
+        out.clear();
+        let (a, b) = (ReplyToken::new("a").unwrap(), ReplyToken::new("b").unwrap());
+        for _ in 0..1000 {
+            request(&mut e, root.hash(), &mut out);
+        }
+        for token in [&a, &b] {
+            let ask = LoadRequest::ByHash(root.hash()).encode_addressed(Some(token));
+            e.handle_message(b"update_requests", &ask, &mut out)
+                .unwrap();
+        }
+        e.flush(t0 + interval / 10, &mut out);
+        let sent: Vec<String> = publishes(&out).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(sent, vec![channels.replies(&a), channels.replies(&b)]);
+        assert_eq!(e.stats().broadcasts_deferred, 1);
+        assert_eq!(e.next_timeout(), Some(t0 + interval));
+        // Nothing before the interval ends, however often the driver flushes.
+        out.clear();
+        e.flush(t0 + interval / 2, &mut out);
+        assert_eq!(out, vec![]);
+        // Then one snapshot serves the thousand.
+        e.flush(t0 + interval, &mut out);
+        assert_eq!(
+            publishes(&out),
+            vec![(on_root, Snapshot::of_root(&root).encoded)]
+        );
+        assert_eq!(e.next_timeout(), None);
+        assert_eq!(e.stats().snapshots_sent - sent_before, 4);
+    }
+
+    /// On a shared store, a broadcast that waited for its interval reads the
+    /// store's head again before it goes: a peer may have committed meanwhile.
+    #[test]
+    fn on_a_shared_store_a_deferred_broadcast_checks_the_head_first() {
+        let (mut e, root) = with_root_on(true);
+        let t0 = later();
+        let mut out = Vec::new();
+        e.flush(t0, &mut out); // the registration's answer went out at t0 - 1 s
+        // Two answers due within one interval: the second waits.
+        let mut answers = Vec::new();
+        for at in [t0, t0 + Duration::from_millis(1)] {
+            out.clear();
+            request(&mut e, root.hash(), &mut out);
+            e.flush(at, &mut out);
+            let [StorageCommand::CheckHeads(roots)] = &out[..] else {
+                panic!("expected a head check, got {out:?}");
+            };
+            let roots = roots.clone();
+            out.clear();
+            let head0 = HeadRef {
+                head: root.hash(),
+                height: 0,
+            };
+            e.handle_heads(roots, Ok(vec![Some(head0)]), &mut out);
+            e.flush(at, &mut out);
+            answers.push(answered(&out));
+        }
+        assert_eq!(answers[0], vec![(0, root.hash())]);
+        assert_eq!(answers[1], vec![], "the second waits for the interval");
+        let deadline = e.next_timeout().expect("a broadcast waits");
+        // Meanwhile a peer stored p1 (this node missed its notice).
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        let truth = stored_after(&root, &[&p1]);
+        out.clear();
+        e.flush(deadline, &mut out);
+        assert_eq!(out, vec![StorageCommand::CheckHeads(vec![root.hash()])]);
+        out.clear();
+        e.handle_heads(
+            vec![root.hash()],
+            Ok(vec![Some(HeadRef::from(&truth))]),
+            &mut out,
+        );
+        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
+        out.clear();
+        e.handle_loaded(root.hash(), Ok(Some(truth)), &mut out);
+        e.flush(deadline, &mut out);
+        assert_eq!(
+            answered(&out),
+            vec![(1, p1.hash)],
+            "the store's head, not the cache's"
+        );
+    }
+
     fn request(e: &mut StorageEngine, root: Hash, out: &mut Vec<StorageCommand>) {
         e.handle_message(b"update_requests", root.to_hex().as_bytes(), out)
             .unwrap();
@@ -1463,7 +1736,7 @@ mod tests {
         let _ = e.handle_connected(); // the first connect: nothing cached to check
         let p1 = patch_on(&root, root.hash(), 0, "a");
         on_channel(&mut e, &p1, &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         out.clear();
         e.handle_persisted(0, Ok(vec![PersistOutcome::Applied]), &mut out);
 
@@ -1482,7 +1755,7 @@ mod tests {
         // A request before the check's answer waits for it.
         out.clear();
         request(&mut e, root.hash(), &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         assert_eq!(answered(&out), vec![], "no answer from the unchecked cache");
         e.handle_heads(
             vec![root.hash()],
@@ -1492,7 +1765,7 @@ mod tests {
         assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
         out.clear();
         e.handle_loaded(root.hash(), Ok(Some(truth.clone())), &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         assert_eq!(answered(&out), vec![(3, p3.hash)]);
         assert_eq!(e.stats().reloads, 1);
 
@@ -1500,7 +1773,7 @@ mod tests {
         out.clear();
         let p4 = patch_on(&root, p3.hash, 3, "d");
         on_channel(&mut e, &p4, &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         let [StorageCommand::Persist { commits, .. }] = &out[..] else {
             panic!("expected p4's commit, got {out:?}");
         };
@@ -1534,10 +1807,11 @@ mod tests {
         // A request is answered after a read of the store issued after it: a
         // head check, not a read of the document.
         request(&mut e, root.hash(), &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         assert_eq!(out, vec![StorageCommand::CheckHeads(vec![root.hash()])]);
         out.clear();
         e.handle_heads(vec![root.hash()], Ok(vec![Some(head0)]), &mut out);
+        e.flush(later(), &mut out);
         assert_eq!(answered(&out), vec![(0, root.hash())]);
         assert_eq!(e.stats().reloads, 0);
         // The stale read's result does not count: the root is read again.
@@ -1575,7 +1849,7 @@ mod tests {
         assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
         out.clear();
         e.handle_loaded(root.hash(), Ok(Some(truth)), &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         let [StorageCommand::Persist { commits, .. }] = &out[..] else {
             panic!("expected p2's commit, got {out:?}");
         };
@@ -1592,7 +1866,7 @@ mod tests {
         };
         out.clear();
         e.handle_heads(vec![root.hash()], Ok(vec![Some(head0)]), &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         assert_eq!(out, vec![], "no read, nothing stored");
         assert_eq!(e.stats().stale, 1);
         assert_eq!(e.stats().heads_checked, 1);
@@ -1649,7 +1923,7 @@ mod tests {
             snapshot: Snapshot::of_root(&root).encoded,
         };
         peer.handle_loaded(root.hash(), Ok(Some(registered)), &mut out);
-        peer.flush(&mut out);
+        peer.flush(later(), &mut out);
         assert!(
             matches!(&out[..], [StorageCommand::Persist { commits, .. }] if commits[0].new.head == p1.hash),
             "{out:?}"
@@ -1670,13 +1944,14 @@ mod tests {
             p
         };
         let p1 = next(&mut e, &mut out, "a");
-        e.flush(&mut out); // batch 0: p1
+        e.flush(later(), &mut out); // batch 0: p1
         request(&mut e, root.hash(), &mut out);
         let _p2 = next(&mut e, &mut out, "b"); // accepted after the request
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         assert_eq!(answered(&out), vec![]);
         out.clear();
         e.handle_persisted(0, Ok(vec![PersistOutcome::Applied]), &mut out);
+        e.flush(later(), &mut out);
         // p2 is now in flight (batch 1) and unsettled, but the request came before
         // it: the answer goes out now, at p1.
         assert_eq!(answered(&out), vec![(1, p1.hash)]);
@@ -1690,7 +1965,7 @@ mod tests {
         let (mut e, root) = with_root_on(true);
         let mut out = Vec::new();
         request(&mut e, root.hash(), &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         assert_eq!(out, vec![StorageCommand::CheckHeads(vec![root.hash()])]);
         // Meanwhile a peer stored p1, which this node missed (its notice is lost).
         let p1 = patch_on(&root, root.hash(), 0, "a");
@@ -1704,19 +1979,21 @@ mod tests {
         assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
         out.clear();
         e.handle_loaded(root.hash(), Ok(Some(truth)), &mut out);
+        e.flush(later(), &mut out);
         assert_eq!(answered(&out), vec![(1, p1.hash)]);
         // Under writes, the commits themselves are the reads: no extra check.
         out.clear();
         let p2 = patch_on(&root, p1.hash, 1, "b");
         request(&mut e, root.hash(), &mut out);
         on_channel(&mut e, &p2, &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         let [StorageCommand::Persist { batch, .. }] = &out[..] else {
             panic!("expected p2's commit, got {out:?}");
         };
         let batch = *batch;
         out.clear();
         e.handle_persisted(batch, Ok(vec![PersistOutcome::Applied]), &mut out);
+        e.flush(later(), &mut out);
         assert_eq!(answered(&out), vec![(2, p2.hash)]);
         assert!(
             !out.iter()
@@ -1791,13 +2068,13 @@ mod tests {
         e.handle_answerer(false);
         let mut out = Vec::new();
         request(&mut e, root.hash(), &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         assert_eq!(out, vec![], "no read, no answer");
         assert_eq!(e.stats().requests_left_to_peers, 1);
         // It still applies and persists patches.
         let p1 = patch_on(&root, root.hash(), 0, "a");
         on_channel(&mut e, &p1, &mut out);
-        e.flush(&mut out);
+        e.flush(later(), &mut out);
         assert!(
             matches!(&out[..], [StorageCommand::Persist { .. }]),
             "{out:?}"
@@ -1850,6 +2127,7 @@ mod tests {
                 snapshot: stored,
             };
             e.handle_loaded(root.hash(), Ok(Some(head)), &mut out);
+            e.flush(later(), &mut out);
             assert_eq!(
                 publishes(&out),
                 vec![(format!("ns:updates:{}", root.hash()), current.clone())]

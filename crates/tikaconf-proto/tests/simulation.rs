@@ -312,6 +312,9 @@ impl Sim {
             StorageCommand::Bus(_) => unreachable!("bus commands are not queued here"),
             StorageCommand::Stop(reason) => panic!("storage engine {k} stopped: {reason:?}"),
         }
+        // As the driver does: flush after the store's results, so that what
+        // they made due goes out before anything else happens.
+        self.storage[k].flush(self.now, &mut out);
         self.storage_commands(k, out);
     }
 
@@ -439,7 +442,7 @@ impl Sim {
                 };
                 let _ = self.storage[k].handle_message(ch.as_bytes(), &payload, &mut out);
             }
-            self.storage[k].flush(&mut out);
+            self.storage[k].flush(self.now, &mut out);
             self.storage_commands(k, out);
             if self.rng.chance(50) {
                 self.run_store_op(k);

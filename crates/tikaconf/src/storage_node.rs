@@ -48,6 +48,10 @@ pub struct StorageOptions {
     /// [`StorageEngine::handle_answerer`]); renewed every third of it. `None`:
     /// [`DEFAULT_ANSWERER_LEASE`].
     pub answerer_lease: Option<Duration>,
+    /// The shortest time between two snapshots of one root on its channel (see
+    /// [`StorageEngine::with_broadcast_interval`]). `None`:
+    /// [`tikaconf_proto::storage::DEFAULT_BROADCAST_INTERVAL`].
+    pub broadcast_interval: Option<Duration>,
 }
 
 /// How long a storage node of a shared store holds the answerer lease unless it
@@ -133,7 +137,12 @@ pub async fn run<S: Store>(
         .with_shared_store(store.is_shared())
         .with_store_id(store_id)
         .with_trust(options.trust)
-        .with_signer(options.signing_key);
+        .with_signer(options.signing_key)
+        .with_broadcast_interval(
+            options
+                .broadcast_interval
+                .unwrap_or(tikaconf_proto::storage::DEFAULT_BROADCAST_INTERVAL),
+        );
     let mut lease = store
         .is_shared()
         .then(|| Lease::new(options.answerer_lease.unwrap_or(DEFAULT_ANSWERER_LEASE)));
@@ -184,6 +193,8 @@ pub async fn run<S: Store>(
                 on_result(&mut engine, &mut lease, result, &mut out).map_err(|e| stop(&status, e))?;
             }
             () = executor.next(), if executor.busy() => {}
+            // A snapshot broadcast that waited for its root's interval.
+            () = sleep_until(engine.next_timeout()) => {}
             event = events.next() => {
                 let Some(event) = event else { return Ok(()) };
                 if starts_afresh(&event) {
@@ -207,7 +218,7 @@ pub async fn run<S: Store>(
         while let Some(Some(result)) = store_calls.next().now_or_never() {
             on_result(&mut engine, &mut lease, result, &mut out).map_err(|e| stop(&status, e))?;
         }
-        engine.flush(&mut out);
+        engine.flush(Instant::now().into_std(), &mut out);
         for command in out.drain(..) {
             if let StorageCommand::Stop(StopReason::ForeignStore { ours, theirs }) = command {
                 let failed = NodeFailed::ForeignStore {
@@ -222,6 +233,14 @@ pub async fn run<S: Store>(
             s.stats = engine.stats().clone();
             s.answerer = engine.is_answerer();
         });
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

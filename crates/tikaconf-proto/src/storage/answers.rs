@@ -20,26 +20,63 @@ use crate::channel::ReplyToken;
 
 /// Who an answer for one root is owed to, and so where it goes.
 ///
-/// A request that names a reply channel is answered there when it is the only
-/// one due for its root at the flush; as soon as a second requester (or one
-/// without a reply channel) waits for the same root, the answer goes to the
-/// root's channel, where every requester listens: one message still serves all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Audience {
-    One(ReplyToken),
-    All,
+/// Requests that name a reply channel are answered there; a request without one
+/// (or more requesters than [`MAX_REPLIES`]) needs the root's channel, where
+/// every follower of the root listens. Several requesters due at one flush
+/// share one message on the root's channel when one may be sent (see
+/// `StorageEngine::flush`: at most one per root per broadcast interval);
+/// otherwise the requesters with a reply channel get theirs there and the rest
+/// wait for the next broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct Audience {
+    /// Distinct reply channels, at most [`MAX_REPLIES`].
+    pub(super) replies: Vec<ReplyToken>,
+    /// Someone can only be answered on the root's channel.
+    pub(super) everyone: bool,
 }
+
+/// The most reply channels one root's answer is sent to separately. Beyond it
+/// the answer is a broadcast anyway (a thousand followers reconnecting at once
+/// cost one message on the root's channel, not a thousand), and the record of
+/// who waits stays bounded.
+pub(super) const MAX_REPLIES: usize = 16;
 
 impl Audience {
     pub(super) fn of(reply_to: Option<ReplyToken>) -> Audience {
-        reply_to.map_or(Audience::All, Audience::One)
+        match reply_to {
+            Some(token) => Audience {
+                replies: vec![token],
+                everyone: false,
+            },
+            None => Audience {
+                replies: Vec::new(),
+                everyone: true,
+            },
+        }
     }
 
     /// The audience once another audience, answered by the same message, joins.
-    pub(super) fn join(self, other: Audience) -> Audience {
-        match (self, other) {
-            (Audience::One(mine), Audience::One(theirs)) if mine == theirs => Audience::One(mine),
-            _ => Audience::All,
+    pub(super) fn join(mut self, other: Audience) -> Audience {
+        self.everyone |= other.everyone;
+        for token in other.replies {
+            if self.replies.contains(&token) {
+                continue;
+            }
+            if self.replies.len() >= MAX_REPLIES {
+                self.everyone = true;
+            } else {
+                self.replies.push(token);
+            }
+        }
+        self
+    }
+
+    /// The one reply channel this audience listens on, if it is a single
+    /// requester's (then no broadcast is needed).
+    pub(super) fn single(&self) -> Option<&ReplyToken> {
+        match self.replies.as_slice() {
+            [token] if !self.everyone => Some(token),
+            _ => None,
         }
     }
 }
@@ -80,7 +117,7 @@ impl Owed {
     pub(super) fn push(&mut self, asked: AskedAt, audience: Audience) {
         match self.dues.last_mut() {
             Some((last, due)) if *last == asked => {
-                let joined = std::mem::replace(due, Audience::All).join(audience);
+                let joined = std::mem::take(due).join(audience);
                 *due = joined;
             }
             _ => self.dues.push((asked, audience)),
@@ -127,8 +164,8 @@ mod tests {
 
     #[test]
     fn an_answer_is_due_once_the_patches_before_its_request_are_settled() {
-        let a = || Audience::One(ReplyToken::new("a").unwrap());
-        let b = || Audience::One(ReplyToken::new("b").unwrap());
+        let a = || Audience::of(Some(ReplyToken::new("a").unwrap()));
+        let b = || Audience::of(Some(ReplyToken::new("b").unwrap()));
         let mut owed = Owed::default();
         owed.push(at(3, 0), a()); // asked after patch 3 was accepted
         owed.push(at(3, 0), a()); // the same client again: still one audience
@@ -143,21 +180,35 @@ mod tests {
 
         owed.push(at(1, 0), a());
         owed.push(at(2, 0), b());
-        let all = owed.take_due(progress(None, u64::MAX));
-        assert_eq!(all, Some(Audience::All), "two clients share one answer");
+        let both = owed.take_due(progress(None, u64::MAX)).unwrap();
+        assert_eq!(both, a().join(b()), "two clients share one answer");
+        assert_eq!(both.single(), None, "and it needs the root's channel");
+    }
+
+    #[test]
+    fn an_audience_names_at_most_max_replies_channels() {
+        let token = |i: usize| Audience::of(Some(ReplyToken::new(&format!("t{i}")).unwrap()));
+        let many = (1..MAX_REPLIES + 5).fold(token(0), |joined, i| joined.join(token(i)));
+        assert_eq!(many.replies.len(), MAX_REPLIES);
+        assert!(
+            many.everyone,
+            "the others can only be told on the root's channel"
+        );
+        let again = token(0).join(token(0));
+        assert_eq!(again.single(), Some(&ReplyToken::new("t0").unwrap()));
     }
 
     #[test]
     fn on_a_shared_store_an_answer_waits_for_a_read_issued_after_its_request() {
         let mut owed = Owed::default();
-        owed.push(at(0, 5), Audience::All); // asked when read 5 was the latest issued
+        owed.push(at(0, 5), Audience::of(None)); // asked when read 5 was the latest issued
         assert_eq!(
             owed.take_due(progress(None, 5)),
             None,
             "read 5 may predate it"
         );
         assert_eq!(owed.oldest(), Some(at(0, 5)));
-        assert_eq!(owed.take_due(progress(None, 6)), Some(Audience::All));
+        assert_eq!(owed.take_due(progress(None, 6)), Some(Audience::of(None)));
         assert_eq!(owed.oldest(), None);
     }
 }
