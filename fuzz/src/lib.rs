@@ -104,11 +104,16 @@ impl World {
             limits,
             FollowerConfig::default(),
         );
-        f.handle_connected(now);
+        f.handle_connected(now, &mut Step::default());
         let on_root = ch.updates(&self.root.hash());
         let snap = tikaconf_proto::Snapshot::of_root(&self.root);
-        f.handle_message(now, on_root.as_bytes(), &snap.encoded);
-        f.handle_message(now, on_root.as_bytes(), &self.patch1.encoded);
+        f.handle_message(now, on_root.as_bytes(), &snap.encoded, &mut Step::default());
+        f.handle_message(
+            now,
+            on_root.as_bytes(),
+            &self.patch1.encoded,
+            &mut Step::default(),
+        );
         let cur = f.current().expect("loaded");
         assert_eq!(
             cur.head, self.patch1.hash,
@@ -122,7 +127,8 @@ impl World {
         let ch = self.channels();
         let mut e = StorageEngine::new(ch.clone(), limits);
         let mut store = StoreModel::default();
-        let mut out = e.handle_connected();
+        let mut out = Vec::new();
+        e.handle_connected(&mut out);
         let _ = e.handle_message(
             ch.update_requests().as_bytes(),
             &self.root.to_canonical(),
@@ -336,7 +342,7 @@ pub fn check_message(data: &[u8]) {
     for (channel_byte, payload) in items {
         if channel_byte & 0x20 != 0 {
             now += Duration::from_millis(1500);
-            follower.handle_timeout(now);
+            follower.handle_timeout(now, &mut Step::default());
         }
         let (channel, payload) = channel_for(&world, &follower, channel_byte, payload);
         check_decoded(payload, &limits);
@@ -400,7 +406,8 @@ fn feed(
     let before = follower.current().cloned().expect("the follower is loaded");
     let ignored_before: u64 = follower.stats().ignored.values().sum();
     let applied_before = follower.stats().applied;
-    let step: Step = follower.handle_message(now, channel, payload);
+    let mut step = Step::default();
+    follower.handle_message(now, channel, payload, &mut step);
     let after = follower.current().cloned().expect("still loaded");
     let ignored_events = step
         .events
@@ -636,16 +643,22 @@ fn check_patch_in_context(doc: Value, ops: &Ops, result: Option<&Value>) {
     let head = Hash::of_canonical_bytes(b"patch target head");
     let now = Instant::now();
     let mut f = Follower::by_hash(root, ch.clone(), PATCH_LIMITS, FollowerConfig::default());
-    f.handle_connected(now);
+    f.handle_connected(now, &mut Step::default());
     let snapshot = tikaconf_proto::Snapshot::new(root, head, 1, doc.clone());
-    f.handle_message(now, ch.updates(&root).as_bytes(), &snapshot.encoded);
+    f.handle_message(
+        now,
+        ch.updates(&root).as_bytes(),
+        &snapshot.encoded,
+        &mut Step::default(),
+    );
     if f.current().is_none_or(|c| c.head != head) {
         return; // the document does not fit in a snapshot under these limits
     }
     let Ok(patch) = Patch::build(root, head, 1, ops.to_value(), None) else {
         return;
     };
-    let step = f.handle_message(now, ch.updates(&head).as_bytes(), &patch.encoded);
+    let mut step = Step::default();
+    f.handle_message(now, ch.updates(&head).as_bytes(), &patch.encoded, &mut step);
     let current = f.current().expect("still loaded");
     let reason = step.events.iter().find_map(|e| match e {
         FollowerEvent::Ignored { reason } => Some(reason.label()),

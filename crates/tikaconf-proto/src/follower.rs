@@ -143,7 +143,8 @@ pub enum FollowerEvent {
     Ignored { reason: Rejection },
 }
 
-/// The result of one input: commands for the driver, events for the application.
+/// A follower's output buffer: commands for the driver, events for the
+/// application, appended by each input in order (see [`Follower`]).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Step {
     pub commands: Vec<Command>,
@@ -191,6 +192,18 @@ pub enum SubmitError {
 }
 
 /// A follower of one root. See the module documentation.
+///
+/// Methods, of four kinds (the same as [`crate::StorageEngine`]'s):
+/// - inputs: `handle_connected`, `handle_disconnected`, `handle_missed`,
+///   `handle_message`, `handle_timeout`, `set_reply_token`, and the
+///   application's `submit` and `close`;
+/// - `next_timeout`, when `handle_timeout` is due;
+/// - settings (`with_*`) and state (`current`, `stats`, `channels`, ...).
+///
+/// Every input appends what the driver must do, and what the application must
+/// hear, to the caller's `out` buffer ([`Step`]), in order, and returns
+/// nothing else (`submit` also returns the patch it built): one output style
+/// for both state machines, so that a driver feeds and drains them alike.
 #[derive(Debug)]
 pub struct Follower {
     root: Hash,
@@ -347,15 +360,13 @@ impl Follower {
     /// `request_timeout`, not a load that never ends. A driver that learns the
     /// channel is gone sets `None`: an outstanding private request is then sent
     /// again at once, on the root's channel, and the returned step says so.
-    pub fn set_reply_token(&mut self, now: Instant, token: Option<ReplyToken>) -> Step {
-        let mut step = Step::default();
+    pub fn set_reply_token(&mut self, now: Instant, token: Option<ReplyToken>, out: &mut Step) {
         let lost = token.is_none() && self.replies.is_some();
         self.replies = token;
         if lost && self.request_private && self.timers.is_set(Timer::Request) {
             self.timers.stop(Timer::Request);
-            self.send_request(now, Reply::Public, &mut step);
+            self.send_request(now, Reply::Public, out);
         }
-        step
     }
 
     pub fn root(&self) -> Hash {
@@ -387,15 +398,13 @@ impl Follower {
     /// The bus is (again) connected. Pub/Sub kept nothing of what was sent while
     /// disconnected, so the follower subscribes afresh and asks storage for the
     /// current head.
-    pub fn handle_connected(&mut self, now: Instant) -> Step {
+    pub fn handle_connected(&mut self, now: Instant, out: &mut Step) {
         self.connected = true;
-        let mut step = Step::default();
         for channel in self.channels() {
-            step.commands.push(Command::Subscribe(channel));
+            out.commands.push(Command::Subscribe(channel));
         }
         self.timers.stop(Timer::Request);
-        self.send_request(now, Reply::Private, &mut step);
-        step
+        self.send_request(now, Reply::Private, out);
     }
 
     /// The bus lost its connection: whatever is published now is lost to us.
@@ -412,28 +421,20 @@ impl Follower {
     /// the whole of it (the cheapest input that recovers every kind of message:
     /// a lost patch shows as a snapshot above our height, a lost notice as a
     /// confirmation, a lost answer by the new answer).
-    pub fn handle_missed(&mut self, now: Instant) -> Step {
-        let mut step = Step::default();
+    pub fn handle_missed(&mut self, now: Instant, out: &mut Step) {
         if !self.connected {
             // The reconnect re-syncs anyway.
-            return step;
+            return;
         }
         self.stats.resyncs += 1;
         self.timers.stop(Timer::Request);
-        self.send_request(now, Reply::Private, &mut step);
-        step
+        self.send_request(now, Reply::Private, out);
     }
 
     /// The follower is being dropped: the channels to leave.
-    pub fn close(&self) -> Step {
-        Step {
-            commands: self
-                .channels()
-                .into_iter()
-                .map(Command::Unsubscribe)
-                .collect(),
-            events: Vec::new(),
-        }
+    pub fn close(&self, out: &mut Step) {
+        out.commands
+            .extend(self.channels().into_iter().map(Command::Unsubscribe));
     }
 
     /// When [`Follower::handle_timeout`] should next be called.
@@ -444,60 +445,58 @@ impl Follower {
             .min()
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) -> Step {
-        let mut step = Step::default();
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Step) {
+        let step = out;
         let mut ended = Vec::new();
         self.writer.expire(now, &mut ended);
-        self.push_write_events(ended, &mut step);
+        self.push_write_events(ended, step);
         if !self.connected {
-            return step;
+            return;
         }
         if self.timers.is_expired(Timer::Request, now) {
             // Unanswered: storage may be down or restarting, or unable to answer
             // on our reply channel. Ask again, on the root's channel.
             self.timers.stop(Timer::Request);
-            self.send_request(now, Reply::Public, &mut step);
+            self.send_request(now, Reply::Public, step);
         }
         if self.timers.is_expired(Timer::Confirm, now) {
             self.timers.stop(Timer::Confirm);
             self.stats.resyncs += 1;
-            self.send_request(now, Reply::Private, &mut step);
+            self.send_request(now, Reply::Private, step);
         }
         if self.timers.is_expired(Timer::ForkGrace, now) {
             // Make sure an answer to a request sent after the grace period comes.
             self.timers.stop(Timer::ForkGrace);
             self.timers.stop(Timer::Request);
-            self.send_request(now, Reply::Private, &mut step);
+            self.send_request(now, Reply::Private, step);
         }
         if self.timers.is_expired(Timer::Resync, now) {
             self.stats.resyncs += 1;
             self.timers.stop(Timer::Request);
-            self.send_request(now, Reply::Private, &mut step);
+            self.send_request(now, Reply::Private, step);
         }
-        step
     }
 
     /// A message arrived on `channel`.
-    pub fn handle_message(&mut self, now: Instant, channel: &[u8], payload: &[u8]) -> Step {
-        let mut step = Step::default();
-        if let Err(reason) = self.on_message(now, channel, payload, &mut step) {
+    pub fn handle_message(&mut self, now: Instant, channel: &[u8], payload: &[u8], out: &mut Step) {
+        if let Err(reason) = self.on_message(now, channel, payload, out) {
             *self.stats.ignored.entry(reason.label()).or_default() += 1;
-            step.events.push(FollowerEvent::Ignored { reason });
+            out.events.push(FollowerEvent::Ignored { reason });
         }
-        step
     }
 
     /// Builds a patch of `ops` on the current head (which must be `parent`, when
     /// given: ops computed from one document must not land on another), checks
-    /// that it applies, and returns it with the command that publishes it. Its
-    /// outcome arrives later as [`FollowerEvent::WriteEnded`].
+    /// that it applies, and returns it; the command that publishes it goes to
+    /// `out`. Its outcome arrives later as [`FollowerEvent::WriteEnded`].
     pub fn submit(
         &mut self,
         now: Instant,
         parent: Option<Hash>,
         ops: Value,
         meta: Option<Map<String, Value>>,
-    ) -> Result<(Arc<Patch>, Step), SubmitError> {
+        out: &mut Step,
+    ) -> Result<Arc<Patch>, SubmitError> {
         if !self.connected {
             return Err(SubmitError::Disconnected);
         }
@@ -544,14 +543,11 @@ impl Follower {
             patch: patch.clone(),
             applied,
         });
-        let step = Step {
-            commands: vec![Command::Publish {
-                channel: self.channels.updates(&patch.parent),
-                payload,
-            }],
-            events: Vec::new(),
-        };
-        Ok((patch, step))
+        out.commands.push(Command::Publish {
+            channel: self.channels.updates(&patch.parent),
+            payload,
+        });
+        Ok(patch)
     }
 
     fn on_message(
@@ -969,16 +965,22 @@ mod tests {
     /// A loaded follower at the root (height 0).
     fn loaded() -> (Follower, RootConfig, Instant) {
         let (mut f, root, now) = setup();
-        f.handle_connected(now);
+        f.handle_connected(now, &mut Step::default());
         let snap = Snapshot::of_root(&root);
-        f.handle_message(now, ch(&root.hash()).as_bytes(), &snap.encoded);
+        f.handle_message(
+            now,
+            ch(&root.hash()).as_bytes(),
+            &snap.encoded,
+            &mut Step::default(),
+        );
         (f, root, now)
     }
 
     #[test]
     fn connect_subscribes_to_the_root_then_asks_storage() {
         let (mut f, root, now) = setup();
-        let step = f.handle_connected(now);
+        let mut step = Step::default();
+        f.handle_connected(now, &mut step);
         assert_eq!(
             step.commands,
             vec![
@@ -995,7 +997,8 @@ mod tests {
     fn missed_messages_make_a_load_request_without_subscribing_again() {
         let (mut f, root, now) = loaded();
         let resyncs = f.stats().resyncs;
-        let step = f.handle_missed(now);
+        let mut step = Step::default();
+        f.handle_missed(now, &mut step);
         assert_eq!(
             step.commands,
             vec![Command::Publish {
@@ -1007,7 +1010,9 @@ mod tests {
 
         // Disconnected, there is nothing to ask yet: the reconnect asks.
         f.handle_disconnected();
-        assert!(f.handle_missed(now).commands.is_empty());
+        let mut step = Step::default();
+        f.handle_missed(now, &mut step);
+        assert!(step.commands.is_empty());
     }
 
     /// The load requests in `step`, as published.
@@ -1028,26 +1033,28 @@ mod tests {
         let (mut f, root, now) = setup();
         let token = ReplyToken::new("tok").unwrap();
         let reply_channel = Channels::new(None).replies(&token);
-        assert!(
-            f.set_reply_token(now, Some(token.clone()))
-                .commands
-                .is_empty()
-        );
-        let step = f.handle_connected(now);
+        let mut step = Step::default();
+        f.set_reply_token(now, Some(token.clone()), &mut step);
+        assert!(step.commands.is_empty());
+        let mut step = Step::default();
+        f.handle_connected(now, &mut step);
         let addressed = LoadRequest::Register(root.clone()).encode_addressed(Some(&token));
         assert_eq!(requests(&step), vec![addressed.clone()]);
 
         // Unanswered: the retry goes on the root channel.
         let later = now + FollowerConfig::default().request_timeout;
-        let step = f.handle_timeout(later);
+        let mut step = Step::default();
+        f.handle_timeout(later, &mut step);
         assert_eq!(requests(&step), vec![Bytes::from(root.to_canonical())]);
 
         // Answers on our reply channel count; anything else there does not.
         let other = RootConfig::twitch("#other").unwrap();
-        let wrong_root = f.handle_message(
+        let mut wrong_root = Step::default();
+        f.handle_message(
             later,
             reply_channel.as_bytes(),
             &Snapshot::of_root(&other).encoded,
+            &mut wrong_root,
         );
         assert!(matches!(
             wrong_root.events[..],
@@ -1056,7 +1063,8 @@ mod tests {
             }]
         ));
         let p = patch_on(&root, root.hash(), 0, "a");
-        let patch = f.handle_message(later, reply_channel.as_bytes(), &p.encoded);
+        let mut patch = Step::default();
+        f.handle_message(later, reply_channel.as_bytes(), &p.encoded, &mut patch);
         assert!(matches!(
             patch.events[..],
             [FollowerEvent::Ignored {
@@ -1065,7 +1073,8 @@ mod tests {
         ));
         let snap = Snapshot::of_root(&root);
         let foreign = Channels::new(None).replies(&ReplyToken::new("theirs").unwrap());
-        let theirs = f.handle_message(later, foreign.as_bytes(), &snap.encoded);
+        let mut theirs = Step::default();
+        f.handle_message(later, foreign.as_bytes(), &snap.encoded, &mut theirs);
         assert!(matches!(
             theirs.events[..],
             [FollowerEvent::Ignored {
@@ -1073,7 +1082,8 @@ mod tests {
             }]
         ));
         assert!(f.current().is_none());
-        let ours = f.handle_message(later, reply_channel.as_bytes(), &snap.encoded);
+        let mut ours = Step::default();
+        f.handle_message(later, reply_channel.as_bytes(), &snap.encoded, &mut ours);
         assert!(matches!(
             ours.events[..],
             [FollowerEvent::Changed {
@@ -1085,23 +1095,29 @@ mod tests {
         // The next re-sync is private again; losing the reply channel while it
         // waits sends it again at once, publicly.
         let resync = f.next_timeout().unwrap();
-        let step = f.handle_timeout(resync);
+        let mut step = Step::default();
+        f.handle_timeout(resync, &mut step);
         assert_eq!(requests(&step), vec![addressed]);
-        let step = f.set_reply_token(resync, None);
+        let mut step = Step::default();
+        f.set_reply_token(resync, None, &mut step);
         assert_eq!(requests(&step), vec![Bytes::from(root.to_canonical())]);
         // Nothing outstanding is private any more: losing it again sends nothing.
-        assert!(f.set_reply_token(resync, None).commands.is_empty());
+        let mut step = Step::default();
+        f.set_reply_token(resync, None, &mut step);
+        assert!(step.commands.is_empty());
     }
 
     #[test]
     fn a_patch_on_the_head_moves_the_subscription() {
         let (mut f, root, now) = loaded();
         let p1 = patch_on(&root, root.hash(), 0, "a");
-        let step = f.handle_message(now, ch(&root.hash()).as_bytes(), &p1.encoded);
+        let mut step = Step::default();
+        f.handle_message(now, ch(&root.hash()).as_bytes(), &p1.encoded, &mut step);
         // The root channel is kept for life: only the new head's is added.
         assert_eq!(step.commands, vec![Command::Subscribe(ch(&p1.hash))]);
         let p2 = patch_on(&root, p1.hash, 1, "b");
-        let step = f.handle_message(now, ch(&p1.hash).as_bytes(), &p2.encoded);
+        let mut step = Step::default();
+        f.handle_message(now, ch(&p1.hash).as_bytes(), &p2.encoded, &mut step);
         assert_eq!(
             step.commands,
             vec![
@@ -1118,7 +1134,8 @@ mod tests {
 
     /// The payload a follower published for `ops`, via `submit`.
     fn submitted(f: &mut Follower, now: Instant, ops: Value) -> (Arc<Patch>, Bytes) {
-        let (patch, step) = f.submit(now, None, ops, None).unwrap();
+        let mut step = Step::default();
+        let patch = f.submit(now, None, ops, None, &mut step).unwrap();
         let [Command::Publish { payload, .. }] = step.commands.as_slice() else {
             panic!("submit should publish once: {:?}", step.commands);
         };
@@ -1133,8 +1150,10 @@ mod tests {
         let (patch, payload) = submitted(&mut writer, now, ops);
         assert!(writer.echo.is_some());
         let on_root = ch(&root.hash());
-        let mine = writer.handle_message(now, on_root.as_bytes(), &payload);
-        let theirs = other.handle_message(now, on_root.as_bytes(), &payload);
+        let mut mine = Step::default();
+        writer.handle_message(now, on_root.as_bytes(), &payload, &mut mine);
+        let mut theirs = Step::default();
+        other.handle_message(now, on_root.as_bytes(), &payload, &mut theirs);
         assert!(writer.echo.is_none(), "the echo was used");
         assert_eq!(mine.commands, theirs.commands);
         assert_eq!(mine.events.len(), theirs.events.len());
@@ -1154,7 +1173,12 @@ mod tests {
         let mut tampered = payload.to_vec();
         let at = tampered.len() - 3;
         tampered[at] ^= 1;
-        f.handle_message(now, ch(&root.hash()).as_bytes(), &tampered);
+        f.handle_message(
+            now,
+            ch(&root.hash()).as_bytes(),
+            &tampered,
+            &mut Step::default(),
+        );
         assert!(f.echo.is_some());
         assert_eq!(f.current().unwrap().height, 0);
         // The right bytes on another channel: not ours to apply.
@@ -1162,13 +1186,24 @@ mod tests {
             now,
             ch(&Hash::of_canonical_bytes(b"x")).as_bytes(),
             &payload,
+            &mut Step::default(),
         );
         assert!(f.echo.is_some());
         // Someone else's patch wins the root: our echo is stale and forgotten.
         let theirs = patch_on(&root, root.hash(), 0, "theirs");
-        f.handle_message(now, ch(&root.hash()).as_bytes(), &theirs.encoded);
+        f.handle_message(
+            now,
+            ch(&root.hash()).as_bytes(),
+            &theirs.encoded,
+            &mut Step::default(),
+        );
         assert!(f.echo.is_none());
-        f.handle_message(now, ch(&root.hash()).as_bytes(), &payload);
+        f.handle_message(
+            now,
+            ch(&root.hash()).as_bytes(),
+            &payload,
+            &mut Step::default(),
+        );
         assert_eq!(f.current().unwrap().head, theirs.hash);
         assert_eq!(f.stats().stale, 1);
     }
@@ -1184,7 +1219,12 @@ mod tests {
         let ops = json!([{"op": "add", "path": "/a", "value": 1}]);
         let (_, payload) = submitted(&mut f, now, ops);
         assert!(f.echo.is_none());
-        f.handle_message(now, ch(&root.hash()).as_bytes(), &payload);
+        f.handle_message(
+            now,
+            ch(&root.hash()).as_bytes(),
+            &payload,
+            &mut Step::default(),
+        );
         assert_eq!(
             f.current().unwrap().height,
             0,
@@ -1197,8 +1237,14 @@ mod tests {
         let (mut f, root, now) = loaded();
         let first = patch_on(&root, root.hash(), 0, "first");
         let second = patch_on(&root, root.hash(), 0, "second");
-        f.handle_message(now, ch(&root.hash()).as_bytes(), &first.encoded);
-        let step = f.handle_message(now, ch(&root.hash()).as_bytes(), &second.encoded);
+        f.handle_message(
+            now,
+            ch(&root.hash()).as_bytes(),
+            &first.encoded,
+            &mut Step::default(),
+        );
+        let mut step = Step::default();
+        f.handle_message(now, ch(&root.hash()).as_bytes(), &second.encoded, &mut step);
         assert!(step.commands.is_empty() && step.events.is_empty());
         assert_eq!(f.current().unwrap().head, first.hash);
         assert_eq!(f.stats().stale, 1);
@@ -1211,7 +1257,7 @@ mod tests {
         let wrong_height = {
             let ops = json!([{"op": "add", "path": "/x", "value": 1}]);
             let p1 = patch_on(&root, root.hash(), 0, "a");
-            f.handle_message(now, on_root.as_bytes(), &p1.encoded);
+            f.handle_message(now, on_root.as_bytes(), &p1.encoded, &mut Step::default());
             // A patch on p1 claiming height 5.
             Patch::build(root.hash(), p1.hash, 4, ops, None).unwrap()
         };
@@ -1222,7 +1268,7 @@ mod tests {
             (ch(&head), wrong_height.encoded.to_vec()),
             (ch(&head), patch_on(&root, head, 1, "a").encoded.to_vec()), // "a" exists: add replaces, fine
         ] {
-            f.handle_message(now, channel.as_bytes(), &bytes);
+            f.handle_message(now, channel.as_bytes(), &bytes, &mut Step::default());
         }
         assert_eq!(f.stats().ignored.get("malformed"), Some(&2));
         assert_eq!(f.stats().ignored.get("wrong_height"), Some(&1));
@@ -1232,13 +1278,19 @@ mod tests {
     fn a_stored_notice_above_us_triggers_a_resync() {
         let (mut f, root, now) = loaded();
         let later = now + Duration::from_secs(3); // past the initial request's timeout
-        f.handle_timeout(later);
+        f.handle_timeout(later, &mut Step::default());
         let stored = Stored {
             root: root.hash(),
             head: Hash::of_canonical_bytes(b"elsewhere"),
             height: 7,
         };
-        let step = f.handle_message(later, ch(&root.hash()).as_bytes(), &stored.encode());
+        let mut step = Step::default();
+        f.handle_message(
+            later,
+            ch(&root.hash()).as_bytes(),
+            &stored.encode(),
+            &mut step,
+        );
         assert!(
             step.commands.iter().any(
                 |c| matches!(c, Command::Publish { channel, .. } if channel == "update_requests")
@@ -1253,17 +1305,28 @@ mod tests {
         let on_root = ch(&root.hash());
         let p1 = patch_on(&root, root.hash(), 0, "a");
         let p2 = patch_on(&root, p1.hash, 1, "b");
-        f.handle_message(now, on_root.as_bytes(), &p1.encoded);
-        f.handle_message(now, ch(&p1.hash).as_bytes(), &p2.encoded);
+        f.handle_message(now, on_root.as_bytes(), &p1.encoded, &mut Step::default());
+        f.handle_message(
+            now,
+            ch(&p1.hash).as_bytes(),
+            &p2.encoded,
+            &mut Step::default(),
+        );
 
         // Rule 6: storage at our ancestor p1 (height 1) while we are at 2, our head
         // unconfirmed: suspicious, not adopted yet.
         let behind = Snapshot::new(root.hash(), p1.hash, 1, json!({"stale": true}));
-        f.handle_message(now, on_root.as_bytes(), &behind.encoded);
+        f.handle_message(
+            now,
+            on_root.as_bytes(),
+            &behind.encoded,
+            &mut Step::default(),
+        );
         assert_eq!(f.current().unwrap().head, p2.hash);
         // After the grace period, the same answer is adopted: p2 was never stored.
         let later = now + Duration::from_secs(2);
-        let step = f.handle_message(later, on_root.as_bytes(), &behind.encoded);
+        let mut step = Step::default();
+        f.handle_message(later, on_root.as_bytes(), &behind.encoded, &mut step);
         assert_eq!(f.current().unwrap().head, p1.hash);
         assert!(step.events.iter().any(|e| matches!(
             e,
@@ -1276,12 +1339,22 @@ mod tests {
 
         // Rule 4: another head at our height is adopted at once.
         let other = Snapshot::new(root.hash(), Hash::of_canonical_bytes(b"o"), 1, json!({}));
-        f.handle_message(later, on_root.as_bytes(), &other.encoded);
+        f.handle_message(
+            later,
+            on_root.as_bytes(),
+            &other.encoded,
+            &mut Step::default(),
+        );
         assert_eq!(f.current().unwrap().head, other.head);
 
         // Rule 3: ahead of us is adopted.
         let ahead = Snapshot::new(root.hash(), Hash::of_canonical_bytes(b"z"), 9, json!({}));
-        f.handle_message(later, on_root.as_bytes(), &ahead.encoded);
+        f.handle_message(
+            later,
+            on_root.as_bytes(),
+            &ahead.encoded,
+            &mut Step::default(),
+        );
         assert_eq!(f.current().unwrap().height, 9);
     }
 
@@ -1290,17 +1363,32 @@ mod tests {
         let (mut f, root, now) = loaded();
         let on_root = ch(&root.hash());
         let p1 = patch_on(&root, root.hash(), 0, "a");
-        f.handle_message(now, on_root.as_bytes(), &p1.encoded);
+        f.handle_message(now, on_root.as_bytes(), &p1.encoded, &mut Step::default());
         let stored = Stored {
             root: root.hash(),
             head: p1.hash,
             height: 1,
         };
-        f.handle_message(now, on_root.as_bytes(), &stored.encode());
+        f.handle_message(
+            now,
+            on_root.as_bytes(),
+            &stored.encode(),
+            &mut Step::default(),
+        );
         let old = Snapshot::of_root(&root);
         let later = now + Duration::from_secs(5);
-        f.handle_message(later, on_root.as_bytes(), &old.encoded);
-        f.handle_message(later, on_root.as_bytes(), &old.encoded);
+        f.handle_message(
+            later,
+            on_root.as_bytes(),
+            &old.encoded,
+            &mut Step::default(),
+        );
+        f.handle_message(
+            later,
+            on_root.as_bytes(),
+            &old.encoded,
+            &mut Step::default(),
+        );
         assert_eq!(f.current().unwrap().head, p1.hash, "never moved backwards");
     }
 
@@ -1309,7 +1397,8 @@ mod tests {
         let (mut f, root, now) = loaded();
         let on_root = ch(&root.hash());
         let ops = json!([{"op": "add", "path": "/mine", "value": 1}]);
-        let (mine, step) = f.submit(now, None, ops.clone(), None).unwrap();
+        let mut step = Step::default();
+        let mine = f.submit(now, None, ops.clone(), None, &mut step).unwrap();
         assert_eq!(
             step.commands,
             vec![Command::Publish {
@@ -1320,7 +1409,8 @@ mod tests {
         // Someone else's patch wins the channel: not yet a conflict (storage may
         // have missed it).
         let theirs = patch_on(&root, root.hash(), 0, "theirs");
-        let step = f.handle_message(now, on_root.as_bytes(), &theirs.encoded);
+        let mut step = Step::default();
+        f.handle_message(now, on_root.as_bytes(), &theirs.encoded, &mut step);
         assert!(
             !step
                 .events
@@ -1333,7 +1423,8 @@ mod tests {
             head: theirs.hash,
             height: 1,
         };
-        let step = f.handle_message(now, on_root.as_bytes(), &stored.encode());
+        let mut step = Step::default();
+        f.handle_message(now, on_root.as_bytes(), &stored.encode(), &mut step);
         assert!(step.events.contains(&FollowerEvent::WriteEnded {
             hash: mine.hash,
             outcome: WriteOutcome::Conflict {
@@ -1341,20 +1432,26 @@ mod tests {
             },
         }));
 
-        let (second, _) = f.submit(now, None, ops, None).unwrap();
+        let second = f
+            .submit(now, None, ops, None, &mut Step::default())
+            .unwrap();
         let stored = Stored {
             root: root.hash(),
             head: second.hash,
             height: 2,
         };
-        let step = f.handle_message(now, on_root.as_bytes(), &stored.encode());
+        let mut step = Step::default();
+        f.handle_message(now, on_root.as_bytes(), &stored.encode(), &mut step);
         assert!(step.events.contains(&FollowerEvent::WriteEnded {
             hash: second.hash,
             outcome: WriteOutcome::Committed,
         }));
 
-        let (third, _) = f.submit(now, None, json!([]), None).unwrap();
-        let step = f.handle_timeout(now + Duration::from_secs(6));
+        let third = f
+            .submit(now, None, json!([]), None, &mut Step::default())
+            .unwrap();
+        let mut step = Step::default();
+        f.handle_timeout(now + Duration::from_secs(6), &mut step);
         assert!(step.events.contains(&FollowerEvent::WriteEnded {
             hash: third.hash,
             outcome: WriteOutcome::TimedOut,
@@ -1368,10 +1465,12 @@ mod tests {
     #[test]
     fn unknown_is_retried_by_configuration_and_final_by_hash() {
         let (mut f, root, now) = setup();
-        let first = f.handle_connected(now);
+        let mut first = Step::default();
+        f.handle_connected(now, &mut first);
         assert_eq!(requests(&first), vec![Bytes::from(root.to_canonical())]);
         let unknown = crate::message::encode_unknown(root.hash());
-        let step = f.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        let mut step = Step::default();
+        f.handle_message(now, ch(&root.hash()).as_bytes(), &unknown, &mut step);
         assert_eq!(step, Step::default());
         assert_eq!(f.stats().unknown_ignored, 1);
         let retry = now + FollowerConfig::default().request_timeout;
@@ -1380,10 +1479,16 @@ mod tests {
             Some(retry),
             "the request is still awaited"
         );
-        let step = f.handle_timeout(retry);
+        let mut step = Step::default();
+        f.handle_timeout(retry, &mut step);
         assert_eq!(requests(&step), vec![Bytes::from(root.to_canonical())]);
         let snap = Snapshot::of_root(&root);
-        f.handle_message(retry, ch(&root.hash()).as_bytes(), &snap.encoded);
+        f.handle_message(
+            retry,
+            ch(&root.hash()).as_bytes(),
+            &snap.encoded,
+            &mut Step::default(),
+        );
         assert_eq!(f.current().unwrap().height, 0);
 
         let mut by_hash = Follower::by_hash(
@@ -1392,8 +1497,9 @@ mod tests {
             Limits::default(),
             FollowerConfig::default(),
         );
-        by_hash.handle_connected(now);
-        let step = by_hash.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        by_hash.handle_connected(now, &mut Step::default());
+        let mut step = Step::default();
+        by_hash.handle_message(now, ch(&root.hash()).as_bytes(), &unknown, &mut step);
         assert_eq!(step.events, vec![FollowerEvent::UnknownRoot]);
 
         // Asked privately, only an answer on our reply channel counts.
@@ -1406,13 +1512,15 @@ mod tests {
             FollowerConfig::default(),
         )
         .with_reply_token(Some(token));
-        private.handle_connected(now);
-        let step = private.handle_message(now, ch(&root.hash()).as_bytes(), &unknown);
+        private.handle_connected(now, &mut Step::default());
+        let mut step = Step::default();
+        private.handle_message(now, ch(&root.hash()).as_bytes(), &unknown, &mut step);
         assert_eq!(
             (step, private.stats().unknown_ignored),
             (Step::default(), 1)
         );
-        let step = private.handle_message(now, replies.as_bytes(), &unknown);
+        let mut step = Step::default();
+        private.handle_message(now, replies.as_bytes(), &unknown, &mut step);
         assert_eq!(step.events, vec![FollowerEvent::UnknownRoot]);
     }
 }

@@ -278,9 +278,17 @@ struct InFlight {
 /// meantime are answered together, one snapshot per root, once the patches that
 /// preceded them are durable.
 ///
-/// Inputs: `handle_connected`, `handle_disconnected`, `handle_message`, and the
-/// store's answers `handle_loaded`, `handle_heads`, `handle_persisted`; then
-/// `flush`. Each pushes the commands the driver must carry out onto `out`.
+/// Methods, of four kinds (the same as [`crate::Follower`]'s):
+/// - inputs: `handle_connected`, `handle_disconnected`, `handle_message`, the
+///   store's answers `handle_loaded`, `handle_heads`, `handle_persisted`, and
+///   `flush` (the driver has no further input ready, or `next_timeout` passed);
+/// - `next_timeout`, when `flush` is due at the latest;
+/// - settings (`with_*`, `handle_answerer`) and state (`stats`, ...).
+///
+/// Every input appends what the driver must do to the caller's `out` buffer,
+/// in order, and returns nothing: a driver may feed several inputs into one
+/// buffer before it carries the commands out (which is what lets a storage
+/// node read every ready message before one flush).
 #[derive(Debug)]
 pub struct StorageEngine {
     channels: Channels,
@@ -449,12 +457,12 @@ impl StorageEngine {
     /// answer (heads only, in batches of [`CHECK_BATCH`]), reads still in flight
     /// are repeated, and roots read as unknown are forgotten. Roots with commits of
     /// their own not yet sent need no check: the compare-and-set is one.
-    pub fn handle_connected(&mut self) -> Vec<StorageCommand> {
-        let mut out = vec![
+    pub fn handle_connected(&mut self, out: &mut Vec<StorageCommand>) {
+        out.extend([
             StorageCommand::Bus(Command::PSubscribe(self.channels.updates_pattern())),
             StorageCommand::Bus(Command::Subscribe(self.channels.update_requests())),
             StorageCommand::Bus(Command::Subscribe(self.channels.storage_nodes())),
-        ];
+        ]);
         if let Some(id) = &self.store_id {
             out.push(StorageCommand::Bus(Command::Publish {
                 channel: self.channels.storage_nodes(),
@@ -463,7 +471,7 @@ impl StorageEngine {
         }
         let reconnect = std::mem::replace(&mut self.connected_before, true);
         if !reconnect || !self.shared_store {
-            return out;
+            return;
         }
         self.absent.clear();
         // Broadcasts still waiting for their interval were due from a cache not
@@ -503,8 +511,7 @@ impl StorageEngine {
         for root in check {
             self.begin_check(root, Vec::new());
         }
-        self.push_checks(&mut out);
-        out
+        self.push_checks(out);
     }
 
     /// Moves a settled `Ready` root to `Checking`; its check goes out with the
@@ -1733,7 +1740,7 @@ mod tests {
     fn after_a_reconnect_no_answer_comes_from_an_unchecked_cache() {
         let (mut e, root) = with_root_on(true);
         let mut out = Vec::new();
-        let _ = e.handle_connected(); // the first connect: nothing cached to check
+        e.handle_connected(&mut Vec::new()); // the first connect: nothing cached to check
         let p1 = patch_on(&root, root.hash(), 0, "a");
         on_channel(&mut e, &p1, &mut out);
         e.flush(later(), &mut out);
@@ -1746,7 +1753,9 @@ mod tests {
         let p3 = patch_on(&root, p2.hash, 2, "c");
         let truth = stored_after(&root, &[&p1, &p2, &p3]);
 
-        let commands = e.handle_connected();
+        let mut commands = Vec::new();
+
+        e.handle_connected(&mut commands);
         assert_eq!(
             commands[3..],
             [StorageCommand::CheckHeads(vec![root.hash()])],
@@ -1786,13 +1795,14 @@ mod tests {
     #[test]
     fn a_current_cache_is_kept_and_reads_from_before_a_reconnect_are_repeated() {
         let (mut e, root) = with_root_on(true);
-        let _ = e.handle_connected();
+        e.handle_connected(&mut Vec::new());
         let mut out = Vec::new();
         // Another root is being read when the connection drops.
         let other = RootConfig::twitch("#other").unwrap();
         request(&mut e, other.hash(), &mut out);
         assert_eq!(out, vec![StorageCommand::Load(other.hash())]);
-        let commands = e.handle_connected();
+        let mut commands = Vec::new();
+        e.handle_connected(&mut commands);
         assert_eq!(
             commands[3..],
             [StorageCommand::CheckHeads(vec![root.hash()])]
@@ -2011,7 +2021,8 @@ mod tests {
         let mut e = StorageEngine::new(channels.clone(), Limits::default())
             .with_store_id(Some(ours.clone()));
         let hello = Presence::Hello(ours.clone()).encode();
-        let connect = e.handle_connected();
+        let mut connect = Vec::new();
+        e.handle_connected(&mut connect);
         assert!(connect.contains(&StorageCommand::Bus(Command::Subscribe(
             channels.storage_nodes()
         ))));

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::json;
-use tikaconf_proto::follower::{FollowerConfig, FollowerEvent};
+use tikaconf_proto::follower::{FollowerConfig, FollowerEvent, Step};
 use tikaconf_proto::storage::{HeadRef, PersistOutcome, StorageCommand};
 use tikaconf_proto::{
     Channels, Command, Follower, Hash, Limits, RootConfig, StorageEngine, StoredHead, WriteOutcome,
@@ -132,12 +132,14 @@ impl Sim {
             answers: 0,
         };
         for k in 0..n_storage {
-            let cmds = sim.storage[k].handle_connected();
+            let mut cmds = Vec::new();
+            sim.storage[k].handle_connected(&mut cmds);
             sim.storage_commands(k, cmds);
             sim.run_pending(n_followers + k, usize::MAX);
         }
         for i in 0..n_followers {
-            let step = sim.followers[i].handle_connected(sim.now);
+            let mut step = Step::default();
+            sim.followers[i].handle_connected(sim.now, &mut step);
             sim.follower_step(i, step);
         }
         sim
@@ -329,7 +331,8 @@ impl Sim {
         // op that may touch (or fail on) anything already in the document.
         let mut ops = vec![json!({"op": "add", "path": format!("/{key}"), "value": self.seq})];
         ops.push(self.random_op(&doc));
-        if let Ok((patch, step)) = self.followers[i].submit(self.now, None, json!(ops), None) {
+        let mut step = Step::default();
+        if let Ok(patch) = self.followers[i].submit(self.now, None, json!(ops), None, &mut step) {
             self.keys.insert(patch.hash, key);
             self.follower_step(i, step);
         }
@@ -392,13 +395,15 @@ impl Sim {
         let n = self.followers.len();
         for i in 0..n {
             if self.reconnect_due(i) {
-                let step = self.followers[i].handle_connected(self.now);
+                let mut step = Step::default();
+                self.followers[i].handle_connected(self.now, &mut step);
                 self.follower_step(i, step);
             }
         }
         for k in 0..self.storage.len() {
             if self.reconnect_due(n + k) {
-                let cmds = self.storage[k].handle_connected();
+                let mut cmds = Vec::new();
+                self.storage[k].handle_connected(&mut cmds);
                 self.storage_commands(k, cmds);
             }
         }
@@ -419,14 +424,16 @@ impl Sim {
                 let Some((ch, payload)) = self.conns[i].inbox.pop_front() else {
                     break;
                 };
-                let step = self.followers[i].handle_message(self.now, ch.as_bytes(), &payload);
+                let mut step = Step::default();
+                self.followers[i].handle_message(self.now, ch.as_bytes(), &payload, &mut step);
                 self.follower_step(i, step);
             }
             if self.followers[i]
                 .next_timeout()
                 .is_some_and(|t| t <= self.now)
             {
-                let step = self.followers[i].handle_timeout(self.now);
+                let mut step = Step::default();
+                self.followers[i].handle_timeout(self.now, &mut step);
                 self.follower_step(i, step);
             }
         }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tikaconf_proto::follower::FollowerEvent;
+use tikaconf_proto::follower::{FollowerEvent, Step};
 use tikaconf_proto::{
     Channels, Command, Follower, FollowerConfig, Hash, Limits, Patch, RootConfig, Snapshot,
     StorageEngine, Stored, canonical,
@@ -146,16 +146,27 @@ impl Chain {
             Limits::default(),
             FollowerConfig::default(),
         );
-        f.handle_connected(now);
+        f.handle_connected(now, &mut Step::default());
         f.handle_message(
             now,
             on_root.as_bytes(),
             &Snapshot::of_root(&self.root).encoded,
+            &mut Step::default(),
         );
         let mut parent = self.root.hash();
         for (i, p) in self.patches.iter().enumerate() {
-            f.handle_message(now, ch.updates(&parent).as_bytes(), &p.encoded);
-            f.handle_message(now, on_root.as_bytes(), &self.stored(i));
+            f.handle_message(
+                now,
+                ch.updates(&parent).as_bytes(),
+                &p.encoded,
+                &mut Step::default(),
+            );
+            f.handle_message(
+                now,
+                on_root.as_bytes(),
+                &self.stored(i),
+                &mut Step::default(),
+            );
             parent = p.hash;
         }
         assert_eq!(f.current().map(|c| c.head), Some(parent));
@@ -168,7 +179,8 @@ impl Chain {
         let ch = Channels::new(None);
         let mut e = StorageEngine::new(ch.clone(), Limits::default());
         let mut store = StoreModel::default();
-        let mut out = e.handle_connected();
+        let mut out = Vec::new();
+        e.handle_connected(&mut out);
         e.handle_message(
             ch.update_requests().as_bytes(),
             &self.root.to_canonical(),
@@ -209,7 +221,8 @@ fn follower_case(
     let mut f = chain.follower(now);
     let before = follower_state(&f);
     let stats_before = f.stats().clone();
-    let step = f.handle_message(now, channel.as_bytes(), payload);
+    let mut step = Step::default();
+    f.handle_message(now, channel.as_bytes(), payload, &mut step);
     let ctx = format!("{name} on {channel} (follower)");
     let ignored: Vec<_> = step
         .events
@@ -273,7 +286,12 @@ fn follower_case(
     );
     // The next valid patch still applies.
     let head_channel = Channels::new(None).updates(&before.0);
-    f.handle_message(now, head_channel.as_bytes(), &chain.next.encoded);
+    f.handle_message(
+        now,
+        head_channel.as_bytes(),
+        &chain.next.encoded,
+        &mut Step::default(),
+    );
     assert_eq!(
         f.current().map(|c| c.head),
         Some(chain.next.hash),
@@ -440,7 +458,7 @@ fn all_rejects_in_a_row() {
         for kind in &rec.channels {
             let channel = live.channel(kind);
             if let (Some(expect), false) = (&rec.follower, kind == "update_requests") {
-                f.handle_message(now, channel.as_bytes(), &payload);
+                f.handle_message(now, channel.as_bytes(), &payload, &mut Step::default());
                 match expect.as_str() {
                     "stale" => f_stale += 1,
                     "resync" | "none" => {}
@@ -471,7 +489,12 @@ fn all_rejects_in_a_row() {
     assert_eq!(e.stats().applied, e0.applied);
 
     let head = Channels::new(None).updates(&before.0);
-    f.handle_message(now, head.as_bytes(), &chain.next.encoded);
+    f.handle_message(
+        now,
+        head.as_bytes(),
+        &chain.next.encoded,
+        &mut Step::default(),
+    );
     assert_eq!(f.current().unwrap().head, chain.next.hash);
     let mut out = Vec::new();
     e.handle_message(head.as_bytes(), &chain.next.encoded, &mut out)
@@ -635,7 +658,8 @@ fn refused_by_both(chain: &Chain, patch: &Patch, labels: &[&str]) {
     let head = Channels::new(None).updates(&chain.live().head);
     let mut f = chain.follower(now);
     let before = follower_state(&f);
-    let step = f.handle_message(now, head.as_bytes(), &patch.encoded);
+    let mut step = Step::default();
+    f.handle_message(now, head.as_bytes(), &patch.encoded, &mut step);
     let reason = step.events.iter().find_map(|e| match e {
         FollowerEvent::Ignored { reason } => Some(reason.label()),
         _ => None,
@@ -730,7 +754,12 @@ fn a_forged_snapshot_does_not_stick() {
     let genuine_doc = f.current().unwrap().doc.clone();
     let genuine = Snapshot::new(r, live.head, live.height, (*genuine_doc).clone());
     let forged = Snapshot::new(r, Live::random(), 1_000, json!({"owned": true}));
-    f.handle_message(now, on_root.as_bytes(), &forged.encoded);
+    f.handle_message(
+        now,
+        on_root.as_bytes(),
+        &forged.encoded,
+        &mut Step::default(),
+    );
     assert_eq!(
         f.current().unwrap().height,
         1_000,
@@ -741,16 +770,32 @@ fn a_forged_snapshot_does_not_stick() {
     // confirming it, for a minute of simulated time.
     for _ in 0..20 {
         now += Duration::from_secs(3);
-        let step = f.handle_timeout(now);
+        let mut step = Step::default();
+        f.handle_timeout(now, &mut step);
         let asked = step
             .commands
             .iter()
             .any(|c| matches!(c, Command::Publish { channel, .. } if channel == "update_requests"));
         if asked {
-            f.handle_message(now, on_root.as_bytes(), &genuine.encoded);
+            f.handle_message(
+                now,
+                on_root.as_bytes(),
+                &genuine.encoded,
+                &mut Step::default(),
+            );
         }
-        f.handle_message(now, on_root.as_bytes(), &chain.stored(1));
-        f.handle_message(now, on_root.as_bytes(), &genuine.encoded);
+        f.handle_message(
+            now,
+            on_root.as_bytes(),
+            &chain.stored(1),
+            &mut Step::default(),
+        );
+        f.handle_message(
+            now,
+            on_root.as_bytes(),
+            &genuine.encoded,
+            &mut Step::default(),
+        );
         if f.current().unwrap().head == live.head {
             break;
         }

@@ -194,9 +194,9 @@ impl Hub {
                 let token = self.replies.token();
                 for root in roots {
                     if !was_usable {
-                        self.drive(root, |f| f.set_reply_token(now, token.clone()));
+                        self.drive(root, |f, out| f.set_reply_token(now, token.clone(), out));
                     }
-                    self.drive(root, |f| f.handle_connected(now));
+                    self.drive(root, |f, out| f.handle_connected(now, out));
                 }
             }
             BusEvent::Disconnected => {
@@ -210,9 +210,9 @@ impl Hub {
                     Some(ChannelKind::Updates(on)) => on,
                     Some(ChannelKind::Replies) => {
                         match answer_root(&payload).filter(|r| self.slots.contains_key(r)) {
-                            Some(root) => {
-                                self.drive(root, |f| f.handle_message(now, &channel, &payload))
-                            }
+                            Some(root) => self.drive(root, |f, out| {
+                                f.handle_message(now, &channel, &payload, out)
+                            }),
                             // A root unfollowed since it asked, or bytes that name
                             // no root: nothing here can use them.
                             None => tracing::debug!("reply for no root followed here"),
@@ -227,7 +227,9 @@ impl Hub {
                 let Some(root) = self.route(on) else {
                     return; // a channel we already left
                 };
-                self.drive(root, |f| f.handle_message(now, &channel, &payload));
+                self.drive(root, |f, out| {
+                    f.handle_message(now, &channel, &payload, out)
+                });
             }
             BusEvent::Overflowed { channels, .. } => {
                 // The followers that may have missed a message re-sync. An
@@ -248,7 +250,7 @@ impl Hub {
                 roots.sort_unstable();
                 roots.dedup();
                 for root in roots {
-                    self.drive(root, |f| f.handle_missed(now));
+                    self.drive(root, |f, out| f.handle_missed(now, out));
                 }
             }
         }
@@ -316,7 +318,7 @@ impl Hub {
                     },
                 );
                 if self.connected {
-                    self.drive(root, |f| f.handle_connected(now));
+                    self.drive(root, |f, out| f.handle_connected(now, out));
                 }
             }
             Request::Unfollow { root } => {
@@ -325,7 +327,8 @@ impl Hub {
                 };
                 slot.handles = slot.handles.saturating_sub(1);
                 if slot.handles == 0 {
-                    let step = slot.shared.core().follower.close();
+                    let mut step = Step::default();
+                    slot.shared.core().follower.close(&mut step);
                     if let Some(head) = slot.head_channel {
                         self.heads.remove(&head);
                     }
@@ -381,7 +384,7 @@ impl Hub {
         let now = Instant::now().into_std();
         let roots: Vec<Hash> = self.slots.keys().copied().collect();
         for root in roots {
-            self.drive(root, |f| f.set_reply_token(now, None));
+            self.drive(root, |f, out| f.set_reply_token(now, None, out));
         }
     }
 
@@ -398,18 +401,19 @@ impl Hub {
             .map(|(root, _)| *root)
             .collect();
         for root in due {
-            self.drive(root, |f| f.handle_timeout(now));
+            self.drive(root, |f, out| f.handle_timeout(now, out));
         }
     }
 
     /// Feeds one input to the follower of `root` and carries out what it says.
-    fn drive(&mut self, root: Hash, input: impl FnOnce(&mut Follower) -> Step) {
+    fn drive(&mut self, root: Hash, input: impl FnOnce(&mut Follower, &mut Step)) {
         let Some(slot) = self.slots.get_mut(&root) else {
             return;
         };
         let shared = slot.shared.clone();
         let mut core = shared.core();
-        let step = input(&mut core.follower);
+        let mut step = Step::default();
+        input(&mut core.follower, &mut step);
         // Under the lock: see `Shared::submit_direct`.
         self.executor.send(step.commands);
         let new_head = core
@@ -459,7 +463,8 @@ impl Hub {
                 let _ = waiter.send(Err(LoadFailure::UnknownRoot));
             }
             slot.handles = 0;
-            let step = core.follower.close();
+            let mut step = Step::default();
+            core.follower.close(&mut step);
             drop(core);
             self.slots.remove(&root);
             self.executor.send(step.commands);

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde_json::{Map, Value};
-use tikaconf_proto::follower::{FollowerStats, SubmitError};
+use tikaconf_proto::follower::{FollowerStats, Step, SubmitError};
 use tikaconf_proto::{Command, Current, Follower, Hash, Patch, WriteOutcome};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -90,7 +90,8 @@ impl Core {
         ops: Value,
         meta: Option<Map<String, Value>>,
     ) -> Result<(Arc<Patch>, Outcome, Vec<Command>), SubmitError> {
-        let (patch, step) = self.follower.submit(now, parent, ops, meta)?;
+        let mut step = Step::default();
+        let patch = self.follower.submit(now, parent, ops, meta, &mut step)?;
         let (tx, rx) = oneshot::channel();
         self.writes.insert(patch.hash, tx);
         Ok((patch, rx, step.commands))

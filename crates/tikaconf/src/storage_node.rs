@@ -262,7 +262,8 @@ async fn connected(
         // The subscriptions are still in place; subscribing again is harmless.
         engine.handle_disconnected();
     }
-    let commands = engine.handle_connected();
+    let mut commands = Vec::new();
+    engine.handle_connected(&mut commands);
     subscribe_now(bus, commands, out).await;
     status.send_modify(|s| s.listening = true);
 }
