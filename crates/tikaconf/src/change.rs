@@ -25,8 +25,9 @@ pub struct Change {
     pub patch: Option<Arc<Patch>>,
     /// True when the follower went back to drop patches storage never stored.
     pub dropped: bool,
-    /// When this node made the change visible: the moment [`Config::document`]
-    /// started returning it. A reader of [`Config::changes`] is woken a little
+    /// When this node made the change visible: the moment
+    /// [`Config::document`](crate::Config::document) started returning it. A
+    /// reader of [`Config::changes`](crate::Config::changes) is woken a little
     /// later; the difference is its own scheduling delay, and `applied_at`
     /// lets an application (or a benchmark) tell the two apart.
     pub applied_at: Instant,
