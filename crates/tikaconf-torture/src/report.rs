@@ -527,7 +527,12 @@ impl SuiteReport {
 /// Issue 11's sequence as the partition-kill schedules carried it out: passes,
 /// probe loads and how long they took to be answered.
 fn write_partition_kills(w: &mut String, runs: &[RunResult]) {
-    let runs: Vec<&RunResult> = runs.iter().filter(|r| r.partition_kills > 0).collect();
+    let runs: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| {
+            r.partition_kills > 0 || r.violations.iter().any(|v| v.kind == "no-partition-kill")
+        })
+        .collect();
     if runs.is_empty() {
         return;
     }
@@ -598,7 +603,8 @@ fn write_flood(w: &mut String, runs: &[RunResult]) {
          for good: its configuration of at most 4 KiB as a value, a snapshot and store pages), \
          and on average at most {:.1} CPU s/s (it runs on one thread: 1.0 is the saturation a \
          per-message cost without bound reaches); the followers' process (the flood itself, the \
-         writers, every follower) at most {} MiB above and {:.1} CPU s/s of the 2 cores; \
+         writers, every follower) at most {} MiB above and {:.1} CPU s/s (of the machine's 2 \
+         cores); \
          redis-server is reported, not bounded. A run whose flood sent nothing of one kind, \
          whose patches were never refused for their cost, or in which a process was not \
          measured, fails.\n",
