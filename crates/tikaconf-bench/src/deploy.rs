@@ -9,104 +9,54 @@
 //! storage node behind.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tikaconf::proto::FollowerConfig;
-use tikaconf::store::RedbStore;
-use tikaconf::{Client, ClientOptions, StorageNode, StorageOptions};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::time::Instant;
+use tikaconf::{Client, ClientOptions};
+use tikaconf_test::storage_node::{ChildOptions, StorageChild, StoreKind};
 
-/// The channel of load requests (PROTOCOL.md), which a storage node subscribes.
-const LOAD_REQUESTS: &str = "update_requests";
-
-/// A storage node child process; killed (SIGKILL) on drop.
+/// A storage node child process (the hidden `storage-node` role, see
+/// [`tikaconf_test::storage_node`]); killed (SIGKILL) on drop.
 #[derive(Debug)]
-pub struct Storage {
-    child: Child,
-}
+pub struct Storage(StorageChild);
 
 impl Storage {
-    /// Starts a storage node on `redis_url` over a redb store in `dir`; returns
-    /// once Redis shows its subscription to load requests, with the time from
-    /// the spawn to that moment.
+    /// Starts a storage node on `redis_url` over a redb store at `dir` (a
+    /// directory, or the database file itself); returns once Redis shows its
+    /// subscription to load requests, with the time from the spawn to that
+    /// moment.
     ///
     /// The node's own "ready" (`StorageNode::ready`) is not waited for alone:
     /// it resolves when the bus connects, before the subscriptions are
     /// confirmed, and a load request published in between is lost (the
     /// follower asks again after its request timeout).
     pub async fn spawn(redis_url: &str, dir: &Path) -> anyhow::Result<(Storage, Duration)> {
-        let exe = std::env::current_exe().context("locating the benchmark binary")?;
-        let started = Instant::now();
-        let mut child = Command::new(exe)
-            .arg("storage-node")
-            .arg("--redis")
-            .arg(redis_url)
-            .arg("--data")
-            .arg(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawning the storage node")?;
-        let stdout = child.stdout.take().context("storage node stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        let options = ChildOptions {
+            subcommand: "storage-node",
+            redis: redis_url.to_owned(),
+            data: dir.to_path_buf(),
+            store: StoreKind::Redb,
+            log: None,
+            rust_log: None,
+            ready_wait: Duration::from_secs(60),
+            wait_subscribed: true,
+        };
+        let (child, took) = StorageChild::start(&options)
             .await
-            .context("storage node not ready within 60 s")??;
-        if line.as_deref() != Some("ready") {
-            bail!("storage node said {line:?} instead of ready");
-        }
-        let mut conn = redis::Client::open(redis_url)?
-            .get_multiplexed_async_connection()
-            .await?;
-        let deadline = started + Duration::from_secs(60);
-        loop {
-            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(LOAD_REQUESTS)
-                .query_async(&mut conn)
-                .await?;
-            if counts.first().is_some_and(|(_, n)| *n > 0) {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the storage node never subscribed to {LOAD_REQUESTS}");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let took = started.elapsed();
-        Ok((Storage { child }, took))
+            .context("starting the storage node")?;
+        Ok((Storage(child), took))
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        Some(self.0.pid())
     }
 
     /// Kills the node (as a crash would) and waits until it is gone.
-    pub async fn kill(mut self) {
-        let _ = self.child.kill().await;
+    pub async fn kill(self) {
+        self.0.kill().await;
     }
-}
-
-/// The hidden `storage-node` role: runs a storage node until stdin closes.
-pub async fn run_storage_node(redis: &str, data: &Path) -> anyhow::Result<()> {
-    let data = data.to_path_buf();
-    let store = tokio::task::spawn_blocking(move || RedbStore::open(&data)).await??;
-    let bus = tikaconf::bus::BusHandle::redis(redis).await?;
-    let node = StorageNode::spawn(bus, store, StorageOptions::default());
-    node.ready().await;
-    println!("ready");
-    // Until the parent goes away (stdin closes) or kills us.
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(_)) = stdin.next_line().await {}
-    node.shutdown().await;
-    Ok(())
 }
 
 static SEED: AtomicU64 = AtomicU64::new(1);

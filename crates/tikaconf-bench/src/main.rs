@@ -50,13 +50,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Role {
-    /// (internal) A storage node on a redb store, until stdin closes.
+    /// (internal) A storage node, until stdin closes (see
+    /// `tikaconf_test::storage_node`).
     #[command(hide = true)]
     StorageNode {
         #[arg(long)]
         redis: String,
         #[arg(long)]
         data: PathBuf,
+        #[arg(long, default_value = "redb")]
+        store: tikaconf_test::storage_node::StoreKind,
     },
     /// (internal) Follows every root in a file and reports time and memory.
     #[command(hide = true)]
@@ -94,8 +97,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.role {
-        Some(Role::StorageNode { redis, data }) => {
-            runtime.block_on(deploy::run_storage_node(&redis, &data))
+        Some(Role::StorageNode { redis, data, store }) => {
+            runtime.block_on(tikaconf_test::storage_node::serve(&redis, &data, store))
         }
         Some(Role::FollowMany { redis, roots }) => {
             runtime.block_on(workloads::scale::run_follow_many(&redis, &roots))

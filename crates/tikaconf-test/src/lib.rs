@@ -28,6 +28,8 @@ use tempfile::TempDir;
 
 pub mod proxy;
 pub mod rejects;
+#[cfg(feature = "storage-node")]
+pub mod storage_node;
 pub use proxy::{FaultProxy, ProxyStats};
 
 /// How long a server may take to answer `PING` after it is spawned.

@@ -27,7 +27,8 @@ use tikaconf::Hash;
 
 use crate::faults::FaultKind;
 use crate::history::{
-    DownWindow, FaultWindow, FollowerLog, History, Outcome, Refusal, WriteRecord,
+    DownWindow, FaultWindow, FollowerLog, History, LoadRecord, Outcome, PartitionKill, Refusal,
+    WriteRecord,
 };
 
 /// How long after a fault that cut a writer's connection the writer may still be
@@ -425,6 +426,169 @@ pub fn convergence(
     (c, out)
 }
 
+/// Loads are answered at the committed head: every probe load was answered,
+/// and its document holds every write Committed on its root before the load was
+/// requested (both keys) and no write told Conflict by then. A storage node that
+/// answers from a stale cache (issue 11: B answered height 3 while the store
+/// held 13) fails the first rule; one on a forked chain the second.
+pub fn check_loads(history: &History) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for load in &history.loads {
+        let doc = match &load.answer {
+            Ok(doc) => doc,
+            Err(e) => {
+                out.push(violation(
+                    "load-unanswered",
+                    format!(
+                        "a load of root {} requested at {:?} failed at {:?}: {e}",
+                        load.root, load.started, load.ended
+                    ),
+                ));
+                continue;
+            }
+        };
+        let before = |w: &&WriteRecord| w.root == load.root && w.ended <= load.started;
+        let has = |w: &WriteRecord| doc.get(&w.key).is_some() && doc.get(w.twin()).is_some();
+        let missing: Vec<&WriteRecord> = history
+            .writes
+            .iter()
+            .filter(before)
+            .filter(|w| w.outcome == Outcome::Committed && !has(w))
+            .collect();
+        if let Some(first) = missing.first() {
+            out.push(violation(
+                "stale-load",
+                format!(
+                    "a load of root {} requested at {:?} was answered without {} write(s) Committed before it (first: {}, Committed at {:?})",
+                    load.root,
+                    load.started,
+                    missing.len(),
+                    first.key,
+                    first.ended
+                ),
+            ));
+        }
+        if let Some(w) = history
+            .writes
+            .iter()
+            .filter(before)
+            .find(|w| w.outcome == Outcome::Conflict && doc.get(&w.key).is_some())
+        {
+            out.push(violation(
+                "conflict-loaded",
+                format!(
+                    "a load of root {} requested at {:?} was answered with write {}, told Conflict at {:?}",
+                    load.root, load.started, w.key, w.ended
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn answered_within(loads: &[LoadRecord], from: Duration, to: Duration) -> bool {
+    loads
+        .iter()
+        .any(|l| l.answer.is_ok() && l.started >= from && l.started <= to)
+}
+
+fn committed_within(writes: &[WriteRecord], from: Duration, to: Duration) -> bool {
+    writes
+        .iter()
+        .any(|w| w.outcome == Outcome::Committed && w.ended >= from && w.ended <= to)
+}
+
+/// How long after a restart on redb a load must have been answered for the
+/// pass to count (the injector loads right after the restart).
+pub const RESTART_LOAD_WINDOW: Duration = Duration::from_secs(30);
+
+/// Issue 11's sequence took place and the fleet was served through it.
+///
+/// Each pass on a shared store must show the node left alone serving: a load
+/// answered and a write Committed while the other node was down (on cdbe9c4
+/// the load was answered at a stale height and the next write never
+/// acknowledged). Each pass on redb must show a load answered after the
+/// restart. And a schedule that exists for the sequence must have carried it
+/// out at least once with writes going on: on a shared store, a write
+/// Committed (by the other node) while the partitioned node was cut off; on
+/// redb, a write started while the only node was cut off. Otherwise the run
+/// did not test what it exists for.
+pub fn check_partition_kills(history: &History) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let describe = |p: &PartitionKill| {
+        format!(
+            "{} partitioned ({}) from {:?} to {:?}, {} killed at {:?}, restarted at {:?}",
+            p.partitioned,
+            if p.blackhole {
+                "black hole"
+            } else {
+                "reset and refused"
+            },
+            p.partition.0,
+            p.partition.1,
+            p.killed,
+            p.killed_at,
+            p.restarted_at
+        )
+    };
+    for p in &history.partition_kills {
+        if p.survivor {
+            if !answered_within(&history.loads, p.killed_at, p.restarted_at) {
+                out.push(violation(
+                    "not-served-after-kill",
+                    format!(
+                        "no load was answered while only {} ran: {}",
+                        p.partitioned,
+                        describe(p)
+                    ),
+                ));
+            }
+            if !committed_within(&history.writes, p.killed_at, p.restarted_at) {
+                out.push(violation(
+                    "not-served-after-kill",
+                    format!(
+                        "no write was Committed while only {} ran: {}",
+                        p.partitioned,
+                        describe(p)
+                    ),
+                ));
+            }
+        } else if !answered_within(
+            &history.loads,
+            p.restarted_at,
+            p.restarted_at + RESTART_LOAD_WINDOW,
+        ) {
+            out.push(violation(
+                "not-served-after-kill",
+                format!("no load was answered after the restart: {}", describe(p)),
+            ));
+        }
+    }
+    if history.required.contains(&FaultKind::PartitionKill) {
+        let tested = history.partition_kills.iter().any(|p| {
+            let (from, to) = p.partition;
+            if p.survivor {
+                committed_within(&history.writes, from, to)
+            } else {
+                history
+                    .writes
+                    .iter()
+                    .any(|w| w.started >= from && w.started <= to)
+            }
+        });
+        if !tested {
+            out.push(violation(
+                "no-partition-kill",
+                format!(
+                    "the schedule exists for a storage node partitioned while writes go on, then a storage node killed, and no such pass took place ({} passes, none with writes during the partition)",
+                    history.partition_kills.len()
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Runs every record-based check.
 pub fn check(history: &History, finals: &[Value], tally: &mut Tally) -> Vec<Violation> {
     let mut out = check_writes(&history.writes, finals, tally);
@@ -432,6 +596,8 @@ pub fn check(history: &History, finals: &[Value], tally: &mut Tally) -> Vec<Viol
     out.extend(check_down_windows(&history.writes, &history.down, tally));
     out.extend(check_evidence(history));
     out.extend(check_refusals(history, tally));
+    out.extend(check_loads(history));
+    out.extend(check_partition_kills(history));
     out
 }
 
@@ -766,5 +932,126 @@ mod tests {
         let v = check_final(&[diverged, differs, vec![]]);
         let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
         assert_eq!(kinds, ["diverged", "document-differs", "no-storage-view"]);
+    }
+
+    fn load(root: usize, at: u64, answer: Result<Value, String>) -> LoadRecord {
+        LoadRecord {
+            root,
+            started: Duration::from_secs(at),
+            ended: Duration::from_secs(at) + Duration::from_millis(5),
+            answer,
+        }
+    }
+
+    /// Issue 11: after the kill, B answered at height 3 while the store held
+    /// 13. A load must hold every write Committed before it was requested.
+    #[test]
+    fn a_load_behind_the_committed_head_or_unanswered_fails() {
+        let history = History {
+            writes: vec![
+                write(1, 1, Outcome::Committed),
+                write(1, 2, Outcome::Committed),
+                write(1, 3, Outcome::Conflict),
+                // Committed after the load was requested: may be missing.
+                write(1, 9, Outcome::Committed),
+            ],
+            loads: vec![
+                load(
+                    0,
+                    5,
+                    Ok(json!({"w1-1": 1, "t1-1": 1, "w1-2": 2, "t1-2": 2})),
+                ),
+                load(0, 6, Ok(json!({"w1-1": 1, "t1-1": 1}))),
+                load(
+                    0,
+                    7,
+                    Ok(json!({"w1-1": 1, "t1-1": 1, "w1-2": 2, "t1-2": 2, "w1-3": 3, "t1-3": 3})),
+                ),
+                load(0, 8, Err("no answer".into())),
+            ],
+            ..History::default()
+        };
+        let v = check_loads(&history);
+        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        assert_eq!(
+            kinds,
+            ["stale-load", "conflict-loaded", "load-unanswered"],
+            "{v:#?}"
+        );
+        assert!(v[0].detail.contains("without 1 write") && v[0].detail.contains("w1-2"));
+    }
+
+    fn pass(survivor: bool) -> PartitionKill {
+        PartitionKill {
+            partitioned: "storage1".into(),
+            killed: if survivor { "storage0" } else { "storage1" }.into(),
+            survivor,
+            blackhole: false,
+            partition: (Duration::from_secs(1), Duration::from_secs(3)),
+            killed_at: Duration::from_secs(4),
+            restarted_at: Duration::from_secs(8),
+        }
+    }
+
+    #[test]
+    fn a_partition_kill_pass_must_be_served_and_must_happen() {
+        let required = vec![FaultKind::PartitionKill];
+        // Nothing happened: the schedule's reason to exist is missing.
+        let none = History {
+            required: required.clone(),
+            ..History::default()
+        };
+        let kinds: Vec<_> = check_partition_kills(&none)
+            .iter()
+            .map(|v| v.kind)
+            .collect();
+        assert_eq!(kinds, ["no-partition-kill"]);
+        // Shared store: commits during the partition (by A) and, while A is
+        // down, a load answered and a write Committed (by B).
+        let served = History {
+            required: required.clone(),
+            partition_kills: vec![pass(true)],
+            writes: vec![
+                write(1, 2, Outcome::Committed),
+                write(1, 6, Outcome::Committed),
+            ],
+            loads: vec![load(0, 5, Ok(json!({})))],
+            ..History::default()
+        };
+        assert_eq!(check_partition_kills(&served), vec![]);
+        let mut unserved = served.clone();
+        unserved.writes.pop();
+        unserved.loads[0].answer = Err("no answer".into());
+        let kinds: Vec<_> = check_partition_kills(&unserved)
+            .iter()
+            .map(|v| v.kind)
+            .collect();
+        assert_eq!(kinds, ["not-served-after-kill", "not-served-after-kill"]);
+        let mut no_writes_during_partition = served.clone();
+        no_writes_during_partition.writes.remove(0);
+        let kinds: Vec<_> = check_partition_kills(&no_writes_during_partition)
+            .iter()
+            .map(|v| v.kind)
+            .collect();
+        assert_eq!(kinds, ["no-partition-kill"]);
+        // redb: a write started during the partition, a load after the restart.
+        let redb = History {
+            required,
+            partition_kills: vec![pass(false)],
+            writes: vec![
+                write(1, 2, Outcome::Indeterminate),
+                write(1, 10, Outcome::Committed),
+            ],
+            loads: vec![load(0, 9, Ok(json!({})))],
+            ..History::default()
+        };
+        assert_eq!(check_partition_kills(&redb), vec![]);
+        let mut early = redb.clone();
+        early.loads[0].started = Duration::from_secs(5);
+        let kinds: Vec<_> = check_partition_kills(&early)
+            .iter()
+            .map(|v| v.kind)
+            .collect();
+        assert_eq!(kinds, ["not-served-after-kill"]);
     }
 }

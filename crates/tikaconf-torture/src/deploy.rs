@@ -20,8 +20,14 @@ use tikaconf_test::{FaultProxy, RedisServer};
 use tokio::task::JoinHandle;
 
 use crate::checker::View;
-use crate::history::{DownWindow, Observation, Recorder};
+use crate::history::{DownWindow, LoadRecord, Observation, Recorder};
 use crate::node::{REDIS_PREFIX, StorageSlot, StoreKind};
+
+/// How long a probe load may take: storage answers within a second or two;
+/// after a kill on a shared store the node left alone first waits for the dead
+/// node's answerer lease (3 s) to lapse, and a follower asks again after its
+/// request timeout.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How many times a storage node restart is tried before the run fails.
 const START_ATTEMPTS: usize = 40;
@@ -371,6 +377,61 @@ impl Deployment {
                 height: m.config.height(),
                 canonical: canonical::to_vec(&m.config.document()),
             });
+        }
+        out
+    }
+
+    /// Loads every root with a fresh client straight on Redis (no proxy, so no
+    /// fault of its own) and records each answer, or why there was none within
+    /// [`PROBE_TIMEOUT`], for [`crate::checker::check_loads`].
+    pub async fn probe_loads(&self) {
+        let client =
+            match tokio::time::timeout(PROBE_TIMEOUT, Client::connect(&self.redis_url)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    self.probe_failed(format!("cannot connect: {e}"));
+                    return;
+                }
+                Err(_) => {
+                    self.probe_failed(format!("cannot connect within {PROBE_TIMEOUT:?}"));
+                    return;
+                }
+            };
+        for (i, root) in self.roots.iter().enumerate() {
+            let started = self.recorder.now();
+            let answer = match tokio::time::timeout(PROBE_TIMEOUT, client.follow(root.hash())).await
+            {
+                Ok(Ok(config)) => Ok((*config.document()).clone()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+            };
+            self.recorder.load(LoadRecord {
+                root: i,
+                started,
+                ended: self.recorder.now(),
+                answer,
+            });
+        }
+    }
+
+    fn probe_failed(&self, why: String) {
+        let now = self.recorder.now();
+        self.recorder.load(LoadRecord {
+            root: 0,
+            started: now,
+            ended: now,
+            answer: Err(why),
+        });
+    }
+
+    /// The pid of every storage node running now, by name.
+    pub async fn storage_pids(&self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        for node in &self.storage {
+            let slot = node.slot.lock().await;
+            if let Some(p) = slot.process.as_ref() {
+                out.push((slot.name.clone(), p.pid()));
+            }
         }
         out
     }

@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use crate::deploy::Deployment;
-use crate::history::FaultWindow;
+use crate::history::{FaultWindow, PartitionKill};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +45,11 @@ pub enum FaultKind {
     DropNew,
     /// A follower joins, or one leaves.
     Churn,
+    /// Issue 11's scenario: one storage node's link cut (reset and refused, or
+    /// black-holed) while writes go on, healed, then a storage node SIGKILLed and
+    /// later restarted; probe loads while it is down (shared store) or after
+    /// its restart (redb). See [`partition_kill`].
+    PartitionKill,
 }
 
 impl FaultKind {
@@ -59,6 +64,7 @@ impl FaultKind {
             FaultKind::Stall => "proxy read stall (slow pub/sub client)",
             FaultKind::DropNew => "proxy refuses connections",
             FaultKind::Churn => "follower join/leave",
+            FaultKind::PartitionKill => "storage partitioned, healed, then storage SIGKILL",
         }
     }
 }
@@ -164,6 +170,7 @@ async fn one(
             d.start_storage(i).await?;
             Ok(Some(w))
         }
+        FaultKind::PartitionKill => partition_kill(d, rng).await,
         FaultKind::RedisRestart => {
             let down = ms(rng, 0, 1500);
             let from = d.recorder.now();
@@ -234,4 +241,105 @@ async fn one(
             Ok(Some(window(Some(name.clone()), from)))
         }
     }
+}
+
+/// The longest a killed node stays down on a shared store while the injector
+/// waits for the node left alone to answer a load and commit a write.
+pub const SURVIVOR_WAIT: Duration = Duration::from_secs(12);
+
+/// Issue 11's sequence, with random timings.
+///
+/// On a shared store (two nodes or more): node B's link is cut, at random by
+/// closing its connections and refusing new ones (the issue's reproduction) or
+/// by a black hole (nothing flows, sockets stay open), for 1 to 4 s while the
+/// writers go on committing through node A; halfway through, probe loads
+/// (answered by A). Then B's link heals, and after 0 to 1.5 s (B may or may not
+/// have reconnected yet) A is SIGKILLed. A stays down until B has answered a
+/// probe load and Committed a write, or [`SURVIVOR_WAIT`]; then it restarts.
+///
+/// On redb (one node, whose file no other node can share): the node's link is
+/// black-holed for 1 to 4 s while the writers try to commit; then the node is
+/// SIGKILLed, at random after its link healed or while it is still cut off,
+/// and restarted on its file after up to a second; then probe loads.
+///
+/// The checker holds every probe load to the committed head
+/// ([`crate::checker::check_loads`]) and every pass to being served
+/// ([`crate::checker::check_partition_kills`]).
+async fn partition_kill(d: &Deployment, rng: &mut StdRng) -> anyhow::Result<Option<FaultWindow>> {
+    let n = d.storage.len();
+    let b = rng.random_range(0..n);
+    let a = if n > 1 {
+        (b + 1 + rng.random_range(0..n - 1)) % n
+    } else {
+        b
+    };
+    let survivor = a != b;
+    let partitioned = d.storage_name(b).await;
+    let killed = d.storage_name(a).await;
+    let proxy = d.storage[b].proxy.clone();
+    let blackhole = !survivor || rng.random_bool(0.5);
+    let from = d.recorder.now();
+    if blackhole {
+        proxy.blackhole(true);
+    } else {
+        proxy.drop_new(true);
+        proxy.reset_all();
+    }
+    let span = ms(rng, 1000, 4000);
+    if survivor {
+        tokio::time::sleep(span / 2).await;
+        d.probe_loads().await;
+        tokio::time::sleep(span / 2).await;
+    } else {
+        tokio::time::sleep(span).await;
+    }
+    let kill_while_cut = !survivor && rng.random_bool(0.5);
+    let mut partition_end = d.recorder.now();
+    if !kill_while_cut {
+        proxy.heal();
+        partition_end = d.recorder.now();
+        tokio::time::sleep(ms(rng, 0, 1500)).await;
+    }
+    if !d.kill_storage(a).await {
+        proxy.heal();
+        return Ok(None);
+    }
+    let killed_at = d.recorder.now();
+    if kill_while_cut {
+        tokio::time::sleep(ms(rng, 0, 500)).await;
+        proxy.heal();
+        partition_end = d.recorder.now();
+    }
+    if survivor {
+        let deadline = Instant::now() + SURVIVOR_WAIT;
+        let min_down = Instant::now() + ms(rng, 300, 1500);
+        d.probe_loads().await;
+        while Instant::now() < deadline
+            && (Instant::now() < min_down || d.recorder.committed_since(killed_at) == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    } else {
+        tokio::time::sleep(ms(rng, 0, 1000)).await;
+    }
+    let restarted_at = d.recorder.now();
+    d.start_storage(a).await?;
+    if !survivor {
+        d.probe_loads().await;
+    }
+    d.recorder.partition_kill(PartitionKill {
+        partitioned: partitioned.clone(),
+        killed,
+        survivor,
+        blackhole,
+        partition: (from, partition_end),
+        killed_at,
+        restarted_at,
+    });
+    Ok(Some(FaultWindow {
+        kind: FaultKind::PartitionKill,
+        target: Some(partitioned),
+        from,
+        to: d.recorder.now(),
+    }))
 }

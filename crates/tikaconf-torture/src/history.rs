@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tikaconf::Hash;
 
 use crate::faults::FaultKind;
@@ -154,6 +155,36 @@ pub struct FaultWindow {
     pub to: Duration,
 }
 
+/// A load by a fresh client during the run (a probe), and what it returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRecord {
+    pub root: usize,
+    /// Since the start of the run: when the request was made, and answered.
+    pub started: Duration,
+    pub ended: Duration,
+    /// The document loaded, or why the load failed.
+    pub answer: Result<Value, String>,
+}
+
+/// One pass of issue 11's sequence: storage node `partitioned` cut off for
+/// `partition`, its link healed, then storage node `killed` SIGKILLed at
+/// `killed_at` and restarted at `restarted_at`. On a shared store the two are
+/// different nodes and the partitioned one is the only node left while the other
+/// is down; on redb they are the one node, killed after (or while) its link was
+/// cut and restarted on its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionKill {
+    pub partitioned: String,
+    pub killed: String,
+    /// Another storage node (the partitioned one) ran while `killed` was down.
+    pub survivor: bool,
+    /// The partition was a black hole (else: connections reset and refused).
+    pub blackhole: bool,
+    pub partition: (Duration, Duration),
+    pub killed_at: Duration,
+    pub restarted_at: Duration,
+}
+
 /// The record of one run.
 #[derive(Debug, Clone, Default)]
 pub struct History {
@@ -172,6 +203,10 @@ pub struct History {
     /// drops any subscriber that falls behind, at any time, not only one the
     /// injector stalled (a node slowed by a fault elsewhere, or by the machine).
     pub slow_clients_dropped: bool,
+    /// Probe loads made during the run (see [`LoadRecord`]).
+    pub loads: Vec<LoadRecord>,
+    /// Every pass of the partition-then-kill sequence that was carried out.
+    pub partition_kills: Vec<PartitionKill>,
 }
 
 /// A shared, append-only [`History`] with the run's clock.
@@ -196,6 +231,23 @@ impl Recorder {
 
     pub fn write(&self, record: WriteRecord) {
         self.lock().writes.push(record);
+    }
+
+    pub fn load(&self, record: LoadRecord) {
+        self.lock().loads.push(record);
+    }
+
+    pub fn partition_kill(&self, record: PartitionKill) {
+        self.lock().partition_kills.push(record);
+    }
+
+    /// Writes Committed that ended at or after `since`.
+    pub fn committed_since(&self, since: Duration) -> usize {
+        self.lock()
+            .writes
+            .iter()
+            .filter(|w| w.outcome == Outcome::Committed && w.ended >= since)
+            .count()
     }
 
     pub fn down(&self, window: DownWindow) {

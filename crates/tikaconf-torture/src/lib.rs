@@ -12,8 +12,9 @@
 //! Modules: [`schedules`] (the named runs and their engine), [`faults`] (seeded
 //! injection), [`deploy`] (redis, storage processes, members behind proxies),
 //! [`workload`] (writers), [`history`] and [`checker`] (the record and the
-//! invariants), [`load`], [`report`] (docs/RELIABILITY.md), [`suite`], [`node`]
-//! (storage nodes as child processes).
+//! invariants), [`load`], [`flood`] (a hostile client's flood, with every
+//! node's memory and CPU bounded), [`report`] (docs/RELIABILITY.md), [`suite`],
+//! [`node`] (storage nodes as child processes).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,6 +22,7 @@ pub mod bad_input;
 pub mod checker;
 pub mod deploy;
 pub mod faults;
+pub mod flood;
 pub mod history;
 pub mod load;
 pub mod node;

@@ -67,7 +67,7 @@ enum Cmd {
         redis: String,
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, value_enum, default_value = "redb")]
+        #[arg(long, default_value = "redb")]
         store: StoreKind,
     },
 }

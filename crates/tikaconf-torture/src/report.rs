@@ -153,7 +153,8 @@ impl SuiteReport {
              acceptable as \"not connected\" while a fault cut that writer's link or Redis \
              restarted; a write that timed out is \
              counted as indeterminate and is present or absent, never half-applied (each patch \
-             adds two keys).\n\
+             adds two keys). A load by a fresh client during a run is answered, and holds every \
+             write Committed on its root before it was requested and none told Conflict.\n\
              2. After the faults heal and writes stop, every follower and every storage node of \
              a root hold the same head and byte-identical canonical documents (checked by \
              reading each node's store after stopping it), within a bound (60 s fails the run); \
@@ -168,8 +169,12 @@ impl SuiteReport {
              (no change skipped by its reader).\n\
              5. The run is evidence: at least one write Committed, every fault kind the \
              schedule exists for injected, a write in flight during every fault, and a write \
-             started during every storage outage; otherwise the run fails, since the rules \
-             above hold trivially when nothing happens.\n",
+             started during every storage outage; a schedule that exists for a storage node \
+             partitioned and then another killed carries the sequence out with writes during the \
+             partition, and after every kill the node left answers a load and commits a write \
+             (redb: a load after the restart); a flood sends every kind of message and every \
+             process is measured; otherwise the run fails, since the rules above hold trivially \
+             when nothing happens.\n",
             crate::schedules::RSS_GROWTH_LIMIT >> 20
         );
 
@@ -360,6 +365,9 @@ impl SuiteReport {
             );
         }
 
+        write_partition_kills(w, &self.runs);
+        write_flood(w, &self.runs);
+
         let _ = writeln!(w, "## Load\n");
         match (&self.load, &self.load_error) {
             (_, Some(e)) => {
@@ -506,13 +514,175 @@ impl SuiteReport {
         let _ = writeln!(
             w,
             "```sh\n\
-             cargo run --release -p tikaconf-torture -- suite                 # this file (about 20 minutes)\n\
+             cargo run --release -p tikaconf-torture -- suite                 # this file (about 25 minutes)\n\
              cargo run --release -p tikaconf-torture -- suite --quick --out /tmp/r.md  # the CI version (a few minutes)\n\
              cargo run --release -p tikaconf-torture -- run --seed N --schedule NAME --duration SECS\n\
              cargo run --release -p tikaconf-torture -- load --rates 500,1000 --duration 60\n\
              ```"
         );
         o
+    }
+}
+
+/// Issue 11's sequence as the partition-kill schedules carried it out: passes,
+/// probe loads and how long they took to be answered.
+fn write_partition_kills(w: &mut String, runs: &[RunResult]) {
+    let runs: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| {
+            r.partition_kills > 0 || r.violations.iter().any(|v| v.kind == "no-partition-kill")
+        })
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "## A storage node partitioned, then another killed\n");
+    let _ = writeln!(
+        w,
+        "Issue 11's scenario, reached at random: a storage node's link cut (connections reset \
+         and refused, or a black hole) while writes go on, healed, then a storage node SIGKILLed \
+         and restarted. On the shared Redis store the node killed is the other one, and the \
+         node that was cut off must answer loads at the committed head and commit writes before \
+         the killed one is back; on redb (one node per file) the node itself is killed and \
+         restarted on its file. Every probe load (a fresh client, during the partition, after \
+         the kill, after the restart) must hold every write Committed before it was requested \
+         and no write told Conflict; each pass must be served; each run must carry out at least \
+         one pass with writes going on during the partition.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| schedule | seed | passes (black hole / reset and refused) | probe loads answered / made | probe load p50 / max | stale loads |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|");
+    for r in runs {
+        let lat = percentiles(&r.probe_latencies);
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} ({} / {}) | {} / {} | {} | {} |",
+            r.schedule,
+            r.seed,
+            r.partition_kills,
+            r.partition_kills_blackhole,
+            r.partition_kills - r.partition_kills_blackhole,
+            r.probe_latencies.len(),
+            r.probes,
+            lat.map_or("-".to_owned(), |[a, _, c]| format!("{} / {}", ms(a), ms(c))),
+            r.violations
+                .iter()
+                .filter(|v| v.kind == "stale-load")
+                .count()
+        );
+    }
+    let _ = writeln!(w);
+}
+
+/// The flood schedule: what was sent, and every process's memory and CPU.
+fn write_flood(w: &mut String, runs: &[RunResult]) {
+    use crate::flood;
+    let floods: Vec<(&RunResult, &flood::FloodReport)> = runs
+        .iter()
+        .filter_map(|r| r.flood.as_ref().map(|f| (r, f)))
+        .collect();
+    if floods.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "## Flood: what a hostile client costs\n");
+    let _ = writeln!(
+        w,
+        "A client connected as a Redis user with the writer's ACL rules of docs/SECURITY.md \
+         (a command outside them is checked to be refused) publishes raw messages every {} ms \
+         while the normal writers and followers run: {} unsigned load requests for random \
+         hashes, {} for real roots (one in four for a root whose document is {} KB, near half \
+         the size cap, so that each plain request asks for a large snapshot), {} registrations \
+         of root configurations of exactly {} bytes (the cap), and {} worst-case patch of {} \
+         `copy`/`remove` pairs of that whole document on its head. The large root's own \
+         followers must refuse the patches as too costly (`patch_too_costly`) and stay on its \
+         head. Each process is read once a second (`VmRSS`; user + system time from \
+         `/proc/PID/stat`). Bounds: a storage node's resident size at most {} MiB above its \
+         size when the flood began plus {} KiB per registration sent (each is a new root, kept \
+         for good: its configuration of at most 4 KiB as a value, a snapshot and store pages), \
+         and on average at most {:.1} CPU s/s (it runs on one thread: 1.0 is the saturation a \
+         per-message cost without bound reaches); the followers' process (the flood itself, the \
+         writers, every follower) at most {} MiB above and {:.1} CPU s/s (of the machine's 2 \
+         cores); \
+         redis-server is reported, not bounded. A run whose flood sent nothing of one kind, \
+         whose patches were never refused for their cost, or in which a process was not \
+         measured, fails.\n",
+        flood::TICK.as_millis(),
+        flood::RANDOM_LOADS,
+        flood::REAL_LOADS,
+        flood::LARGE_DOCUMENT_BYTES / 1000,
+        flood::REGISTRATIONS,
+        tikaconf::Limits::MAX_ROOT_CONFIG_BYTES,
+        flood::HOSTILE_PATCHES,
+        flood::HOSTILE_PAIRS,
+        flood::STORAGE_RSS_GROWTH >> 20,
+        flood::STORAGE_RSS_PER_REGISTRATION >> 10,
+        flood::STORAGE_CPU_BOUND,
+        flood::FOLLOWERS_RSS_GROWTH >> 20,
+        flood::FOLLOWERS_CPU_BOUND,
+    );
+    for (r, f) in floods {
+        let s = &f.sent;
+        let per_s = |n: u64| n as f64 / f.seconds.max(1e-9);
+        let _ = writeln!(
+            w,
+            "Seed {}, {:.0} s: sent {} random-hash loads ({:.0}/s), {} real-root loads ({:.0}/s), \
+             {} registrations ({:.0}/s), {} worst-case patches ({:.0}/s), {} failed; patches \
+             refused as too costly by the large root's followers: {}; large root intact: {}; \
+             rights confined: {}; normal writes Committed meanwhile: {}.\n",
+            r.seed,
+            f.seconds,
+            s.random_loads,
+            per_s(s.random_loads),
+            s.real_loads,
+            per_s(s.real_loads),
+            s.registrations,
+            per_s(s.registrations),
+            s.hostile_patches,
+            per_s(s.hostile_patches),
+            s.errors,
+            f.refused_as_costly,
+            if f.large_root_intact { "yes" } else { "NO" },
+            if f.rights_confined { "yes" } else { "NO" },
+            count(&r.tally, Outcome::Committed)
+        );
+        let _ = writeln!(
+            w,
+            "| process | readings | RSS at start / max (bound) | CPU s/s mean / max (bound on the mean) | within |"
+        );
+        let _ = writeln!(w, "|---|---|---|---|---|");
+        for series in &f.series {
+            let within = match (series.rss_limit, series.cpu_limit, series.cpu_mean()) {
+                (Some(rl), Some(cl), Some(mean)) => {
+                    if series.rss_max() <= rl && mean <= cl {
+                        "yes"
+                    } else {
+                        "**NO**"
+                    }
+                }
+                (None, None, _) => "not bounded",
+                _ => "**unmeasured**",
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} / {} ({}) | {} / {:.2} ({}) | {} |",
+                series.name,
+                series.samples.len(),
+                mib(series.rss_start()),
+                mib(series.rss_max()),
+                series.rss_limit.map_or("-".to_owned(), mib),
+                series
+                    .cpu_mean()
+                    .map_or("-".to_owned(), |m| format!("{m:.2}")),
+                series.cpu_max(),
+                series
+                    .cpu_limit
+                    .map_or("-".to_owned(), |c| format!("{c:.1}")),
+                within
+            );
+        }
+        let _ = writeln!(w);
     }
 }
 

@@ -3,8 +3,10 @@
 //!
 //! Each schedule stresses one of the issue's fault families (a SIGKILLed storage
 //! node, a storage outage, Redis restarts with and without persistence, network
-//! faults through the proxies, a shared Redis store, racing writers, the hop gap,
-//! followers joining and leaving), and `mixed` draws from all of them. Every run
+//! faults through the proxies, a shared Redis store, issue 11's storage node
+//! partitioned while another commits and then the other killed (on both store
+//! kinds), racing writers, the hop gap, followers joining and leaving, a hostile
+//! client's flood), and `mixed` draws from all of them. Every run
 //! uses the follower's DEFAULT timers, so the convergence it reports is what a
 //! deployment with default settings gets.
 
@@ -44,6 +46,9 @@ pub struct Schedule {
     pub back_to_back: bool,
     /// Pause between one writer's writes.
     pub pace: Duration,
+    /// A hostile client floods the deployment while the writers write (see
+    /// [`crate::flood`]).
+    pub flood: bool,
 }
 
 const fn shape(
@@ -82,6 +87,7 @@ pub fn all() -> Vec<Schedule> {
             required: &[StorageKill],
             back_to_back: false,
             pace: Duration::from_millis(5),
+            flood: false,
         },
         Schedule {
             name: "storage-outage",
@@ -91,6 +97,7 @@ pub fn all() -> Vec<Schedule> {
             required: &[StorageOutage],
             back_to_back: false,
             pace: Duration::from_millis(5),
+            flood: false,
         },
         Schedule {
             name: "redis-restart",
@@ -100,6 +107,7 @@ pub fn all() -> Vec<Schedule> {
             required: &[RedisRestart],
             back_to_back: false,
             pace: Duration::from_millis(5),
+            flood: false,
         },
         Schedule {
             name: "redis-restart-aof",
@@ -109,6 +117,7 @@ pub fn all() -> Vec<Schedule> {
             required: &[RedisRestart],
             back_to_back: false,
             pace: Duration::from_millis(5),
+            flood: false,
         },
         Schedule {
             name: "network",
@@ -118,6 +127,7 @@ pub fn all() -> Vec<Schedule> {
             required: &[Blackhole],
             back_to_back: false,
             pace: Duration::from_millis(5),
+            flood: false,
         },
         Schedule {
             name: "shared-store",
@@ -127,6 +137,27 @@ pub fn all() -> Vec<Schedule> {
             required: &[StorageKill],
             back_to_back: false,
             pace: Duration::from_millis(5),
+            flood: false,
+        },
+        Schedule {
+            name: "partition-kill",
+            about: "issue 11's scenario at random on the shared Redis store (AOF, two storage nodes): one node's link cut (reset and refused, or black-holed) while the other commits, healed, then the other SIGKILLed; the node left must answer loads at the committed head and commit writes before the killed one restarts; resets",
+            shape: shape(Redis, 2, true, 3, 3, 2),
+            faults: &[PartitionKill, PartitionKill, Reset],
+            required: &[PartitionKill],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+            flood: false,
+        },
+        Schedule {
+            name: "partition-kill-redb",
+            about: "the same sequence on redb, whose file no second node can share: the only storage node's link black-holed while writers try to commit, then the node SIGKILLed (after its link healed, or while still cut off) and restarted on its file; loads after the restart at the committed head",
+            shape: shape(Redb, 1, false, 2, 3, 2),
+            faults: &[PartitionKill],
+            required: &[PartitionKill],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+            flood: false,
         },
         Schedule {
             name: "racing-writers",
@@ -136,6 +167,7 @@ pub fn all() -> Vec<Schedule> {
             required: &[],
             back_to_back: false,
             pace: Duration::ZERO,
+            flood: false,
         },
         Schedule {
             name: "hop-gap",
@@ -145,6 +177,7 @@ pub fn all() -> Vec<Schedule> {
             required: &[],
             back_to_back: true,
             pace: Duration::ZERO,
+            flood: false,
         },
         Schedule {
             name: "churn",
@@ -154,6 +187,7 @@ pub fn all() -> Vec<Schedule> {
             required: &[Churn],
             back_to_back: false,
             pace: Duration::from_millis(5),
+            flood: false,
         },
         Schedule {
             name: "mixed",
@@ -173,6 +207,17 @@ pub fn all() -> Vec<Schedule> {
             required: &[],
             back_to_back: true,
             pace: Duration::from_millis(2),
+            flood: false,
+        },
+        Schedule {
+            name: "flood",
+            about: "a client with a writer's rights (docs/SECURITY.md's ACL) floods unsigned load requests for random and real roots, registrations of 4 KiB root configurations and worst-case patches (1,000 copy/remove pairs on a 480 KB document) while the normal writers and followers run; every node's memory and CPU per second sampled and bounded",
+            shape: shape(Redb, 1, false, 2, 3, 2),
+            faults: &[],
+            required: &[],
+            back_to_back: false,
+            pace: Duration::from_millis(5),
+            flood: true,
         },
     ]
 }
@@ -207,6 +252,15 @@ pub struct RunResult {
     pub rss_start: u64,
     pub rss_end: u64,
     pub wall: Duration,
+    /// What the flood sent and every node's readings, in a flood schedule.
+    pub flood: Option<crate::flood::FloodReport>,
+    /// Passes of the partition-then-kill sequence, and how many of them
+    /// partitioned by a black hole.
+    pub partition_kills: usize,
+    pub partition_kills_blackhole: usize,
+    /// Probe loads made, and how long each answered one took.
+    pub probes: usize,
+    pub probe_latencies: Vec<Duration>,
 }
 
 impl RunResult {
@@ -227,6 +281,11 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     if schedule.shape.pubsub_limit.is_some() {
         d.recorder.slow_clients_dropped();
     }
+    let flood = if schedule.flood {
+        Some(crate::flood::Flood::start(d.clone()).await?)
+    } else {
+        None
+    };
     let mut writers = Vec::new();
     for (i, m) in d.members.lock().await.iter().enumerate() {
         if m.writer {
@@ -245,10 +304,19 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     }
     let until = Instant::now() + duration;
     let injected = faults::inject(d.clone(), schedule.faults, schedule.required, seed, until).await;
+    let mut violations = Vec::new();
+    // The flood ends with the writing, before convergence is measured.
+    let flood = match flood {
+        Some(f) => {
+            let report = f.finish().await;
+            violations.extend(report.violations());
+            Some(report)
+        }
+        None => None,
+    };
     // The injector ends every fault it starts: from here on nothing is injected
     // and no new write starts. Convergence is measured from this moment.
     stop.store(true, Ordering::SeqCst);
-    let mut violations = Vec::new();
     for w in writers {
         // A writer ends within one write (bounded by the hang limit).
         if tokio::time::timeout(workload::HANG * 2, w).await.is_err() {
@@ -328,6 +396,19 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     }
     let mut tally = Tally::default();
     violations.extend(checker::check(&history, &finals, &mut tally));
+    let partition_kills = history.partition_kills.len();
+    let partition_kills_blackhole = history
+        .partition_kills
+        .iter()
+        .filter(|p| p.blackhole)
+        .count();
+    let probes = history.loads.len();
+    let probe_latencies = history
+        .loads
+        .iter()
+        .filter(|l| l.answer.is_ok())
+        .map(|l| l.ended - l.started)
+        .collect();
     // Invariant 2 at the end: storage nodes first, then every member.
     let views: Vec<_> = stored_views
         .into_iter()
@@ -391,6 +472,11 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
         rss_start,
         rss_end,
         wall: wall.elapsed(),
+        flood,
+        partition_kills,
+        partition_kills_blackhole,
+        probes,
+        probe_latencies,
     })
 }
 

@@ -71,6 +71,42 @@ pub fn print_run(r: &RunResult) {
         r.rss_end >> 20,
         r.wall.as_secs_f64()
     );
+    if r.partition_kills > 0 || r.probes > 0 {
+        let answered = r.probe_latencies.len();
+        let max = r.probe_latencies.iter().max().copied().unwrap_or_default();
+        eprintln!(
+            "  partition-then-kill passes {} ({} black hole), probe loads answered {answered}/{} (slowest {max:?})",
+            r.partition_kills, r.partition_kills_blackhole, r.probes
+        );
+    }
+    if let Some(f) = &r.flood {
+        let s = &f.sent;
+        eprintln!(
+            "  flood over {:.0} s: random loads {}, real loads {}, registrations {}, worst-case patches {} (failed {}); refused as too costly {}, large root intact {}, rights confined {}",
+            f.seconds,
+            s.random_loads,
+            s.real_loads,
+            s.registrations,
+            s.hostile_patches,
+            s.errors,
+            f.refused_as_costly,
+            f.large_root_intact,
+            f.rights_confined
+        );
+        for series in &f.series {
+            eprintln!(
+                "  {}: {} readings, rss {} -> max {} MiB (bound {:?} MiB), cpu mean {:.2} max {:.2} s/s (bound {:?})",
+                series.name,
+                series.samples.len(),
+                series.rss_start() >> 20,
+                series.rss_max() >> 20,
+                series.rss_limit.map(|l| l >> 20),
+                series.cpu_mean().unwrap_or(0.0),
+                series.cpu_max(),
+                series.cpu_limit
+            );
+        }
+    }
 }
 
 /// Runs the suite with schedule seeds `seed`, `seed + 1`, ...
