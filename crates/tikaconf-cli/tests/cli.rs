@@ -437,22 +437,13 @@ fn architecture_md_names_every_verb() {
 /// `--timeout` (60 s here, so that a timeout would not pass for a refusal).
 #[test]
 fn a_write_redis_refuses_exits_with_code_7() {
-    let redis = RedisServer::builder()
-        .extra_args([
-            "--user",
-            "reader",
-            "on",
-            ">rpass",
-            "resetchannels",
-            "&updates:*",
-            "&replies:*",
-            "-@all",
-            "+subscribe",
-            "+unsubscribe",
-            "+ping",
-            "(+publish resetchannels &update_requests)",
-        ])
-        .start();
+    let mut user = vec!["--user".to_owned(), "reader".to_owned()];
+    user.extend(tikaconf_test::acl::follower_rules(
+        "",
+        "rpass",
+        tikaconf_test::acl::connect_rules(),
+    ));
+    let redis = RedisServer::builder().extra_args(user).start();
     let data = tempfile::tempdir().expect("temporary data directory");
     let _storage = start_storage(&redis.url(), &data.path().join("data"), &[]);
     let reader = redis.url().replacen("redis://", "redis://reader:rpass@", 1);

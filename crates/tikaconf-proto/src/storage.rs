@@ -1697,21 +1697,34 @@ mod tests {
         out.clear();
         e.flush(deadline, &mut out);
         assert_eq!(out, vec![StorageCommand::CheckHeads(vec![root.hash()])]);
-        out.clear();
-        e.handle_heads(
-            vec![root.hash()],
-            Ok(vec![Some(HeadRef::from(&truth))]),
-            &mut out,
-        );
-        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
-        out.clear();
-        e.handle_loaded(root.hash(), Ok(Some(truth)), &mut out);
-        e.flush(deadline, &mut out);
+        let out = check_finds_and_reads(&mut e, truth, deadline);
         assert_eq!(
             answered(&out),
             vec![(1, p1.hash)],
             "the store's head, not the cache's"
         );
+    }
+
+    /// A head check of `truth.root` finds the store at `truth`, not at the
+    /// cache's head: the node reads the root again, and the flush at `now`
+    /// after the read answers what is owed. Returns that flush's commands.
+    fn check_finds_and_reads(
+        e: &mut StorageEngine,
+        truth: StoredHead,
+        now: Instant,
+    ) -> Vec<StorageCommand> {
+        let root = truth.root;
+        let mut out = Vec::new();
+        e.handle_heads(vec![root], Ok(vec![Some(HeadRef::from(&truth))]), &mut out);
+        assert_eq!(
+            out,
+            vec![StorageCommand::Load(root)],
+            "the check reads it again"
+        );
+        out.clear();
+        e.handle_loaded(root, Ok(Some(truth)), &mut out);
+        e.flush(now, &mut out);
+        out
     }
 
     fn request(e: &mut StorageEngine, root: Hash, out: &mut Vec<StorageCommand>) {
@@ -1980,16 +1993,7 @@ mod tests {
         // Meanwhile a peer stored p1, which this node missed (its notice is lost).
         let p1 = patch_on(&root, root.hash(), 0, "a");
         let truth = stored_after(&root, &[&p1]);
-        out.clear();
-        e.handle_heads(
-            vec![root.hash()],
-            Ok(vec![Some(HeadRef::from(&truth))]),
-            &mut out,
-        );
-        assert_eq!(out, vec![StorageCommand::Load(root.hash())]);
-        out.clear();
-        e.handle_loaded(root.hash(), Ok(Some(truth)), &mut out);
-        e.flush(later(), &mut out);
+        out = check_finds_and_reads(&mut e, truth, later());
         assert_eq!(answered(&out), vec![(1, p1.hash)]);
         // Under writes, the commits themselves are the reads: no extra check.
         out.clear();

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod acl;
 pub mod proxy;
 pub mod rejects;
 #[cfg(feature = "storage-node")]

@@ -311,32 +311,6 @@ pub fn max_size_root(seed: u64, n: u64) -> Result<RootConfig> {
     Ok(root)
 }
 
-/// `ACL SETUSER` arguments of the flooding client: the writer rules of
-/// docs/SECURITY.md (on Redis 7.0 without `+client|setinfo`).
-fn writer_rules(password: &str, setinfo: bool) -> Vec<String> {
-    let mut rules: Vec<String> = ["on", &format!(">{password}"), "resetkeys", "resetchannels"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    rules.extend(
-        [
-            "&updates:*",
-            "&replies:*",
-            "-@all",
-            "+subscribe",
-            "+unsubscribe",
-            "+ping",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    if setinfo {
-        rules.push("+client|setinfo".into());
-    }
-    rules.push("(+publish resetchannels &updates:* &update_requests)".into());
-    rules
-}
-
 impl Flood {
     /// Sets the flood up (the flooding user, the large root and its followers)
     /// and starts it, with the readings of every process.
@@ -347,20 +321,17 @@ impl Flood {
             .await?;
         const USER: &str = "flood";
         const PASSWORD: &str = "flood-password";
-        let set = |setinfo| {
-            let mut cmd = redis::cmd("ACL");
-            cmd.arg("SETUSER").arg(USER);
-            for rule in writer_rules(PASSWORD, setinfo) {
-                cmd.arg(rule);
-            }
-            cmd
-        };
-        if set(true).query_async::<()>(&mut admin).await.is_err() {
-            set(false)
-                .query_async::<()>(&mut admin)
-                .await
-                .context("creating the flooding user")?;
+        // The writer rules of docs/SECURITY.md, as the acl test runs them.
+        let mut set = redis::cmd("ACL");
+        set.arg("SETUSER").arg(USER);
+        for rule in
+            tikaconf_test::acl::writer_rules("", PASSWORD, tikaconf_test::acl::connect_rules())
+        {
+            set.arg(rule);
         }
+        set.query_async::<()>(&mut admin)
+            .await
+            .context("creating the flooding user")?;
         let flood_url = format!("redis://{USER}:{PASSWORD}@{}", d.redis_addr);
         let mut conn = redis::Client::open(flood_url.as_str())?
             .get_multiplexed_async_connection()

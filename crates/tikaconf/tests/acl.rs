@@ -8,7 +8,7 @@
 //! patches; storage listens to everything and answers, and with the Redis store
 //! also owns the `tikaconf:*` keys. This test
 //! starts a server with exactly the rules of SECURITY.md (the `rules` functions
-//! below are the single source the document quotes), runs each role with its own
+//! of `tikaconf_test::acl` are the single source the document quotes), runs each role with its own
 //! credentials, and checks that each can do its job and that a follower cannot
 //! publish a patch: neither with a raw connection (`NOPERM`) nor through
 //! `Config::submit` (the publish is refused by Redis, nothing is applied or
@@ -24,113 +24,7 @@ use tikaconf::bus::BusHandle;
 use tikaconf::store::RedbStore;
 use tikaconf::{Client, ClientOptions, RootConfig, StorageNode, StorageOptions, WriteError};
 use tikaconf_redis::RedisStore;
-
-/// What every role's connections run on connect besides AUTH (always allowed):
-/// redis-rs sends `CLIENT SETINFO LIB-NAME` and `LIB-VER` and ignores the answer;
-/// allowing them keeps NOPERM entries out of `ACL LOG`. The subcommand exists from
-/// Redis 7.2 on, and naming an unknown one in a rule stops the server from
-/// starting, so it is only added for servers that have it.
-fn connect_rules() -> &'static str {
-    static RULES: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-    RULES.get_or_init(|| {
-        let out = std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .expect("redis-server --version");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let version = text
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("v="))
-            .unwrap_or("0.0");
-        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        if (major, minor) >= (7, 2) {
-            "+client|setinfo"
-        } else {
-            ""
-        }
-    })
-}
-
-/// A follower: SUBSCRIBE to `updates:*` channels and its reply channel; PUBLISH
-/// only on `update_requests` (a selector, since a channel rule covers both
-/// directions).
-fn follower_rules(ns: &str, password: &str, connect: &str) -> Vec<String> {
-    words(&format!(
-        "on >{password} resetkeys resetchannels &{ns}updates:* &{ns}replies:* -@all +subscribe +unsubscribe +ping {connect} \
-         (+publish resetchannels &{ns}update_requests)"
-    ))
-}
-
-/// A writer: a follower that may also PUBLISH patches on `updates:*` (but not
-/// on reply channels, which only storage answers on).
-fn writer_rules(ns: &str, password: &str, connect: &str) -> Vec<String> {
-    words(&format!(
-        "on >{password} resetkeys resetchannels &{ns}updates:* &{ns}replies:* -@all +subscribe +unsubscribe +ping {connect} \
-         (+publish resetchannels &{ns}updates:* &{ns}update_requests)"
-    ))
-}
-
-/// A storage node: PSUBSCRIBE `updates:*`, SUBSCRIBE `update_requests`, PUBLISH
-/// answers and notices on `updates:*` and answers on `replies:*`; with the Redis store, its keys and the Lua
-/// scripts that touch them (scripts run with the caller's permissions, so the
-/// commands they call are granted too). redis-rs runs scripts with EVALSHA and,
-/// when the server does not have one yet, SCRIPT LOAD; it never sends EVAL.
-fn storage_rules(ns: &str, prefix: &str, password: &str, connect: &str) -> Vec<String> {
-    words(&format!(
-        "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests &{ns}replies:* &{ns}storage_nodes -@all \
-         +psubscribe +punsubscribe +subscribe +unsubscribe +publish +ping {connect} \
-         +evalsha +script|load +get +mget +set +del +pexpire +scan"
-    ))
-}
-
-/// What only the Redis store needs: its scripts and the commands they call, and
-/// `SCAN` for the root count (the key rule `~<prefix>*` goes too).
-const KEY_COMMANDS: [&str; 8] = [
-    "+evalsha",
-    "+script|load",
-    "+get",
-    "+mget",
-    "+set",
-    "+del",
-    "+pexpire",
-    "+scan",
-];
-
-/// A storage node on the embedded redb store: the storage rules without any key
-/// access (SECURITY.md: "drop `~tikaconf:*` and `+evalsha ... +scan`").
-fn redb_storage_rules(ns: &str, password: &str, connect: &str) -> Vec<String> {
-    storage_rules(ns, "tikaconf:", password, connect)
-        .into_iter()
-        .filter(|w| !w.starts_with('~') && !KEY_COMMANDS.contains(&w.as_str()))
-        .collect()
-}
-
-/// The `default` user: off, and no rights.
-fn default_rules() -> Vec<String> {
-    words("off resetkeys resetchannels -@all")
-}
-
-/// Splits rules into `redis-server --user` arguments, keeping a `( ... )` selector
-/// as one argument.
-fn words(rules: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut selector: Option<String> = None;
-    for w in rules.split_whitespace() {
-        match &mut selector {
-            Some(s) => {
-                s.push(' ');
-                s.push_str(w);
-                if w.ends_with(')') {
-                    out.push(selector.take().unwrap());
-                }
-            }
-            None if w.starts_with('(') && !w.ends_with(')') => selector = Some(w.to_owned()),
-            None => out.push(w.to_owned()),
-        }
-    }
-    out
-}
+use tikaconf_test::acl::*;
 
 /// `rules` as written before reply channels: without `&[NS:]replies:*`.
 fn without_replies(rules: Vec<String>) -> Vec<String> {
