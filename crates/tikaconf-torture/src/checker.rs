@@ -608,6 +608,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The kinds of `violations`, in order.
+    fn kinds_of(violations: &[Violation]) -> Vec<&'static str> {
+        violations.iter().map(|v| v.kind).collect()
+    }
     use crate::history::{Observation, key_of};
 
     fn write(writer: usize, seq: u64, outcome: Outcome) -> WriteRecord {
@@ -669,7 +674,7 @@ mod tests {
         ];
         let doc = json!({"w1-1": 1, "t1-1": 1, "w1-2": 2, "t1-2": 2});
         let v = check_writes(&writes, &[doc], &mut Tally::default());
-        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        let kinds = kinds_of(&v);
         assert_eq!(kinds, ["conflict-present", "unsent-present"]);
     }
 
@@ -733,7 +738,7 @@ mod tests {
     #[test]
     fn an_empty_history_fails() {
         let v = check(&History::default(), &[], &mut Tally::default());
-        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        let kinds = kinds_of(&v);
         assert_eq!(kinds, ["no-committed-writes"]);
     }
 
@@ -760,14 +765,14 @@ mod tests {
             required: vec![FaultKind::StorageKill],
             ..History::default()
         };
-        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        let kinds = kinds_of(&check_evidence(&history));
         assert_eq!(kinds, ["no-faults", "fault-not-injected"]);
         // A fault of another kind is not the one the schedule exists for.
         let history = History {
             faults: vec![window(FaultKind::Reset, 1, 1)],
             ..history
         };
-        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        let kinds = kinds_of(&check_evidence(&history));
         assert_eq!(kinds, ["fault-not-injected"]);
     }
 
@@ -806,7 +811,7 @@ mod tests {
             faults: vec![window(FaultKind::StorageOutage, 2, 8)],
             ..History::default()
         };
-        let kinds: Vec<_> = check_evidence(&history).iter().map(|v| v.kind).collect();
+        let kinds = kinds_of(&check_evidence(&history));
         assert_eq!(kinds, ["no-write-during-outage"]);
         let mut during = history.clone();
         during.writes.push(write(2, 7, Outcome::Indeterminate));
@@ -876,7 +881,7 @@ mod tests {
             &[json!({"w1-1": 1, "t1-1": 1})],
             &mut Tally::default(),
         );
-        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        let kinds = kinds_of(&v);
         assert_eq!(kinds, ["unexpected-refusal"]);
     }
 
@@ -930,7 +935,7 @@ mod tests {
         let diverged = vec![view("storage", 1, "{}"), view("f1", 2, "{}")];
         let differs = vec![view("storage", 1, "{}"), view("f1", 1, "{\"a\":1}")];
         let v = check_final(&[diverged, differs, vec![]]);
-        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        let kinds = kinds_of(&v);
         assert_eq!(kinds, ["diverged", "document-differs", "no-storage-view"]);
     }
 
@@ -972,7 +977,7 @@ mod tests {
             ..History::default()
         };
         let v = check_loads(&history);
-        let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
+        let kinds = kinds_of(&v);
         assert_eq!(
             kinds,
             ["stale-load", "conflict-loaded", "load-unanswered"],
@@ -1001,10 +1006,7 @@ mod tests {
             required: required.clone(),
             ..History::default()
         };
-        let kinds: Vec<_> = check_partition_kills(&none)
-            .iter()
-            .map(|v| v.kind)
-            .collect();
+        let kinds = kinds_of(&check_partition_kills(&none));
         assert_eq!(kinds, ["no-partition-kill"]);
         // Shared store: commits during the partition (by A) and, while A is
         // down, a load answered and a write Committed (by B).
@@ -1022,17 +1024,11 @@ mod tests {
         let mut unserved = served.clone();
         unserved.writes.pop();
         unserved.loads[0].answer = Err("no answer".into());
-        let kinds: Vec<_> = check_partition_kills(&unserved)
-            .iter()
-            .map(|v| v.kind)
-            .collect();
+        let kinds = kinds_of(&check_partition_kills(&unserved));
         assert_eq!(kinds, ["not-served-after-kill", "not-served-after-kill"]);
         let mut no_writes_during_partition = served.clone();
         no_writes_during_partition.writes.remove(0);
-        let kinds: Vec<_> = check_partition_kills(&no_writes_during_partition)
-            .iter()
-            .map(|v| v.kind)
-            .collect();
+        let kinds = kinds_of(&check_partition_kills(&no_writes_during_partition));
         assert_eq!(kinds, ["no-partition-kill"]);
         // redb: a write started during the partition, a load after the restart.
         let redb = History {
@@ -1048,10 +1044,7 @@ mod tests {
         assert_eq!(check_partition_kills(&redb), vec![]);
         let mut early = redb.clone();
         early.loads[0].started = Duration::from_secs(5);
-        let kinds: Vec<_> = check_partition_kills(&early)
-            .iter()
-            .map(|v| v.kind)
-            .collect();
+        let kinds = kinds_of(&check_partition_kills(&early));
         assert_eq!(kinds, ["not-served-after-kill"]);
     }
 }
