@@ -992,6 +992,7 @@ mod tests {
             killed: if survivor { "storage0" } else { "storage1" }.into(),
             survivor,
             blackhole: false,
+            quiet: false,
             partition: (Duration::from_secs(1), Duration::from_secs(3)),
             killed_at: Duration::from_secs(4),
             restarted_at: Duration::from_secs(8),

@@ -76,6 +76,11 @@ pub struct Deployment {
     next_member: AtomicU64,
     /// Set when a storage node is found to have exited on its own.
     pub crashed: AtomicBool,
+    /// While set, writers start no new write (see `faults::partition_kill`'s
+    /// quiet heal).
+    pub writes_held: Arc<AtomicBool>,
+    /// Quiet partition-then-kill passes begun (the first pass is always one).
+    pub quiet_passes: AtomicU64,
     /// Failed storage start attempts (e.g. while its proxy refused connections).
     pub start_retries: AtomicU64,
     /// Members that left with a change record that has gaps (their change
@@ -145,6 +150,8 @@ impl Deployment {
             down_since: Mutex::new(None),
             next_member: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
+            writes_held: Arc::new(AtomicBool::new(false)),
+            quiet_passes: AtomicU64::new(0),
             start_retries: AtomicU64::new(0),
             left_incomplete: Mutex::new(Vec::new()),
         });

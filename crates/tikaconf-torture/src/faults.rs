@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -294,6 +295,17 @@ async fn partition_kill(d: &Deployment, rng: &mut StdRng) -> anyhow::Result<Opti
         tokio::time::sleep(span).await;
     }
     let kill_while_cut = !survivor && rng.random_bool(0.5);
+    // Issue 11's exact sequence, half the time on the shared store: no write
+    // from just before the heal until the survivor has answered a load, so
+    // that nothing but its own re-validation after the reconnect (no notice of
+    // the killed node's, no patch above its cache) can bring it up to date.
+    let quiet = survivor && (d.quiet_passes.load(Ordering::Relaxed) == 0 || rng.random_bool(0.5));
+    if quiet {
+        d.quiet_passes.fetch_add(1, Ordering::Relaxed);
+        d.writes_held.store(true, Ordering::Relaxed);
+        // The last writes' notices go out while the node is still cut off.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let mut partition_end = d.recorder.now();
     if !kill_while_cut {
         proxy.heal();
@@ -302,9 +314,15 @@ async fn partition_kill(d: &Deployment, rng: &mut StdRng) -> anyhow::Result<Opti
     }
     if !d.kill_storage(a).await {
         proxy.heal();
+        d.writes_held.store(false, Ordering::Relaxed);
         return Ok(None);
     }
     let killed_at = d.recorder.now();
+    if quiet {
+        // The survivor answers once the killed node's answerer lease lapses.
+        d.probe_loads().await;
+        d.writes_held.store(false, Ordering::Relaxed);
+    }
     if kill_while_cut {
         tokio::time::sleep(ms(rng, 0, 500)).await;
         proxy.heal();
@@ -331,6 +349,7 @@ async fn partition_kill(d: &Deployment, rng: &mut StdRng) -> anyhow::Result<Opti
         partitioned: partitioned.clone(),
         killed,
         survivor,
+        quiet,
         blackhole,
         partition: (from, partition_end),
         killed_at,

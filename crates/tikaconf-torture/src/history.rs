@@ -180,6 +180,9 @@ pub struct PartitionKill {
     pub survivor: bool,
     /// The partition was a black hole (else: connections reset and refused).
     pub blackhole: bool,
+    /// No write from just before the heal until the survivor answered a load
+    /// after the kill: issue 11's exact sequence.
+    pub quiet: bool,
     pub partition: (Duration, Duration),
     pub killed_at: Duration,
     pub restarted_at: Duration,

@@ -258,6 +258,8 @@ pub struct RunResult {
     /// partitioned by a black hole.
     pub partition_kills: usize,
     pub partition_kills_blackhole: usize,
+    /// Passes with no write from just before the heal until the survivor answered.
+    pub partition_kills_quiet: usize,
     /// Probe loads made, and how long each answered one took.
     pub probes: usize,
     pub probe_latencies: Vec<Duration>,
@@ -299,6 +301,7 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
                 d.recorder.clone(),
                 stats.clone(),
                 stop.clone(),
+                d.writes_held.clone(),
             )));
         }
     }
@@ -402,6 +405,7 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
         .iter()
         .filter(|p| p.blackhole)
         .count();
+    let partition_kills_quiet = history.partition_kills.iter().filter(|p| p.quiet).count();
     let probes = history.loads.len();
     let probe_latencies = history
         .loads
@@ -475,6 +479,7 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
         flood,
         partition_kills,
         partition_kills_blackhole,
+        partition_kills_quiet,
         probes,
         probe_latencies,
     })

@@ -75,8 +75,8 @@ pub fn print_run(r: &RunResult) {
         let answered = r.probe_latencies.len();
         let max = r.probe_latencies.iter().max().copied().unwrap_or_default();
         eprintln!(
-            "  partition-then-kill passes {} ({} black hole), probe loads answered {answered}/{} (slowest {max:?})",
-            r.partition_kills, r.partition_kills_blackhole, r.probes
+            "  partition-then-kill passes {} ({} black hole, {} quiet), probe loads answered {answered}/{} (slowest {max:?})",
+            r.partition_kills, r.partition_kills_blackhole, r.partition_kills_quiet, r.probes
         );
     }
     if let Some(f) = &r.flood {

@@ -35,6 +35,7 @@ pub struct WriterStats {
 }
 
 /// Runs one writer until `stop`: `writer` is its number, `root` its root's index.
+/// While `held` is set it starts no new write.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_loop(
     config: Config,
@@ -45,10 +46,15 @@ pub async fn write_loop(
     recorder: Recorder,
     stats: Arc<WriterStats>,
     stop: Arc<AtomicBool>,
+    held: Arc<AtomicBool>,
 ) {
     let mut seq = 0u64;
     let mut pending = tokio::task::JoinSet::new();
     while !stop.load(Ordering::Relaxed) {
+        if held.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         seq += 1;
         let key = key_of(writer, seq);
         let ops = json!([
