@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::change::{CHANGES_BUFFER, Changes};
 use crate::error::{Error, WriteError};
+use crate::live::{Live, LiveError};
 use crate::shared::Handle;
 
 /// A followed configuration: always holds the latest document this node has,
@@ -61,6 +62,67 @@ impl Config {
     /// The current document as a `T`.
     pub fn get<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         T::deserialize(&*self.document())
+    }
+
+    /// The whole document as a [`Live`] `T`: deserialized once per change, in
+    /// the background, for a lock-free [`Live::load`] on the hot path (where
+    /// [`Config::get`] would deserialize the document on every call).
+    ///
+    /// A change that does not deserialize keeps the last good value and is
+    /// counted ([`Live::failures`]); see [`Config::at`] for a part of the
+    /// document. `typed` is `at("")`.
+    ///
+    /// Fails if the current document does not deserialize as `T`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (it spawns a task, as following a root does).
+    ///
+    /// ```no_run
+    /// # async fn example(config: tikaconf::Config) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::collections::BTreeMap;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Bot {
+    ///     #[serde(default)]
+    ///     commands: BTreeMap<String, String>,
+    /// }
+    ///
+    /// let mut bot = config.typed::<Bot>()?;
+    /// // On every chat message: no lock, no parsing.
+    /// let reply = bot.load().commands.get("!hi").cloned();
+    ///
+    /// // Somewhere else: react to changes.
+    /// while bot.changed().await.is_ok() {
+    ///     println!("{} commands", bot.load().commands.len());
+    /// }
+    /// # let _ = reply;
+    /// # Ok(()) }
+    /// ```
+    pub fn typed<T>(&self) -> Result<Live<T>, LiveError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.at("")
+    }
+
+    /// The part of the document at `pointer` (an RFC 6901 JSON Pointer, such as
+    /// `"/commands"`) as a [`Live`] `T`, which wakes [`Live::changed`] only when
+    /// that part's value differs, whether the change came by a patch, a load or
+    /// a re-sync. A pointer that does not resolve reads as `null`: use an
+    /// `Option<T>` for a part that may be absent.
+    ///
+    /// Fails on a malformed pointer, or if the current value does not
+    /// deserialize as `T`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (it spawns a task, as following a root does).
+    pub fn at<T>(&self, pointer: &str) -> Result<Live<T>, LiveError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        Live::spawn(self.root(), &self.inner.shared.current, pointer)
     }
 
     /// This node's counters for this root: patches applied, stale ones, messages
