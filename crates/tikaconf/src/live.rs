@@ -458,6 +458,57 @@ mod tests {
         assert!(std::error::Error::source(&err).is_some());
     }
 
+    /// A change that comes by re-sync (no patch to look at) reaches a view too:
+    /// the second node loses the patch to /commands (its bus drops it, and says
+    /// so, as Redis's overflow does), and adopts storage's snapshot.
+    #[tokio::test]
+    async fn a_re_sync_updates_a_view() {
+        use std::sync::atomic::AtomicBool;
+
+        use futures_util::StreamExt;
+        use tikaconf_proto::BusEvent;
+
+        use crate::bus::BusHandle;
+
+        let (broker, _node, _client, config) = fleet("#live_resync").await;
+        let losing = Arc::new(AtomicBool::new(false));
+        let (inject, injected) = tokio::sync::mpsc::unbounded_channel::<BusEvent>();
+        let lossy = {
+            let BusHandle { bus, events } = broker.connect();
+            let losing = losing.clone();
+            let events = events.filter(move |e| {
+                let lose = losing.load(Ordering::SeqCst) && matches!(e, BusEvent::Message { .. });
+                std::future::ready(!lose)
+            });
+            let injected = futures_util::stream::unfold(injected, |mut rx| async move {
+                rx.recv().await.map(|e| (e, rx))
+            });
+            BusHandle::new(bus, futures_util::stream::select(events, injected))
+        };
+        let other = Client::with_bus(lossy, fast_options());
+        let second = other.follow(config.root()).await.unwrap();
+        let mut commands = second
+            .at::<Option<BTreeMap<String, String>>>("/commands")
+            .unwrap();
+
+        losing.store(true, Ordering::SeqCst);
+        set(&config, "/commands", json!({"!hi": "hello"})).await;
+        stays_quiet(&mut commands).await;
+        losing.store(false, Ordering::SeqCst);
+        inject
+            .send(BusEvent::Overflowed {
+                dropped: 1,
+                channels: None,
+            })
+            .unwrap();
+        changed(&mut commands).await;
+        assert_eq!(commands.load().as_ref().as_ref().unwrap()["!hi"], "hello");
+        assert_eq!(second.head(), config.head());
+        let stats = second.stats().await;
+        assert_eq!(stats.applied, 0, "no patch reached the second node");
+        assert!(stats.resyncs >= 1, "it came by re-sync: {stats:?}");
+    }
+
     #[tokio::test]
     async fn the_task_ends_with_the_last_handle() {
         let (_broker, _node, _client, config) = fleet("#live_drop").await;
