@@ -135,9 +135,8 @@ impl<T> Live<T> {
     /// Cancel-safe. Fails with [`LiveClosed`] once the configuration has ended
     /// and every change has been seen.
     pub async fn changed(&mut self) -> Result<(), LiveClosed> {
-        self.version.changed().await.map_err(|_| LiveClosed)?;
-        self.version.mark_unchanged();
-        Ok(())
+        // tokio's `changed` marks the new version seen.
+        self.version.changed().await.map_err(|_| LiveClosed)
     }
 
     /// Whether the value differs from the last one this handle has seen.
@@ -235,9 +234,10 @@ async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
     // The sub-tree of the value readers have.
     mut good: Value,
 ) {
-    // The last sub-tree tried, good or not: a bad one is reported once, not
-    // again at every change elsewhere in the document.
-    let mut tried = good.clone();
+    // The last sub-tree that did not deserialize, while it is current: a bad
+    // value is reported once, not again at every change elsewhere in the
+    // document. (Kept apart from `good` so that the usual case holds one copy.)
+    let mut bad: Option<Value> = None;
     loop {
         tokio::select! {
             changed = current.changed() => {
@@ -251,18 +251,19 @@ async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
             continue;
         };
         let sub = sub_tree(&now.doc, &shared.pointer);
-        if *sub == tried {
+        if *sub == good {
+            // Unchanged, or back to the value readers have after a bad one.
+            bad = None;
             continue;
         }
-        tried = sub.clone();
-        if tried == good {
-            // Back to the value readers have (after a bad one): nothing to announce.
+        if bad.as_ref() == Some(sub) {
             continue;
         }
-        match T::deserialize(&tried) {
+        match T::deserialize(sub) {
             Ok(value) => {
                 shared.value.store(Arc::new(value));
-                good = tried.clone();
+                good = sub.clone();
+                bad = None;
                 version.send_modify(|v| *v += 1);
             }
             Err(err) => {
@@ -275,6 +276,7 @@ async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
                     "the configuration does not deserialize: keeping the last good value"
                 );
                 shared.last_error.store(Some(Arc::new(err)));
+                bad = Some(sub.clone());
             }
         }
     }
@@ -436,6 +438,9 @@ mod tests {
         stays_quiet(&mut commands).await;
         assert_eq!(commands.failures(), 1);
 
+        // Back to the value readers have: nothing for them to see.
+        set(&config, "/commands/!hi", json!("hello")).await;
+        stays_quiet(&mut commands).await;
         set(&config, "/commands/!hi", json!("hi there")).await;
         changed(&mut commands).await;
         assert_eq!(commands.load()["!hi"], "hi there");
