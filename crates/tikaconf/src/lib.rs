@@ -49,6 +49,8 @@ pub mod memory;
 mod root;
 mod shared;
 pub mod storage_node;
+#[cfg(test)]
+mod test_fleet;
 
 pub use change::{Change, Changes};
 pub use client::{Client, ClientOptions};

@@ -290,14 +290,11 @@ mod tests {
 
     use serde::Deserialize;
     use serde_json::json;
-    use tikaconf_proto::{FollowerConfig, RootConfig};
-    use tikaconf_store::MemoryStore;
 
     use super::*;
-    use crate::memory::Broker;
-    use crate::{Client, ClientOptions, Config, StorageNode, StorageOptions};
+    use crate::test_fleet::{PATIENCE, fast_options, fleet};
+    use crate::{Client, Config};
 
-    const PATIENCE: Duration = Duration::from_secs(5);
     /// How long a view that must not wake is watched.
     const QUIET: Duration = Duration::from_millis(300);
 
@@ -305,35 +302,6 @@ mod tests {
     struct Bot {
         #[serde(default)]
         commands: BTreeMap<String, String>,
-    }
-
-    /// An in-process fleet: a bus, a storage node, and a client following one
-    /// new root (kept alive with the returned values).
-    async fn fleet(channel: &str) -> (Broker, StorageNode, Client, Config) {
-        let broker = Broker::new();
-        let node = StorageNode::spawn(
-            broker.connect(),
-            MemoryStore::new(),
-            StorageOptions::default(),
-        );
-        node.ready().await;
-        let client = Client::with_bus(broker.connect(), fast_options());
-        let config = client
-            .follow(RootConfig::twitch(channel).unwrap())
-            .await
-            .unwrap();
-        (broker, node, client, config)
-    }
-
-    fn fast_options() -> ClientOptions {
-        ClientOptions {
-            follower: FollowerConfig {
-                jitter_seed: rand::random(),
-                ..FollowerConfig::quick(PATIENCE)
-            },
-            load_timeout: Duration::from_secs(10),
-            ..ClientOptions::default()
-        }
     }
 
     async fn set(config: &Config, pointer: &str, value: Value) {
