@@ -9,7 +9,7 @@ use tikaconf_proto::follower::FollowerStats;
 use tikaconf_proto::{Current, Hash, Patch, WriteOutcome};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::change::{CHANGES_BUFFER, Changes};
+use crate::change::{CHANGES_BUFFER, Change, Changes, Watch};
 use crate::error::{Error, WriteError};
 use crate::live::{Live, LiveError};
 use crate::shared::Handle;
@@ -143,6 +143,42 @@ impl Config {
                 .get_or_init(|| broadcast::channel(CHANGES_BUFFER).0)
                 .subscribe(),
         }
+    }
+
+    /// The current state, then every change, as a stream (see [`Watch`]): the
+    /// first item is [`Event::Change`](crate::Event::Change) with the document
+    /// now (no patch), later ones each change after it, and
+    /// [`Event::Lagged`](crate::Event::Lagged) where a slow reader
+    /// skipped changes. Ends when the configuration is no longer followed.
+    ///
+    /// ```no_run
+    /// # async fn example(config: tikaconf::Config) {
+    /// use futures_util::StreamExt;
+    /// use tikaconf::Event;
+    ///
+    /// let mut watch = config.watch();
+    /// while let Some(event) = watch.next().await {
+    ///     match event {
+    ///         Event::Change(change) => println!("{} at height {}", change.head, change.height),
+    ///         Event::Lagged(n) => println!("missed {n} changes; the next one is current"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn watch(&self) -> Watch {
+        // Subscribe before reading, so that nothing falls between the two.
+        let changes = self.changes();
+        let current = self.current();
+        let baseline = Change {
+            head: current.head,
+            height: current.height,
+            document: current.doc,
+            patch: None,
+            dropped: false,
+            applied_at: std::time::Instant::now(),
+        };
+        Watch::new(baseline, changes)
     }
 
     /// Publishes `ops` (an RFC 6902 JSON Patch) against the current head and waits

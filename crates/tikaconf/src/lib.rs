@@ -52,7 +52,7 @@ pub mod storage_node;
 #[cfg(test)]
 mod test_fleet;
 
-pub use change::{Change, Changes};
+pub use change::{Change, Changes, Event, Watch};
 pub use client::{Client, ClientOptions};
 pub use config::Config;
 pub use error::{Error, InvalidPatch, WriteError};

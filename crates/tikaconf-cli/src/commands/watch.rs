@@ -6,9 +6,10 @@
 //! knows the watch is live and has a baseline; `ops` is also null after a re-sync
 //! from a snapshot, when there is no single patch to show.
 
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tikaconf::proto::{Limits, Patch, canonical, json};
-use tikaconf::{Change, Hash};
+use tikaconf::{Change, Event, Hash};
 
 use crate::cli::Global;
 use crate::failure::Failure;
@@ -16,25 +17,22 @@ use crate::{output, session, shutdown};
 
 pub async fn run(global: &Global, root: &str) -> Result<(), Failure> {
     let config = session::follow(global, root).await?;
-    // Subscribe before reading the current state so that no change falls between.
-    let mut changes = config.changes();
-    let mut last = config.head();
-    output::line(line(last, config.height(), &config.document(), None, false))?;
+    // The library's watch: the current state first, then each change once.
+    let mut watch = config.watch();
     let stop = shutdown::signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => return Ok(()),
-            change = changes.next() => {
-                let Some(Change { head, height, document, patch, dropped, .. }) = change else {
-                    return Ok(());
-                };
-                // The first line may already show a change that was also queued.
-                if head == last {
-                    continue;
+            event = watch.next() => match event {
+                None => return Ok(()),
+                Some(Event::Change(Change { head, height, document, patch, dropped, .. })) => {
+                    output::line(line(head, height, &document, patch.as_deref(), dropped))?;
                 }
-                last = head;
-                output::line(line(head, height, &document, patch.as_deref(), dropped))?;
+                Some(Event::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "fell behind the changes; the next line is current");
+                }
+                Some(_) => {}
             }
         }
     }
