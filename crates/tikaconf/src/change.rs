@@ -174,7 +174,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_fleet::{PATIENCE, fleet};
+    use tikaconf_proto::RootConfig;
+
+    use crate::testing::{Fleet, PATIENCE};
 
     async fn next(watch: &mut Watch) -> Event {
         tokio::time::timeout(PATIENCE, watch.next())
@@ -194,7 +196,11 @@ mod tests {
     /// comes once, in order, with its patch.
     #[tokio::test]
     async fn a_watch_starts_with_the_current_state_then_each_change() {
-        let (_broker, _node, _client, config) = fleet("#watch").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#watch").unwrap())
+            .await
+            .unwrap();
         let first = config
             .submit(json!([{"op": "add", "path": "/a", "value": 1}]))
             .await
@@ -220,7 +226,11 @@ mod tests {
     /// changes it skipped, as an item, and then gets a current change.
     #[tokio::test]
     async fn a_lagging_watch_gets_lagged_then_a_current_change() {
-        let (_broker, _node, _client, config) = fleet("#lagging").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#lagging").unwrap())
+            .await
+            .unwrap();
         let mut watch = config.watch();
         let baseline = change(next(&mut watch).await);
         assert_eq!(baseline.height, 0);

@@ -49,8 +49,7 @@ pub mod memory;
 mod root;
 mod shared;
 pub mod storage_node;
-#[cfg(test)]
-mod test_fleet;
+pub mod testing;
 
 pub use change::{Change, Changes, Event, Watch};
 pub use client::{Client, ClientOptions};

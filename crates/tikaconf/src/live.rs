@@ -292,7 +292,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_fleet::{PATIENCE, fast_options, fleet};
+    use tikaconf_proto::RootConfig;
+
+    use crate::testing::{Fleet, PATIENCE, fast_options};
     use crate::{Client, Config};
 
     /// How long a view that must not wake is watched.
@@ -346,7 +348,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_typed_value_follows_writes() {
-        let (_broker, _node, _client, config) = fleet("#live_typed").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#live_typed").unwrap())
+            .await
+            .unwrap();
         let mut bot = config.typed::<Bot>().unwrap();
         let first = bot.load();
         assert!(first.commands.is_empty());
@@ -369,7 +375,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_sub_tree_view_wakes_only_for_its_own_changes() {
-        let (_broker, _node, _client, config) = fleet("#live_at").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#live_at").unwrap())
+            .await
+            .unwrap();
         let mut commands = config
             .at::<Option<BTreeMap<String, String>>>("/commands")
             .unwrap();
@@ -391,7 +401,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_write_keeps_the_last_good_value() {
-        let (_broker, _node, _client, config) = fleet("#live_bad").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#live_bad").unwrap())
+            .await
+            .unwrap();
         set(&config, "/commands", json!({"!hi": "hello"})).await;
         let mut commands = config.at::<BTreeMap<String, String>>("/commands").unwrap();
         assert_eq!(commands.load()["!hi"], "hello");
@@ -417,7 +431,11 @@ mod tests {
 
     #[tokio::test]
     async fn creating_a_view_fails_on_a_bad_pointer_or_value() {
-        let (_broker, _node, _client, config) = fleet("#live_err").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#live_err").unwrap())
+            .await
+            .unwrap();
         assert!(matches!(
             config.at::<Value>("commands"),
             Err(LiveError::Pointer { .. })
@@ -443,11 +461,15 @@ mod tests {
 
         use crate::bus::BusHandle;
 
-        let (broker, _node, _client, config) = fleet("#live_resync").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#live_resync").unwrap())
+            .await
+            .unwrap();
         let losing = Arc::new(AtomicBool::new(false));
         let (inject, injected) = tokio::sync::mpsc::unbounded_channel::<BusEvent>();
         let lossy = {
-            let BusHandle { bus, events } = broker.connect();
+            let BusHandle { bus, events } = fleet.broker().connect();
             let losing = losing.clone();
             let events = events.filter(move |e| {
                 let lose = losing.load(Ordering::SeqCst) && matches!(e, BusEvent::Message { .. });
@@ -484,7 +506,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_task_ends_with_the_last_handle() {
-        let (_broker, _node, _client, config) = fleet("#live_drop").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#live_drop").unwrap())
+            .await
+            .unwrap();
         let live = config.typed::<Value>().unwrap();
         let task = Arc::downgrade(&live.shared);
         let clone = live.clone();
@@ -503,7 +529,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_task_ends_when_the_configuration_ends() {
-        let (_broker, _node, _client, config) = fleet("#live_unfollow").await;
+        let fleet = Fleet::start().await;
+        let config = fleet
+            .follow(RootConfig::twitch("#live_unfollow").unwrap())
+            .await
+            .unwrap();
         let mut live = config.typed::<Value>().unwrap();
         set(&config, "/a", json!(1)).await;
         drop(config);

@@ -190,7 +190,7 @@ async fn each_role_can_do_its_job_and_no_more() {
         .submit(json!([{"op": "add", "path": "/timers", "value": []}]))
         .await
         .unwrap();
-    wait_for_head(&f, head2, Duration::from_secs(5)).await;
+    wait_for_head(&f, head2).await.unwrap();
     assert_eq!(
         acl_denials(&redis).await,
         [],

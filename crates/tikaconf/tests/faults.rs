@@ -10,12 +10,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use tikaconf::bus::BusHandle;
-use tikaconf::memory::Broker;
 use tikaconf::proto::canonical;
-use tikaconf::store::{
-    HeadRef, MemoryStore, PersistCommit, PersistOutcome, Store, StoreError, StoredHead,
-};
-use tikaconf::{Client, Hash, RootConfig, StorageNode, StorageOptions, WriteError};
+use tikaconf::store::{HeadRef, PersistCommit, PersistOutcome, Store, StoreError, StoredHead};
+use tikaconf::{Hash, RootConfig, StorageNode, StorageOptions, WriteError};
 use tikaconf_redis::RedisStore;
 
 /// Redis restarts (losing every subscription and whatever was in flight) while a
@@ -59,8 +56,8 @@ async fn redis_restart_mid_stream() {
     // Everyone converges on storage's head.
     let fresh = client(&redis).await.follow(root.hash()).await.unwrap();
     let head = fresh.head();
-    wait_for_head(&w, head, Duration::from_secs(10)).await;
-    wait_for_head(&r, head, Duration::from_secs(10)).await;
+    wait_for_head(&w, head).await.unwrap();
+    wait_for_head(&r, head).await.unwrap();
     let doc = fresh.document();
     for k in &committed {
         assert!(
@@ -255,18 +252,10 @@ async fn two_storage_nodes_share_the_redis_store() {
 /// The in-process bus has the same semantics: the same flow runs on it.
 #[tokio::test]
 async fn in_process_bus_and_memory_store() {
-    let broker = Broker::new();
-    let node = StorageNode::spawn(
-        broker.connect(),
-        MemoryStore::new(),
-        StorageOptions::default(),
-    );
-    node.ready().await;
-    let a = Client::with_bus(broker.connect(), fast_options());
-    let b = Client::with_bus(broker.connect(), fast_options());
+    let fleet = tikaconf::testing::Fleet::start().await;
     let root = RootConfig::twitch("#local").unwrap();
-    let ca = a.follow(root.clone()).await.unwrap();
-    let cb = b.follow(root.hash()).await.unwrap();
+    let ca = fleet.follow(root.clone()).await.unwrap();
+    let cb = fleet.connect().follow(root.hash()).await.unwrap();
     let mut changes = cb.changes();
 
     let head = ca
@@ -299,7 +288,7 @@ async fn in_process_bus_and_memory_store() {
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_ne!(x, y);
     let last = if ca.height() > 0 { ca.head() } else { x };
-    wait_for_head(&cb, last, Duration::from_secs(5)).await;
+    wait_for_head(&cb, last).await.unwrap();
     let doc = cb.document();
     assert_eq!((doc["x"].clone(), doc["y"].clone()), (json!(1), json!(2)));
 }
@@ -379,7 +368,7 @@ async fn a_storage_node_cut_off_from_a_shared_store_serves_the_stored_head() {
         .await
         .expect("the write on the real head is committed by B");
     assert_eq!(fresh.height(), 14);
-    wait_for_head(&config, head, Duration::from_secs(10)).await;
+    wait_for_head(&config, head).await.unwrap();
     assert!(b.status().stats.stored_notices > stored_before);
     b.shutdown().await;
 }

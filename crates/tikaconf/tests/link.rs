@@ -129,7 +129,7 @@ async fn a_follower_behind_a_black_hole_notices_reconnects_and_catches_up() {
 
     proxy.heal();
     assert!(saw(&mut seen, Seen::Connected).await, "reconnects");
-    wait_for_head(&f, head, WAIT).await;
+    wait_for_head(&f, head).await.unwrap();
     assert_eq!(f.document()["meanwhile"], 1);
 }
 
@@ -180,7 +180,7 @@ async fn a_storage_node_behind_a_black_hole_notices_reconnects_and_stores_again(
         "no storage node heard it: {meanwhile:?}"
     );
 
-    wait_for_head(&w, before, WAIT).await;
+    wait_for_head(&w, before).await.unwrap();
     let after = w
         .submit(json!([{"op": "add", "path": "/after", "value": 1}]))
         .await
@@ -255,7 +255,7 @@ async fn a_stalled_follower_stays_bounded_then_resyncs_to_the_head() {
         saw(&mut seen, Seen::Overflowed).await,
         "the hub learns of the drop"
     );
-    wait_for_head(&f, head, WAIT).await;
+    wait_for_head(&f, head).await.unwrap();
     assert!(f.stats().await.resyncs >= 1);
 }
 

@@ -86,7 +86,7 @@ async fn racing_writers_one_commits_one_conflicts_all_on_the_winner() {
     let mut raced = 0;
     for round in 0..20 {
         let base = ca.head();
-        wait_for_head(&cb, base, Duration::from_secs(5)).await;
+        wait_for_head(&cb, base).await.unwrap();
         let (ra, rb) = tokio::join!(
             ca.submit_on(
                 base,
@@ -108,8 +108,8 @@ async fn racing_writers_one_commits_one_conflicts_all_on_the_winner() {
             (Ok(h), Err(WriteError::HeadMoved)) | (Err(WriteError::HeadMoved), Ok(h)) => h,
             other => panic!("round {round}: expected one commit and one conflict, got {other:?}"),
         };
-        wait_for_head(&ca, winner, Duration::from_secs(5)).await;
-        wait_for_head(&cb, winner, Duration::from_secs(5)).await;
+        wait_for_head(&ca, winner).await.unwrap();
+        wait_for_head(&cb, winner).await.unwrap();
         assert_eq!(ca.document(), cb.document());
     }
     assert!(raced >= 5, "only {raced} of 20 rounds raced");
@@ -151,7 +151,7 @@ async fn hop_gap_back_to_back_chain_of_1000() {
     let () = pipe.query_async(&mut raw).await.unwrap();
 
     for f in &followers {
-        wait_for_head(f, parent, Duration::from_secs(20)).await;
+        wait_for_head(f, parent).await.unwrap();
         assert_eq!(f.height(), 1000);
     }
     // Storage holds the same document: a fresh follower loads it.
@@ -186,8 +186,8 @@ async fn hop_gap_sequential_submits_of_1000() {
             .await
             .unwrap();
     }
-    wait_for_head(&o1, last, Duration::from_secs(10)).await;
-    wait_for_head(&o2, last, Duration::from_secs(10)).await;
+    wait_for_head(&o1, last).await.unwrap();
+    wait_for_head(&o2, last).await.unwrap();
     assert_eq!(o2.document()["seq"], 999);
 }
 

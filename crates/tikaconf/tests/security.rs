@@ -218,7 +218,7 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
         .submit(json!([{"op": "add", "path": "/ok", "value": 1}]))
         .await
         .unwrap();
-    wait_for_head(&r, next, std::time::Duration::from_secs(5)).await;
+    wait_for_head(&r, next).await.unwrap();
     assert_eq!(r.document()["mod"], "tika");
     let stats = r.stats().await;
     assert_eq!(stats.ignored.get("unsigned"), Some(&4), "{stats:?}");
@@ -367,7 +367,7 @@ async fn a_signed_patch_replayed_into_another_namespace_is_refused() {
         .submit(json!([{"op": "add", "path": "/from_b", "value": true}]))
         .await
         .expect("b's own writer commits");
-    wait_for_head(&r, head, std::time::Duration::from_secs(5)).await;
+    wait_for_head(&r, head).await.unwrap();
     assert_eq!(r.height(), 1);
     assert_eq!(doc_keys(&r.document()), ["connection", "from_b"]);
     assert_eq!(node_b.status().stats.applied, 1);
@@ -524,5 +524,5 @@ async fn assert_loads_and_writes(
         .submit(json!([{"op": "add", "path": "/after", "value": 2}]))
         .await
         .expect("a trusted writer commits on the old head");
-    wait_for_head(&r, next, std::time::Duration::from_secs(5)).await;
+    wait_for_head(&r, next).await.unwrap();
 }
