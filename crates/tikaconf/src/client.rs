@@ -35,6 +35,14 @@ pub struct ClientOptions {
     /// (how far the client may fall behind before it drops messages and
     /// re-syncs). See [`BusOptions`].
     pub bus: BusOptions,
+    /// A JSON Schema every document this client writes must match: each write
+    /// ([`Config::submit`], [`Config::update`], ...) is checked against it
+    /// before it is published, and refused with
+    /// [`InvalidPatch::Schema`](crate::InvalidPatch::Schema) if the result would
+    /// not match. A writer's check, not a rule of the protocol: see
+    /// [`crate::Schema`] for why.
+    #[cfg(feature = "schema")]
+    pub schema: Option<crate::Schema>,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +56,8 @@ impl Default for ClientOptions {
             trust: TrustSet::default(),
             signing_key: None,
             bus: BusOptions::default(),
+            #[cfg(feature = "schema")]
+            schema: None,
         }
     }
 }
@@ -98,7 +108,12 @@ impl Client {
             .map_err(|_| Error::Closed)?;
         let timeout = self.options.load_timeout;
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(shared))) => Ok(Config::new(Handle::new(shared, self.hub.clone()))),
+            Ok(Ok(Ok(shared))) => {
+                let config = Config::new(Handle::new(shared, self.hub.clone()));
+                #[cfg(feature = "schema")]
+                let config = config.with_schema(self.options.schema.clone());
+                Ok(config)
+            }
             Ok(Ok(Err(LoadFailure::UnknownRoot))) => Err(Error::UnknownRoot(hash)),
             Ok(Err(_)) => Err(Error::Closed),
             Err(_) => {

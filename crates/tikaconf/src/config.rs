@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tikaconf_proto::follower::FollowerStats;
@@ -21,13 +22,23 @@ use crate::shared::Handle;
 #[derive(Debug, Clone)]
 pub struct Config {
     inner: Arc<Handle>,
+    /// The client's schema, checked before each write is published.
+    #[cfg(feature = "schema")]
+    schema: Option<crate::Schema>,
 }
 
 impl Config {
     pub(crate) fn new(handle: Handle) -> Config {
         Config {
             inner: Arc::new(handle),
+            #[cfg(feature = "schema")]
+            schema: None,
         }
+    }
+
+    #[cfg(feature = "schema")]
+    pub(crate) fn with_schema(self, schema: Option<crate::Schema>) -> Config {
+        Config { schema, ..self }
     }
 
     /// The root hash.
@@ -221,7 +232,52 @@ impl Config {
         ops: Value,
         meta: Option<Map<String, Value>>,
     ) -> Result<(Arc<Patch>, oneshot::Receiver<WriteOutcome>), WriteError> {
+        #[cfg(feature = "schema")]
+        if let Some(schema) = &self.schema {
+            return self.publish_checked(schema, parent, ops, meta).await;
+        }
         self.inner.write(parent, ops, meta).await
+    }
+
+    /// [`Config::publish_on`] under a schema: the ops are applied to the head
+    /// they will be published on, the result checked, and the patch published
+    /// on exactly that head (so the document checked is the one it makes).
+    /// The ops are applied twice, here and by the follower: the price of a
+    /// check that lives outside the protocol core, paid only with a schema.
+    #[cfg(feature = "schema")]
+    async fn publish_checked(
+        &self,
+        schema: &crate::Schema,
+        parent: Option<Hash>,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<(Arc<Patch>, oneshot::Receiver<WriteOutcome>), WriteError> {
+        use tikaconf_proto::patch::Ops;
+        loop {
+            let base = self.current();
+            if parent.is_some_and(|p| p != base.head) {
+                return Err(WriteError::HeadMoved);
+            }
+            // Ops that do not parse or apply are left to the follower, which
+            // refuses them with the precise reason.
+            let result = Ops::from_value(&ops)
+                .ok()
+                .and_then(|parsed| parsed.apply_owned((*base.doc).clone()).ok());
+            if let Some(result) = result {
+                schema
+                    .check(&result)
+                    .map_err(|v| WriteError::Rejected(v.into()))?;
+            }
+            match self
+                .inner
+                .write(Some(base.head), ops.clone(), meta.clone())
+                .await
+            {
+                // Moved between the check and the write: check on the new head.
+                Err(WriteError::HeadMoved) if parent.is_none() => continue,
+                written => return written,
+            }
+        }
     }
 
     /// Changes the document with `edit`, as a patch computed from the difference,
@@ -236,11 +292,77 @@ impl Config {
     where
         E: std::fmt::Display,
     {
+        self.update_document(|doc| edit(doc).map_err(|e| Error::Edit(e.to_string())))
+            .await
+    }
+
+    /// Changes the document through its typed view: deserializes it as a `T`,
+    /// runs `edit` on it, and publishes the difference between the `T` before
+    /// and after, retrying on conflicts as [`Config::update`] does. Returns the
+    /// new head, or the current one if `edit` changed nothing.
+    ///
+    /// Only what `edit` changed is written: parts of the document that `T`
+    /// does not have (fields it ignores, written by newer code or other tools)
+    /// are kept, and a field that `T` fills with a default stays absent unless
+    /// `edit` changes it. An array that changes is written whole. With a
+    /// [`ClientOptions::schema`](crate::ClientOptions::schema), the result is
+    /// checked before it is published.
+    ///
+    /// Fails with [`Error::Typed`] if the document does not deserialize as a
+    /// `T` (nothing is published), and with [`Error::Edit`] if `edit` fails.
+    /// `edit` may run several times; it must not have side effects.
+    ///
+    /// ```no_run
+    /// # async fn example(config: tikaconf::Config) -> Result<(), tikaconf::Error> {
+    /// use std::collections::BTreeMap;
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Bot {
+    ///     #[serde(default)]
+    ///     commands: BTreeMap<String, String>,
+    /// }
+    ///
+    /// config
+    ///     .update_typed(|bot: &mut Bot| {
+    ///         bot.commands.insert("!hi".into(), "hello".into());
+    ///         Ok::<_, std::convert::Infallible>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update_typed<T, E>(
+        &self,
+        mut edit: impl FnMut(&mut T) -> Result<(), E>,
+    ) -> Result<Hash, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        E: std::fmt::Display,
+    {
+        self.update_document(|doc| {
+            // Deserialized twice rather than cloned, so `T` need not be Clone.
+            let before = serde_json::to_value(T::deserialize(&*doc).map_err(Error::Typed)?)
+                .map_err(Error::Typed)?;
+            let mut typed = T::deserialize(&*doc).map_err(Error::Typed)?;
+            edit(&mut typed).map_err(|e| Error::Edit(e.to_string()))?;
+            let after = serde_json::to_value(typed).map_err(Error::Typed)?;
+            carry_edit(doc, &before, &after);
+            Ok(())
+        })
+        .await
+    }
+
+    /// The loop of [`Config::update`] and [`Config::update_typed`]: edit a
+    /// copy of the head's document, publish the difference on that head, and
+    /// on a conflict or a moved head start again from the new one.
+    async fn update_document(
+        &self,
+        mut edit: impl FnMut(&mut Value) -> Result<(), Error>,
+    ) -> Result<Hash, Error> {
         const ATTEMPTS: usize = 16;
         for _ in 0..ATTEMPTS {
             let base = self.current();
             let mut next = (*base.doc).clone();
-            edit(&mut next).map_err(|e| Error::Edit(e.to_string()))?;
+            edit(&mut next)?;
             let ops = json_patch::diff(&base.doc, &next);
             if ops.0.is_empty() {
                 return Ok(base.head);
@@ -262,6 +384,40 @@ impl Config {
         let mut rx = self.inner.shared.current.clone();
         let moved = rx.wait_for(|c| c.as_ref().is_some_and(|c| c.head != head));
         let _ = tokio::time::timeout(Duration::from_secs(5), moved).await;
+    }
+}
+
+/// Makes in `doc` the change that turned `before` into `after` (two renderings
+/// of one typed view of `doc`), leaving alone what the view does not show.
+///
+/// Objects are walked key by key: a key whose value is equal in both is not
+/// touched (so a default the view filled in is not written, and a field the
+/// view does not know is kept), a key only `before` has is removed, and a
+/// changed value is carried down into `doc`'s own value, or written whole
+/// where `doc` has none or the two are not both objects (an array, a scalar).
+fn carry_edit(doc: &mut Value, before: &Value, after: &Value) {
+    if before == after {
+        return;
+    }
+    match (doc, before, after) {
+        (Value::Object(doc), Value::Object(before), Value::Object(after)) => {
+            for (key, new) in after {
+                match (doc.get_mut(key), before.get(key)) {
+                    (Some(own), Some(old)) => carry_edit(own, old, new),
+                    _ => {
+                        if before.get(key) != Some(new) {
+                            doc.insert(key.clone(), new.clone());
+                        }
+                    }
+                }
+            }
+            for key in before.keys() {
+                if !after.contains_key(key) {
+                    doc.remove(key);
+                }
+            }
+        }
+        (doc, _, after) => *doc = after.clone(),
     }
 }
 
@@ -322,11 +478,155 @@ async fn finish(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
     use serde_json::json;
     use tikaconf_proto::limits::DocBound;
     use tikaconf_proto::patch::{Caps, Ops};
 
     use super::*;
+    use crate::testing::{self, Fleet};
+
+    /// What an older bot knows of the document: its commands only.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Bot {
+        #[serde(default)]
+        commands: BTreeMap<String, String>,
+        #[serde(default)]
+        greeting: Option<String>,
+    }
+
+    #[tokio::test]
+    async fn a_typed_update_writes_only_what_the_edit_changed() {
+        let config = testing::config(json!({
+            "commands": {"!hi": "hello", "!old": "bye"},
+            "timers": {"ad": 600},
+        }))
+        .await;
+        let before = config.head();
+        let mut changes = config.changes();
+        let head = config
+            .update_typed(|bot: &mut Bot| {
+                bot.commands.insert("!new".into(), "new".into());
+                bot.commands.remove("!old");
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await
+            .unwrap();
+        assert_ne!(head, before, "a patch was committed");
+        assert_eq!(
+            *config.document(),
+            json!({"commands": {"!hi": "hello", "!new": "new"}, "timers": {"ad": 600}}),
+            "the timers Bot does not know are kept, and its default greeting is not written"
+        );
+        let change = changes.next().await.expect("the change is seen");
+        assert_eq!(change.head, head);
+        let ops = change.patch.expect("it came as a patch").ops.to_value();
+        let paths: Vec<&str> = ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| op["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths.len(), 2, "{ops}");
+        assert!(paths.iter().all(|p| p.starts_with("/commands/")), "{ops}");
+    }
+
+    #[tokio::test]
+    async fn a_typed_update_that_changes_nothing_publishes_nothing() {
+        let config = testing::config(json!({"commands": {}, "x": 1})).await;
+        let head = config.head();
+        let same = config
+            .update_typed(|_: &mut Bot| Ok::<_, std::convert::Infallible>(()))
+            .await
+            .unwrap();
+        assert_eq!(same, head);
+        assert_eq!(config.height(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_document_that_does_not_fit_the_type_is_an_error_and_nothing_is_published() {
+        let config = testing::config(json!({"commands": ["not", "a", "map"]})).await;
+        let err = config
+            .update_typed(|bot: &mut Bot| {
+                bot.greeting = Some("hi".into());
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Typed(_)), "{err:?}");
+        assert_eq!(config.height(), 1, "nothing was published");
+    }
+
+    #[test]
+    fn carrying_an_edit_keeps_what_the_view_does_not_show() {
+        let mut doc = json!({"a": {"x": 1, "unknown": true}, "list": [1, 2], "keep": 0});
+        let before = json!({"a": {"x": 1}, "list": [1, 2], "default": {}});
+        let after = json!({"a": {"x": 2}, "list": [2], "default": {"k": 1}});
+        carry_edit(&mut doc, &before, &after);
+        assert_eq!(
+            doc,
+            json!({"a": {"x": 2, "unknown": true}, "list": [2], "keep": 0, "default": {"k": 1}})
+        );
+        let mut doc = json!({"gone": 1, "kept": 2});
+        carry_edit(&mut doc, &json!({"gone": 1}), &json!({}));
+        assert_eq!(doc, json!({"kept": 2}));
+    }
+
+    #[cfg(feature = "schema")]
+    #[tokio::test]
+    async fn a_write_the_schema_refuses_is_never_published() {
+        use crate::{InvalidPatch, Schema};
+
+        let fleet = Fleet::start().await;
+        let shared = fleet.config(json!({"commands": {"!hi": "hello"}})).await;
+        let schema = Schema::new(&json!({
+            "type": "object",
+            "properties": {"commands": {"additionalProperties": {"type": "string"}}}
+        }))
+        .unwrap();
+        let options = crate::ClientOptions {
+            schema: Some(schema),
+            ..testing::fast_options()
+        };
+        let checked = crate::Client::with_bus(fleet.broker().connect(), options);
+        let config = checked.follow(shared.root()).await.unwrap();
+        let head = config.head();
+
+        let err = config
+            .submit(json!([{"op": "add", "path": "/commands/!n", "value": 5}]))
+            .await
+            .unwrap_err();
+        let WriteError::Rejected(InvalidPatch::Schema(violation)) = &err else {
+            panic!("refused for the schema: {err:?}");
+        };
+        assert_eq!(violation.violations[0].pointer, "/commands/!n");
+        let err = config
+            .update(|doc| {
+                doc["commands"]["!m"] = json!(["no"]);
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Write(WriteError::Rejected(InvalidPatch::Schema(_)))
+            ),
+            "{err:?}"
+        );
+
+        // What matches goes through, and only that was ever published.
+        let next = config
+            .submit(json!([{"op": "add", "path": "/commands/!n", "value": "five"}]))
+            .await
+            .unwrap();
+        testing::wait_for_head(&shared, next).await.unwrap();
+        assert_eq!(shared.height(), config.height());
+        assert_eq!(config.height(), 2, "one write committed after {head}");
+        assert_eq!(fleet.storage().status().stats.applied, 2);
+    }
 
     /// Cutting a long list short by `update` is within the patch work budget,
     /// and the rewritten ops give the same document as the diff's own.

@@ -20,6 +20,11 @@ pub enum InvalidPatch {
     /// The ops do not apply to the current document.
     #[error(transparent)]
     Apply(#[from] Rejection),
+    /// The document they would make does not match the client's schema
+    /// ([`crate::ClientOptions::schema`]).
+    #[cfg(feature = "schema")]
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaViolation),
 }
 
 /// Why a write has no (known) success.
@@ -107,6 +112,11 @@ pub enum Error {
     Write(#[from] WriteError),
     #[error("the edit failed: {0}")]
     Edit(String),
+    /// [`crate::Config::update_typed`]: the document does not deserialize as
+    /// the type, or the edited value does not serialize (the source says
+    /// which and where). Nothing was published.
+    #[error("the document does not fit the type")]
+    Typed(#[source] serde_json::Error),
     #[error("gave up after repeated conflicts")]
     TooManyConflicts,
     #[error("the client is shut down")]

@@ -47,6 +47,8 @@ mod hub;
 mod live;
 pub mod memory;
 mod root;
+#[cfg(feature = "schema")]
+mod schema;
 mod shared;
 pub mod storage_node;
 pub mod testing;
@@ -57,6 +59,8 @@ pub use config::Config;
 pub use error::{Error, InvalidPatch, WriteError};
 pub use live::{Live, LiveClosed, LiveError};
 pub use root::{ParseRootError, Root};
+#[cfg(feature = "schema")]
+pub use schema::{InvalidSchema, Schema, SchemaViolation, Violation};
 pub use storage_node::{StorageNode, StorageOptions};
 pub use tikaconf_proto as proto;
 pub use tikaconf_proto::{Hash, Limits, PublicKey, RootConfig, SigningKey, TrustSet};
