@@ -162,6 +162,11 @@ pub struct GetArgs {
     /// The same as `-o json` (kept for the scripts that used it first).
     #[arg(long, conflicts_with = "output")]
     pub compact: bool,
+    /// Print {"head":HASH,"height":N,"value":VALUE} instead of the value alone:
+    /// the head the value was read at, for a later `--if-head` (read, change,
+    /// write only if nobody wrote in between).
+    #[arg(long)]
+    pub with_head: bool,
 }
 
 impl GetArgs {

@@ -368,7 +368,11 @@ fn get_output_formats() {
     ] {
         let out = d.run(bad);
         assert_code(&out, 2);
-        assert!(stderr(&out).contains("--output"), "{bad:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--output"),
+            "{bad:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -396,6 +400,12 @@ fn if_head_writes_only_on_that_head() {
     assert_code(&stale, 4);
     assert!(stderr(&stale).contains(&head2), "{}", stderr(&stale));
     assert_code(&d.run(&["get", TIKATOO, "/d"]), 8);
+    // A script's read-modify-write: the value with the head it was read at.
+    let read = ok_line(&d.run(&["get", "--with-head", "-o", "json", TIKATOO, "/b"]));
+    assert_eq!(
+        read,
+        format!(r#"{{"head":"{head2}","height":2,"value":2}}"#)
+    );
     let head3 = ok_line(&d.run_with_stdin(&["patch", "--if-head", &head2, TIKATOO, "-"], patch));
     assert_eq!(ok_line(&d.run(&["get", TIKATOO, "/d"])), "4", "committed");
     assert_eq!(

@@ -9,15 +9,19 @@
 //!
 //! A pointer that does not resolve is its own exit code (8, see
 //! `Code::NotFound`), distinct from a `null` value, which prints `null`.
+//! `--with-head` adds the head the value was read at, which is what `--if-head`
+//! on a write needs for a read-modify-write (etcd's revision, NATS KV's
+//! revision).
 
 use futures_util::StreamExt;
+use serde_json::json;
 use tikaconf::{Change, Config, Event};
 
 use crate::cli::{GetArgs, Global};
 use crate::failure::Failure;
 use crate::{output, pointer, session};
 
-/// `get ROOT [POINTER] [-o FORMAT]`.
+/// `get ROOT [POINTER] [-o FORMAT] [--with-head]`.
 pub async fn run(global: &Global, args: &GetArgs) -> Result<(), Failure> {
     let at = args.pointer.as_deref().unwrap_or("");
     pointer::check(at)?;
@@ -31,7 +35,14 @@ pub async fn run(global: &Global, args: &GetArgs) -> Result<(), Failure> {
             current.height
         ))
     })?;
-    output::line(output::value(value, args.format())?)
+    if args.with_head {
+        // One object, so that head and value cannot be taken from different reads.
+        let record =
+            json!({"head": current.head.to_hex(), "height": current.height, "value": value});
+        output::line(output::value(&record, args.format())?)
+    } else {
+        output::line(output::value(value, args.format())?)
+    }
 }
 
 /// The document with the head and height it belongs to, read at one moment: the
