@@ -142,5 +142,7 @@ mod tests {
             Failure::from(Error::Write(WriteError::HeadMoved)).code,
             Code::Conflict
         );
+        let absent = Failure::not_found(anyhow::anyhow!("no value"));
+        assert_eq!(absent.exit_code(), ExitCode::from(8));
     }
 }

@@ -28,29 +28,68 @@ pub async fn run(global: &Global, args: &WatchArgs) -> Result<(), Failure> {
     let config = session::follow(global, &args.root).await?;
     // The library's watch: the current state first, then each change once.
     let mut watch = config.watch();
+    let mut printer = Printer::new(args.document);
     let stop = shutdown::signal();
     tokio::pin!(stop);
-    // Whether the next line must carry the document although it has ops.
-    let mut lagged = false;
     loop {
         tokio::select! {
             () = &mut stop => return Ok(()),
             event = watch.next() => match event {
                 None => return Ok(()),
-                Some(Event::Change(change)) => {
-                    let document = args.document || lagged;
-                    output::line(output::record(&line(&change, document), args.output)?)?;
-                    lagged = false;
-                }
-                Some(Event::Lagged(skipped)) => {
-                    output::note(&format!(
-                        "watch fell behind: {skipped} changes skipped; \
-                         the next line carries the whole document"
-                    ));
-                    lagged = true;
-                }
-                Some(_) => {}
+                Some(event) => match printer.event(event) {
+                    Print::Line(record) => output::line(output::record(&record, args.output)?)?,
+                    Print::Note(note) => output::note(&note),
+                    Print::Nothing => {}
+                },
             }
+        }
+    }
+}
+
+/// What one event prints.
+#[derive(Debug, PartialEq)]
+enum Print {
+    /// A line on stdout.
+    Line(Value),
+    /// A note for the person watching, on stderr.
+    Note(String),
+    /// Nothing (an event this version does not know).
+    Nothing,
+}
+
+/// Turns events into lines, remembering whether the next line must carry the
+/// document although it has ops (it follows a lag).
+#[derive(Debug)]
+struct Printer {
+    /// `--document`: the document on every line.
+    every_document: bool,
+    /// Changes were skipped since the last line.
+    lagged: bool,
+}
+
+impl Printer {
+    fn new(every_document: bool) -> Printer {
+        Printer {
+            every_document,
+            lagged: false,
+        }
+    }
+
+    fn event(&mut self, event: Event) -> Print {
+        match event {
+            Event::Change(change) => {
+                let document = self.every_document || self.lagged;
+                self.lagged = false;
+                Print::Line(line(&change, document))
+            }
+            Event::Lagged(skipped) => {
+                self.lagged = true;
+                Print::Note(format!(
+                    "watch fell behind: {skipped} changes skipped; \
+                     the next line carries the whole document"
+                ))
+            }
+            _ => Print::Nothing,
         }
     }
 }
@@ -76,5 +115,88 @@ fn ops(patch: &Patch) -> Value {
     match json::parse_strict(&patch.encoded, Limits::MAX_DEPTH_CEILING) {
         Ok(Value::Object(mut m)) => m.remove("ops").unwrap_or(Value::Null),
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use serde_json::json;
+    use tikaconf::RootConfig;
+
+    use super::*;
+
+    /// The baseline (no patch) and the change after it, with the document that
+    /// change made.
+    fn changes() -> (Change, Change) {
+        let root = RootConfig::twitch("#watch").expect("root");
+        let ops = json!([{"op": "add", "path": "/x", "value": 1}]);
+        let patch = Patch::build(root.hash(), root.hash(), 0, ops, None).expect("patch");
+        let baseline = Change {
+            head: root.hash(),
+            height: 0,
+            document: Arc::new(root.value().clone()),
+            patch: None,
+            dropped: false,
+            applied_at: Instant::now(),
+        };
+        let mut document = root.value().clone();
+        document["x"] = json!(1);
+        let change = Change {
+            head: patch.hash,
+            height: 1,
+            document: Arc::new(document),
+            patch: Some(Arc::new(patch)),
+            dropped: false,
+            applied_at: Instant::now(),
+        };
+        (baseline, change)
+    }
+
+    fn has_document(print: &Print) -> bool {
+        match print {
+            Print::Line(line) => line.get("document").is_some(),
+            other => panic!("a line expected, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ops_by_default_and_the_document_where_the_reader_needs_one() {
+        let (baseline, change) = changes();
+        let mut printer = Printer::new(false);
+        let first = printer.event(Event::Change(baseline.clone()));
+        assert!(has_document(&first), "no ops: the document");
+        let Print::Line(first) = first else {
+            unreachable!()
+        };
+        assert_eq!(first["ops"], Value::Null);
+        let next = printer.event(Event::Change(change.clone()));
+        assert!(!has_document(&next), "ops only");
+        let Print::Line(next) = next else {
+            unreachable!()
+        };
+        assert_eq!(
+            next["ops"],
+            json!([{"op": "add", "path": "/x", "value": 1}])
+        );
+        assert_eq!(next["height"], 1);
+
+        // After a lag: a note with the count, then the document once.
+        let Print::Note(note) = printer.event(Event::Lagged(7)) else {
+            panic!("a note expected")
+        };
+        assert!(note.contains("7 changes skipped"), "{note}");
+        assert!(has_document(&printer.event(Event::Change(change.clone()))));
+        assert!(!has_document(&printer.event(Event::Change(change.clone()))));
+        // A re-sync from a snapshot: no ops, so the document.
+        assert!(has_document(
+            &printer.event(Event::Change(baseline.clone()))
+        ));
+
+        let mut every = Printer::new(true);
+        assert!(has_document(&every.event(Event::Change(baseline))));
+        assert!(has_document(&every.event(Event::Change(change))));
     }
 }
