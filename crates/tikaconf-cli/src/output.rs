@@ -23,6 +23,21 @@ pub fn line(text: impl AsRef<[u8]>) -> Result<(), Failure> {
         .map_err(|e| Failure::other(e).context("cannot write to stdout"))
 }
 
+/// [`line`] from a task of the async runtime, for a command that keeps running
+/// (`watch`): when the reader of stdout is slow, the write blocks, and it must
+/// not hold one of the runtime's worker threads meanwhile, which the library's
+/// tasks (the hub following the root) may be waiting on. So on the multi-thread
+/// runtime the worker hands its other tasks to a new thread first
+/// (`block_in_place`); elsewhere, where that is not possible, it writes as
+/// [`line`] does.
+pub fn line_in_runtime(text: impl AsRef<[u8]>) -> Result<(), Failure> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| line(text)),
+        _ => line(text),
+    }
+}
+
 /// Writes a note for the person watching to stderr: not a result, so never on
 /// stdout, where it would break a reader of JSON lines. A closed stderr is no
 /// reason to stop, so a failed write is ignored.

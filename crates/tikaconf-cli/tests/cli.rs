@@ -7,7 +7,8 @@
 //! `tikaconf_test::RedisServer`, and every child process is killed by a drop guard,
 //! so a failing test leaves nothing running.
 
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -261,6 +262,72 @@ fn watch_document_prints_the_document_on_every_line() {
     );
     let first_line = pretty_lines.next("pretty change");
     assert_eq!(pretty_block(&pretty_lines, first_line), change);
+}
+
+/// A watch whose reader stops reading falls behind; when it reads again, stderr
+/// says how many changes were skipped and the first line after the gap carries
+/// the whole document, so that the ops after it apply to something the reader
+/// has. The writes come from the library in this process: the command would
+/// take a process per write, and a lag needs more than 1,024 of them.
+#[test]
+fn watch_reports_a_lag_on_stderr_and_sends_the_document_after_it() {
+    const WRITES: u64 = 1_300;
+    let d = Deployment::start();
+    let url = d.url();
+    let mut child = tikaconf(&["--redis", &url, "watch", TIKATOO])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tikaconf watch");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let mut watch = Guard(child);
+    // Nobody reads stdout yet: once the pipe is full, the command's next line
+    // waits and the changes pile up behind it. Lines of ~4 KB fill it quickly.
+    let big = "x".repeat(4_000);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let last = runtime.block_on(async {
+        let client = tikaconf::Client::connect(&url).await.expect("client");
+        let config = client
+            .follow(tikaconf::RootConfig::twitch("#tikatoo").expect("root"))
+            .await
+            .expect("follow");
+        let mut head = config.head();
+        for i in 0..WRITES {
+            let ops = json!([{"op": "add", "path": "/big", "value": format!("{i}{big}")}]);
+            head = config.submit(ops).await.expect("stored");
+        }
+        assert_eq!(config.height(), WRITES, "every write is stored");
+        head
+    });
+
+    let lines = Lines::new(stdout);
+    let mut previous = 0;
+    let mut after_gap = None;
+    loop {
+        let line: Value = serde_json::from_str(&lines.next("change")).expect("a JSON line");
+        let height = line["height"].as_u64().expect("a height");
+        if height > previous + 1 && previous > 0 {
+            after_gap = Some(line.clone());
+        }
+        previous = height;
+        if height == WRITES {
+            assert_eq!(line["head"], last.to_hex());
+            break;
+        }
+    }
+    let _ = watch.0.kill();
+    let _ = watch.0.wait();
+    let mut err = String::new();
+    stderr_pipe.read_to_string(&mut err).expect("read stderr");
+    assert!(err.contains("changes skipped"), "{err}");
+    // The oldest change still buffered: a patch's (its ops) or a re-sync's
+    // (ops null); the document either way.
+    let after_gap = after_gap.expect("the watch skipped changes");
+    assert!(
+        after_gap["document"]["big"].is_string(),
+        "the document after the gap: {err}"
+    );
 }
 
 /// Reads the lines of one indented JSON object, starting with `first` (`{`),

@@ -37,7 +37,10 @@ pub async fn run(global: &Global, args: &WatchArgs) -> Result<(), Failure> {
             event = watch.next() => match event {
                 None => return Ok(()),
                 Some(event) => match printer.event(event) {
-                    Print::Line(record) => output::line(output::record(&record, args.output)?)?,
+                    Print::Line(record) => {
+                        let text = output::record(&record, args.output)?;
+                        output::line_in_runtime(text)?;
+                    }
                     Print::Note(note) => output::note(&note),
                     Print::Nothing => {}
                 },
