@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tikaconf::Hash;
 
 /// Shown at the end of `tikaconf --help`; the same table as in `main.rs`.
 const EXIT_CODES: &str = "\
@@ -12,10 +13,12 @@ Exit codes:
   1  anything else (an internal or storage failure)
   2  bad input: usage, bad JSON, bad JSON Pointer, a patch that does not apply
   3  unknown root: storage does not know this root hash
-  4  conflict: another write was stored first (the winner is printed)
+  4  conflict: another write was stored first (the winner is printed), or
+     --if-head names a head that is no longer current (the current one is printed)
   5  timeout: no answer in time; a write may or may not be stored
   6  cannot connect, or Redis failed
   7  refused: Redis denied the write (the user's ACL may not publish on updates:*)
+  8  not found: `get`'s POINTER does not resolve in the document
 
 ROOT is a root hash (64 lowercase hex digits), `twitch:#channel`, or connection
 info as a JSON object such as '{\"platform\":\"discord\",\"guild\":\"42\"}'.
@@ -95,37 +98,131 @@ pub enum Command {
     Root(RootArgs),
     /// Run a storage node until Ctrl-C or SIGTERM.
     Storage(StorageArgs),
-    /// Print the current document of ROOT.
-    Get {
-        root: String,
-        /// Canonical compact JSON (RFC 8785) instead of pretty-printed.
-        #[arg(long)]
-        compact: bool,
-    },
+    /// Print the current document of ROOT, or the part of it at POINTER.
+    ///
+    /// A POINTER that does not resolve exits with code 8 and prints nothing on
+    /// stdout, so that a script can tell "absent" (8) from "null" (0, `null`)
+    /// and from a mistake (2) or an outage (5, 6) without parsing messages.
+    Get(GetArgs),
     /// Set the value at a JSON Pointer (one RFC 6902 `add` op); prints the new head.
     Set {
+        /// The configuration to change: a root hash, `twitch:#channel` or connection
+        /// info as JSON (see `tikaconf --help`).
         root: String,
         /// RFC 6901 JSON Pointer, such as `/commands/!hello` (`""` is the whole document).
         pointer: String,
         /// The value, as strict JSON (a string needs its quotes: '"hi"').
         json: String,
+        #[command(flatten)]
+        precondition: Precondition,
     },
     /// Submit an RFC 6902 patch document from FILE, or `-` for stdin; prints the new head.
-    Patch { root: String, file: PathBuf },
+    Patch {
+        /// The configuration to change: a root hash, `twitch:#channel` or connection
+        /// info as JSON (see `tikaconf --help`).
+        root: String,
+        /// The patch document (a JSON array of ops), or `-` for stdin.
+        file: PathBuf,
+        #[command(flatten)]
+        precondition: Precondition,
+    },
     /// Print every change of ROOT as one JSON line until Ctrl-C
     ///
     /// The first line is the current state; then one line per change:
-    /// {"document":DOC,"dropped":BOOL,"head":HASH,"height":N,"ops":OPS}, in
-    /// canonical JSON. `ops` is null when the document came from a snapshot (the
-    /// first line, a re-sync); `dropped` is true when patches storage never
-    /// stored were dropped.
+    /// {"dropped":BOOL,"head":HASH,"height":N,"ops":OPS}, in canonical JSON,
+    /// OPS being the RFC 6902 ops of the patch applied.
+    ///
+    /// A line without a patch (the first line, a re-sync from a snapshot) has
+    /// "ops":null and carries the whole document as "document":DOC, and so does
+    /// the first line after the watch fell behind (which stderr reports with the
+    /// number of changes skipped): a reader always has a document to apply the
+    /// following ops to. "dropped" is true when patches storage never stored
+    /// were dropped. --document puts the document on every line.
     #[command(verbatim_doc_comment)]
-    Watch { root: String },
+    Watch(WatchArgs),
     /// Print the protocol test vectors of docs/PROTOCOL.md as `key: value` lines.
     Vectors,
     /// Make a new Ed25519 key pair for signed updates: prints `secret: HEX` (keep it
     /// in a file for --signing-key) and `public: HEX` (for --trust-key).
     Keygen,
+}
+
+/// The arguments of `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The configuration to read: a root hash, `twitch:#channel` or connection info
+    /// as JSON (see `tikaconf --help`).
+    pub root: String,
+    /// RFC 6901 JSON Pointer of the part to print, such as `/commands/!hello`;
+    /// the whole document when omitted. Exits with code 8 if it does not resolve.
+    pub pointer: Option<String>,
+    /// How to print the value.
+    #[arg(short, long, value_enum, value_name = "FORMAT", default_value_t = ValueFormat::Pretty)]
+    pub output: ValueFormat,
+    /// The same as `-o json` (kept for the scripts that used it first).
+    #[arg(long, conflicts_with = "output")]
+    pub compact: bool,
+    /// Print {"head":HASH,"height":N,"value":VALUE} instead of the value alone:
+    /// the head the value was read at, for a later `--if-head` (read, change,
+    /// write only if nobody wrote in between).
+    #[arg(long)]
+    pub with_head: bool,
+}
+
+impl GetArgs {
+    /// The format asked for, `--compact` included.
+    pub fn format(&self) -> ValueFormat {
+        if self.compact {
+            ValueFormat::Json
+        } else {
+            self.output
+        }
+    }
+}
+
+/// The arguments of `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The configuration to watch: a root hash, `twitch:#channel` or connection
+    /// info as JSON (see `tikaconf --help`).
+    pub root: String,
+    /// Put the whole document on every line, not only on lines without ops.
+    #[arg(long)]
+    pub document: bool,
+    /// How to print each line: `json` keeps one change per line (JSON Lines).
+    #[arg(short, long, value_enum, value_name = "FORMAT", default_value_t = RecordFormat::Json)]
+    pub output: RecordFormat,
+}
+
+/// The compare-and-set every write verb offers.
+#[derive(Debug, Args)]
+pub struct Precondition {
+    /// Write only if the current head is HASH (as printed by a previous write or
+    /// by `watch`): when another write came first, nothing is written and the
+    /// command exits with code 4, naming the current head.
+    #[arg(long, value_name = "HASH")]
+    pub if_head: Option<Hash>,
+}
+
+/// How `get` prints a value (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValueFormat {
+    /// Canonical compact JSON (RFC 8785) on one line: the bytes hashes are computed over.
+    Json,
+    /// A string's contents without quotes or escapes (like `jq -r`); any other value as `json`.
+    Raw,
+    /// Indented JSON, for people.
+    Pretty,
+}
+
+/// How `watch` prints its lines (`-o`). No `raw`: a line is an object, never a
+/// bare string, so `raw` would only ever mean `json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecordFormat {
+    /// Canonical compact JSON (RFC 8785), one change per line.
+    Json,
+    /// Indented JSON, one change per block, for people.
+    Pretty,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,11 @@ pub enum Code {
     /// Redis refused the command (an ACL without the right): retrying will not
     /// help, the credentials must change.
     Refused = 7,
+    /// `get`'s JSON Pointer does not resolve in the document. A code of its own,
+    /// not "bad input" (2): an absent key is an ordinary answer that a script
+    /// branches on (use a default), as `git config --get` exits 1 for a missing
+    /// key, while 2 means the command itself is wrong and should stop the script.
+    NotFound = 8,
 }
 
 /// A failed command: what to print on stderr and how to exit.
@@ -41,6 +46,11 @@ impl Failure {
 
     pub fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
         Failure::new(Code::BadInput, error)
+    }
+
+    /// See [`Code::NotFound`].
+    pub fn not_found(error: impl Into<anyhow::Error>) -> Failure {
+        Failure::new(Code::NotFound, error)
     }
 
     pub fn other(error: impl Into<anyhow::Error>) -> Failure {
@@ -132,5 +142,7 @@ mod tests {
             Failure::from(Error::Write(WriteError::HeadMoved)).code,
             Code::Conflict
         );
+        let absent = Failure::not_found(anyhow::anyhow!("no value"));
+        assert_eq!(absent.exit_code(), ExitCode::from(8));
     }
 }

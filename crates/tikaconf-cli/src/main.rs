@@ -13,10 +13,11 @@
 //! | 1 | anything else (an internal or storage failure) |
 //! | 2 | bad input: usage, bad JSON, bad JSON Pointer, a patch that does not apply |
 //! | 3 | unknown root: storage does not know this root hash |
-//! | 4 | conflict: another write was stored first (the message names the winner) |
+//! | 4 | conflict: another write was stored first (the message names the winner), or `--if-head` names a head that is no longer current (the message names the current one) |
 //! | 5 | timeout: no answer in time; a write may or may not be stored |
 //! | 6 | cannot connect, or Redis failed |
 //! | 7 | refused: Redis denied the write (the user's ACL may not publish on `updates:*`) |
+//! | 8 | not found: `get`'s JSON Pointer does not resolve in the document |
 //!
 //! This file only wires the parsed command line to `commands`; the mapping from
 //! library errors to codes lives in `failure`.
@@ -26,6 +27,7 @@ mod commands;
 mod credentials;
 mod failure;
 mod output;
+mod pointer;
 mod session;
 mod shutdown;
 
@@ -84,13 +86,18 @@ async fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Vectors => commands::vectors::run(),
         Command::Keygen => commands::keygen::run(),
         Command::Storage(args) => commands::storage::run(global, args).await,
-        Command::Get { root, compact } => commands::get::run(global, root, *compact).await,
+        Command::Get(args) => commands::get::run(global, args).await,
         Command::Set {
             root,
             pointer,
             json,
-        } => commands::write::set(global, root, pointer, json).await,
-        Command::Patch { root, file } => commands::write::patch(global, root, file).await,
-        Command::Watch { root } => commands::watch::run(global, root).await,
+            precondition,
+        } => commands::write::set(global, root, pointer, json, precondition.if_head).await,
+        Command::Patch {
+            root,
+            file,
+            precondition,
+        } => commands::write::patch(global, root, file, precondition.if_head).await,
+        Command::Watch(args) => commands::watch::run(global, args).await,
     }
 }

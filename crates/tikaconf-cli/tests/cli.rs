@@ -7,7 +7,8 @@
 //! `tikaconf_test::RedisServer`, and every child process is killed by a drop guard,
 //! so a failing test leaves nothing running.
 
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -177,8 +178,10 @@ fn unknown_root_by_hash_exits_3() {
     assert_code(&d.run(&["set", &unknown, "/x", "1"]), 3);
 }
 
+/// By default a change is its ops; the first line, which has none, carries the
+/// document instead, so that a reader has something to apply the ops to.
 #[test]
-fn watch_prints_a_change_made_by_set() {
+fn watch_prints_ops_by_default() {
     let d = Deployment::start();
     let url = d.url();
     let (_watch, lines, first) = spawn(&["--redis", &url, "watch", TIKATOO]);
@@ -186,8 +189,65 @@ fn watch_prints_a_change_made_by_set() {
     assert_eq!(first["head"], TIKATOO_HASH);
     assert_eq!(first["height"], 0);
     assert_eq!(first["ops"], Value::Null);
+    assert_eq!(
+        first["document"],
+        json!({"connection": {"channel": "#tikatoo", "platform": "twitch"}})
+    );
 
     let head = ok_line(&d.run(&["set", TIKATOO, "/greeting", r#""hi""#]));
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "raw", TIKATOO, "/greeting"])),
+        "hi",
+        "the write is stored"
+    );
+    let line = lines.next("change");
+    let change: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(change["head"], head.as_str());
+    assert_eq!(change["height"], 1);
+    assert_eq!(
+        change["ops"],
+        json!([{"op": "add", "path": "/greeting", "value": "hi"}])
+    );
+    assert_eq!(change["dropped"], false);
+    assert_eq!(change.get("document"), None, "ops only: {line}");
+    // Canonical JSON: sorted keys, no spaces.
+    assert_eq!(
+        line,
+        format!(
+            r#"{{"dropped":false,"head":"{head}","height":1,"ops":[{{"op":"add","path":"/greeting","value":"hi"}}]}}"#
+        )
+    );
+}
+
+/// `--document` puts the document on every line (the lines `watch` printed before
+/// ops became the default), and `-o pretty` indents each of them.
+#[test]
+fn watch_document_prints_the_document_on_every_line() {
+    let d = Deployment::start();
+    let url = d.url();
+    let (_watch, lines, first) = spawn(&["--redis", &url, "watch", "--document", TIKATOO]);
+    let first: Value = serde_json::from_str(&first).expect("watch prints JSON lines");
+    assert_eq!(first["head"], TIKATOO_HASH);
+    assert_eq!(first["ops"], Value::Null);
+    let (_pretty, pretty_lines, pretty_first) = spawn(&[
+        "--redis",
+        &url,
+        "watch",
+        "--document",
+        "-o",
+        "pretty",
+        TIKATOO,
+    ]);
+    assert_eq!(pretty_first, "{", "an indented object");
+    let pretty_first = pretty_block(&pretty_lines, pretty_first);
+    assert_eq!(pretty_first, first, "the same record, indented");
+
+    let head = ok_line(&d.run(&["set", TIKATOO, "/greeting", r#""hi""#]));
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "raw", TIKATOO, "/greeting"])),
+        "hi",
+        "the write is stored"
+    );
     let change: Value = serde_json::from_str(&lines.next("change")).expect("a JSON line");
     assert_eq!(change["head"], head.as_str());
     assert_eq!(change["height"], 1);
@@ -196,7 +256,238 @@ fn watch_prints_a_change_made_by_set() {
         json!([{"op": "add", "path": "/greeting", "value": "hi"}])
     );
     assert_eq!(change["document"]["greeting"], "hi");
-    assert_eq!(change["dropped"], false);
+    assert_eq!(
+        change["document"]["connection"]["channel"], "#tikatoo",
+        "the whole document"
+    );
+    let first_line = pretty_lines.next("pretty change");
+    assert_eq!(pretty_block(&pretty_lines, first_line), change);
+}
+
+/// A watch whose reader stops reading falls behind; when it reads again, stderr
+/// says how many changes were skipped and the first line after the gap carries
+/// the whole document, so that the ops after it apply to something the reader
+/// has. The writes come from the library in this process: the command would
+/// take a process per write, and a lag needs more than 1,024 of them.
+#[test]
+fn watch_reports_a_lag_on_stderr_and_sends_the_document_after_it() {
+    const WRITES: u64 = 1_300;
+    let d = Deployment::start();
+    let url = d.url();
+    let mut child = tikaconf(&["--redis", &url, "watch", TIKATOO])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tikaconf watch");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let mut watch = Guard(child);
+    // Nobody reads stdout yet: once the pipe is full, the command's next line
+    // waits and the changes pile up behind it. Lines of ~4 KB fill it quickly.
+    let big = "x".repeat(4_000);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let last = runtime.block_on(async {
+        let client = tikaconf::Client::connect(&url).await.expect("client");
+        let config = client
+            .follow(tikaconf::RootConfig::twitch("#tikatoo").expect("root"))
+            .await
+            .expect("follow");
+        let mut head = config.head();
+        for i in 0..WRITES {
+            let ops = json!([{"op": "add", "path": "/big", "value": format!("{i}{big}")}]);
+            head = config.submit(ops).await.expect("stored");
+        }
+        assert_eq!(config.height(), WRITES, "every write is stored");
+        head
+    });
+
+    let lines = Lines::new(stdout);
+    let mut previous = 0;
+    let mut after_gap = None;
+    loop {
+        let line: Value = serde_json::from_str(&lines.next("change")).expect("a JSON line");
+        let height = line["height"].as_u64().expect("a height");
+        if height > previous + 1 && previous > 0 {
+            after_gap = Some(line.clone());
+        }
+        previous = height;
+        if height == WRITES {
+            assert_eq!(line["head"], last.to_hex());
+            break;
+        }
+    }
+    let _ = watch.0.kill();
+    let _ = watch.0.wait();
+    let mut err = String::new();
+    stderr_pipe.read_to_string(&mut err).expect("read stderr");
+    assert!(err.contains("changes skipped"), "{err}");
+    // The oldest change still buffered: a patch's (its ops) or a re-sync's
+    // (ops null); the document either way.
+    let after_gap = after_gap.expect("the watch skipped changes");
+    assert!(
+        after_gap["document"]["big"].is_string(),
+        "the document after the gap: {err}"
+    );
+}
+
+/// Reads the lines of one indented JSON object, starting with `first` (`{`),
+/// up to its closing `}`, and parses them.
+fn pretty_block(lines: &Lines, first: String) -> Value {
+    let mut block = first;
+    loop {
+        let line = lines.next("indented JSON");
+        block.push('\n');
+        block.push_str(&line);
+        if line == "}" {
+            return serde_json::from_str(&block).expect("indented JSON");
+        }
+    }
+}
+
+/// `get ROOT POINTER` prints the part of the document at POINTER; one that does
+/// not resolve exits 8 with nothing on stdout, unlike a `null` value, and one
+/// that is not a JSON Pointer at all is bad input (2).
+#[test]
+fn get_with_a_pointer_prints_that_part_or_exits_8() {
+    let d = Deployment::start();
+    let value = r#"{"!hello":"Hello, chat!","a/b":[1,null]}"#;
+    let head = ok_line(&d.run(&["set", TIKATOO, "/commands", value]));
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "json", TIKATOO, "/commands"])),
+        value,
+        "the write is stored"
+    );
+
+    assert_eq!(
+        ok_line(&d.run(&["get", TIKATOO, "/commands/!hello"])),
+        r#""Hello, chat!""#
+    );
+    // RFC 6901 escapes and array indexes.
+    assert_eq!(ok_line(&d.run(&["get", TIKATOO, "/commands/a~1b/0"])), "1");
+    assert_eq!(
+        ok_line(&d.run(&["get", TIKATOO, "/commands/a~1b/1"])),
+        "null"
+    );
+    // The empty pointer is the whole document.
+    let whole = d.run(&["get", "-o", "json", TIKATOO, ""]);
+    assert_eq!(
+        ok_line(&whole),
+        ok_line(&d.run(&["get", "-o", "json", TIKATOO]))
+    );
+
+    for missing in ["/commands/!bye", "/commands/a~1b/2", "/nothing/below"] {
+        let out = d.run(&["get", TIKATOO, missing]);
+        assert_code(&out, 8);
+        assert_eq!(stdout(&out), "", "{missing}: nothing on stdout");
+        let err = stderr(&out);
+        assert!(err.contains(missing), "{missing}: {err}");
+        assert!(err.contains(&head), "names the head looked in: {err}");
+    }
+    let out = d.run(&["get", TIKATOO, "commands"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("Pointer"), "{}", stderr(&out));
+}
+
+/// `-o json` is canonical on one line, `-o pretty` (the default) indented, `-o
+/// raw` a string without quotes and anything else as `json`; `--compact` stays
+/// `-o json`.
+#[test]
+fn get_output_formats() {
+    let d = Deployment::start();
+    ok_line(&d.run(&["set", TIKATOO, "/motd", r#""say \"hi\"""#]));
+    let compact =
+        r##"{"connection":{"channel":"#tikatoo","platform":"twitch"},"motd":"say \"hi\""}"##;
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "json", TIKATOO])),
+        compact,
+        "the write is stored"
+    );
+
+    assert_eq!(ok_line(&d.run(&["get", "--compact", TIKATOO])), compact);
+    assert_eq!(ok_line(&d.run(&["get", "--output=json", TIKATOO])), compact);
+    let pretty = d.run(&["get", "-o", "pretty", TIKATOO]);
+    assert_code(&pretty, 0);
+    let text = stdout(&pretty);
+    assert!(text.lines().count() > 1, "indented: {text}");
+    assert!(text.contains("\n  \"motd\": "), "indented: {text}");
+    let parsed: Value = serde_json::from_str(&text).expect("pretty is JSON");
+    assert_eq!(parsed["motd"], "say \"hi\"");
+    assert_eq!(stdout(&d.run(&["get", TIKATOO])), text, "pretty by default");
+
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "raw", TIKATOO, "/motd"])),
+        r#"say "hi""#
+    );
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "json", TIKATOO, "/motd"])),
+        r#""say \"hi\"""#
+    );
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "raw", TIKATOO, "/connection"])),
+        r##"{"channel":"#tikatoo","platform":"twitch"}"##
+    );
+    assert_eq!(ok_line(&d.run(&["get", "-o", "raw", TIKATOO])), compact);
+
+    for bad in [
+        &["get", "-o", "yaml", TIKATOO][..],
+        &["get", "-o", "json", "--compact", TIKATOO],
+        &["watch", "-o", "raw", TIKATOO],
+    ] {
+        let out = d.run(bad);
+        assert_code(&out, 2);
+        assert!(
+            stderr(&out).contains("--output"),
+            "{bad:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// `--if-head HASH` writes only on that head: on the current one it commits;
+/// on a stale one nothing is written and the command exits 4 naming the
+/// current head. Both write verbs take it.
+#[test]
+fn if_head_writes_only_on_that_head() {
+    let d = Deployment::start();
+    let head1 = ok_line(&d.run(&["set", TIKATOO, "/a", "1"]));
+    let head2 = ok_line(&d.run(&["set", "--if-head", &head1, TIKATOO, "/b", "2"]));
+    assert_ne!(head2, head1);
+    assert_eq!(ok_line(&d.run(&["get", TIKATOO, "/b"])), "2", "committed");
+
+    let stale = d.run(&["set", "--if-head", &head1, TIKATOO, "/c", "3"]);
+    assert_code(&stale, 4);
+    assert_eq!(stdout(&stale), "");
+    let err = stderr(&stale);
+    assert!(err.contains(&format!("current head is {head2}")), "{err}");
+    assert!(err.contains(&format!("--if-head {head1}")), "{err}");
+    assert_code(&d.run(&["get", TIKATOO, "/c"]), 8);
+
+    let patch = r#"[{"op":"add","path":"/d","value":4}]"#;
+    let stale = d.run_with_stdin(&["patch", "--if-head", &head1, TIKATOO, "-"], patch);
+    assert_code(&stale, 4);
+    assert!(stderr(&stale).contains(&head2), "{}", stderr(&stale));
+    assert_code(&d.run(&["get", TIKATOO, "/d"]), 8);
+    // A script's read-modify-write: the value with the head it was read at.
+    let read = ok_line(&d.run(&["get", "--with-head", "-o", "json", TIKATOO, "/b"]));
+    assert_eq!(
+        read,
+        format!(r#"{{"head":"{head2}","height":2,"value":2}}"#)
+    );
+    let head3 = ok_line(&d.run_with_stdin(&["patch", "--if-head", &head2, TIKATOO, "-"], patch));
+    assert_eq!(ok_line(&d.run(&["get", TIKATOO, "/d"])), "4", "committed");
+    assert_eq!(
+        ok_line(&d.run(&["set", "--if-head", &head3, TIKATOO, "/e", "5"])).len(),
+        64
+    );
+
+    // Not a hash: bad input, before connecting.
+    let out = d.run(&["set", "--if-head", "HEAD", TIKATOO, "/x", "1"]);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("64 lowercase hex"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
