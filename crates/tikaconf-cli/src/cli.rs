@@ -90,6 +90,11 @@ pub struct Global {
     /// not one of the usual web roots.
     #[arg(long, global = true, env = "TIKACONF_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// JSON Schema file every write is checked against before it is published:
+    /// a write whose resulting document does not match exits with code 2 and
+    /// publishes nothing. (A writer's check: nodes do not enforce it.)
+    #[arg(long, global = true, env = "TIKACONF_SCHEMA", value_name = "FILE")]
+    pub schema: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tikaconf::proto::FollowerConfig;
-use tikaconf::{Client, ClientOptions, Config, Root};
+use tikaconf::{Client, ClientOptions, Config, Root, Schema};
 
 use crate::cli::Global;
 use crate::credentials::Credentials;
@@ -48,6 +48,7 @@ pub async fn follow(global: &Global, root: &str) -> Result<Config, Failure> {
         tls_ca_pem: credentials.tls_ca_pem,
         trust: credentials.trust,
         signing_key: credentials.signing_key,
+        schema: schema(global)?,
         ..ClientOptions::default()
     };
     check_reachable(global).await?;
@@ -55,6 +56,20 @@ pub async fn follow(global: &Global, root: &str) -> Result<Config, Failure> {
         .await
         .map_err(|e| Failure::from(e).context(format!("Redis at {}", redact(&global.redis))))?;
     Ok(client.follow(root).await?)
+}
+
+/// The `--schema` file, compiled; a file that cannot be read or is not a
+/// JSON Schema is bad input (exit 2), found before anything is published.
+fn schema(global: &Global) -> Result<Option<Schema>, Failure> {
+    let Some(path) = &global.schema else {
+        return Ok(None);
+    };
+    let bad =
+        |e: anyhow::Error| Failure::bad_input(e).context(format!("--schema {}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.into()))?;
+    Schema::from_json(&text)
+        .map(Some)
+        .map_err(|e| bad(e.into()))
 }
 
 /// Fails fast, with exit code 6, when Redis cannot be reached.

@@ -490,6 +490,59 @@ fn if_head_writes_only_on_that_head() {
     );
 }
 
+/// `--schema FILE`: a write whose result does not match is refused (exit 2,
+/// nothing published); one that matches is committed; a bad schema file is bad
+/// input before anything is published.
+#[test]
+fn schema_refuses_a_write_that_would_break_readers() {
+    let d = Deployment::start();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("bot.schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","properties":{"commands":{"type":"object","additionalProperties":{"type":"string"}}}}"#,
+    )
+    .unwrap();
+    let schema = schema.to_str().unwrap();
+
+    let head = ok_line(&d.run(&[
+        "--schema",
+        schema,
+        "set",
+        TIKATOO,
+        "/commands",
+        r#"{"!hi":"hello"}"#,
+    ]));
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "raw", TIKATOO, "/commands/!hi"])),
+        "hello",
+        "committed"
+    );
+
+    let refused = d.run(&["--schema", schema, "set", TIKATOO, "/commands/!n", "5"]);
+    assert_code(&refused, 2);
+    let err = stderr(&refused);
+    assert!(
+        err.contains("/commands/!n") && err.contains("schema"),
+        "{err}"
+    );
+    let now = ok_line(&d.run(&["get", "--with-head", "-o", "json", TIKATOO, "/commands"]));
+    assert!(now.contains(&head), "nothing was published: {now}");
+
+    // Without the flag the same write goes through: nodes do not enforce it.
+    ok_line(&d.run(&["set", TIKATOO, "/commands/!n", "5"]));
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "json", TIKATOO, "/commands/!n"])),
+        "5"
+    );
+
+    std::fs::write(dir.path().join("bad.json"), r#"{"type": 5}"#).unwrap();
+    let bad = dir.path().join("bad.json");
+    let out = d.run(&["--schema", bad.to_str().unwrap(), "set", TIKATOO, "/x", "1"]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--schema"), "{}", stderr(&out));
+}
+
 #[test]
 fn no_storage_means_timeout_exit_5() {
     let redis = RedisServer::start();
