@@ -25,10 +25,13 @@ impl Hash {
         Hash::of_canonical_bytes(&canonical::to_vec(value))
     }
 
+    /// The hash whose digest is `bytes` (no hashing: for digests already
+    /// computed, and tests).
     pub const fn from_bytes(bytes: [u8; 32]) -> Hash {
         Hash(bytes)
     }
 
+    /// The 32 bytes of the digest.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
