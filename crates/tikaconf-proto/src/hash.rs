@@ -1,7 +1,8 @@
 //! Content hashes: SHA-256 of canonical JSON, written as 64 lowercase hex digits.
 //!
-//! A [`Hash`] names a root configuration (its *root hash*) or a patch (the hash of
-//! the whole patch object, which names its parent, so hashes form a chain).
+//! A [`Hash`](struct@Hash) names a root configuration (its *root hash*) or a
+//! patch (the hash of the whole patch object, which names its parent, so hashes
+//! form a chain).
 
 use std::fmt;
 use std::str::FromStr;

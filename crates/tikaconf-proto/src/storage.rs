@@ -485,7 +485,7 @@ impl StorageEngine {
     /// On a reconnect the cache may be behind: while this node was away, another
     /// storage node on the same store may have committed patches it never heard.
     /// So every cached root is checked against the store before it serves another
-    /// answer (heads only, in batches of [`CHECK_BATCH`]), reads still in flight
+    /// answer (heads only, many roots per store read), reads still in flight
     /// are repeated, and roots read as unknown are forgotten. Roots with commits of
     /// their own not yet sent need no check: the compare-and-set is one.
     pub fn handle_connected(&mut self, out: &mut Vec<StorageCommand>) {
