@@ -72,6 +72,7 @@ impl ReplyToken {
         ReplyToken(format!("{bits:032x}").into())
     }
 
+    /// The token itself, as it appears in `replies:<token>`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -15,12 +15,17 @@ use bytes::Bytes;
 /// channel is subscribed could have its answer missed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Subscribe to this channel.
     Subscribe(String),
+    /// Leave this channel.
     Unsubscribe(String),
     /// Pattern subscription (storage's `updates:*`).
     PSubscribe(String),
+    /// Publish a message.
     Publish {
+        /// The full channel name, namespace included.
         channel: String,
+        /// The encoded message, as [`crate::Message`]'s encoders made it.
         payload: Bytes,
     },
 }
@@ -34,8 +39,13 @@ pub enum BusEvent {
     /// The subscribed connection is gone; a new one is being made. Whatever is
     /// published until the next `Connected` is lost to this connection.
     Disconnected,
+    /// A message published on a subscribed channel (or one matching a
+    /// subscribed pattern), as received: not yet decoded or checked.
     Message {
+        /// The channel it was published on (the channel's own name, not the
+        /// pattern it matched).
         channel: Bytes,
+        /// The message's bytes.
         payload: Bytes,
     },
     /// Messages were dropped here because the consumer fell more than the

@@ -109,8 +109,11 @@ impl FollowerConfig {
 /// The document at one head.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Current {
+    /// The hash the document is at: the root hash, or the last patch's hash.
     pub head: Hash,
+    /// How many patches the head is from the root (the root is height 0).
     pub height: u64,
+    /// The document itself, shared, never modified in place.
     pub doc: Arc<Value>,
 }
 
@@ -123,43 +126,64 @@ pub enum ChangeCause {
     Patch(Arc<Patch>),
     /// A snapshot adopted after missed messages. `dropped` is true when the
     /// follower went back to drop patches storage never stored.
-    Resync { dropped: bool },
+    Resync {
+        /// Whether the follower went back to drop patches storage never stored.
+        dropped: bool,
+    },
 }
 
 /// What a follower tells its application.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FollowerEvent {
+    /// The document moved to a new head.
     Changed {
+        /// The document at its new head.
         current: Current,
+        /// Why it changed.
         cause: ChangeCause,
     },
     /// Storage does not know this root (asked by hash). A follower that follows
     /// by root configuration never reports it: its requests register the root.
     UnknownRoot,
     /// A write submitted from this follower ended.
-    WriteEnded { hash: Hash, outcome: WriteOutcome },
+    WriteEnded {
+        /// The hash of the patch [`Follower::submit`] returned.
+        hash: Hash,
+        /// How it ended.
+        outcome: WriteOutcome,
+    },
     /// A received message was ignored, and why. Patches on a channel the follower
     /// has already left are not reported here, only counted (see [`FollowerStats`]).
-    Ignored { reason: Rejection },
+    Ignored {
+        /// What was wrong with it.
+        reason: Rejection,
+    },
 }
 
 /// A follower's output buffer: commands for the driver, events for the
 /// application, appended by each input in order (see [`Follower`]).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Step {
+    /// Bus operations for the driver, to carry out in order.
     pub commands: Vec<Command>,
+    /// What happened, for the application, in order.
     pub events: Vec<FollowerEvent>,
 }
 
 /// Counters a follower keeps about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FollowerStats {
+    /// Patches applied to the document from the bus (this node's own included).
     pub applied: u64,
     /// Patches that arrived on a channel already left (normal when writers race).
     pub stale: u64,
     /// Ignored messages by [`Rejection::label`].
     pub ignored: BTreeMap<&'static str, u64>,
+    /// Load requests published (initial loads, retries and re-syncs).
     pub load_requests: u64,
+    /// Times the follower asked storage for the current head because it may
+    /// have missed something: a lost message, an unconfirmed head, the
+    /// periodic check.
     pub resyncs: u64,
     /// Times the follower went back to drop patches storage never stored.
     pub dropped: u64,
@@ -179,16 +203,27 @@ pub struct FollowerStats {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubmitError {
+    /// Storage has not answered the first load request yet: there is no
+    /// document to build a patch on.
     #[error("the configuration is not loaded yet")]
     NotLoaded,
+    /// The bus is disconnected, so a published patch would be lost.
     #[error("not connected to the bus")]
     Disconnected,
+    /// The ops are not a valid patch, or it is too large.
     #[error("invalid patch: {0}")]
     Invalid(#[from] crate::DecodeError),
+    /// The ops are valid but do not apply to the current document.
     #[error("the patch does not apply to the current document: {0}")]
     Rejected(Rejection),
+    /// The caller named a parent that is no longer the head.
     #[error("the head moved from {expected} to {actual} meanwhile")]
-    HeadMoved { expected: Hash, actual: Hash },
+    HeadMoved {
+        /// The parent the caller named.
+        expected: Hash,
+        /// The current head.
+        actual: Hash,
+    },
 }
 
 /// A follower of one root. See the module documentation.
@@ -369,6 +404,7 @@ impl Follower {
         }
     }
 
+    /// The root this follower follows.
     pub fn root(&self) -> Hash {
         self.root
     }
@@ -378,10 +414,12 @@ impl Follower {
         self.current.as_ref()
     }
 
+    /// The follower's counters.
     pub fn stats(&self) -> &FollowerStats {
         &self.stats
     }
 
+    /// This follower's writes awaiting their outcome.
     pub fn writer(&self) -> &Writer {
         &self.writer
     }
@@ -445,6 +483,9 @@ impl Follower {
             .min()
     }
 
+    /// Time passed (call it at [`Follower::next_timeout`]): ends writes past
+    /// their deadline as timed out, and asks storage again where a request went
+    /// unanswered, a head stayed unconfirmed, or the periodic re-sync is due.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Step) {
         let step = out;
         let mut ended = Vec::new();

@@ -1,7 +1,8 @@
 //! Content hashes: SHA-256 of canonical JSON, written as 64 lowercase hex digits.
 //!
-//! A [`Hash`] names a root configuration (its *root hash*) or a patch (the hash of
-//! the whole patch object, which names its parent, so hashes form a chain).
+//! A [`Hash`](struct@Hash) names a root configuration (its *root hash*) or a
+//! patch (the hash of the whole patch object, which names its parent, so hashes
+//! form a chain).
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,10 +26,13 @@ impl Hash {
         Hash::of_canonical_bytes(&canonical::to_vec(value))
     }
 
+    /// The hash whose digest is `bytes` (no hashing: for digests already
+    /// computed, and tests).
     pub const fn from_bytes(bytes: [u8; 32]) -> Hash {
         Hash(bytes)
     }
 
+    /// The 32 bytes of the digest.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -35,7 +35,10 @@ pub enum Message {
     /// Storage's answer to a load request: the root configuration taken to `head`.
     Snapshot(Arc<Snapshot>),
     /// Storage's answer to a load request by hash for a root it does not know.
-    Unknown { root: Hash },
+    Unknown {
+        /// The root asked for.
+        root: Hash,
+    },
     /// Storage's notice that it has durably stored `head`.
     Stored(Stored),
 }
@@ -43,9 +46,13 @@ pub enum Message {
 /// A patch: `{"type":"patch","root":R,"parent":P,"height":N,"ops":[...],"meta":{...}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Patch {
+    /// The root of the configuration it changes.
     pub root: Hash,
+    /// The head it applies to: the root hash, or the hash of the patch before it.
     pub parent: Hash,
+    /// The parent's height plus one (so at least 1).
     pub height: u64,
+    /// The RFC 6902 operations.
     pub ops: Ops,
     /// Free-form information about the change (author, time, message); covered by
     /// the hash, ignored by the state machines.
@@ -59,18 +66,27 @@ pub struct Patch {
 /// `{"type":"snapshot","root":R,"head":H,"height":N,"config":DOC}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
+    /// The root of the configuration.
     pub root: Hash,
+    /// The head the document is at.
     pub head: Hash,
+    /// The head's height (0 when `head` is the root itself).
     pub height: u64,
+    /// The document at `head` (at height 0, the root configuration).
     pub config: Value,
+    /// The canonical bytes of the message without its signature: what is
+    /// published, signed, and stored.
     pub encoded: Bytes,
 }
 
 /// `{"type":"stored","root":R,"head":H,"height":N}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
+    /// The root of the configuration.
     pub root: Hash,
+    /// The head storage holds now.
     pub head: Hash,
+    /// The head's height.
     pub height: u64,
 }
 
@@ -88,32 +104,56 @@ pub enum LoadRequest {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
+    /// The message is longer than [`Limits::max_message_bytes`].
     #[error("message of {size} bytes exceeds the limit of {max}")]
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// The message's length, in bytes.
+        size: usize,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The bytes are not JSON as the protocol accepts it (strict UTF-8, no
+    /// duplicate keys, nesting within the limit).
     #[error("not protocol JSON: {0}")]
     Json(#[from] JsonError),
+    /// The JSON is not an object.
     #[error("a message is a JSON object")]
     NotAnObject,
+    /// There is no string `type` member saying which message this is.
     #[error("field \"type\" is missing or not a string")]
     MissingType,
+    /// The `type` names no message of this protocol version.
     #[error("unknown message type {0:?}")]
     UnknownType(String),
+    /// A required member (named) is absent.
     #[error("field {0:?} is missing")]
     MissingField(&'static str),
+    /// A member (named) that this message type does not have: refused, not
+    /// ignored, because unknown members would be covered by the hash yet
+    /// meaningless to the node.
     #[error("field {0:?} is not allowed in this message")]
     UnknownField(String),
+    /// A member (named) that must hold a hash holds something else.
     #[error("field {0:?} is not a hash (64 lowercase hex digits)")]
     BadHash(&'static str),
+    /// A member (named) that must hold a height holds something else.
     #[error("field {0:?} is not an integer from 0 to 2^53")]
     BadInteger(&'static str),
+    /// A patch's height contradicts its parent: height 1 must be on the root,
+    /// and a patch on the root must be height 1.
     #[error("a patch's height is at least 1, and it is 1 exactly when its parent is the root")]
     HeightParentMismatch,
+    /// A snapshot at height 0 does not hold the configuration whose hash is its
+    /// root, or one above height 0 claims the root as its head.
     #[error("a snapshot at height 0 must hold the root configuration itself")]
     BadRootSnapshot,
+    /// The `ops` member is not a valid RFC 6902 operation list.
     #[error("invalid ops: {0}")]
     BadOps(PatchError),
+    /// The `meta` member is present but not an object.
     #[error("field \"meta\" must be a JSON object")]
     BadMeta,
+    /// A load request's root configuration is not one.
     #[error("invalid root configuration: {0}")]
     BadRoot(#[from] RootError),
     /// A registering load request whose root configuration is larger than
@@ -121,11 +161,19 @@ pub enum DecodeError {
     /// (not [`DecodeError::BadRoot`]) so that it is counted apart: see
     /// [`Rejection::RootConfigTooLarge`].
     #[error("root configuration of {size} canonical bytes exceeds the limit of {max}")]
-    RootConfigTooLarge { size: usize, max: usize },
+    RootConfigTooLarge {
+        /// The root configuration's canonical size, in bytes.
+        size: usize,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The `sig` member is not a key and a signature in hex.
     #[error("field \"sig\" must be {{\"key\": 64 hex digits, \"sig\": 128 hex digits}}")]
     BadSignature,
+    /// A load request's `@<token> ` prefix names no valid reply token.
     #[error("a load request's reply prefix is \"@<token> \": {0}")]
     BadReplyToken(#[from] InvalidReplyToken),
+    /// A storage node's `hello` names a store id that is not spelled as one.
     #[error("a store id is 1 to 64 characters from 0-9, a-z, A-Z, '_' and '-'")]
     BadStoreId,
 }
@@ -134,42 +182,102 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
+    /// The bytes do not decode (see [`DecodeError`]).
     #[error("malformed: {0}")]
     Malformed(DecodeError),
     /// A registering load request over the root configuration cap (see
     /// [`DecodeError::RootConfigTooLarge`], which converts to this, not to
     /// [`Rejection::Malformed`]).
     #[error("root configuration of {size} canonical bytes exceeds the limit of {max}")]
-    RootConfigTooLarge { size: usize, max: usize },
+    RootConfigTooLarge {
+        /// The root configuration's canonical size, in bytes.
+        size: usize,
+        /// The limit, in bytes ([`Limits::MAX_ROOT_CONFIG_BYTES`]).
+        max: usize,
+    },
+    /// The channel is none of this node's protocol channels (another
+    /// namespace's, another client's reply channel).
     #[error("channel is not a tikaconf channel")]
     ForeignChannel,
+    /// The message names a parent (or head) other than the hash of the
+    /// `updates:<hash>` channel it came on.
     #[error("message names hash {in_message} but came on the channel of {channel}")]
-    ChannelMismatch { channel: Hash, in_message: Hash },
+    ChannelMismatch {
+        /// The hash in the channel's name.
+        channel: Hash,
+        /// The hash the message names.
+        in_message: Hash,
+    },
+    /// The message belongs to another root than the one this node follows
+    /// on that channel.
     #[error("message is for root {got}, not {expected}")]
-    RootMismatch { expected: Hash, got: Hash },
+    RootMismatch {
+        /// The root this node follows there.
+        expected: Hash,
+        /// The root the message names.
+        got: Hash,
+    },
+    /// A patch's height is not its parent's height plus one.
     #[error("patch claims height {got}, but its parent is at height {expected_minus_one}", expected_minus_one = expected - 1)]
-    WrongHeight { expected: u64, got: u64 },
+    WrongHeight {
+        /// The parent's height plus one.
+        expected: u64,
+        /// The height the patch claims.
+        got: u64,
+    },
+    /// An operation failed on the current document (a missing path, a failed
+    /// `test`).
     #[error("ops failed: {0}")]
     OpsFailed(PatchError),
+    /// The document after some op would be larger than a snapshot can carry
+    /// ([`Limits::max_document_bytes`]).
     #[error("resulting document of {size} bytes exceeds the limit of {max}")]
-    DocumentTooLarge { size: usize, max: usize },
+    DocumentTooLarge {
+        /// The document's canonical size after that op, in bytes.
+        size: usize,
+        /// The limit, in canonical bytes.
+        max: usize,
+    },
+    /// The document after some op would nest deeper than a snapshot may
+    /// ([`Limits::max_depth`] minus the snapshot's own level).
     #[error("resulting document nests {depth} levels deep, more than {max}")]
-    DocumentTooDeep { depth: usize, max: usize },
+    DocumentTooDeep {
+        /// The document's nesting depth after that op.
+        depth: usize,
+        /// The deepest nesting allowed.
+        max: usize,
+    },
     /// The patch would cost more work to apply than its budget (see
     /// [`Limits::patch_budget`]).
     #[error("applying the ops would cost {cost} work units, more than the budget of {budget}")]
-    PatchTooCostly { cost: u64, budget: u64 },
+    PatchTooCostly {
+        /// The work units charged up to the op that went over.
+        cost: u64,
+        /// The patch's budget, in work units.
+        budget: u64,
+    },
+    /// A valid message of a kind this channel does not carry (a snapshot on a
+    /// patch's channel instead of the root's, a patch on a reply channel).
     #[error("this kind of message does not belong on this channel")]
     WrongChannelKind,
+    /// The message carries no signature, and this node's [`TrustSet`] is not
+    /// empty.
     #[error("unsigned, and this node accepts only signed messages")]
     Unsigned,
+    /// The message is signed by a key outside this node's [`TrustSet`].
     #[error("signed by a key this node does not trust")]
     UntrustedKey,
+    /// The signature does not verify against the message and its key.
     #[error("the signature does not match the message")]
     BadSignature,
+    /// Another storage node announced a different store on this bus (see
+    /// [`crate::storage::presence`]): a misconfiguration that would split what
+    /// is stored.
     #[error("a storage node of store {theirs} joined this bus, which store {ours} serves")]
     ForeignStore {
+        /// This storage node's store.
         ours: crate::storage::presence::StoreId,
+        /// The store the other node announced.
         theirs: crate::storage::presence::StoreId,
     },
 }

@@ -32,18 +32,23 @@ pub struct Ops {
 /// Why [`Ops::apply_within`] refused a patch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplyError {
+    /// An op failed on the document (a missing path, a failed `test`).
     Op(PatchError),
     /// A document after some op would be this large (canonical bytes).
     TooLarge {
+        /// The document's canonical size after that op, in bytes.
         size: usize,
     },
     /// A document after some op would nest this deep.
     TooDeep {
+        /// The document's nesting depth after that op.
         depth: usize,
     },
     /// The ops up to some op cost this much, more than the budget.
     TooCostly {
+        /// The work units charged up to that op.
         cost: u64,
+        /// The budget, in work units ([`Caps::budget`]).
         budget: u64,
     },
 }

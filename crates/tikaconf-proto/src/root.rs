@@ -19,20 +19,35 @@ pub struct RootConfig {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RootError {
+    /// [`RootConfig::twitch`] was given something that is not a Twitch channel
+    /// name.
     #[error(
         "a Twitch channel name is 1 to 25 ASCII letters, digits or underscores, optionally after '#'"
     )]
     BadTwitchChannel,
+    /// [`RootConfig::from_connection`] was given a JSON value other than an
+    /// object.
     #[error("connection info must be a JSON object")]
     ConnectionNotAnObject,
+    /// The value has members other than `connection`, or `connection` is not an
+    /// object.
     #[error("a root configuration is exactly {{\"connection\": {{...}}}}")]
     NotARootConfig,
+    /// A registering load request's configuration is larger or deeper than a
+    /// snapshot under the node's [`Limits`](crate::Limits) could carry.
     #[error("the root configuration is too large or too deep to fit in a snapshot")]
     TooLarge,
     /// Larger than [`Limits::MAX_ROOT_CONFIG_BYTES`](crate::Limits::MAX_ROOT_CONFIG_BYTES):
     /// connection info, not a document.
     #[error("root configuration of {size} canonical bytes exceeds the limit of {max}")]
-    TooLong { size: usize, max: usize },
+    TooLong {
+        /// The root configuration's canonical size, in bytes.
+        size: usize,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The JSON is not valid as the protocol reads it (a number out of range,
+    /// nesting past the ceiling).
     #[error("connection info is not valid protocol JSON: {0}")]
     Json(#[from] crate::json::JsonError),
 }
@@ -96,6 +111,7 @@ impl RootConfig {
         &self.value
     }
 
+    /// The root configuration, taken out of the [`RootConfig`].
     pub fn into_value(self) -> Value {
         self.value
     }

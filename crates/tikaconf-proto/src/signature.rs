@@ -40,7 +40,9 @@ pub struct SigningKey(ed25519_dalek::SigningKey);
 /// A message's signature and the key that made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signature {
+    /// The key that made the signature (and must be trusted for it to count).
     pub key: PublicKey,
+    /// The Ed25519 signature over the message's signed bytes.
     pub sig: ed25519_dalek::Signature,
 }
 
@@ -69,8 +71,10 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
+    /// Not exactly 64 lowercase hex digits.
     #[error("a key is 64 hex digits")]
     BadHex,
+    /// 32 bytes that are not a point on the curve, so no key.
     #[error("not a valid Ed25519 public key")]
     BadPublicKey,
 }
@@ -97,6 +101,8 @@ fn to_hex(bytes: &[u8]) -> String {
 }
 
 impl PublicKey {
+    /// Reads a public key written as 64 lowercase hex digits (as
+    /// [`PublicKey::to_hex`] writes it, and `tikaconf keygen` prints it).
     pub fn from_hex(s: &str) -> Result<PublicKey, KeyError> {
         let bytes = hex_bytes::<32>(s)?;
         ed25519_dalek::VerifyingKey::from_bytes(&bytes)
@@ -104,6 +110,7 @@ impl PublicKey {
             .map_err(|_| KeyError::BadPublicKey)
     }
 
+    /// The key's 32 bytes as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         to_hex(self.0.as_bytes())
     }
@@ -126,6 +133,8 @@ impl SigningKey {
         hex_bytes::<32>(s.trim()).map(SigningKey::from_seed)
     }
 
+    /// The public key that verifies this key's signatures: what the other nodes
+    /// put in their [`TrustSet`].
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.0.verifying_key())
     }

@@ -43,8 +43,11 @@ use crate::{Channels, Hash, Limits};
 /// load request is a publish of stored bytes, with no re-encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredHead {
+    /// The root hash: the key the store files this entry under.
     pub root: Hash,
+    /// The latest head stored for the root (the root itself at height 0).
     pub head: Hash,
+    /// The head's height.
     pub height: u64,
     /// Canonical JSON of the snapshot message for (`root`, `head`, `height`).
     pub snapshot: Bytes,
@@ -54,7 +57,9 @@ pub struct StoredHead {
 /// of many roots reads ([`StorageCommand::CheckHeads`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeadRef {
+    /// The latest head stored for the root.
     pub head: Hash,
+    /// The head's height.
     pub height: u64,
 }
 
@@ -87,7 +92,9 @@ fn sign_with(
 /// `expected_head` to `new.head`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersistCommit {
+    /// The head the store must still hold for the commit to apply.
     pub expected_head: Hash,
+    /// The head (and its snapshot) to store in its place.
     pub new: StoredHead,
 }
 
@@ -103,12 +110,16 @@ pub enum PersistOutcome {
     /// The head is neither `expected_head` nor `new.head` (or the root is not
     /// registered, `current: None`). Nothing was written; this node's view of the
     /// chain is out of date and it must reload before trying again.
-    Stale { current: Option<StoredHead> },
+    Stale {
+        /// What the store holds for the root, or `None` if it is not registered.
+        current: Option<StoredHead>,
+    },
 }
 
 /// What the storage engine asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StorageCommand {
+    /// A bus operation, carried out in order with the others.
     Bus(Command),
     /// Read the stored head of a root; answer with [`StorageEngine::handle_loaded`].
     Load(Hash),
@@ -121,7 +132,10 @@ pub enum StorageCommand {
     /// Carry out these commits in one transaction with one durable sync (group
     /// commit); answer with [`StorageEngine::handle_persisted`].
     Persist {
+        /// The batch's number, to give back to
+        /// [`StorageEngine::handle_persisted`].
         batch: u64,
+        /// The compare-and-sets, in order: a later one may chain on an earlier.
         commits: Vec<PersistCommit>,
     },
     /// Stop the node: it must not go on (see [`StopReason`]).
@@ -133,7 +147,12 @@ pub enum StorageCommand {
 #[non_exhaustive]
 pub enum StopReason {
     /// Another store already serves this bus (see [`presence`]).
-    ForeignStore { ours: StoreId, theirs: StoreId },
+    ForeignStore {
+        /// The store this node serves.
+        ours: StoreId,
+        /// The store another node announced on the bus.
+        theirs: StoreId,
+    },
 }
 
 /// Counters the storage engine keeps about itself.
@@ -141,14 +160,18 @@ pub enum StopReason {
 pub struct StorageStats {
     /// Patches applied (tentatively, then persisted).
     pub applied: u64,
+    /// `stored` notices published.
     pub stored_notices: u64,
+    /// Snapshots published, on a root's channel or a reply channel.
     pub snapshots_sent: u64,
     /// Answers (snapshots and `unknown`) sent on a requester's reply channel
     /// rather than on the root's.
     pub private_answers: u64,
+    /// Load requests received on `update_requests`.
     pub load_requests: u64,
     /// Patches whose parent is not a stored head (raced losers, late duplicates).
     pub stale: u64,
+    /// Patches dropped because their root is not registered in the store.
     pub unknown_root: u64,
     /// Stored snapshots signed again on reading them, because they carried
     /// another key's signature, an older protocol's, or none.
@@ -335,6 +358,10 @@ pub struct StorageEngine {
 }
 
 impl StorageEngine {
+    /// An engine for the deployment whose channels are `channels`, checking
+    /// messages against `limits`; with no trust set, no signer, a shared store,
+    /// no store id, and answering load requests. The `with_*` methods change
+    /// that.
     pub fn new(channels: Channels, limits: Limits) -> StorageEngine {
         StorageEngine {
             channels,
@@ -388,8 +415,6 @@ impl StorageEngine {
         self
     }
 
-    /// The identity of the store this node serves: announced on every connect,
-    /// so that a node of another store on the same bus stops (see [`presence`]).
     /// The shortest time between two snapshots of one root sent on its channel
     /// (default [`DEFAULT_BROADCAST_INTERVAL`]).
     ///
@@ -405,6 +430,9 @@ impl StorageEngine {
         self
     }
 
+    /// The identity of the store this node serves: announced on every connect,
+    /// so that a node of another store on the same bus stops (see [`presence`]).
+    /// `None` (the default) neither announces nor checks.
     pub fn with_store_id(mut self, id: Option<StoreId>) -> Self {
         self.store_id = id;
         self
@@ -425,6 +453,8 @@ impl StorageEngine {
         }
     }
 
+    /// Whether this node answers load requests (see
+    /// [`StorageEngine::handle_answerer`]).
     pub fn is_answerer(&self) -> bool {
         self.answerer
     }
@@ -439,6 +469,7 @@ impl StorageEngine {
         sign_with(self.signer.as_ref(), &self.channels, kind, unsigned, None)
     }
 
+    /// The engine's counters.
     pub fn stats(&self) -> &StorageStats {
         &self.stats
     }
@@ -454,7 +485,7 @@ impl StorageEngine {
     /// On a reconnect the cache may be behind: while this node was away, another
     /// storage node on the same store may have committed patches it never heard.
     /// So every cached root is checked against the store before it serves another
-    /// answer (heads only, in batches of [`CHECK_BATCH`]), reads still in flight
+    /// answer (heads only, many roots per store read), reads still in flight
     /// are repeated, and roots read as unknown are forgotten. Roots with commits of
     /// their own not yet sent need no check: the compare-and-set is one.
     pub fn handle_connected(&mut self, out: &mut Vec<StorageCommand>) {

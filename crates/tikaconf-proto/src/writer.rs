@@ -21,7 +21,10 @@ pub enum WriteOutcome {
     /// Storage durably stored the patch (or a descendant of it).
     Committed,
     /// Storage stored `winner` at this patch's height instead.
-    Conflict { winner: Hash },
+    Conflict {
+        /// The head storage holds at the patch's height.
+        winner: Hash,
+    },
     /// No outcome in time: the patch may or may not be stored.
     TimedOut,
 }

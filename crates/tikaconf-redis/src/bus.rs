@@ -4,7 +4,7 @@
 //! (any number of roots, or storage's `updates:*` and `update_requests`), and a
 //! second one carries publishes, so that a flood of messages arriving never
 //! delays the reply to a publish. Both speak RESP3: the redis crate then hands
-//! each message to a sender of ours on its own reading task ([`Queue`]), which is
+//! each message to a sender of ours on its own reading task (a bounded queue), which is
 //! what lets this module bound what a slow consumer holds (see below), and a
 //! subscribed connection may still be sent `PING`.
 //!
@@ -58,8 +58,12 @@ use tikaconf_proto::command::{BusEvent, OVERFLOW_CHANNELS};
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BusError {
+    /// The link is down and being remade: the command was not sent.
     #[error("not connected to Redis")]
     Disconnected,
+    /// The command failed: Redis answered with an error (see
+    /// [`BusError::is_refusal`]), or the connection failed or missed its
+    /// deadline while the command was in flight.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }
@@ -85,10 +89,14 @@ fn is_server_answer(err: &redis::RedisError) -> bool {
     )
 }
 
-/// Reconnection timing.
+/// Reconnection timing: the delay before each attempt doubles from `initial` up
+/// to `max`, each one jittered to between half and one and a half times itself so
+/// that a fleet does not reconnect in step.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
+    /// The delay before the first attempt after a failed one (default 50 ms).
     pub initial: Duration,
+    /// The longest delay between attempts, before jitter (default 500 ms).
     pub max: Duration,
 }
 
@@ -109,8 +117,9 @@ impl Default for Backoff {
 /// to ever arrive).
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimit {
+    /// Messages held (default 65,536).
     pub messages: usize,
-    /// Payload and channel bytes.
+    /// Payload and channel bytes held (default 32 MiB).
     pub bytes: usize,
 }
 
@@ -133,23 +142,27 @@ impl Default for QueueLimit {
 /// `ping_interval` x 2 + `ping_deadline` (5 s) on a quiet connection.
 #[derive(Debug, Clone, Copy)]
 pub struct BusOptions {
+    /// How soon the link is remade after a failure.
     pub backoff: Backoff,
     /// A connection that received nothing for this long is sent `PING`. Short,
     /// because a follower of a quiet root receives nothing for hours and a
     /// half-open connection must not leave it deaf for long; a `PING` a second
     /// per connection is nothing to Redis (a fleet of 1,000 nodes adds 2,000
-    /// commands/s to a server that serves 100,000 and more).
+    /// commands/s to a server that serves 100,000 and more). Default 1 s.
     pub ping_interval: Duration,
     /// How long any reply (to a `PING`, a publish, a subscribe) may take before
     /// the link is declared dead and remade. Long against a healthy Redis's
     /// sub-millisecond replies, so that a busy server (a slow script, a fork for
     /// a snapshot) or a node whose loop was busy for a moment is not taken for
     /// a dead one; short enough that a dead link is found within seconds.
+    /// Default 3 s.
     pub ping_deadline: Duration,
     /// TCP keepalive probes after this much idleness (then every second, three
     /// times), or `None` to leave the system's setting: a backstop in the
-    /// kernel, which works even while the node's loop cannot ping.
+    /// kernel, which works even while the node's loop cannot ping. Default 5 s.
     pub tcp_keepalive: Option<Duration>,
+    /// How far the consumer may fall behind the subscribed connection before
+    /// messages are dropped (and reported as [`BusEvent::Overflowed`]).
     pub queue: QueueLimit,
 }
 
@@ -271,6 +284,8 @@ impl RedisBus {
         link.check(conn.subscribe(channels).await)
     }
 
+    /// Unsubscribes from `channels` and waits until Redis confirms. Messages
+    /// already on their way may still arrive.
     pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), BusError> {
         if channels.is_empty() {
             return Ok(());
@@ -280,6 +295,8 @@ impl RedisBus {
         link.check(conn.unsubscribe(channels).await)
     }
 
+    /// Subscribes to every channel matching each of `patterns` (Redis glob
+    /// patterns) and waits until Redis confirms.
     pub async fn psubscribe(&self, patterns: &[String]) -> Result<(), BusError> {
         if patterns.is_empty() {
             return Ok(());

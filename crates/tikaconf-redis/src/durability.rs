@@ -112,7 +112,10 @@ pub enum DurabilityError {
          accept the loss explicitly with --accept-redis-durability {flag}",
         flag = if *.found == Persistence::EverySec { "everysec" } else { "none" }
     )]
-    Lossy { found: Persistence },
+    Lossy {
+        /// What Redis is configured to do.
+        found: Persistence,
+    },
     /// Redis refused to tell its settings (`CONFIG GET` forbidden or renamed).
     #[error(
         "cannot tell whether Redis keeps acknowledged writes: it refused CONFIG GET \
@@ -120,18 +123,22 @@ pub enum DurabilityError {
          or accept whatever Redis does with --accept-redis-durability none"
     )]
     Unknown {
+        /// Redis's refusal.
         #[source]
         source: redis::RedisError,
     },
     /// Redis answered something that is not a known setting.
     #[error("Redis answered CONFIG GET {parameter} with {value:?}, which is not a known setting")]
     Unexpected {
+        /// The setting asked for: `appendonly` or `appendfsync`.
         parameter: &'static str,
+        /// Redis's answer for it.
         value: String,
     },
     /// The question could not be asked (connection failed).
     #[error("cannot read Redis's persistence settings")]
     Redis {
+        /// The connection's error.
         #[source]
         source: redis::RedisError,
     },

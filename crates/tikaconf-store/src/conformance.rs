@@ -115,10 +115,12 @@ async fn registered<S: Store>(store: &S, label: &str) -> StoredHead {
     g
 }
 
+/// Loading a root that was never registered finds nothing (and is no error).
 pub async fn load_unknown_root<S: Store>(store: &S) {
     assert_eq!(load(store, unique_root("unknown")).await, None);
 }
 
+/// A registered root loads as its genesis head: height 0, the given snapshot.
 pub async fn register_then_load<S: Store>(store: &S) {
     let g = registered(store, "register").await;
     assert_eq!(load(store, g.root).await, Some(g));
@@ -141,6 +143,8 @@ pub async fn register_is_idempotent<S: Store>(store: &S) {
     assert_eq!(load(store, g.root).await, Some(h1));
 }
 
+/// Registering a head above height 0 is a caller's bug: refused with an
+/// error, and nothing is stored.
 pub async fn register_rejects_nonzero_height<S: Store>(store: &S) {
     let g = genesis(unique_root("bad-register"));
     let h1 = next(&g, "a");
@@ -151,6 +155,8 @@ pub async fn register_rejects_nonzero_height<S: Store>(store: &S) {
     assert_eq!(load(store, g.root).await, None);
 }
 
+/// A commit from the stored head moves it forward (`Applied`), and the next
+/// commit chains from there.
 pub async fn commit_applies<S: Store>(store: &S) {
     let g = registered(store, "applies").await;
     let h1 = next(&g, "a");
@@ -267,6 +273,8 @@ pub async fn commit_stale<S: Store>(store: &S) {
     assert_eq!(load(store, g.root).await, Some(h2));
 }
 
+/// A commit for a root that was never registered is `Stale` with no current
+/// head, and registers nothing.
 pub async fn commit_unregistered_root<S: Store>(store: &S) {
     let g = genesis(unique_root("unregistered"));
     let h1 = next(&g, "a");
@@ -277,6 +285,7 @@ pub async fn commit_unregistered_root<S: Store>(store: &S) {
     assert_eq!(load(store, g.root).await, None);
 }
 
+/// An empty batch succeeds with no outcomes (a backend must not fail on it).
 pub async fn empty_batch<S: Store>(store: &S) {
     assert_eq!(commit(store, Vec::new()).await, []);
 }
@@ -350,6 +359,8 @@ pub async fn batch_repeats_a_commit<S: Store>(store: &S) {
     assert_eq!(load(store, g.root).await, Some(h1));
 }
 
+/// `root_count` counts each registered root once: re-registering or moving a
+/// root does not change it.
 pub async fn root_count_counts_registrations<S: Store>(store: &S) {
     let before = store.root_count().await.expect("root_count");
     let a = registered(store, "count-a").await;

@@ -70,6 +70,7 @@ pub enum StoreError {
         p = .path.display()
     )]
     CorruptLog {
+        /// The write-ahead log file.
         path: std::path::PathBuf,
         /// Sequence the damaged record should have had (one above the last good one).
         seq: u64,
@@ -77,6 +78,7 @@ pub enum StoreError {
         offset: u64,
         /// The first valid record found after it whose sequence continues the chain.
         later_seq: u64,
+        /// File offset at which that valid record starts.
         later_offset: u64,
     },
     /// The database says it has a write-ahead log (it keeps the log's id) but there
@@ -89,7 +91,9 @@ pub enum StoreError {
         p = .path.display()
     )]
     MissingLog {
+        /// Where the log file should be.
         path: std::path::PathBuf,
+        /// The id of the log the database belongs with, as it records it.
         log_id: u64,
     },
     /// A write failed in a way that leaves the store unable to write again in this
@@ -103,7 +107,10 @@ pub enum StoreError {
         p = .path.display()
     )]
     Poisoned {
+        /// The store's write-ahead log file.
         path: std::path::PathBuf,
+        /// The failure that poisoned the store (the first one; later writes
+        /// report it again).
         #[source]
         source: std::sync::Arc<StoreError>,
     },

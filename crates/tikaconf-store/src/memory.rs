@@ -39,6 +39,8 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store with a fresh random store id (the same as
+    /// [`MemoryStore::default`]). Clones share its contents.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }

@@ -105,8 +105,11 @@ where
 /// needs to exercise certificate verification for real.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The server's certificate (PEM).
     pub cert: PathBuf,
+    /// The server's private key (PEM).
     pub key: PathBuf,
+    /// The CA certificate clients verify the server against (PEM).
     pub ca: PathBuf,
 }
 
@@ -303,6 +306,7 @@ impl RedisServer {
         RedisServer::builder().start()
     }
 
+    /// A builder, for a server with persistence, TLS or other settings.
     pub fn builder() -> RedisServerBuilder {
         RedisServerBuilder::default()
     }

@@ -181,6 +181,7 @@ impl FaultProxy {
         });
     }
 
+    /// What the proxy has done so far.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.counters;
         ProxyStats {

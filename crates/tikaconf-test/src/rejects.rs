@@ -14,6 +14,7 @@ use serde_json::Value;
 /// One record of the corpus.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The record's name, unique in the corpus, for failure messages.
     pub name: String,
     /// Where to publish it: `head`, `root`, `old`, `update_requests`, or a literal
     /// channel name (placeholders allowed).
@@ -90,13 +91,17 @@ pub struct Live {
     pub root_config: String,
     /// The live head and the head before it.
     pub head: String,
+    /// The head before the live head.
     pub prev: String,
+    /// The live head's height.
     pub height: u64,
     /// Another root's hash, and a hash on no chain.
     pub other_root: String,
+    /// A hash on no chain.
     pub random: String,
     /// Channel names: `updates:<hash>` for a hash, and `update_requests`.
     pub updates: fn(&str) -> String,
+    /// The `update_requests` channel's name.
     pub update_requests: String,
 }
 

@@ -111,8 +111,11 @@ pub async fn serve(redis: &str, data: &Path, kind: StoreKind) -> Result<()> {
 pub struct ChildOptions {
     /// The hidden subcommand of the current executable that runs [`serve`].
     pub subcommand: &'static str,
+    /// The Redis URL the node talks through.
     pub redis: String,
+    /// The node's data directory (its redb file, with [`StoreKind::Redb`]).
     pub data: PathBuf,
+    /// Where the node keeps its state.
     pub store: StoreKind,
     /// Where the child's stderr goes: appended to this file, or the parent's.
     pub log: Option<PathBuf>,
@@ -218,6 +221,7 @@ impl StorageChild {
         Ok((StorageChild { child, pid }, started.elapsed()))
     }
 
+    /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.pid
     }

@@ -49,7 +49,7 @@ pub enum FaultKind {
     /// Issue 11's scenario: one storage node's link cut (reset and refused, or
     /// black-holed) while writes go on, healed, then a storage node SIGKILLed and
     /// later restarted; probe loads while it is down (shared store) or after
-    /// its restart (redb). See [`partition_kill`].
+    /// its restart (redb). See `partition_kill` in this module.
     PartitionKill,
 }
 

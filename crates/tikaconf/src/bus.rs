@@ -26,6 +26,9 @@ pub use tikaconf_proto::BusEvent;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BusError {
+    /// The bus is between connections (it reconnects by itself): the operation
+    /// was not carried out, and may succeed after the next
+    /// [`BusEvent::Connected`].
     #[error("not connected")]
     Disconnected,
     /// The server answered with an error (an ACL's `NOPERM`, say): unlike a lost
@@ -42,9 +45,19 @@ pub enum BusError {
 }
 
 /// Pub/Sub operations. Each resolves once the server has taken it.
+///
+/// Implement it to run a node over another transport; what arrives comes out of
+/// the [`Events`] stream given to [`BusHandle::new`] beside it, not from these
+/// calls.
 pub trait Bus: Send + Sync + 'static {
+    /// Subscribes the subscribed connection to `channels`: once this resolves,
+    /// every message published on them reaches the events stream.
     fn subscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>>;
+    /// Unsubscribes from `channels`. Messages already on their way may still
+    /// arrive.
     fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>>;
+    /// Subscribes to every channel matching each of `patterns` (Redis glob
+    /// patterns; the protocol only uses `prefix*`).
     fn psubscribe<'a>(&'a self, patterns: &'a [String]) -> BoxFuture<'a, Result<(), BusError>>;
     /// Publishes in order.
     fn publish<'a>(
@@ -72,6 +85,9 @@ impl std::fmt::Debug for BusHandle {
 }
 
 impl BusHandle {
+    /// A handle on any [`Bus`], with the events of its subscribed connection:
+    /// the stream must start with [`BusEvent::Connected`] once it is up, and
+    /// follow the ordering rules of the module documentation.
     pub fn new(
         bus: Arc<dyn Bus>,
         events: impl Stream<Item = BusEvent> + Send + 'static,

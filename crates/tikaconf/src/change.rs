@@ -22,8 +22,11 @@ pub(crate) const CHANGES_BUFFER: usize = 1024;
 /// One change of a configuration, as the application sees it.
 #[derive(Debug, Clone)]
 pub struct Change {
+    /// The hash of the document after the change: the configuration's new head.
     pub head: Hash,
+    /// How many patches the head is from the root (the root itself is height 0).
     pub height: u64,
+    /// The whole document after the change, shared with every other reader.
     pub document: Arc<Value>,
     /// The patch applied, when the change came from one; `None` when the follower
     /// loaded or re-synced from a snapshot.

@@ -18,7 +18,11 @@ use crate::shared::{Handle, LoadFailure, Request};
 pub struct ClientOptions {
     /// Channel namespace (`NS:updates:<hash>`), for deployments sharing a Redis.
     pub namespace: Option<String>,
+    /// Sizes past which a patch, a document or a message is refused (the same
+    /// on every node, or nodes disagree on what is valid).
     pub limits: Limits,
+    /// The follower state machine's timing: retries of load requests, how long
+    /// a patch waits for storage's notice before the follower re-syncs.
     pub follower: FollowerConfig,
     /// How long [`Client::follow`] waits for storage's answer.
     pub load_timeout: Duration,
@@ -76,6 +80,9 @@ impl Client {
         Client::connect_with(url, ClientOptions::default()).await
     }
 
+    /// Connects to Redis at `url` (`redis://` or `rediss://`, `user:password@`
+    /// as needed) with `options`. Fails only if the first connection fails;
+    /// later losses are retried forever.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client, Error> {
         let bus = BusHandle::redis_with_options(url, options.tls_ca_pem.as_deref(), options.bus)
             .await

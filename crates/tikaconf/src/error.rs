@@ -33,11 +33,19 @@ pub enum InvalidPatch {
 pub enum WriteError {
     /// Another patch on the same parent was stored first.
     #[error("conflict: {winner} was stored instead of {attempted}")]
-    Conflict { attempted: Hash, winner: Hash },
+    Conflict {
+        /// The hash of the patch this write published.
+        attempted: Hash,
+        /// The hash of the patch stored on the same parent instead.
+        winner: Hash,
+    },
     /// No outcome in time. The patch may or may not have been stored: follow the
     /// configuration to find out.
     #[error("no outcome in time for {attempted}: it may or may not be stored")]
-    Timeout { attempted: Hash },
+    Timeout {
+        /// The hash of the patch this write published.
+        attempted: Hash,
+    },
     /// The patch is invalid or does not apply to the current document: the
     /// source says which and why. Nothing was published.
     #[error("rejected")]
@@ -45,8 +53,12 @@ pub enum WriteError {
     /// The document changed between reading it and submitting the patch.
     #[error("the head moved meanwhile")]
     HeadMoved,
+    /// The bus is between connections: nothing was published (it would have
+    /// been lost), and a retry after the reconnect may succeed.
     #[error("not connected to the bus")]
     Disconnected,
+    /// The client's background task has stopped (its bus's events ended), so
+    /// nothing can be published any more.
     #[error("the client is shut down")]
     Closed,
     /// Redis refused to publish the patch (an ACL that does not let this user
@@ -54,7 +66,9 @@ pub enum WriteError {
     /// stored, and retrying will be refused alike.
     #[error("Redis refused to publish {attempted}")]
     Refused {
+        /// The hash of the patch Redis would not publish.
         attempted: Hash,
+        /// Redis's answer (a [`BusError::Refused`]).
         #[source]
         source: BusError,
     },
@@ -104,12 +118,22 @@ pub enum Error {
     /// losses are retried by the bus itself.
     #[error("cannot connect")]
     Connect(#[source] BusError),
+    /// Storage answered that it has never stored this root hash. Following a
+    /// [`RootConfig`](crate::RootConfig) instead of its hash registers it.
     #[error("storage does not know root {0}")]
     UnknownRoot(Hash),
+    /// No storage node answered the load request within
+    /// [`ClientOptions::load_timeout`](crate::ClientOptions::load_timeout)
+    /// (the duration it waited).
     #[error("no answer from storage within {0:?} (is a storage node running?)")]
     LoadTimeout(std::time::Duration),
+    /// A write of [`Config::update`](crate::Config::update) failed otherwise
+    /// than by a conflict it could retry.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The closure given to [`Config::update`](crate::Config::update) returned
+    /// an error (its message), or its result could not be made into a patch.
+    /// Nothing was published.
     #[error("the edit failed: {0}")]
     Edit(String),
     /// [`crate::Config::update_typed`]: the document does not deserialize as
@@ -117,8 +141,11 @@ pub enum Error {
     /// which and where). Nothing was published.
     #[error("the document does not fit the type")]
     Typed(#[source] serde_json::Error),
+    /// [`Config::update`](crate::Config::update) lost the race to other writers
+    /// on every one of its attempts.
     #[error("gave up after repeated conflicts")]
     TooManyConflicts,
+    /// The client's background task has stopped (its bus's events ended).
     #[error("the client is shut down")]
     Closed,
 }

@@ -67,6 +67,10 @@ pub use tikaconf_proto::{Hash, Limits, PublicKey, RootConfig, SigningKey, TrustS
 pub use tikaconf_store as store;
 
 /// The README's library example, compiled as a doctest so it cannot rot.
+///
+/// `crates/tikaconf/README.md` is a link to the repository's README, so that the
+/// same path works in the workspace and in the published package (which holds
+/// the README itself).
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

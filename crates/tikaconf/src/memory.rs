@@ -35,6 +35,7 @@ struct Connection {
 }
 
 impl Broker {
+    /// A broker with no connections yet (the same as [`Broker::default`]).
     pub fn new() -> Broker {
         Broker::default()
     }

@@ -11,7 +11,9 @@ use tikaconf_proto::{Hash, Limits, RootConfig};
 /// the root with storage if it is new).
 #[derive(Debug, Clone)]
 pub enum Root {
+    /// A root known by its hash: storage must already have it.
     Hash(Hash),
+    /// The root configuration itself, registered with storage if it is new.
     Config(RootConfig),
 }
 

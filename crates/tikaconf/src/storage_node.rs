@@ -37,7 +37,11 @@ use crate::executor::Executor;
 /// deployment's.
 #[derive(Debug, Clone, Default)]
 pub struct StorageOptions {
+    /// Channel namespace (`NS:updates:<hash>`), for deployments sharing a Redis;
+    /// the clients' [`ClientOptions::namespace`](crate::ClientOptions::namespace).
     pub namespace: Option<String>,
+    /// Sizes past which a patch, a document or a message is refused; the
+    /// clients' [`ClientOptions::limits`](crate::ClientOptions::limits).
     pub limits: Limits,
     /// Accept only patches signed by these keys (empty: no signatures required).
     pub trust: TrustSet,
@@ -80,6 +84,8 @@ pub struct StorageStatus {
     /// Whether this node answers load requests (on a shared store, only the
     /// holder of the answerer lease does).
     pub answerer: bool,
+    /// The storage engine's counters (patches applied, notices sent, messages
+    /// ignored and why), for metrics and tests.
     pub stats: StorageStats,
     /// Set when the node stopped by itself, with the reason.
     pub failed: Option<NodeFailed>,
@@ -107,7 +113,12 @@ pub enum NodeFailed {
          store is {ours}; independent stores cannot share a bus (give each deployment its own \
          --namespace or Redis, or let every storage node share one store with --store redis)"
     )]
-    ForeignStore { ours: String, theirs: String },
+    ForeignStore {
+        /// This node's store id.
+        ours: String,
+        /// The store id another storage node announced on the bus.
+        theirs: String,
+    },
 }
 
 /// Runs a storage node until `shutdown` resolves (`Ok`), or until its store can
@@ -521,6 +532,7 @@ impl StorageNode {
         let _ = status.wait_for(|s| s.listening).await;
     }
 
+    /// The node's latest status: readiness, answerer role, counters, failure.
     pub fn status(&self) -> StorageStatus {
         self.status.borrow().clone()
     }

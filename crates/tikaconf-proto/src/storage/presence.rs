@@ -50,6 +50,7 @@ impl StoreId {
         StoreId(format!("{bits:032x}").into())
     }
 
+    /// The id itself, as announced on the bus.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -77,6 +78,7 @@ pub enum Presence {
 }
 
 impl Presence {
+    /// The store the sender serves.
     pub fn store(&self) -> &StoreId {
         match self {
             Presence::Hello(id) | Presence::Here(id) => id,
