@@ -43,7 +43,7 @@ impl Change {
         let (patch, dropped) = match cause {
             ChangeCause::Patch(p) => (Some(p), false),
             ChangeCause::Resync { dropped } => (None, dropped),
-            ChangeCause::Loaded => (None, false),
+            ChangeCause::Loaded | ChangeCause::Cached => (None, false),
         };
         Change {
             head: current.head,
