@@ -127,7 +127,10 @@ impl Config {
 
     /// This node's counters for this root: patches applied, stale ones, messages
     /// ignored by reason, load requests, re-syncs, drops.
-    pub async fn stats(&self) -> FollowerStats {
+    ///
+    /// Synchronous (it takes the root's lock for a copy of the counters, never
+    /// waits on the network), so that a health check can call it from anywhere.
+    pub fn stats(&self) -> FollowerStats {
         self.inner.shared.stats()
     }
 
