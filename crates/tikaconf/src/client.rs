@@ -1,12 +1,17 @@
 //! [`Client`]: a process's connection to a tikaconf deployment.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tikaconf_proto::{Channels, FollowerConfig, Limits, SigningKey, TrustSet};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{BusHandle, BusOptions};
+use crate::cache::HeadCache;
 use crate::config::Config;
+use crate::connection::{self, ConnectionState, StateReceiver};
 use crate::error::Error;
 use crate::hub::{Hub, HubOptions};
 use crate::root::Root;
@@ -35,6 +40,28 @@ pub struct ClientOptions {
     /// (how far the client may fall behind before it drops messages and
     /// re-syncs). See [`BusOptions`].
     pub bus: BusOptions,
+    /// A directory where the client keeps each followed root's last head (one
+    /// small file per root, written atomically whenever the head changes), so
+    /// that [`Client::follow`] can start on the last configuration this
+    /// machine knew when Redis or storage is unreachable: at once while the
+    /// client is not connected, or when storage has not answered within
+    /// `follower.request_timeout`. The follower then keeps asking storage, and
+    /// storage's answer replaces the cached document as soon as it comes
+    /// ([`Config::from_cache`] says which one a config holds). A cache file
+    /// is checked before use and ignored if it fails (logged and counted in
+    /// [`Client::stats`]). `None` (the default): no cache, follows wait for
+    /// storage as they always did.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether [`Client::connect_with`] returns at once even if Redis cannot
+    /// be reached yet, and keeps trying in the background (as async-nats's
+    /// `retry_on_initial_connect`): with a [`ClientOptions::cache_dir`], an
+    /// application can then start and read its configuration while Redis is
+    /// down. Writes fail with [`crate::WriteError::Disconnected`] until the
+    /// connection is made; [`Client::connection_state`] tells. A bad password
+    /// or certificate is then retried too, rather than reported. `false` (the
+    /// default): the first connection must succeed, or `connect_with` fails
+    /// with [`Error::Connect`]. A malformed URL fails either way.
+    pub retry_on_initial_connect: bool,
 }
 
 impl Default for ClientOptions {
@@ -48,8 +75,27 @@ impl Default for ClientOptions {
             trust: TrustSet::default(),
             signing_key: None,
             bus: BusOptions::default(),
+            cache_dir: None,
+            retry_on_initial_connect: false,
         }
     }
+}
+
+/// A client's own counters, beside each root's [`Config::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Follows whose first document came from the head cache (see
+    /// [`ClientOptions::cache_dir`]) because storage had not answered.
+    pub cache_loads: u64,
+    /// Cache files ignored because they failed their check (damaged, for
+    /// another root, of another format) or could not be read.
+    pub cache_rejected: u64,
+    /// Heads written to the cache. A burst of changes of one root is written
+    /// once, with its latest head, so this counts writes, not changes.
+    pub cache_writes: u64,
+    /// Heads that could not be written to the cache (the previous file stays).
+    pub cache_write_failures: u64,
 }
 
 /// A connection to a deployment: follows any number of configurations over one
@@ -58,6 +104,8 @@ impl Default for ClientOptions {
 pub struct Client {
     hub: mpsc::UnboundedSender<Request>,
     options: ClientOptions,
+    cache: Option<Arc<HeadCache>>,
+    connection: StateReceiver,
 }
 
 impl Client {
@@ -66,15 +114,27 @@ impl Client {
         Client::connect_with(url, ClientOptions::default()).await
     }
 
+    /// Connects to Redis at `url` with `options`: fails if the first
+    /// connection cannot be made, unless
+    /// [`ClientOptions::retry_on_initial_connect`] is set.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Client, Error> {
-        let bus = BusHandle::redis_with_options(url, options.tls_ca_pem.as_deref(), options.bus)
-            .await
-            .map_err(Error::Connect)?;
+        let ca = options.tls_ca_pem.as_deref();
+        let bus = if options.retry_on_initial_connect {
+            BusHandle::redis_in_background(url, ca, options.bus)
+        } else {
+            BusHandle::redis_with_options(url, ca, options.bus).await
+        }
+        .map_err(Error::Connect)?;
         Ok(Client::with_bus(bus, options))
     }
 
     /// A client over any bus, such as [`crate::memory::Broker::connect`].
     pub fn with_bus(bus: BusHandle, options: ClientOptions) -> Client {
+        let cache = options
+            .cache_dir
+            .clone()
+            .map(|dir| Arc::new(HeadCache::new(dir, options.limits)));
+        let (state, connection) = connection::channel();
         let hub = Hub::spawn(
             bus,
             HubOptions {
@@ -83,18 +143,55 @@ impl Client {
                 follower: options.follower.clone(),
                 trust: options.trust.clone(),
                 signer: options.signing_key.clone(),
+                cache: cache.clone(),
             },
+            state,
         );
-        Client { hub, options }
+        Client {
+            hub,
+            options,
+            cache,
+            connection,
+        }
     }
 
-    /// Follows a configuration: returns once its current document is loaded.
+    /// Whether the client is connected to its bus now. Never waits: meant for
+    /// a health check or a readiness probe.
+    pub fn connection_state(&self) -> ConnectionState {
+        *self.connection.borrow()
+    }
+
+    /// The client's own counters (the head cache's, so far). Never waits.
+    pub fn stats(&self) -> ClientStats {
+        let Some(cache) = &self.cache else {
+            return ClientStats::default();
+        };
+        let stats = &cache.stats;
+        ClientStats {
+            cache_loads: stats.loads.load(Ordering::Relaxed),
+            cache_rejected: stats.rejected.load(Ordering::Relaxed),
+            cache_writes: stats.writes.load(Ordering::Relaxed),
+            cache_write_failures: stats.write_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Follows a configuration: returns once its current document is loaded,
+    /// from storage, or from the head cache when storage is out of reach (see
+    /// [`ClientOptions::cache_dir`]).
     pub async fn follow(&self, root: impl Into<Root>) -> Result<Config, Error> {
         let root = root.into();
         let hash = root.hash();
+        let cached = match &self.cache {
+            Some(cache) => cache.read(hash).await,
+            None => None,
+        };
         let (reply, rx) = oneshot::channel();
         self.hub
-            .send(Request::Follow { root, reply })
+            .send(Request::Follow {
+                root,
+                cached,
+                reply,
+            })
             .map_err(|_| Error::Closed)?;
         let timeout = self.options.load_timeout;
         match tokio::time::timeout(timeout, rx).await {

@@ -31,6 +31,14 @@ pub(crate) async fn fleet(channel: &str) -> (Broker, StorageNode, Client, Config
     (broker, node, client, config)
 }
 
+/// [`fast_options`] with a head cache in `dir`.
+pub(crate) fn cached_options(dir: &std::path::Path) -> ClientOptions {
+    ClientOptions {
+        cache_dir: Some(dir.to_path_buf()),
+        ..fast_options()
+    }
+}
+
 /// Client options with the follower's quick timers.
 pub(crate) fn fast_options() -> ClientOptions {
     ClientOptions {
