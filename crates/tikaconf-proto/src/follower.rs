@@ -407,6 +407,9 @@ impl Follower {
     /// one replaces it after `fork_grace` (rule 6: the cached head may be a
     /// patch storage never stored, or storage may be about to store it).
     /// Patches on the cached head's channel apply meanwhile, as on any head.
+    /// Following by hash, an `unknown` answer does not end a follow that
+    /// started from the cache (it only ends one with no document yet): the
+    /// last known document stays, and the follower keeps asking.
     ///
     /// The driver checks the snapshot before handing it here: its encoding
     /// against the hash it was stored with, decoded as strictly as a message.

@@ -59,11 +59,20 @@ async fn a_client_starts_from_its_cache_while_redis_is_down_and_catches_up() {
     .await;
     assert!(written, "the head never reached the cache");
     assert!(first.stats().cache_writes >= 1);
-    drop((config, first));
+    assert_eq!(first.connection_state(), ConnectionState::Connected);
 
-    // Storage and Redis go away.
+    // Storage and Redis go away; the first client notices.
     node.shutdown().await;
     redis.stop();
+    let lost = wait_until(PATIENCE, || {
+        matches!(
+            first.connection_state(),
+            ConnectionState::Disconnected { .. }
+        )
+    })
+    .await;
+    assert!(lost, "still {:?}", first.connection_state());
+    drop((config, first));
 
     // A new client starts anyway, and follows from the cache.
     let offline = ClientOptions {
