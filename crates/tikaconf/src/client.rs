@@ -51,6 +51,13 @@ pub struct ClientOptions {
     /// is checked before use and ignored if it fails (logged and counted in
     /// [`Client::stats`]). `None` (the default): no cache, follows wait for
     /// storage as they always did.
+    ///
+    /// Each root's file is `<root hash>.head`: a header line
+    /// `tikaconf-head-cache 1 <hash>`, then the head's snapshot message in
+    /// the protocol's canonical encoding, `<hash>` being the protocol's hash
+    /// of those bytes. The directory is created on the first write and may be
+    /// shared by several clients of one machine (writes use unique temporary
+    /// files and atomic renames).
     pub cache_dir: Option<PathBuf>,
     /// Whether [`Client::connect_with`] returns at once even if Redis cannot
     /// be reached yet, and keeps trying in the background (as async-nats's

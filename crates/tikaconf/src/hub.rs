@@ -524,10 +524,12 @@ impl Hub {
         for event in step.events {
             match event {
                 FollowerEvent::Changed { current, cause } => {
-                    if let Some(cache) = &self.options.cache
-                        && cause == ChangeCause::Cached
-                    {
-                        cache.stats.loads.fetch_add(1, Ordering::Relaxed);
+                    // A head from the cache is already there; any other is
+                    // written (only the latest of a burst, by the writer).
+                    if cause == ChangeCause::Cached {
+                        if let Some(cache) = &self.options.cache {
+                            cache.stats.loads.fetch_add(1, Ordering::Relaxed);
+                        }
                     } else if let Some(writer) = &self.cache_writer {
                         writer.store(root, current.clone());
                     }
