@@ -46,8 +46,8 @@ async fn sigkilled_storage_keeps_every_committed_write() {
                 committed.len(),
                 w.head(),
                 w.height(),
-                w.stats().await,
-                r.stats().await,
+                w.stats(),
+                r.stats(),
                 r.height()
             );
         }

@@ -122,6 +122,10 @@ pub struct Current {
 pub enum ChangeCause {
     /// The first document, from storage's answer to the initial load request.
     Loaded,
+    /// The first document, from the node's own cache of the last head it had
+    /// (see [`Follower::load_cached`]), because storage had not answered. Not
+    /// vouched for by storage: its answer replaces it by the adoption rule.
+    Cached,
     /// A patch applied on the head's channel.
     Patch(Arc<Patch>),
     /// A snapshot adopted after missed messages. `dropped` is true when the
@@ -272,6 +276,9 @@ pub struct Follower {
     /// its fresh request went out; the suspicion lasts until it is resolved.)
     suspect: Option<(Instant, u64)>,
     connected: bool,
+    /// The current document came from the node's cache and storage has not
+    /// yet answered with it or replaced it (see [`Follower::load_cached`]).
+    from_cache: bool,
     writer: Writer,
     /// Keys whose signatures this follower requires (empty: none required).
     trust: TrustSet,
@@ -353,6 +360,7 @@ impl Follower {
             request_private: false,
             suspect: None,
             connected: false,
+            from_cache: false,
             writer: Writer::default(),
             echo: None,
             trust: TrustSet::default(),
@@ -412,6 +420,48 @@ impl Follower {
     /// The current document, once loaded.
     pub fn current(&self) -> Option<&Current> {
         self.current.as_ref()
+    }
+
+    /// Whether the current document came from the node's cache
+    /// ([`Follower::load_cached`]) and storage has neither confirmed its head
+    /// nor replaced it yet: an application may want to know that it runs on
+    /// the last configuration it knew rather than on storage's.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    /// Starts a follower that storage has not answered yet from the last head
+    /// this node had, kept in its cache by the driver, so that an application
+    /// can start while Redis or storage is unreachable. Ignored once the
+    /// follower is loaded, and for another root's snapshot.
+    ///
+    /// The cached head is taken as a head this follower applied and storage
+    /// has not confirmed (not as a snapshot of storage's): nothing about it is
+    /// trusted beyond what the driver checked. So storage's answer always wins
+    /// by the adoption rule: the same head confirms it, a higher one or another
+    /// head at the same height replaces it at once (rules 3 and 4), and a lower
+    /// one replaces it after `fork_grace` (rule 6: the cached head may be a
+    /// patch storage never stored, or storage may be about to store it).
+    /// Patches on the cached head's channel apply meanwhile, as on any head.
+    /// Following by hash, an `unknown` answer does not end a follow that
+    /// started from the cache (it only ends one with no document yet): the
+    /// last known document stays, and the follower keeps asking.
+    ///
+    /// The driver checks the snapshot before handing it here: its encoding
+    /// against the hash it was stored with, decoded as strictly as a message.
+    pub fn load_cached(&mut self, now: Instant, snapshot: Arc<Snapshot>, out: &mut Step) {
+        if self.current.is_some() || snapshot.root != self.root {
+            return;
+        }
+        let mut step = Step::default();
+        self.adopt(now, snapshot, ChangeCause::Cached, &mut step);
+        self.from_cache = true;
+        // Disconnected, the head's SUBSCRIBE waits for the connect, which
+        // subscribes every channel of ours.
+        if self.connected {
+            out.commands.append(&mut step.commands);
+        }
+        out.events.append(&mut step.events);
     }
 
     /// The follower's counters.
@@ -833,6 +883,7 @@ impl Follower {
 
     /// Storage holds our chain up to `height` (ending in `head`).
     fn confirm(&mut self, now: Instant, height: u64, head: Hash, step: &mut Step) {
+        self.from_cache = false;
         if self.confirmed.is_none_or(|c| c < height) {
             self.confirmed = Some(height);
             // Progress: restart the unconfirmed clock for whatever is still above.
@@ -878,6 +929,8 @@ impl Follower {
             self.stats.resyncs += 1;
         }
         let first = self.current.is_none();
+        // Storage's snapshot (`load_cached` sets it again after a cached one).
+        self.from_cache = false;
         self.chain.clear();
         self.chain.push_back((snap.height, snap.head));
         self.confirmed = None;
@@ -1563,5 +1616,142 @@ mod tests {
         let mut step = Step::default();
         private.handle_message(now, replies.as_bytes(), &unknown, &mut step);
         assert_eq!(step.events, vec![FollowerEvent::UnknownRoot]);
+    }
+
+    /// A follower started from a cached head at height 2 (`p2`, over `p1`),
+    /// before any connection: what the cache gives it.
+    fn started_from_cache() -> (Follower, RootConfig, Instant, Patch, Patch) {
+        let (mut f, root, now) = setup();
+        let p1 = patch_on(&root, root.hash(), 0, "a");
+        let p2 = patch_on(&root, p1.hash, 1, "b");
+        let cached = Snapshot::new(root.hash(), p2.hash, 2, json!({"a": 1, "b": 1}));
+        let mut step = Step::default();
+        f.load_cached(now, Arc::new(cached), &mut step);
+        assert!(
+            matches!(
+                &step.events[..],
+                [FollowerEvent::Changed {
+                    cause: ChangeCause::Cached,
+                    current,
+                }] if current.head == p2.hash && current.height == 2
+            ),
+            "{step:?}"
+        );
+        assert!(f.from_cache());
+        // Nothing to send before a connection; the connect subscribes to the
+        // cached head's channel too, and asks storage.
+        assert!(step.commands.is_empty());
+        let mut step = Step::default();
+        f.handle_connected(now, &mut step);
+        assert!(step.commands.contains(&Command::Subscribe(ch(&p2.hash))));
+        assert_eq!(requests(&step).len(), 1);
+        (f, root, now, p1, p2)
+    }
+
+    #[test]
+    fn a_cached_head_is_taken_only_before_loading_and_only_for_its_root() {
+        let (mut f, root, now) = loaded();
+        let other = Snapshot::new(root.hash(), Hash::of_canonical_bytes(b"x"), 5, json!({}));
+        let mut step = Step::default();
+        f.load_cached(now, Arc::new(other), &mut step);
+        assert_eq!(step, Step::default());
+        assert_eq!(f.current().unwrap().head, root.hash());
+        assert!(!f.from_cache());
+
+        let (mut fresh, _, _) = setup();
+        let foreign = RootConfig::twitch("#foreign").unwrap();
+        fresh.load_cached(now, Arc::new(Snapshot::of_root(&foreign)), &mut step);
+        assert_eq!(step, Step::default());
+        assert!(fresh.current().is_none());
+    }
+
+    #[test]
+    fn storage_confirming_a_cached_head_changes_nothing() {
+        let (mut f, root, now, _, p2) = started_from_cache();
+        let same = Snapshot::new(root.hash(), p2.hash, 2, json!({"a": 1, "b": 1}));
+        let mut step = Step::default();
+        f.handle_message(now, ch(&root.hash()).as_bytes(), &same.encoded, &mut step);
+        assert!(step.events.is_empty(), "{step:?}");
+        assert_eq!(f.current().unwrap().head, p2.hash);
+        assert!(!f.from_cache());
+    }
+
+    #[test]
+    fn storage_ahead_of_a_cached_head_or_forked_at_its_height_replaces_it_at_once() {
+        for (height, head) in [
+            (7, Hash::of_canonical_bytes(b"later")),
+            (2, Hash::of_canonical_bytes(b"fork")),
+        ] {
+            let (mut f, root, now, _, _) = started_from_cache();
+            let storage = Snapshot::new(root.hash(), head, height, json!({"storage": true}));
+            let mut step = Step::default();
+            f.handle_message(
+                now,
+                ch(&root.hash()).as_bytes(),
+                &storage.encoded,
+                &mut step,
+            );
+            let current = f.current().unwrap();
+            assert_eq!((current.head, current.height), (head, height));
+            assert_eq!(*current.doc, json!({"storage": true}));
+            assert!(!f.from_cache());
+        }
+    }
+
+    /// The cached head is a patch storage never stored (or lost): storage's
+    /// lower head replaces it once the grace period of rule 6 has passed.
+    #[test]
+    fn storage_behind_a_cached_head_replaces_it_after_the_grace_period() {
+        let (mut f, root, now, p1, p2) = started_from_cache();
+        let on_root = ch(&root.hash());
+        let storage = Snapshot::new(root.hash(), p1.hash, 1, json!({"a": 1}));
+        let mut step = Step::default();
+        f.handle_message(now, on_root.as_bytes(), &storage.encoded, &mut step);
+        assert_eq!(f.current().unwrap().head, p2.hash, "suspicious first");
+        assert_eq!(requests(&step).len(), 1, "asks again at once");
+
+        let later = now + FollowerConfig::default().fork_grace;
+        let mut step = Step::default();
+        f.handle_timeout(later, &mut step);
+        assert_eq!(requests(&step).len(), 1, "and when the grace period ends");
+        let mut step = Step::default();
+        f.handle_message(later, on_root.as_bytes(), &storage.encoded, &mut step);
+        assert_eq!(f.current().unwrap().head, p1.hash);
+        assert!(step.events.iter().any(|e| matches!(
+            e,
+            FollowerEvent::Changed {
+                cause: ChangeCause::Resync { dropped: true },
+                ..
+            }
+        )));
+        assert!(step.commands.contains(&Command::Subscribe(ch(&p1.hash))));
+        assert!(step.commands.contains(&Command::Unsubscribe(ch(&p2.hash))));
+        assert!(!f.from_cache());
+    }
+
+    /// A patch on the cached head applies as on any head; storage's notice
+    /// of it confirms the chain, and it is no longer "from the cache".
+    #[test]
+    fn patches_apply_on_a_cached_head_until_storage_answers() {
+        let (mut f, root, now, _, p2) = started_from_cache();
+        let p3 = patch_on(&root, p2.hash, 2, "c");
+        let mut step = Step::default();
+        f.handle_message(now, ch(&p2.hash).as_bytes(), &p3.encoded, &mut step);
+        assert_eq!(f.current().unwrap().head, p3.hash);
+        assert_eq!(*f.current().unwrap().doc, json!({"a": 1, "b": 1, "c": 1}));
+        assert!(f.from_cache(), "storage has not spoken yet");
+        let stored = Stored {
+            root: root.hash(),
+            head: p3.hash,
+            height: 3,
+        };
+        f.handle_message(
+            now,
+            ch(&root.hash()).as_bytes(),
+            &stored.encode(),
+            &mut Step::default(),
+        );
+        assert!(!f.from_cache());
+        assert_eq!(f.current().unwrap().head, p3.hash);
     }
 }

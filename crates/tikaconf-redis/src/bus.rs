@@ -258,8 +258,36 @@ impl RedisBus {
             stats: stats.clone(),
             delay: options.backoff.initial,
             state: State::Up(Some(first)),
+            quiet_failures: true,
         };
         Ok((RedisBus { link: slot, stats }, events))
+    }
+
+    /// Like [`RedisBus::connect_with`], but returns at once without a
+    /// connection and makes the first one in the background, retrying with
+    /// the same backoff as after a loss, for a node that must start while
+    /// Redis is down (a client answering from its cache). Until the events
+    /// report [`BusEvent::Connected`], every command fails with
+    /// [`BusError::Disconnected`]. A refused password or certificate is
+    /// retried too, and logged, as any failed attempt.
+    pub fn connect_in_background(
+        client: redis::Client,
+        options: BusOptions,
+    ) -> (RedisBus, RedisEvents) {
+        let client = link_client(client, &options);
+        let stats = Arc::new(QueueStats::default());
+        let slot = Arc::new(Mutex::new(None));
+        let first = connect_link(client.clone(), options, stats.clone());
+        let events = RedisEvents {
+            client,
+            slot: slot.clone(),
+            options,
+            stats: stats.clone(),
+            delay: options.backoff.initial,
+            state: State::Connecting(Box::pin(first)),
+            quiet_failures: false,
+        };
+        (RedisBus { link: slot, stats }, events)
     }
 
     /// The counters of the subscribed connection's queue.
@@ -563,6 +591,11 @@ pub struct RedisEvents {
     stats: Arc<QueueStats>,
     delay: Duration,
     state: State,
+    /// Failed attempts are logged at `debug`: a warning already said that the
+    /// link is down (the loss's, or the first failed attempt's of a bus made
+    /// by [`RedisBus::connect_in_background`]), and one every backoff would
+    /// flood the log of a node waiting out a Redis outage.
+    quiet_failures: bool,
 }
 
 type Connecting = Pin<Box<dyn Future<Output = redis::RedisResult<Link>> + Send>>;
@@ -613,6 +646,7 @@ impl Stream for RedisEvents {
                     let queue = link.queue.clone();
                     *lock(&this.slot) = Some(link);
                     this.delay = this.options.backoff.initial;
+                    this.quiet_failures = true;
                     let heard = queue.lock().heard;
                     this.state = State::Streaming {
                         queue,
@@ -681,7 +715,15 @@ impl Stream for RedisEvents {
                 State::Connecting(connecting) => match ready!(connecting.as_mut().poll(cx)) {
                     Ok(link) => this.state = State::Up(Some(link)),
                     Err(err) => {
-                        tracing::debug!(%err, delay = ?this.delay, "redis pub/sub reconnect failed");
+                        if this.quiet_failures {
+                            tracing::debug!(%err, delay = ?this.delay, "redis pub/sub reconnect failed");
+                        } else {
+                            this.quiet_failures = true;
+                            tracing::warn!(
+                                %err,
+                                "cannot connect to redis yet; retrying in the background"
+                            );
+                        }
                         this.state =
                             State::Waiting(Box::pin(tokio::time::sleep(jittered(this.delay))));
                         this.delay = (this.delay * 2).min(this.options.backoff.max);

@@ -77,7 +77,7 @@ pub async fn run() -> Result<BadInputResult> {
         update_requests: Channels::new(None).update_requests(),
     };
     let doc_before = canonical::to_vec(&config.document());
-    let f0 = config.stats().await;
+    let f0 = config.stats();
     let s0 = storage.status().stats;
 
     let (head_channel, root_channel) = (live.channel("head"), live.channel("root"));
@@ -124,14 +124,14 @@ pub async fn run() -> Result<BadInputResult> {
     };
     // Wait (bounded) until both nodes got through everything.
     for _ in 0..300 {
-        let f = config.stats().await;
+        let f = config.stats();
         let s = storage.status().stats;
         if follower_counted(&f) >= follower_expected && storage_counted(&s) >= storage_expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let f = config.stats().await;
+    let f = config.stats();
     let s = storage.status().stats;
     let fresh = Client::connect(&redis.url())
         .await?

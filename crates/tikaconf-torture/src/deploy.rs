@@ -257,7 +257,7 @@ impl Deployment {
         }
         let gone = members.remove(i);
         // Its record ends here: it must be complete up to here.
-        let skipped = gone.config.stats().await.changes_skipped;
+        let skipped = gone.config.stats().changes_skipped;
         if skipped > 0 {
             self.left_incomplete
                 .lock()

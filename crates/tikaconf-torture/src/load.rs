@@ -189,7 +189,7 @@ pub async fn run(shape: LoadShape, rates: &[u64], duration: Duration) -> Result<
         // Skipped by the lag readers during this step (the counters only grow).
         let mut skipped = 0;
         for (_, c) in &followers {
-            skipped += c.stats().await.changes_skipped;
+            skipped += c.stats().changes_skipped;
         }
         step.skipped_changes = skipped - skipped_before;
         skipped_before = skipped;

@@ -347,15 +347,19 @@ pub async fn run(schedule: &Schedule, seed: u64, duration: Duration) -> Result<R
     // (its reader fell behind the stream's buffer) leaves gaps in which a height
     // decrease would go unseen.
     for m in d.members.lock().await.iter() {
-        match tokio::time::timeout(Duration::from_secs(5), m.config.stats()).await {
-            Err(_) => violations.push(Violation {
+        // On the blocking pool: a member whose root lock is stuck (a
+        // deadlocked hub holds it) times out here instead of hanging the check.
+        let config = m.config.clone();
+        let stats = tokio::task::spawn_blocking(move || config.stats());
+        match tokio::time::timeout(Duration::from_secs(5), stats).await {
+            Err(_) | Ok(Err(_)) => violations.push(Violation {
                 kind: "hang",
                 detail: format!("{} does not answer for its stats", m.name),
             }),
-            Ok(stats) if stats.changes_skipped > 0 => {
+            Ok(Ok(stats)) if stats.changes_skipped > 0 => {
                 violations.push(incomplete(&m.name, stats.changes_skipped))
             }
-            Ok(_) => {}
+            Ok(Ok(_)) => {}
         }
     }
     for (name, skipped) in d
@@ -568,9 +572,12 @@ async fn converge(
         if Instant::now() >= deadline {
             let mut detail = String::new();
             for m in d.members.lock().await.iter() {
-                let stats = tokio::time::timeout(Duration::from_secs(2), m.config.stats())
+                let config = m.config.clone();
+                let stats = tokio::task::spawn_blocking(move || config.stats());
+                let stats = tokio::time::timeout(Duration::from_secs(2), stats)
                     .await
-                    .ok();
+                    .ok()
+                    .and_then(Result::ok);
                 detail.push_str(&format!(
                     "\n  {} root {} height {} head {} stats {:?}",
                     m.name,

@@ -125,6 +125,21 @@ impl BusHandle {
         Ok(BusHandle::from_redis(bus, events))
     }
 
+    /// Like [`BusHandle::redis_with_options`], but returns at once and makes
+    /// the first connection in the background, retrying until it succeeds
+    /// (see [`tikaconf_redis::bus::RedisBus::connect_in_background`]). Fails
+    /// only on a malformed URL or TLS setting.
+    pub fn redis_in_background(
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        options: BusOptions,
+    ) -> Result<BusHandle, BusError> {
+        use tikaconf_redis::bus::{RedisBus, open_client};
+        let client = open_client(url, ca_pem).map_err(|e| BusError::Backend(e.into()))?;
+        let (bus, events) = RedisBus::connect_in_background(client, options);
+        Ok(BusHandle::from_redis(bus, events))
+    }
+
     /// A handle on a Redis bus made with [`tikaconf_redis::bus::RedisBus`], whose
     /// events may have passed through the caller's hands (to count or delay
     /// them, in a test).

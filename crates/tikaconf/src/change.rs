@@ -46,7 +46,7 @@ impl Change {
         let (patch, dropped) = match cause {
             ChangeCause::Patch(p) => (Some(p), false),
             ChangeCause::Resync { dropped } => (None, dropped),
-            ChangeCause::Loaded => (None, false),
+            ChangeCause::Loaded | ChangeCause::Cached => (None, false),
         };
         Change {
             head: current.head,
@@ -249,7 +249,7 @@ mod tests {
             panic!("expected Lagged first");
         };
         assert_eq!(skipped, 10, "the changes beyond the buffer");
-        assert_eq!(config.stats().await.changes_skipped, 10);
+        assert_eq!(config.stats().changes_skipped, 10);
         // Then the buffered changes, ending at the head.
         let mut last = change(next(&mut watch).await);
         while last.head != head {

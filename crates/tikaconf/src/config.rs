@@ -65,6 +65,14 @@ impl Config {
         self.current().height
     }
 
+    /// Whether the current document is the one this machine had cached (see
+    /// [`crate::ClientOptions::cache_dir`]) and storage has not answered for
+    /// it yet: the configuration may be out of date until it does. Takes the
+    /// root's lock for a moment, never waits on the network.
+    pub fn from_cache(&self) -> bool {
+        self.inner.shared.core().follower.from_cache()
+    }
+
     /// The current document. Cheap: the document is shared, never copied.
     pub fn document(&self) -> Arc<Value> {
         self.current().doc
@@ -138,7 +146,10 @@ impl Config {
 
     /// This node's counters for this root: patches applied, stale ones, messages
     /// ignored by reason, load requests, re-syncs, drops.
-    pub async fn stats(&self) -> FollowerStats {
+    ///
+    /// Synchronous (it takes the root's lock for a copy of the counters, never
+    /// waits on the network), so that a health check can call it from anywhere.
+    pub fn stats(&self) -> FollowerStats {
         self.inner.shared.stats()
     }
 

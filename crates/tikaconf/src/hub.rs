@@ -18,20 +18,23 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tikaconf_proto::follower::{Step, SubmitError};
 use tikaconf_proto::message::answer_root;
 use tikaconf_proto::{
-    ChannelKind, Channels, Current, Follower, FollowerConfig, FollowerEvent, Hash, Limits,
-    ReplyToken, SigningKey, TrustSet,
+    ChangeCause, ChannelKind, Channels, Current, Follower, FollowerConfig, FollowerEvent, Hash,
+    Limits, ReplyToken, SigningKey, Snapshot, TrustSet,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::bus::{Bus, BusError, BusEvent, BusHandle};
+use crate::cache::{CacheWriter, HeadCache};
 use crate::change::Change;
+use crate::connection::{ConnectionState, StateSender};
 use crate::executor::Executor;
 use crate::root::Root;
 use crate::shared::{LoadFailure, Request, Shared};
@@ -48,6 +51,10 @@ pub(crate) struct HubOptions {
     pub(crate) follower: FollowerConfig,
     pub(crate) trust: TrustSet,
     pub(crate) signer: Option<SigningKey>,
+    /// The client's head cache, if it keeps one: each root's heads are
+    /// written there, and its follows may start from it (see
+    /// [`Request::Follow`]).
+    pub(crate) cache: Option<Arc<HeadCache>>,
 }
 
 struct Slot {
@@ -58,6 +65,10 @@ struct Slot {
     /// The head channel routed to this slot, if any.
     head_channel: Option<Hash>,
     handles: usize,
+    /// The cached head this root starts from if storage has not answered by
+    /// the deadline, or at once if the connection is lost meanwhile (see
+    /// [`Hub::offer_cached`]).
+    fallback: Option<(Arc<Snapshot>, std::time::Instant)>,
 }
 
 /// When the hub's loop ends (or its task is dropped), the writes still waiting
@@ -83,6 +94,10 @@ pub(crate) struct Hub {
     /// For the roots' writes from the application's task (see [`Shared`]).
     bus: Arc<dyn Bus>,
     connected: bool,
+    /// What [`crate::Client::connection_state`] reads.
+    connection: StateSender,
+    /// Writes each root's new heads to the head cache, if the client keeps one.
+    cache_writer: Option<CacheWriter>,
     slots: HashMap<Hash, Slot>,
     /// Head channel -> root, for routing.
     heads: HashMap<Hash, Hash>,
@@ -124,7 +139,11 @@ async fn subscribed(
 }
 
 impl Hub {
-    pub(crate) fn spawn(bus: BusHandle, options: HubOptions) -> mpsc::UnboundedSender<Request> {
+    pub(crate) fn spawn(
+        bus: BusHandle,
+        options: HubOptions,
+        connection: StateSender,
+    ) -> mpsc::UnboundedSender<Request> {
         let (tx, rx) = mpsc::unbounded_channel();
         let executor = Executor::new(bus.bus.clone());
         let token = ReplyToken::from_random(rand::random());
@@ -134,12 +153,15 @@ impl Hub {
             usable: true,
             subscribing: None,
         };
+        let cache_writer = options.cache.clone().map(CacheWriter::spawn);
         let hub = Hub {
             next_seed: options.follower.jitter_seed,
             options,
             executor,
             bus: bus.bus.clone(),
             connected: false,
+            connection,
+            cache_writer,
             slots: HashMap::new(),
             heads: HashMap::new(),
             replies,
@@ -156,6 +178,13 @@ impl Hub {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requests_open = true;
+        // A bus connected before the hub started reports that first: take it
+        // in before any request, so that a follow made right after connecting
+        // is not taken for one made while disconnected (which would answer
+        // from the cache at once).
+        if let Some(Some(event)) = events.next().now_or_never() {
+            self.on_event(event);
+        }
         loop {
             tokio::select! {
                 event = events.next() => match event {
@@ -182,6 +211,7 @@ impl Hub {
         match event {
             BusEvent::Connected => {
                 self.connected = true;
+                self.connection.send_replace(ConnectionState::Connected);
                 self.executor.connected();
                 // First, so that the executor holds every request below until
                 // Redis has answered it.
@@ -201,8 +231,22 @@ impl Hub {
             }
             BusEvent::Disconnected => {
                 self.connected = false;
+                self.connection.send_replace(ConnectionState::Disconnected {
+                    since: std::time::Instant::now(),
+                });
                 for slot in self.slots.values_mut() {
                     slot.shared.core().follower.handle_disconnected();
+                }
+                // Storage is out of reach: the roots still waiting for it
+                // start from their cached heads now.
+                let waiting: Vec<Hash> = self
+                    .slots
+                    .iter()
+                    .filter(|(_, slot)| slot.fallback.is_some())
+                    .map(|(root, _)| *root)
+                    .collect();
+                for root in waiting {
+                    self.load_fallback(root, now);
                 }
             }
             BusEvent::Message { channel, payload } => {
@@ -270,6 +314,7 @@ impl Hub {
         match request {
             Request::Follow {
                 root: target,
+                cached,
                 reply,
             } => {
                 let root = target.hash();
@@ -279,6 +324,9 @@ impl Hub {
                         let _ = reply.send(Ok(slot.shared.clone()));
                     } else {
                         slot.waiting.push(reply);
+                        if let Some(snapshot) = cached.filter(|_| slot.fallback.is_none()) {
+                            self.offer_cached(root, snapshot, now);
+                        }
                     }
                     return;
                 }
@@ -288,6 +336,7 @@ impl Hub {
                     follower: config,
                     trust,
                     signer,
+                    cache: _,
                 } = &self.options;
                 let mut config = config.clone();
                 config.jitter_seed = self.next_seed;
@@ -315,8 +364,12 @@ impl Hub {
                         waiting: vec![reply],
                         head_channel: None,
                         handles: 1,
+                        fallback: None,
                     },
                 );
+                if let Some(snapshot) = cached {
+                    self.offer_cached(root, snapshot, now);
+                }
                 if self.connected {
                     self.drive(root, |f, out| f.handle_connected(now, out));
                 }
@@ -388,9 +441,46 @@ impl Hub {
         }
     }
 
+    /// `root`, not loaded yet, has `snapshot` in the head cache: start from
+    /// it at once while disconnected (storage is out of reach; this includes
+    /// a client still making its first connection), or if storage has not
+    /// answered within the follower's `request_timeout` (the time after which
+    /// a load request counts as unanswered), or as soon as the connection is
+    /// lost meanwhile. Storage's answer, whenever it comes, replaces it (see
+    /// [`Follower::load_cached`]).
+    fn offer_cached(&mut self, root: Hash, snapshot: Arc<Snapshot>, now: std::time::Instant) {
+        let Some(slot) = self.slots.get_mut(&root) else {
+            return;
+        };
+        if slot.shared.core().follower.current().is_some() {
+            return;
+        }
+        slot.fallback = Some((snapshot, now + self.options.follower.request_timeout));
+        if !self.connected {
+            self.load_fallback(root, now);
+        }
+    }
+
+    /// Starts `root` from its cached head, if it is still waiting for one.
+    fn load_fallback(&mut self, root: Hash, now: std::time::Instant) {
+        let Some((snapshot, _)) = self.slots.get_mut(&root).and_then(|s| s.fallback.take()) else {
+            return;
+        };
+        self.drive(root, |f, out| f.load_cached(now, snapshot, out));
+    }
+
     fn on_tick(&mut self) {
         let now = Instant::now().into_std();
         self.executor.leave_due(now);
+        let fallbacks: Vec<Hash> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.fallback.as_ref().is_some_and(|(_, due)| *due <= now))
+            .map(|(root, _)| *root)
+            .collect();
+        for root in fallbacks {
+            self.load_fallback(root, now);
+        }
         let due: Vec<Hash> = self
             .slots
             .iter()
@@ -434,6 +524,17 @@ impl Hub {
         for event in step.events {
             match event {
                 FollowerEvent::Changed { current, cause } => {
+                    // A head from the cache is already there; any other is
+                    // written (only the latest of a burst, by the writer).
+                    if cause == ChangeCause::Cached {
+                        if let Some(cache) = &self.options.cache {
+                            cache.stats.loads.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else if let Some(writer) = &self.cache_writer {
+                        writer.store(root, current.clone());
+                    }
+                    // Loaded (from storage or the cache): nothing to fall back on.
+                    slot.fallback = None;
                     // The document first, then the change: a reader woken by the
                     // change must find the document already there.
                     // (`Change::new` takes `applied_at`, so it is made after the swap.)

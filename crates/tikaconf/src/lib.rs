@@ -38,9 +38,11 @@
 //! same semantics, and [`StorageNode`] runs a storage node over any bus.
 
 pub mod bus;
+mod cache;
 mod change;
 mod client;
 mod config;
+mod connection;
 mod error;
 mod executor;
 mod hub;
@@ -54,8 +56,9 @@ pub mod storage_node;
 pub mod testing;
 
 pub use change::{Change, Changes, Event, Watch};
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, ClientStats};
 pub use config::Config;
+pub use connection::ConnectionState;
 pub use error::{Error, InvalidPatch, WriteError};
 pub use live::{Live, LiveClosed, LiveError};
 pub use root::{ParseRootError, Root};

@@ -499,7 +499,7 @@ mod tests {
         changed(&mut commands).await;
         assert_eq!(commands.load().as_ref().as_ref().unwrap()["!hi"], "hello");
         assert_eq!(second.head(), config.head());
-        let stats = second.stats().await;
+        let stats = second.stats();
         assert_eq!(stats.applied, 0, "no patch reached the second node");
         assert!(stats.resyncs >= 1, "it came by re-sync: {stats:?}");
     }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde_json::{Map, Value};
 use tikaconf_proto::follower::{FollowerStats, Step, SubmitError};
-use tikaconf_proto::{Command, Current, Follower, Hash, Patch, WriteOutcome};
+use tikaconf_proto::{Command, Current, Follower, Hash, Patch, Snapshot, WriteOutcome};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -188,6 +188,9 @@ impl Shared {
 pub(crate) enum Request {
     Follow {
         root: Root,
+        /// The root's cached head, checked, if the client keeps a head cache
+        /// and has one: the follow may start from it (see `Hub::offer_cached`).
+        cached: Option<Arc<Snapshot>>,
         reply: oneshot::Sender<Result<Arc<Shared>, LoadFailure>>,
     },
     Unfollow {

@@ -283,7 +283,7 @@ async fn each_role_can_do_its_job_and_no_more() {
     // Config::submit with follower credentials: Redis refuses the PUBLISH and the
     // write fails with that reason (not as a timeout after write_timeout).
     // Nothing is applied anywhere, and storage still holds head2.
-    let stats_before = f.stats().await;
+    let stats_before = f.stats();
     let refused = f
         .submit(json!([{"op": "add", "path": "/hacked", "value": true}]))
         .await;
@@ -291,7 +291,7 @@ async fn each_role_can_do_its_job_and_no_more() {
     assert_eq!(f.head(), head2);
     assert_eq!(w.head(), head2);
     assert!(f.document().get("hacked").is_none());
-    assert_eq!(f.stats().await.applied, stats_before.applied);
+    assert_eq!(f.stats().applied, stats_before.applied);
     let check = Client::connect_with(&url(&redis, "follower", "fpass"), options(None))
         .await
         .unwrap();
@@ -405,7 +405,7 @@ async fn roles_without_reply_channels_still_load() {
         .expect("follower connects");
     let loaded = new.follow(root.clone()).await;
     assert!(loaded.is_ok(), "storage without reply channels: {loaded:?}");
-    assert!(loaded.unwrap().stats().await.load_requests >= 2);
+    assert!(loaded.unwrap().stats().load_requests >= 2);
 
     let denials = acl_denials(&redis).await;
     let refused = |user: &str| {

@@ -85,7 +85,7 @@ async fn every_reject_is_ignored_counted_and_harmless_over_redis() {
         height: 2,
     };
     let doc_before = canonical::to_vec(&config.document());
-    let follower_before = config.stats().await;
+    let follower_before = config.stats();
     let storage_before = storage.status().stats;
 
     // Publish everything; tally what each node should count.
@@ -136,13 +136,13 @@ async fn every_reject_is_ignored_counted_and_harmless_over_redis() {
     .await;
     let s = storage.status().stats;
     assert!(counted, "storage counted {:?}, want {want_s:?}", s.ignored);
-    let mut f = config.stats().await;
+    let mut f = config.stats();
     for _ in 0..200 {
         if sum(&f.ignored) >= sum(&want_f) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        f = config.stats().await;
+        f = config.stats();
     }
     assert_eq!(f.ignored, want_f, "follower: ignored by label");
     assert_eq!(f.stale, follower_before.stale + f_stale, "follower: stale");

@@ -149,7 +149,7 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
     let on_head = format!("updates:{head}");
     let on_root = format!("updates:{}", root.hash());
     // The intruder's own write reached the reader and was ignored as unsigned.
-    let before = r.stats().await;
+    let before = r.stats();
     let mut counted = before.ignored.clone();
     assert_eq!(
         (counted.get("unsigned"), counted.get("untrusted_key")),
@@ -200,10 +200,10 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
         let mut expected = counted.clone();
         *expected.entry(label).or_default() += 1;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut now = r.stats().await;
+        let mut now = r.stats();
         while now.ignored != expected && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            now = r.stats().await;
+            now = r.stats();
         }
         assert_eq!(
             now.ignored, expected,
@@ -220,7 +220,7 @@ async fn signed_updates_keep_out_a_client_without_a_key() {
         .unwrap();
     wait_for_head(&r, next).await.unwrap();
     assert_eq!(r.document()["mod"], "tika");
-    let stats = r.stats().await;
+    let stats = r.stats();
     assert_eq!(stats.ignored.get("unsigned"), Some(&4), "{stats:?}");
     assert_eq!(stats.ignored.get("untrusted_key"), Some(&2), "{stats:?}");
     node.shutdown().await;
@@ -352,7 +352,7 @@ async fn a_signed_patch_replayed_into_another_namespace_is_refused() {
         .unwrap();
     assert!(receivers >= 3, "the replay reached {receivers} subscribers");
     let refused = tikaconf_test::wait_until_async(std::time::Duration::from_secs(5), || async {
-        r.stats().await.ignored.get("bad_signature").copied() == Some(1)
+        r.stats().ignored.get("bad_signature").copied() == Some(1)
     })
     .await;
     assert!(
@@ -443,7 +443,7 @@ async fn a_replayed_unknown_does_not_end_a_follow_by_configuration() {
         .unwrap()
         .expect("the follow by configuration outlives the replayed unknown");
     assert_eq!(config.height(), 0);
-    let stats = config.stats().await;
+    let stats = config.stats();
     assert_eq!(stats.unknown_ignored, 1, "{stats:?}");
     assert_eq!(stats.ignored.get("bad_signature"), Some(&1), "{stats:?}");
     node.shutdown().await;
