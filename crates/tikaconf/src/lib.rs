@@ -27,15 +27,25 @@
 //!     Ok::<_, std::convert::Infallible>(())
 //! }).await?;
 //!
-//! let mut changes = config.changes();
-//! while let Some(change) = changes.next().await {
-//!     println!("now at {} (height {})", change.head, change.height);
+//! // The part a handler cares about, typed, read lock-free on the hot path, and
+//! // waking only when that part changes.
+//! let mut commands = config.at::<std::collections::BTreeMap<String, String>>("/commands")?;
+//! println!("!hi: {:?}", commands.load().get("!hi"));
+//! while commands.changed().await.is_ok() {
+//!     println!("{} commands", commands.load().len());
 //! }
 //! # Ok(()) }
 //! ```
 //!
-//! For a single process, or tests, [`memory::Broker`] is an in-process bus with the
-//! same semantics, and [`StorageNode`] runs a storage node over any bus.
+//! The read side: [`Config::typed`] and [`Config::at`] ([`Live`] values),
+//! [`Config::watch`] (a `Stream` of [`Event`]s). The write side:
+//! [`Config::submit`], [`Config::submit_on`], [`Config::update`],
+//! [`Config::update_typed`], with an optional [`Schema`] check
+//! ([`ClientOptions::schema`]). Starting without Redis:
+//! [`ClientOptions::cache_dir`] and [`ClientOptions::retry_on_initial_connect`].
+//! Tests: [`testing`], a whole deployment in the process. For a single process,
+//! [`memory::Broker`] is an in-process bus with Redis Pub/Sub's semantics, and
+//! [`StorageNode`] runs a storage node over any bus.
 
 pub mod bus;
 mod cache;
