@@ -6,31 +6,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use tikaconf::proto::{Limits, Message};
-use tikaconf::{Client, ClientOptions, ConnectionState, Hash, RootConfig, WriteError};
+use tikaconf::{Client, ClientOptions, ConnectionState, RootConfig, WriteError};
 use tikaconf_test::wait_until;
 
 /// Long enough for anything that must happen (a reconnect, a load).
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The head in `dir`'s cache file for `root`, read as its format is
-/// documented: a `tikaconf-head-cache 1 <hash>` line, then a snapshot message.
-fn cached_head(dir: &Path, root: Hash) -> Option<Hash> {
-    let bytes = std::fs::read(dir.join(format!("{root}.head"))).ok()?;
-    let newline = bytes.iter().position(|&b| b == b'\n')?;
-    if !bytes.starts_with(b"tikaconf-head-cache 1 ") {
-        return None;
-    }
-    match Message::decode(&bytes[newline + 1..], &Limits::default()).ok()? {
-        Message::Snapshot(snapshot) if snapshot.root == root => Some(snapshot.head),
-        _ => None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_starts_from_its_cache_while_redis_is_down_and_catches_up() {

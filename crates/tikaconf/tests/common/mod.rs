@@ -5,12 +5,15 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::path::Path;
+
 use serde_json::Value;
 use tikaconf::bus::BusHandle;
+use tikaconf::proto::{Limits, Message};
 use tikaconf::store::RedbStore;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use tikaconf::testing::{fast_options, wait_for_head};
-use tikaconf::{Client, StorageNode, StorageOptions};
+use tikaconf::{Client, Hash, StorageNode, StorageOptions};
 pub use tikaconf_test::RedisServer;
 
 pub async fn client(redis: &RedisServer) -> Client {
@@ -20,7 +23,7 @@ pub async fn client(redis: &RedisServer) -> Client {
 }
 
 /// A storage node on the embedded redb store in `dir`, ready to answer.
-pub async fn storage(redis: &RedisServer, dir: &std::path::Path) -> StorageNode {
+pub async fn storage(redis: &RedisServer, dir: &Path) -> StorageNode {
     let bus = BusHandle::redis(&redis.url()).await.expect("storage bus");
     let store = RedbStore::open(dir).expect("redb opens");
     let node = StorageNode::spawn(bus, store, StorageOptions::default());
@@ -41,4 +44,19 @@ pub fn doc_keys(doc: &Value) -> Vec<String> {
     doc.as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default()
+}
+
+/// The head in `dir`'s cache file for `root` (a client's
+/// `ClientOptions::cache_dir`), read as its format is documented: a
+/// `tikaconf-head-cache 1 <hash>` line, then a snapshot message.
+pub fn cached_head(dir: &Path, root: Hash) -> Option<Hash> {
+    let bytes = std::fs::read(dir.join(format!("{root}.head"))).ok()?;
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    if !bytes.starts_with(b"tikaconf-head-cache 1 ") {
+        return None;
+    }
+    match Message::decode(&bytes[newline + 1..], &Limits::default()).ok()? {
+        Message::Snapshot(snapshot) if snapshot.root == root => Some(snapshot.head),
+        _ => None,
+    }
 }
