@@ -58,6 +58,7 @@ mod executor;
 mod hub;
 mod live;
 pub mod memory;
+pub mod metrics;
 mod root;
 #[cfg(feature = "schema")]
 mod schema;
