@@ -65,8 +65,8 @@ pub const LOAD_REQUESTS: &str = "tikaconf_load_requests_total";
 /// `conflict` (another write was stored at the same height: the conflicts),
 /// `timed_out` (no outcome in time: may or may not be stored).
 pub const WRITES: &str = "tikaconf_writes_total";
-/// Counter: `stored` notices a storage node published (one per persisted
-/// batch of a root).
+/// Counter: `stored` notices a storage node published (a root's new head
+/// persisted, or a new root registered).
 pub const STORED_NOTICES: &str = "tikaconf_stored_notices_total";
 /// Counter: snapshots a storage node published, on a root's or a reply
 /// channel (its answers to load requests).
