@@ -1,4 +1,4 @@
-//! The metrics tikaconf reports, through the [`metrics`](::metrics) facade.
+//! The metrics tikaconf reports, through the [`metrics`] facade.
 //!
 //! The library counts; the application chooses the exporter. Install a
 //! recorder (for Prometheus, `metrics-exporter-prometheus`) **before** making a
