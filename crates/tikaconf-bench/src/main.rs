@@ -44,6 +44,11 @@ struct Cli {
     /// Run only these workloads (1-8), e.g. `--only 1,3`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
+    /// Install a Prometheus recorder in the benchmark process (its clients
+    /// then record every series of `tikaconf::metrics`), rendered as a scrape
+    /// would every 15 s: compare with a run without it for what metrics cost.
+    #[arg(long)]
+    metrics: bool,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let scraping = cli.metrics.then(scrape_metrics);
     // The storage node runs as it is deployed: on one thread (see
     // `StorageNode::runtime`); everything else on the default runtime.
     let runtime = if matches!(cli.role, Some(Role::StorageNode { .. })) {
@@ -103,7 +109,13 @@ fn main() -> ExitCode {
         Some(Role::FollowMany { redis, roots }) => {
             runtime.block_on(workloads::scale::run_follow_many(&redis, &roots))
         }
-        None => return runtime.block_on(bench(cli.quick, &cli.only)),
+        None => {
+            let code = runtime.block_on(bench(cli.quick, &cli.only));
+            if let Some(scraping) = scraping {
+                scraping.stop();
+            }
+            return code;
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,6 +124,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A thread that keeps a Prometheus recorder as a served `/metrics` would:
+/// upkeep every 5 s (the exporter's default) and a render every 15 s (a
+/// typical scrape interval).
+struct Scraping {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Scraping {
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+/// Installs the recorder before any client is made (they register their
+/// series when made) and starts the thread that tends it.
+fn scrape_metrics() -> Scraping {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(tikaconf::metrics::SECONDS_BUCKETS)
+        .and_then(|b| b.install_recorder())
+        .expect("a Prometheus recorder installs in a fresh process");
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let mut ticks = 0u64;
+        // Ends when `stop` is dropped.
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(std::time::Duration::from_secs(5))
+        {
+            handle.run_upkeep();
+            ticks += 1;
+            if ticks.is_multiple_of(3) {
+                std::hint::black_box(handle.render());
+            }
+        }
+    });
+    Scraping { stop, thread }
 }
 
 async fn bench(quick: bool, only: &[u8]) -> ExitCode {

@@ -263,6 +263,13 @@ pub struct StorageArgs {
     /// read (CONFIG forbidden or renamed).
     #[arg(long, value_enum, value_name = "LOSS")]
     pub accept_redis_durability: Option<AcceptedLossArg>,
+    /// Serve the node's metrics in Prometheus text format on
+    /// http://ADDR/metrics, e.g. `--metrics 127.0.0.1:9464` (messages received,
+    /// applied and ignored, store commit latency, ...). Off by default. The
+    /// listener has no authentication: bind it to loopback or a private
+    /// interface.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The values of `--accept-redis-durability`.

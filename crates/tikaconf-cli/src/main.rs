@@ -25,6 +25,7 @@
 mod cli;
 mod commands;
 mod credentials;
+mod exporter;
 mod failure;
 mod output;
 mod pointer;

@@ -18,6 +18,11 @@
 //! output (`storage_node`, `StorageEngine`, `RedbStore`). The whole run is
 //! counted, setup included: compare runs of two builds with the same
 //! arguments, or divide a function's inclusive count by followers x updates.
+//!
+//! With `TIKACONF_PROFILE_METRICS=1` in the environment, a Prometheus recorder
+//! (`metrics-exporter-prometheus`, no listener) is installed first, so that
+//! every series of `tikaconf::metrics` is really recorded, and rendered once
+//! at the end: the difference with a run without it is what metrics cost.
 
 use std::time::Duration;
 
@@ -32,6 +37,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let followers: usize = args.next().map_or(Ok(10), |a| a.parse())?;
     let updates: usize = args.next().map_or(Ok(200), |a| a.parse())?;
+    let metrics = match std::env::var_os("TIKACONF_PROFILE_METRICS") {
+        Some(_) => Some(
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(tikaconf::metrics::SECONDS_BUCKETS)?
+                .install_recorder()?,
+        ),
+        None => None,
+    };
 
     let redis = RedisServer::start();
     let dir = tempfile::tempdir()?;
@@ -69,5 +82,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("{followers} followers applied {updates} updates");
+    if let Some(metrics) = metrics {
+        metrics.run_upkeep();
+        let text = metrics.render();
+        let applied = text
+            .lines()
+            .find(|l| l.starts_with("tikaconf_patches_applied_total{role=\"follower\"}"));
+        println!("{}", applied.unwrap_or("no follower series recorded"));
+    }
     Ok(())
 }

@@ -36,6 +36,7 @@ use crate::cache::{CacheWriter, HeadCache};
 use crate::change::Change;
 use crate::connection::{ConnectionState, StateSender};
 use crate::executor::Executor;
+use crate::metrics::{FollowerCounts, FollowerMetrics};
 use crate::root::Root;
 use crate::shared::{LoadFailure, Request, Shared};
 
@@ -77,6 +78,7 @@ struct Slot {
 /// `Timeout` (outcome unknown), and `closed` keeps new ones from starting.
 impl Drop for Hub {
     fn drop(&mut self) {
+        self.metrics.roots_followed(-(self.slots.len() as f64));
         for slot in self.slots.values() {
             let mut core = slot.shared.core();
             core.closed = true;
@@ -102,6 +104,8 @@ pub(crate) struct Hub {
     /// Head channel -> root, for routing.
     heads: HashMap<Hash, Hash>,
     replies: Replies,
+    /// This client's series, registered when the hub starts.
+    metrics: FollowerMetrics,
 }
 
 /// The client's reply channel.
@@ -165,6 +169,7 @@ impl Hub {
             slots: HashMap::new(),
             heads: HashMap::new(),
             replies,
+            metrics: FollowerMetrics::new(),
         };
         tokio::spawn(hub.run(bus.events, rx));
         tx
@@ -250,13 +255,16 @@ impl Hub {
                 }
             }
             BusEvent::Message { channel, payload } => {
+                self.metrics.received();
                 let on = match self.options.channels.classify(&channel) {
                     Some(ChannelKind::Updates(on)) => on,
                     Some(ChannelKind::Replies) => {
                         match answer_root(&payload).filter(|r| self.slots.contains_key(r)) {
-                            Some(root) => self.drive(root, |f, out| {
-                                f.handle_message(now, &channel, &payload, out)
-                            }),
+                            Some(root) => {
+                                self.drive(root, |f, out| {
+                                    f.handle_message(now, &channel, &payload, out)
+                                });
+                            }
                             // A root unfollowed since it asked, or bytes that name
                             // no root: nothing here can use them.
                             None => tracing::debug!("reply for no root followed here"),
@@ -271,9 +279,13 @@ impl Hub {
                 let Some(root) = self.route(on) else {
                     return; // a channel we already left
                 };
-                self.drive(root, |f, out| {
+                let applied = self.drive(root, |f, out| {
                     f.handle_message(now, &channel, &payload, out)
                 });
+                if applied {
+                    // One clock read per applied patch, none per other message.
+                    self.metrics.patch_apply.record(now.elapsed());
+                }
             }
             BusEvent::Overflowed { channels, .. } => {
                 // The followers that may have missed a message re-sync. An
@@ -356,6 +368,7 @@ impl Hub {
                     self.bus.clone(),
                     self.executor.settled(),
                 ));
+                self.metrics.roots_followed(1.0);
                 self.slots.insert(
                     root,
                     Slot {
@@ -386,6 +399,7 @@ impl Hub {
                         self.heads.remove(&head);
                     }
                     self.slots.remove(&root);
+                    self.metrics.roots_followed(-1.0);
                     self.executor.send(step.commands);
                 }
             }
@@ -496,14 +510,21 @@ impl Hub {
     }
 
     /// Feeds one input to the follower of `root` and carries out what it says.
-    fn drive(&mut self, root: Hash, input: impl FnOnce(&mut Follower, &mut Step)) {
+    /// Returns whether it applied a patch.
+    fn drive(&mut self, root: Hash, input: impl FnOnce(&mut Follower, &mut Step)) -> bool {
         let Some(slot) = self.slots.get_mut(&root) else {
-            return;
+            return false;
         };
         let shared = slot.shared.clone();
         let mut core = shared.core();
         let mut step = Step::default();
+        // The follower counts what it sees; the series get what this input
+        // added (four integers copied and compared, under the lock already held).
+        let before = FollowerCounts::of(core.follower.stats());
         input(&mut core.follower, &mut step);
+        self.metrics
+            .counted(before, FollowerCounts::of(core.follower.stats()));
+        let mut applied = false;
         // Under the lock: see `Shared::submit_direct`.
         self.executor.send(step.commands);
         let new_head = core
@@ -524,6 +545,16 @@ impl Hub {
         for event in step.events {
             match event {
                 FollowerEvent::Changed { current, cause } => {
+                    if let ChangeCause::Patch(patch) = &cause {
+                        applied = true;
+                        // This node's own write back from the bus: one trip
+                        // through Redis (a hash lookup only while it writes).
+                        if !core.writes.is_empty()
+                            && let Some(write) = core.writes.get(&patch.hash)
+                        {
+                            self.metrics.write_propagation.record(write.since.elapsed());
+                        }
+                    }
                     // A head from the cache is already there; any other is
                     // written (only the latest of a burst, by the writer).
                     if cause == ChangeCause::Cached {
@@ -550,11 +581,13 @@ impl Hub {
                 }
                 FollowerEvent::UnknownRoot => unknown = true,
                 FollowerEvent::WriteEnded { hash, outcome } => {
-                    if let Some(tx) = core.writes.remove(&hash) {
-                        let _ = tx.send(outcome);
+                    if let Some(write) = core.writes.remove(&hash) {
+                        self.metrics.write_ended(&outcome, write.since.elapsed());
+                        let _ = write.outcome.send(outcome);
                     }
                 }
                 FollowerEvent::Ignored { reason } => {
+                    self.metrics.ignored(reason.label());
                     tracing::warn!(root = %root, %reason, "ignored a message");
                 }
             }
@@ -568,7 +601,9 @@ impl Hub {
             core.follower.close(&mut step);
             drop(core);
             self.slots.remove(&root);
+            self.metrics.roots_followed(-1.0);
             self.executor.send(step.commands);
         }
+        applied
     }
 }

@@ -45,7 +45,9 @@
 //! [`ClientOptions::cache_dir`] and [`ClientOptions::retry_on_initial_connect`].
 //! Tests: [`testing`], a whole deployment in the process. For a single process,
 //! [`memory::Broker`] is an in-process bus with Redis Pub/Sub's semantics, and
-//! [`StorageNode`] runs a storage node over any bus.
+//! [`StorageNode`] runs a storage node over any bus. Metrics: [`metrics`], the
+//! series tikaconf reports through the `metrics` facade to the application's
+//! exporter.
 
 pub mod bus;
 mod cache;
@@ -58,6 +60,7 @@ mod executor;
 mod hub;
 mod live;
 pub mod memory;
+pub mod metrics;
 mod root;
 #[cfg(feature = "schema")]
 mod schema;

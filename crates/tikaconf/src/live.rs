@@ -217,7 +217,15 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Live<T> {
             last_error: ArcSwapOption::empty(),
         });
         let (version_tx, version) = watch::channel(0);
-        tokio::spawn(follow(root, current, version_tx, shared.clone(), seen));
+        let failures = crate::metrics::live_failures();
+        tokio::spawn(follow(
+            root,
+            current,
+            version_tx,
+            shared.clone(),
+            seen,
+            failures,
+        ));
         Ok(Live { shared, version })
     }
 }
@@ -233,6 +241,8 @@ async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
     shared: Arc<Shared<T>>,
     // The sub-tree of the value readers have.
     mut good: Value,
+    // The process-wide series beside this view's own count.
+    failures: ::metrics::Counter,
 ) {
     // The last sub-tree that did not deserialize, while it is current: a bad
     // value is reported once, not again at every change elsewhere in the
@@ -268,6 +278,7 @@ async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
             }
             Err(err) => {
                 shared.failures.fetch_add(1, Ordering::Relaxed);
+                failures.increment(1);
                 tracing::warn!(
                     root = %root,
                     head = %now.head,

@@ -63,10 +63,19 @@ impl std::fmt::Debug for Shared {
 /// together under one lock.
 pub(crate) struct Core {
     pub(crate) follower: Follower,
-    pub(crate) writes: HashMap<Hash, oneshot::Sender<WriteOutcome>>,
+    pub(crate) writes: HashMap<Hash, PendingWrite>,
     /// The hub is gone: nothing will drive this follower again, so no write may
     /// start here (its outcome would never come).
     pub(crate) closed: bool,
+}
+
+/// A write of this node waiting for its outcome.
+pub(crate) struct PendingWrite {
+    /// Where its outcome goes.
+    pub(crate) outcome: oneshot::Sender<WriteOutcome>,
+    /// When its patch was built, right before its `PUBLISH`: the start of the
+    /// write's latency histograms (see [`crate::metrics::WRITE_DURATION`]).
+    pub(crate) since: std::time::Instant,
 }
 
 /// A write's outcome, once its follower learns it.
@@ -93,7 +102,13 @@ impl Core {
         let mut step = Step::default();
         let patch = self.follower.submit(now, parent, ops, meta, &mut step)?;
         let (tx, rx) = oneshot::channel();
-        self.writes.insert(patch.hash, tx);
+        self.writes.insert(
+            patch.hash,
+            PendingWrite {
+                outcome: tx,
+                since: now,
+            },
+        );
         Ok((patch, rx, step.commands))
     }
 }

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::bus::{BusEvent, BusHandle};
 use crate::executor::Executor;
+use crate::metrics::StorageMetrics;
 
 /// Settings of a storage node; `namespace` and `limits` must match the
 /// deployment's.
@@ -177,6 +178,7 @@ pub async fn run<S: Store>(
         FuturesUnordered::new();
     let mut events = bus.events;
     let mut out = Vec::new();
+    let mut metrics = StorageMetrics::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -214,14 +216,14 @@ pub async fn run<S: Store>(
                     // subscription would be lost.
                     connected(&mut engine, bus_ops.as_ref(), &event, &status, &mut out).await;
                 } else {
-                    on_event(&mut engine, event, &status, &mut out);
+                    on_event(&mut engine, event, &status, &metrics, &mut out);
                 }
                 // Group commit: take everything already waiting before flushing.
                 while let Some(Some(event)) = events.next().now_or_never() {
                     if starts_afresh(&event) {
                         connected(&mut engine, bus_ops.as_ref(), &event, &status, &mut out).await;
                     } else {
-                        on_event(&mut engine, event, &status, &mut out);
+                        on_event(&mut engine, event, &status, &metrics, &mut out);
                     }
                 }
             }
@@ -238,8 +240,11 @@ pub async fn run<S: Store>(
                 };
                 return Err(stop(&status, failed));
             }
-            execute(command, &mut executor, &store, &mut store_calls);
+            execute(command, &mut executor, &store, &mut store_calls, &metrics);
         }
+        // Once per turn of the loop, not per message: a burst read in one turn
+        // is one update.
+        metrics.update(engine.stats(), engine.cached_roots().0);
         status.send_modify(|s| {
             s.stats = engine.stats().clone();
             s.answerer = engine.is_answerer();
@@ -308,6 +313,7 @@ fn on_event(
     engine: &mut StorageEngine,
     event: BusEvent,
     status: &watch::Sender<StorageStatus>,
+    metrics: &StorageMetrics,
     out: &mut Vec<StorageCommand>,
 ) {
     match event {
@@ -320,6 +326,7 @@ fn on_event(
         // Handled by the loop itself, like `Connected`.
         BusEvent::Overflowed { .. } => {}
         BusEvent::Message { channel, payload } => {
+            metrics.received();
             if let Err(reason) = engine.handle_message(&channel, &payload, out) {
                 tracing::warn!(
                     channel = %String::from_utf8_lossy(&channel),
@@ -454,6 +461,7 @@ fn execute<S: Store>(
     executor: &mut Executor,
     store: &Arc<S>,
     store_calls: &mut FuturesUnordered<BoxFuture<'static, StoreResult>>,
+    metrics: &StorageMetrics,
 ) {
     let store = store.clone();
     let call: BoxFuture<'static, StoreResult> = match command {
@@ -476,10 +484,19 @@ fn execute<S: Store>(
             let r = store.heads(roots.clone()).await;
             StoreResult::Heads(roots, r)
         }),
-        StorageCommand::Persist { batch, commits } => Box::pin(async move {
-            let r = store.commit(commits).await;
-            StoreResult::Persisted(batch, r)
-        }),
+        StorageCommand::Persist { batch, commits } => {
+            let (duration, errors) = (metrics.commit.clone(), metrics.commit_errors.clone());
+            Box::pin(async move {
+                // From the first poll, which is where the store starts its work.
+                let started = std::time::Instant::now();
+                let r = store.commit(commits).await;
+                duration.record(started.elapsed());
+                if r.is_err() {
+                    errors.increment(1);
+                }
+                StoreResult::Persisted(batch, r)
+            })
+        }
     };
     // Polled (and so started: a blocking store hands its work to the blocking
     // pool on the first poll) as soon as the loop waits again, right after this

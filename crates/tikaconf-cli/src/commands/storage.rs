@@ -4,8 +4,9 @@
 //! deployment needs at least one. The node itself is the library's
 //! [`StorageNode`]; this command only picks the store, prints one line on stdout
 //! once the node is subscribed and answering (so that scripts and tests can wait
-//! for it), and stops the node gracefully on a signal so that no acknowledged
-//! batch is cut short.
+//! for it), stops the node gracefully on a signal so that no acknowledged
+//! batch is cut short, and with `--metrics ADDR` serves the process's metrics
+//! (see `crate::exporter`).
 //!
 //! Two ways it refuses to run, each a non-zero exit with the reason on stderr:
 //! - with `--store redis`, before anything is acknowledged, when Redis's
@@ -26,10 +27,15 @@ use tikaconf_redis::{AcceptedLoss, Persistence, RedisStore};
 use crate::cli::{AcceptedLossArg, Global, StorageArgs, StoreKind};
 use crate::credentials::Credentials;
 use crate::failure::{Code, Failure};
-use crate::{output, session, shutdown};
+use crate::{exporter, output, session, shutdown};
 
 pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
     let redis = session::redact(&global.redis);
+    // First: a busy address fails before anything else starts, and the
+    // recorder must be in place before the node registers its series.
+    if let Some(addr) = args.metrics {
+        exporter::serve(addr)?;
+    }
     session::check_reachable(global).await?;
     match args.store {
         StoreKind::Redb => {
