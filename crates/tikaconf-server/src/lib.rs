@@ -35,7 +35,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -43,6 +42,9 @@ use tikaconf::{Client, Limits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The router type [`Api::router`] returns, re-exported so that an embedding
+/// binary can merge routes of its own without naming axum.
+pub use axum::Router;
 pub use catalog::Catalog;
 pub use etag::HEIGHT_HEADER;
 pub use problem::{ApiError, Problem};
