@@ -284,7 +284,12 @@ pub struct ServeArgs {
     /// The token every request must present as `Authorization: Bearer TOKEN`
     /// (compared in constant time). Required to listen on a non-loopback
     /// address.
-    #[arg(long, env = "TIKACONF_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TIKACONF_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Directory of the redb database (created if missing); without --redis, or
     /// with `--store redb`.

@@ -39,8 +39,15 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
         let store = open_redb(&args.data).await?;
         let stores = format!("redb file {}", store.path().display());
         let client = Client::with_bus(broker.connect(), session::client_options(global)?);
-        return serve(global, args, options, client, Some((broker.connect(), store)), &stores)
-            .await;
+        return serve(
+            global,
+            args,
+            options,
+            client,
+            Some((broker.connect(), store)),
+            &stores,
+        )
+        .await;
     }
     session::check_reachable(global).await?;
     let redis = session::redact(&global.redis);
@@ -60,12 +67,28 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
     match args.store.unwrap_or(StoreKind::Redis) {
         StoreKind::Redis => {
             let (store, stores) = open_redis_store(global, args.accept_redis_durability).await?;
-            serve(global, args, options, client, Some((bus().await?, store)), &stores).await
+            serve(
+                global,
+                args,
+                options,
+                client,
+                Some((bus().await?, store)),
+                &stores,
+            )
+            .await
         }
         StoreKind::Redb => {
             let store = open_redb(&args.data).await?;
             let stores = format!("redb file {}", store.path().display());
-            serve(global, args, options, client, Some((bus().await?, store)), &stores).await
+            serve(
+                global,
+                args,
+                options,
+                client,
+                Some((bus().await?, store)),
+                &stores,
+            )
+            .await
         }
     }
 }
