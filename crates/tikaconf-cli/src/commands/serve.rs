@@ -159,7 +159,7 @@ async fn serve<S: Store + Clone>(
         failed = failed => Err(store_failed(failed)),
     };
     drop(api);
-    if let Some(node) = node.and_then(|node| Arc::into_inner(node)) {
+    if let Some(node) = node.and_then(Arc::into_inner) {
         node.shutdown().await;
     }
     result
