@@ -274,7 +274,7 @@ async fn merge_patch_and_put_become_rfc6902_ops() {
         json!([{"op": "replace", "path": "/volume", "value": 8}])
     );
 
-    // A merge or PUT that changes nothing writes nothing: the same head.
+    // A merge, PUT or empty patch that changes nothing writes nothing: the same head.
     let same = write("PATCH", &url, MERGE_PATCH, None, &json!({"volume": 8}))
         .await
         .expect(200);
@@ -284,6 +284,10 @@ async fn merge_patch_and_put_become_rfc6902_ops() {
         .await
         .expect(200);
     assert_eq!(unchanged.etag(), current.etag());
+    let empty = write("PATCH", &url, JSON_PATCH, None, &json!([]))
+        .await
+        .expect(200);
+    assert_eq!(empty.etag(), current.etag());
     // A stale If-Match on PUT: 412.
     write("PUT", &url, "application/json", Some(&head0), &doc)
         .await

@@ -251,8 +251,9 @@ async fn write(
             }
             Edit::Replace(document) => tikaconf::diff(&base.document, document),
         };
-        if ops.as_array().is_some_and(Vec::is_empty) && !matches!(edit, Edit::Ops(_)) {
-            // Nothing to change: the document already is what was asked.
+        if ops.as_array().is_some_and(Vec::is_empty) {
+            // Nothing to change (no ops, or the document already is what was
+            // asked): no new version for nothing.
             return Ok((base.head, base.height));
         }
         match config.submit_on(base.head, ops).await {
