@@ -656,6 +656,25 @@ mod tests {
         db
     }
 
+    /// A registration that only the log holds (crashed before a checkpoint)
+    /// is listed with its registration snapshot after replay, also once its
+    /// head has moved on.
+    #[tokio::test]
+    async fn replay_restores_registrations_for_listings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let heads = chain(&store, "replay-list", 2).await;
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store, crashed.path());
+        assert_eq!(durable_seq(&db), 0, "only the log holds the writes");
+        let reopened = RedbStore::open(&db).expect("reopen");
+        let listed = reopened.list_roots(None, 10).await.expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].root, heads[0].root);
+        assert_eq!(listed[0].head, HeadRef::from(&heads[2]));
+        assert_eq!(listed[0].registration.as_ref(), Some(&heads[0].snapshot));
+    }
+
     /// Sequence of the last batch in the store's current state.
     fn meta_seq(store: &RedbStore) -> u64 {
         let txn = store.inner.db.begin_read().expect("read");
