@@ -202,6 +202,7 @@ impl Api {
             )
             .route("/v1/configs/{root}/events", get(sse::events))
             .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.inner.options.max_body_bytes))
             .with_state(self.clone());
         if let Some(token) = &self.inner.options.token {
@@ -242,6 +243,10 @@ async fn openapi_json() -> impl IntoResponse {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Why [`check_listen`] refuses an address.

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// No such endpoint.
     #[error("no such endpoint")]
     NotFound,
+    /// The endpoint exists, but not with this method.
+    #[error("this endpoint does not take this method")]
+    MethodNotAllowed,
     /// `?pointer=` does not resolve in the document.
     #[error("the pointer {0:?} does not resolve in the document")]
     PointerNotFound(String),
@@ -119,6 +122,7 @@ impl ApiError {
             ApiError::UnknownRoot(_) | ApiError::PointerNotFound(_) | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::StaleIfMatch { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -138,6 +142,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::UnknownRoot(_) => "unknown_root",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PointerNotFound(_) => "pointer_not_found",
             ApiError::UnsupportedMediaType(..) => "unsupported_media_type",
             ApiError::StaleIfMatch { .. } => "stale_if_match",

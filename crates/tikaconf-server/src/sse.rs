@@ -16,6 +16,7 @@
 
 use std::convert::Infallible;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -25,7 +26,7 @@ use tikaconf::{Change, Event, Hash};
 
 use crate::Api;
 use crate::problem::{ApiError, Problem};
-use crate::routes::parse_root;
+use crate::routes::root_segment;
 
 /// The stream of a configuration's changes.
 #[utoipa::path(
@@ -46,10 +47,10 @@ use crate::routes::parse_root;
 )]
 pub(crate) async fn events(
     State(api): State<Api>,
-    Path(root): Path<String>,
+    root: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let root = parse_root(&root)?;
+    let root = root_segment(root)?;
     let config = api.inner.follows.get(root).await?;
     let last = headers
         .get("last-event-id")

@@ -91,6 +91,9 @@ async fn register_then_get_with_etag_height_pointer_and_304() {
     assert_eq!(unknown.json()["code"], "unknown_root");
     get(&server.url("/v1/configs/nonsense")).await.expect(400);
     get(&server.url("/v2/nothing")).await.expect(404);
+    call("DELETE", &url, &[], None).await.expect(405);
+    get(&server.url("/v1/configs/%FF%FE")).await.expect(400);
+    get(&format!("{url}?pointer=%FF")).await.expect(400);
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::Api;
 use crate::etag::{self, Condition, HEIGHT_HEADER};
 use crate::problem::{ApiError, Problem};
-use crate::routes::{current, parse_root};
+use crate::routes::{current, root_segment};
 
 /// Media type of an RFC 6902 JSON Patch body.
 pub const JSON_PATCH: &str = "application/json-patch+json";
@@ -74,11 +74,12 @@ pub(crate) struct Written {
 )]
 pub(crate) async fn get(
     State(api): State<Api>,
-    Path(root): Path<String>,
-    Query(query): Query<GetQuery>,
+    root: Result<Path<String>, PathRejection>,
+    query: Result<Query<GetQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let root = parse_root(&root)?;
+    let root = root_segment(root)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let config = api.inner.follows.get(root).await?;
     let now = current(&config).await?;
     if let Some(pointer) = &query.pointer
@@ -138,11 +139,11 @@ pub(crate) async fn get(
 )]
 pub(crate) async fn patch(
     State(api): State<Api>,
-    Path(root): Path<String>,
+    root: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let root = parse_root(&root)?;
+    let root = root_segment(root)?;
     let body = read_body(body)?;
     let edit = match media_type(&headers).as_deref() {
         Some(JSON_PATCH) => {
@@ -193,11 +194,11 @@ pub(crate) async fn patch(
 )]
 pub(crate) async fn put(
     State(api): State<Api>,
-    Path(root): Path<String>,
+    root: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let root = parse_root(&root)?;
+    let root = root_segment(root)?;
     let body = read_body(body)?;
     match media_type(&headers).as_deref() {
         Some("application/json") => {}

@@ -9,6 +9,15 @@ use tikaconf::{Change, Config, Event, Hash, Root};
 
 use crate::problem::ApiError;
 
+/// The `{root}` path segment, or 400 as a problem when it does not decode
+/// (bad percent-encoding).
+pub(crate) fn root_segment(
+    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Hash, ApiError> {
+    let axum::extract::Path(text) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    parse_root(&text)
+}
+
 /// Reads `{root}` as users write it: a root hash or `twitch:<channel>` (or
 /// connection info as a JSON object), URL-decoded by the router.
 pub(crate) fn parse_root(text: &str) -> Result<Hash, ApiError> {
