@@ -103,6 +103,16 @@ pub enum Command {
     Root(RootArgs),
     /// Run a storage node until Ctrl-C or SIGTERM.
     Storage(StorageArgs),
+    /// Serve the HTTP API (and, later, the web console) until Ctrl-C or SIGTERM.
+    ///
+    /// Without --redis (or TIKACONF_REDIS) everything runs in this one process:
+    /// an in-process bus, a storage node over the redb store in --data, and the
+    /// API; nothing else is needed. With --redis it joins that fleet: its
+    /// storage node shares the Redis store (`--store redis`, as `tikaconf
+    /// storage --store redis` does) so that it works beside other storage
+    /// nodes, or it runs none with --no-storage (the fleet's storage answers).
+    /// Prints the URL once it serves.
+    Serve(ServeArgs),
     /// Print the current document of ROOT, or the part of it at POINTER.
     ///
     /// A POINTER that does not resolve exits with code 8 and prints nothing on
@@ -270,6 +280,41 @@ pub struct StorageArgs {
     /// interface.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// The arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Any address but a loopback one needs --token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: std::net::SocketAddr,
+    /// The token every request must present as `Authorization: Bearer TOKEN`
+    /// (compared in constant time). Required to listen on a non-loopback
+    /// address.
+    #[arg(
+        long,
+        env = "TIKACONF_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Directory of the redb database (created if missing); without --redis, or
+    /// with `--store redb`.
+    #[arg(long, value_name = "DIR", default_value = "./tikaconf-data")]
+    pub data: PathBuf,
+    /// With --redis: where the storage node keeps heads. `redis` (the default
+    /// there) shares the store of the fleet's other storage nodes; `redb` is a
+    /// file of its own, for a fleet whose only storage node this is. Without
+    /// --redis the store is always redb.
+    #[arg(long, value_enum)]
+    pub store: Option<StoreKind>,
+    /// With --redis: run no storage node, only the API (the fleet's storage
+    /// nodes answer). Listing roots then needs a store, and answers 501.
+    #[arg(long, conflicts_with_all = ["store", "accept_redis_durability"])]
+    pub no_storage: bool,
+    /// With `--store redis`: as for `tikaconf storage`.
+    #[arg(long, value_enum, value_name = "LOSS")]
+    pub accept_redis_durability: Option<AcceptedLossArg>,
 }
 
 /// The values of `--accept-redis-durability`.

@@ -1,5 +1,5 @@
-//! The `tikaconf` command: root hashes, a storage node, and get/set/patch/watch on
-//! a running deployment.
+//! The `tikaconf` command: root hashes, a storage node, the HTTP API server, and
+//! get/set/patch/watch on a running deployment.
 //!
 //! Operators and scripts need to touch a fleet's configuration without writing a
 //! bot: read it, change one value, apply a patch file, watch changes go by, and
@@ -35,16 +35,24 @@ mod shutdown;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 use crate::failure::Failure;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(&cli.command);
-    match run(&cli) {
+    // `serve` runs on its own bus unless a Redis was named (on the command
+    // line or in TIKACONF_REDIS): the global option's default does not count.
+    let redis_given = redis_named(&matches);
+    match run(&cli, redis_given) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("tikaconf: {:#}", failure.error);
@@ -58,7 +66,7 @@ fn main() -> ExitCode {
 /// unless something is wrong.
 fn init_logging(command: &Command) {
     let default = match command {
-        Command::Storage(_) => "info",
+        Command::Storage(_) | Command::Serve(_) => "info",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -69,7 +77,19 @@ fn init_logging(command: &Command) {
         .init();
 }
 
-fn run(cli: &Cli) -> Result<(), Failure> {
+/// Whether `--redis` (a global option) was given, or set in the environment,
+/// at any level of the command line.
+fn redis_named(matches: &clap::ArgMatches) -> bool {
+    let named = |m: &clap::ArgMatches| {
+        matches!(
+            m.value_source("redis"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    named(matches) || matches.subcommand().is_some_and(|(_, sub)| named(sub))
+}
+
+fn run(cli: &Cli, redis_given: bool) -> Result<(), Failure> {
     // The storage node on one thread, where it is fastest (see
     // `StorageNode::runtime`); the other commands on the default runtime.
     let runtime = match cli.command {
@@ -77,16 +97,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         _ => tokio::runtime::Runtime::new(),
     }
     .map_err(|e| Failure::other(e).context("cannot start the async runtime"))?;
-    runtime.block_on(dispatch(cli))
+    runtime.block_on(dispatch(cli, redis_given))
 }
 
-async fn dispatch(cli: &Cli) -> Result<(), Failure> {
+async fn dispatch(cli: &Cli, redis_given: bool) -> Result<(), Failure> {
     let global = &cli.global;
     match &cli.command {
         Command::Root(args) => commands::root::run(args),
         Command::Vectors => commands::vectors::run(),
         Command::Keygen => commands::keygen::run(),
         Command::Storage(args) => commands::storage::run(global, args).await,
+        Command::Serve(args) => commands::serve::run(global, args, redis_given).await,
         Command::Get(args) => commands::get::run(global, args).await,
         Command::Set {
             root,

@@ -36,9 +36,20 @@ pub fn timeout(global: &Global) -> Result<Duration, Failure> {
 /// document is loaded.
 pub async fn follow(global: &Global, root: &str) -> Result<Config, Failure> {
     let root = parse_root(root)?;
+    let options = client_options(global)?;
+    check_reachable(global).await?;
+    let client = Client::connect_with(&global.redis, options)
+        .await
+        .map_err(|e| Failure::from(e).context(format!("Redis at {}", redact(&global.redis))))?;
+    Ok(client.follow(root).await?)
+}
+
+/// The client options the global options make: namespace, `--timeout` for
+/// loads and writes, keys, CA and schema.
+pub fn client_options(global: &Global) -> Result<ClientOptions, Failure> {
     let wait = timeout(global)?;
     let credentials = Credentials::from_options(global)?;
-    let options = ClientOptions {
+    Ok(ClientOptions {
         namespace: global.namespace.clone(),
         load_timeout: wait,
         follower: FollowerConfig {
@@ -50,12 +61,7 @@ pub async fn follow(global: &Global, root: &str) -> Result<Config, Failure> {
         signing_key: credentials.signing_key,
         schema: schema(global)?,
         ..ClientOptions::default()
-    };
-    check_reachable(global).await?;
-    let client = Client::connect_with(&global.redis, options)
-        .await
-        .map_err(|e| Failure::from(e).context(format!("Redis at {}", redact(&global.redis))))?;
-    Ok(client.follow(root).await?)
+    })
 }
 
 /// The `--schema` file, compiled; a file that cannot be read or is not a

@@ -13,6 +13,10 @@
 //! namespace so that deployments sharing a server never see each other's state):
 //! - `{prefix}head:<root>` -> `"<head> <height>"`
 //! - `{prefix}snap:<hash>` -> canonical snapshot bytes
+//! - `{prefix}roots` -> sorted set of every registered root's hex hash (all
+//!   scores 0, so ordered by hash), for listings by cursor
+//! - `{prefix}reg:<root>` -> the height-0 snapshot the root was registered with
+//!   (its connection info, kept when the head moves on)
 //! - `{prefix}store_id` -> the store's identity, set by the first node to ask
 //! - `{prefix}answerer` -> the storage node holding the answerer lease (expires)
 //!
@@ -35,7 +39,9 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::{Client, Script, Value};
 use tikaconf_proto::{Hash, StoredHead};
-use tikaconf_store::{HeadRef, PersistCommit, PersistOutcome, Store, StoreError};
+use tikaconf_store::{
+    HeadRef, ListedRoot, MAX_LIST_ROOTS, PersistCommit, PersistOutcome, Store, StoreError,
+};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "tikaconf:";
@@ -99,8 +105,27 @@ if cur then
   return {cur, redis.call('GET', ARGV[1] .. 'snap:' .. string.sub(cur, 1, sp - 1))}
 end
 redis.call('SET', ARGV[1] .. 'snap:' .. ARGV[2], ARGV[3])
+redis.call('SET', ARGV[1] .. 'reg:' .. ARGV[2], ARGV[3])
+redis.call('ZADD', ARGV[1] .. 'roots', 0, ARGV[2])
 redis.call('SET', hkey, ARGV[2] .. ' 0')
 return {}
+";
+
+/// A page of the roots listing: up to ARGV[3] roots above ARGV[2] (`-` for the
+/// first page, else `(<hex>`) from the `roots` sorted set, each with its head and
+/// registration, read in one atomic step.
+///
+/// ARGV: prefix, lower bound, limit. Returns a flat array: root, head entry
+/// (`"<head> <height>"` or false), registration (or false), per root.
+const LIST: &str = r"
+local roots = redis.call('ZRANGEBYLEX', ARGV[1] .. 'roots', ARGV[2], '+', 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, root in ipairs(roots) do
+  out[#out + 1] = root
+  out[#out + 1] = redis.call('GET', ARGV[1] .. 'head:' .. root)
+  out[#out + 1] = redis.call('GET', ARGV[1] .. 'reg:' .. root)
+end
+return out
 ";
 
 /// Applies a batch of compare-and-sets, in order, atomically.
@@ -192,6 +217,7 @@ struct Scripts {
     load: Script,
     register: Script,
     commit: Script,
+    list: Script,
     store_id: Script,
     claim: Script,
     release: Script,
@@ -224,6 +250,7 @@ impl RedisStore {
                 load: Script::new(LOAD),
                 register: Script::new(REGISTER),
                 commit: Script::new(COMMIT),
+                list: Script::new(LIST),
                 store_id: Script::new(STORE_ID),
                 claim: Script::new(CLAIM_ANSWERER),
                 release: Script::new(RELEASE_ANSWERER),
@@ -476,6 +503,60 @@ impl Store for RedisStore {
             .await
             .map_err(redis_error)?;
         Ok(())
+    }
+
+    /// One script reading the `roots` sorted set by hash and each listed root's
+    /// head and registration. Roots registered by a version of this store
+    /// that did not keep the set are not listed (nothing else orders them).
+    async fn list_roots(
+        &self,
+        after: Option<Hash>,
+        limit: usize,
+    ) -> Result<Vec<ListedRoot>, StoreError> {
+        let limit = limit.min(MAX_LIST_ROOTS);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lower = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = self
+            .scripts
+            .list
+            .arg(&*self.prefix)
+            .arg(lower)
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        let mut listed = Vec::with_capacity(reply.len() / 3);
+        for entry in reply.chunks(3) {
+            let [root, head, registration] = entry else {
+                return Err(corrupt(format_args!("unexpected listing reply {entry:?}")));
+            };
+            let root: Hash = match root {
+                Value::BulkString(b) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| corrupt(format_args!("bad root in the roots set: {b:?}")))?,
+                other => {
+                    return Err(corrupt(format_args!(
+                        "bad root in the roots set: {other:?}"
+                    )));
+                }
+            };
+            // Listed but not registered (a half-written key set): skipped, as
+            // a load would find nothing either.
+            if matches!(head, Value::Nil | Value::Boolean(false)) {
+                continue;
+            }
+            let head = parse_head_ref(root, head)?;
+            let registration = match registration {
+                Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
+                _ => None,
+            };
+            listed.push(ListedRoot::new(root, head, registration));
+        }
+        Ok(listed)
     }
 
     /// One `MGET` of the head keys: a few dozen bytes per root, no snapshot.

@@ -42,6 +42,7 @@ pub async fn run_all<S: Store>(store: S) {
     heads_match_loads(&*store).await;
     store_id_is_stable(&*store).await;
     answerer_lease_has_one_holder(&*store).await;
+    list_roots_pages_every_root_once(&*store).await;
     racing_commits(Arc::clone(&store), Arc::clone(&store)).await;
 }
 
@@ -374,6 +375,53 @@ pub async fn root_count_counts_registrations<S: Store>(store: &S) {
         before + 2,
         "re-registering or committing adds no root"
     );
+}
+
+/// `list_roots` pages through every registered root once, in ascending hash
+/// order, with its current head and the snapshot it was registered with,
+/// whatever the page size; a page never holds more than asked or than
+/// [`crate::MAX_LIST_ROOTS`]. Other cases' roots may be in the store too.
+pub async fn list_roots_pages_every_root_once<S: Store>(store: &S) {
+    let mut ours = std::collections::BTreeMap::new();
+    for i in 0..25 {
+        let g = registered(store, &format!("list-{i}")).await;
+        ours.insert(g.root, g);
+    }
+    // One of them moves on: its listing shows the new head, and still the
+    // registration.
+    let moved = ours.values().nth(3).cloned().expect("a root");
+    let moved1 = next(&moved, "1");
+    commit(store, vec![step(&moved, &moved1)]).await;
+    for page in [1, 7, 1000, 5000] {
+        let mut seen = std::collections::BTreeMap::new();
+        let mut after = None;
+        loop {
+            let listed = store.list_roots(after, page).await.expect("list_roots");
+            assert!(
+                listed.len() <= page.min(crate::MAX_LIST_ROOTS),
+                "page {page}"
+            );
+            let Some(last) = listed.last() else { break };
+            after = Some(last.root);
+            for entry in listed {
+                if let Some(previous) = seen.keys().next_back() {
+                    assert!(entry.root > *previous, "ascending, no repeat (page {page})");
+                }
+                seen.insert(entry.root, entry);
+            }
+        }
+        for (root, g) in &ours {
+            let entry = seen.get(root).expect("every registered root is listed");
+            assert_eq!(
+                entry.registration.as_ref(),
+                Some(&g.snapshot),
+                "page {page}"
+            );
+            let expected = if *root == moved.root { &moved1 } else { g };
+            assert_eq!(entry.head, HeadRef::from(expected), "page {page}");
+        }
+    }
+    assert!(store.list_roots(None, 0).await.expect("list").is_empty());
 }
 
 /// Two storage nodes store the same patch at the same moment through `a` and `b`

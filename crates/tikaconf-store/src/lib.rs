@@ -53,6 +53,11 @@ pub enum StoreError {
     /// Stored data does not decode; a person must look at it.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// This backend cannot do what was asked (the operation names it), e.g. a
+    /// store written before it could list its roots. Not a failure of the data:
+    /// the caller should say the feature is missing rather than retry.
+    #[error("this store cannot {0}")]
+    Unsupported(&'static str),
     /// The caller asked for something the contract forbids (e.g. registering a root
     /// at a height other than 0). A bug in the caller, reported rather than stored.
     #[error("invalid store request: {0}")]
@@ -125,6 +130,42 @@ impl StoreError {
     }
 }
 
+/// Most roots [`Store::list_roots`] returns at once: a page is a bounded read
+/// whatever the caller asks, so that 100,000 roots are never one answer.
+pub const MAX_LIST_ROOTS: usize = 1000;
+
+/// One registered root, as [`Store::list_roots`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListedRoot {
+    /// The root hash (the page's order and its cursor).
+    pub root: Hash,
+    /// Its latest head and height.
+    pub head: HeadRef,
+    /// The canonical snapshot message it was registered with (height 0: its
+    /// `config` is the root configuration, the connection info), kept as
+    /// opaque bytes like every snapshot; `None` for a root registered before
+    /// the store kept them (its head has moved past height 0 since).
+    ///
+    /// Why the store keeps it: a store otherwise holds only the latest
+    /// snapshot, and once a root has moved past height 0 nothing says which
+    /// channel or server it is for; a listing filtered by platform, or a
+    /// console showing channel names, needs that.
+    pub registration: Option<bytes::Bytes>,
+}
+
+impl ListedRoot {
+    /// A listed root (the struct is non-exhaustive, so backends in other
+    /// crates build it here).
+    pub fn new(root: Hash, head: HeadRef, registration: Option<bytes::Bytes>) -> ListedRoot {
+        ListedRoot {
+            root,
+            head,
+            registration,
+        }
+    }
+}
+
 /// A backend that holds the latest head of every registered root.
 ///
 /// Methods return `Send` futures so that a storage node can drive a store from any
@@ -174,6 +215,25 @@ pub trait Store: Send + Sync + 'static {
             }
             Ok(heads)
         }
+    }
+
+    /// Up to `limit` (at most [`MAX_LIST_ROOTS`]) registered roots whose hash
+    /// is above `after` (all when `None`), in ascending order of hash bytes,
+    /// with their heads and registrations: a page of a listing whose cursor is
+    /// the last root of the previous page, so pages neither skip nor repeat a
+    /// root that existed before the listing began, however many roots are
+    /// registered meanwhile.
+    ///
+    /// For operators and the HTTP API (`GET /v1/roots`); storage nodes never
+    /// call it. The default fails with [`StoreError::Unsupported`], for a
+    /// backend that cannot list.
+    fn list_roots(
+        &self,
+        after: Option<Hash>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ListedRoot>, StoreError>> + Send {
+        let _ = (after, limit);
+        async { Err(StoreError::Unsupported("list its roots")) }
     }
 
     /// Whether other storage nodes may write this store too (a store in a shared

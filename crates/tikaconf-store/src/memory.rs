@@ -5,13 +5,13 @@
 //! Clones share one map, so two clones behave like two storage nodes sharing one
 //! backend.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::{
-    Hash, HeadRef, PersistCommit, PersistOutcome, Store, StoreError, StoredHead, check_register,
-    decide,
+    Hash, HeadRef, ListedRoot, MAX_LIST_ROOTS, PersistCommit, PersistOutcome, Store, StoreError,
+    StoredHead, check_register, decide,
 };
 
 /// A [`Store`] in a mutex-guarded map from root to its latest head.
@@ -22,6 +22,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     heads: Arc<Mutex<HashMap<Hash, StoredHead>>>,
+    /// Each root's registration snapshot, ordered by root hash for listings.
+    registrations: Arc<Mutex<BTreeMap<[u8; 32], bytes::Bytes>>>,
     /// Shared by clones: they are one store.
     id: Arc<str>,
     /// The answerer lease: holder and expiry.
@@ -32,6 +34,7 @@ impl Default for MemoryStore {
     fn default() -> MemoryStore {
         MemoryStore {
             heads: Arc::default(),
+            registrations: Arc::default(),
             id: format!("{:032x}", rand::random::<u128>()).into(),
             lease: Arc::default(),
         }
@@ -62,7 +65,17 @@ impl Store for MemoryStore {
 
     async fn register(&self, head: StoredHead) -> Result<StoredHead, StoreError> {
         check_register(&head)?;
-        Ok(self.heads().entry(head.root).or_insert(head).clone())
+        // The heads' lock first, always: registrations are written under it.
+        let mut heads = self.heads();
+        if let Some(current) = heads.get(&head.root) {
+            return Ok(current.clone());
+        }
+        self.registrations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(*head.root.as_bytes(), head.snapshot.clone());
+        heads.insert(head.root, head.clone());
+        Ok(head)
     }
 
     async fn commit(&self, batch: Vec<PersistCommit>) -> Result<Vec<PersistOutcome>, StoreError> {
@@ -81,6 +94,37 @@ impl Store for MemoryStore {
 
     async fn root_count(&self) -> Result<u64, StoreError> {
         Ok(self.heads().len() as u64)
+    }
+
+    async fn list_roots(
+        &self,
+        after: Option<Hash>,
+        limit: usize,
+    ) -> Result<Vec<ListedRoot>, StoreError> {
+        let heads = self.heads();
+        let registrations = self
+            .registrations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let range = match after {
+            Some(after) => registrations.range((
+                std::ops::Bound::Excluded(*after.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => registrations.range::<[u8; 32], _>(..),
+        };
+        Ok(range
+            .filter_map(|(root, registration)| {
+                let root = Hash::from_bytes(*root);
+                let head = heads.get(&root)?;
+                Some(ListedRoot::new(
+                    root,
+                    HeadRef::from(head),
+                    Some(registration.clone()),
+                ))
+            })
+            .take(limit.min(MAX_LIST_ROOTS))
+            .collect())
     }
 
     async fn store_id(&self) -> Result<String, StoreError> {

@@ -10,6 +10,8 @@
 //! Layout, as in the design:
 //! - `heads`: root hash -> (latest hash, height)
 //! - `snapshots`: latest hash -> canonical snapshot bytes
+//! - `registrations`: root hash -> the height-0 snapshot it was registered with
+//!   (for listings: the root configuration, kept when the head moves on)
 //! - `meta`: `"log_seq"` -> sequence of the last batch applied, `"log_id"` -> id of
 //!   the write-ahead log that belongs to this database (see below)
 //!
@@ -89,14 +91,19 @@ use redb::{
 
 use crate::wal::{self, Wal};
 use crate::{
-    Hash, HeadRef, PersistCommit, PersistOutcome, Store, StoreError, StoredHead, check_register,
-    decide,
+    Hash, HeadRef, ListedRoot, MAX_LIST_ROOTS, PersistCommit, PersistOutcome, Store, StoreError,
+    StoredHead, check_register, decide,
 };
 
 /// `root -> (latest hash, height)`.
 const HEADS: TableDefinition<[u8; 32], ([u8; 32], u64)> = TableDefinition::new("heads");
 /// `latest hash -> snapshot bytes`.
 const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
+/// `root -> the snapshot it was registered with` (height 0), written with the
+/// registration and never changed: what a listing shows of the root (its
+/// connection info) after the head has moved on. Databases written before this
+/// table existed lack the entries of their older roots.
+const REGISTRATIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("registrations");
 /// Bookkeeping: [`LOG_SEQ`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Key in `meta` of the sequence number of the last batch applied (0: none yet).
@@ -177,6 +184,7 @@ impl RedbStore {
             // Create every table up front so that readers never meet a missing one.
             let mut heads = txn.open_table(HEADS).map_err(backend)?;
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
+            let mut registrations = txn.open_table(REGISTRATIONS).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let owner = meta.get(LOG_ID).map_err(backend)?.map(|v| v.value());
             let durable = meta.get(LOG_SEQ).map_err(backend)?.map_or(0, |v| v.value());
@@ -208,6 +216,11 @@ impl RedbStore {
                     )));
                 }
                 for commit in wal::decode_commits(record.seq, &record.payload)? {
+                    if commit.expected_head == REGISTERED && commit.new.height == 0 {
+                        registrations
+                            .insert(commit.new.root.as_bytes(), commit.new.snapshot.as_ref())
+                            .map_err(backend)?;
+                    }
                     apply(
                         &mut heads,
                         &mut snapshots,
@@ -343,6 +356,9 @@ fn read_head(
     }))
 }
 
+/// The "expected head" a registration is logged with: names no snapshot.
+const REGISTERED: Hash = Hash::from_bytes([0; 32]);
+
 /// Moves `new.root`'s head from `expected_head` to `new.head`: the writes of one
 /// applied compare-and-set, shared by `commit` and by replay so that both leave the
 /// same state.
@@ -420,6 +436,10 @@ impl Store for RedbStore {
                 match read_head(&heads, &snapshots, head.root)? {
                     Some(current) => Some(current),
                     None => {
+                        txn.open_table(REGISTRATIONS)
+                            .map_err(backend)?
+                            .insert(head.root.as_bytes(), head.snapshot.as_ref())
+                            .map_err(backend)?;
                         snapshots
                             .insert(head.head.as_bytes(), head.snapshot.as_ref())
                             .map_err(backend)?;
@@ -443,7 +463,7 @@ impl Store for RedbStore {
                     // The zero "expected head" names no snapshot: replaying it
                     // removes nothing.
                     let registered = PersistCommit {
-                        expected_head: Hash::from_bytes([0; 32]),
+                        expected_head: REGISTERED,
                         new: head,
                     };
                     let mut payload = Vec::new();
@@ -504,6 +524,56 @@ impl Store for RedbStore {
             let txn = inner.db.begin_read().map_err(backend)?;
             let heads = txn.open_table(HEADS).map_err(backend)?;
             heads.len().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_roots(
+        &self,
+        after: Option<Hash>,
+        limit: usize,
+    ) -> Result<Vec<ListedRoot>, StoreError> {
+        let limit = limit.min(MAX_LIST_ROOTS);
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
+            let heads = txn.open_table(HEADS).map_err(backend)?;
+            let registrations = txn.open_table(REGISTRATIONS).map_err(backend)?;
+            let snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
+            let range = match after {
+                Some(after) => heads.range::<[u8; 32]>((
+                    std::ops::Bound::Excluded(*after.as_bytes()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => heads.range::<[u8; 32]>(..),
+            }
+            .map_err(backend)?;
+            let mut listed = Vec::with_capacity(limit);
+            for entry in range.take(limit) {
+                let (root, value) = entry.map_err(backend)?;
+                let root = root.value();
+                let (head, height) = value.value();
+                let mut registration = registrations
+                    .get(&root)
+                    .map_err(backend)?
+                    .map(|r| Bytes::copy_from_slice(r.value()));
+                if registration.is_none() && height == 0 {
+                    // Registered before the table existed, still at its root:
+                    // its only snapshot is the registration.
+                    registration = snapshots
+                        .get(&head)
+                        .map_err(backend)?
+                        .map(|r| Bytes::copy_from_slice(r.value()));
+                }
+                listed.push(ListedRoot::new(
+                    Hash::from_bytes(root),
+                    HeadRef {
+                        head: Hash::from_bytes(head),
+                        height,
+                    },
+                    registration,
+                ));
+            }
+            Ok(listed)
         })
         .await
     }
@@ -584,6 +654,25 @@ mod tests {
         std::fs::copy(store.path(), &db).expect("copy db");
         std::fs::copy(store.log_path(), log_path(&db)).expect("copy log");
         db
+    }
+
+    /// A registration that only the log holds (crashed before a checkpoint)
+    /// is listed with its registration snapshot after replay, also once its
+    /// head has moved on.
+    #[tokio::test]
+    async fn replay_restores_registrations_for_listings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let heads = chain(&store, "replay-list", 2).await;
+        let crashed = tempfile::tempdir().expect("tempdir");
+        let db = crash_copy(&store, crashed.path());
+        assert_eq!(durable_seq(&db), 0, "only the log holds the writes");
+        let reopened = RedbStore::open(&db).expect("reopen");
+        let listed = reopened.list_roots(None, 10).await.expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].root, heads[0].root);
+        assert_eq!(listed[0].head, HeadRef::from(&heads[2]));
+        assert_eq!(listed[0].registration.as_ref(), Some(&heads[0].snapshot));
     }
 
     /// Sequence of the last batch in the store's current state.

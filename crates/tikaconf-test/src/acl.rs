@@ -63,13 +63,15 @@ pub fn storage_rules(ns: &str, prefix: &str, password: &str, connect: &str) -> V
     words(&format!(
         "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests &{ns}replies:* &{ns}storage_nodes -@all \
          +psubscribe +punsubscribe +subscribe +unsubscribe +publish +ping {connect} \
-         +evalsha +script|load +get +mget +set +del +pexpire +scan"
+         +evalsha +script|load +get +mget +set +del +pexpire +scan +zadd +zrangebylex"
     ))
 }
 
-/// What only the Redis store needs: its scripts and the commands they call, and
-/// `SCAN` for the root count (the key rule `~<prefix>*` goes too).
-pub const KEY_COMMANDS: [&str; 8] = [
+/// What only the Redis store needs: its scripts and the commands they call
+/// (`ZADD` files a new root in the listing's sorted set, `ZRANGEBYLEX` reads a
+/// page of it), and `SCAN` for the root count (the key rule `~<prefix>*` goes
+/// too).
+pub const KEY_COMMANDS: [&str; 10] = [
     "+evalsha",
     "+script|load",
     "+get",
@@ -78,6 +80,8 @@ pub const KEY_COMMANDS: [&str; 8] = [
     "+del",
     "+pexpire",
     "+scan",
+    "+zadd",
+    "+zrangebylex",
 ];
 
 /// A storage node on the embedded redb store: the storage rules without any key

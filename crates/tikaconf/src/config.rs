@@ -374,12 +374,10 @@ impl Config {
             let base = self.current();
             let mut next = (*base.doc).clone();
             edit(&mut next)?;
-            let ops = json_patch::diff(&base.doc, &next);
-            if ops.0.is_empty() {
+            let ops = diff(&base.doc, &next);
+            if ops.as_array().is_some_and(Vec::is_empty) {
                 return Ok(base.head);
             }
-            let mut ops = serde_json::to_value(ops).map_err(|e| Error::Edit(e.to_string()))?;
-            removals_from_the_end(&mut ops);
             match self.submit_on(base.head, ops).await {
                 Ok(head) => return Ok(head),
                 Err(WriteError::Conflict { .. }) => self.wait_past(base.head).await,
@@ -430,6 +428,20 @@ fn carry_edit(doc: &mut Value, before: &Value, after: &Value) {
         }
         (doc, _, after) => *doc = after.clone(),
     }
+}
+
+/// The RFC 6902 ops that turn `before` into `after`, as [`Config::update`]
+/// publishes them: an empty array when the two are equal.
+///
+/// Public so that a writer that gets a whole new document (an HTTP `PUT`, a
+/// merge patch, an editor's buffer) publishes the same ops `update` would:
+/// array elements removed from the end of a run, which keeps a patch that
+/// shortens a long list within the protocol's work budget.
+pub fn diff(before: &Value, after: &Value) -> Value {
+    let ops = json_patch::diff(before, after);
+    let mut ops = serde_json::to_value(ops).unwrap_or_else(|_| Value::Array(Vec::new()));
+    removals_from_the_end(&mut ops);
+    ops
 }
 
 /// Rewrites each run of identical `remove` ops on one array index (how

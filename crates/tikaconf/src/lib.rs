@@ -70,7 +70,7 @@ pub mod testing;
 
 pub use change::{Change, Changes, Event, Watch};
 pub use client::{Client, ClientOptions, ClientStats};
-pub use config::Config;
+pub use config::{Config, diff};
 pub use connection::ConnectionState;
 pub use error::{Error, InvalidPatch, WriteError};
 pub use live::{Live, LiveClosed, LiveError};

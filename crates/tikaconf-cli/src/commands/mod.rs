@@ -3,6 +3,7 @@
 pub mod get;
 pub mod keygen;
 pub mod root;
+pub mod serve;
 pub mod storage;
 pub mod vectors;
 pub mod watch;

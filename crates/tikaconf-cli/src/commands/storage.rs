@@ -44,47 +44,58 @@ pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
             serve(global, store, &redis, &stores).await
         }
         StoreKind::Redis => {
-            let prefix = match global.namespace.as_deref() {
-                Some(ns) if !ns.is_empty() => format!("tikaconf:{ns}:"),
-                _ => "tikaconf:".to_owned(),
-            };
-            let ca = Credentials::from_options(global)?.tls_ca_pem;
-            let client = tikaconf_redis::bus::open_client(&global.redis, ca.as_deref())
-                .map_err(|e| Failure::new(Code::Connect, e).context(format!("Redis at {redis}")))?;
-            let store = RedisStore::with_client(client, &prefix)
-                .await
-                .map_err(|e| {
-                    Failure::new(Code::Connect, e).context(format!("Redis store at {redis}"))
-                })?;
-            let accepted = match args.accept_redis_durability {
-                None => AcceptedLoss::Nothing,
-                Some(AcceptedLossArg::Everysec) => AcceptedLoss::EverySec,
-                Some(AcceptedLossArg::None) => AcceptedLoss::None,
-            };
-            let found = store.check_durability(accepted).await.map_err(|e| {
-                Failure::other(e).context(format!(
-                    "refusing to store in Redis at {redis}: acknowledged writes could be lost"
-                ))
-            })?;
-            if !found.is_durable() {
-                tracing::warn!(
-                    %redis,
-                    persistence = %found,
-                    "Redis can lose acknowledged writes; accepted with --accept-redis-durability"
-                );
-            }
-            let stores = match found {
-                Persistence::Always => format!("Redis keys {prefix}* at {redis}"),
-                lossy => format!("Redis keys {prefix}* at {redis} (accepted: {lossy})"),
-            };
+            let (store, stores) = open_redis_store(global, args.accept_redis_durability).await?;
             serve(global, store, &redis, &stores).await
         }
     }
 }
 
+/// Opens the shared Redis store (keys under `tikaconf:[NS:]`) and checks that
+/// Redis keeps acknowledged writes, or loses no more than `accept` says;
+/// returns it with a description for logs. `tikaconf serve --redis` opens the
+/// same store, so that its storage node shares it with plain ones.
+pub async fn open_redis_store(
+    global: &Global,
+    accept: Option<AcceptedLossArg>,
+) -> Result<(RedisStore, String), Failure> {
+    let redis = session::redact(&global.redis);
+    let prefix = match global.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("tikaconf:{ns}:"),
+        _ => "tikaconf:".to_owned(),
+    };
+    let ca = Credentials::from_options(global)?.tls_ca_pem;
+    let client = tikaconf_redis::bus::open_client(&global.redis, ca.as_deref())
+        .map_err(|e| Failure::new(Code::Connect, e).context(format!("Redis at {redis}")))?;
+    let store = RedisStore::with_client(client, &prefix)
+        .await
+        .map_err(|e| Failure::new(Code::Connect, e).context(format!("Redis store at {redis}")))?;
+    let accepted = match accept {
+        None => AcceptedLoss::Nothing,
+        Some(AcceptedLossArg::Everysec) => AcceptedLoss::EverySec,
+        Some(AcceptedLossArg::None) => AcceptedLoss::None,
+    };
+    let found = store.check_durability(accepted).await.map_err(|e| {
+        Failure::other(e).context(format!(
+            "refusing to store in Redis at {redis}: acknowledged writes could be lost"
+        ))
+    })?;
+    if !found.is_durable() {
+        tracing::warn!(
+            %redis,
+            persistence = %found,
+            "Redis can lose acknowledged writes; accepted with --accept-redis-durability"
+        );
+    }
+    let stores = match found {
+        Persistence::Always => format!("Redis keys {prefix}* at {redis}"),
+        lossy => format!("Redis keys {prefix}* at {redis} (accepted: {lossy})"),
+    };
+    Ok((store, stores))
+}
+
 /// Opens the redb database in `dir`, creating the directory if missing. Opening
 /// may recover a file left by a crash, so it runs off the async threads.
-async fn open_redb(dir: &Path) -> Result<RedbStore, Failure> {
+pub async fn open_redb(dir: &Path) -> Result<RedbStore, Failure> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)
@@ -148,7 +159,7 @@ async fn serve<S: Store>(
 
 /// The node stopped because its store can no longer write: exit non-zero, the
 /// store's error (with its source) as the reason.
-fn store_failed(failed: tikaconf::storage_node::NodeFailed) -> Failure {
+pub fn store_failed(failed: tikaconf::storage_node::NodeFailed) -> Failure {
     Failure::other(failed)
 }
 

@@ -21,6 +21,7 @@ pub fn tikaconf(args: &[&str]) -> Command {
     cmd.args(args)
         .env_remove("TIKACONF_REDIS")
         .env_remove("TIKACONF_NAMESPACE")
+        .env_remove("TIKACONF_TOKEN")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd

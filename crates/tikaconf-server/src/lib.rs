@@ -1,0 +1,290 @@
+//! The HTTP API of `tikaconf serve`: configurations as JSON resources whose
+//! `ETag` is their head hash, conditional writes on it, live changes as
+//! Server-Sent Events, and an OpenAPI 3.1 document generated from the code.
+//!
+//! The server is one [`tikaconf::Client`] (following the roots requests ask
+//! for, see [`ApiOptions::followed_roots`]) behind an axum [`Router`]; the
+//! process that embeds it decides the bus (in-process or Redis) and whether a
+//! storage node runs beside it. [`Api::with_store`] gives the roots listing a
+//! store to read; without one, listing answers 501.
+//!
+//! ```no_run
+//! # async fn example(client: tikaconf::Client) -> std::io::Result<()> {
+//! use tikaconf_server::{Api, ApiOptions};
+//!
+//! let api = Api::new(client, ApiOptions::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7070").await?;
+//! // More routes (a `/metrics` endpoint, say) merge into `api.router()`.
+//! tikaconf_server::serve(listener, &api, api.router(), std::future::pending()).await
+//! # }
+//! ```
+//!
+//! Endpoints, statuses and headers: `docs/API.md`.
+
+mod auth;
+mod catalog;
+mod etag;
+mod follows;
+mod openapi;
+mod problem;
+mod routes;
+mod sse;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tikaconf::{Client, Limits};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The router type [`Api::router`] returns, re-exported so that an embedding
+/// binary can merge routes of its own without naming axum.
+pub use axum::Router;
+pub use catalog::Catalog;
+pub use etag::HEIGHT_HEADER;
+pub use problem::{ApiError, Problem};
+pub use routes::configs::{JSON_PATCH, MERGE_PATCH};
+
+/// Settings of the API.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// The bearer token every request must present (`Authorization: Bearer`);
+    /// `None`: no authentication, for a loopback address only (see
+    /// [`check_listen`]).
+    pub token: Option<String>,
+    /// The largest request body, in bytes; larger ones get 413. Defaults to
+    /// the protocol's largest message: a body beyond it could never become a
+    /// patch.
+    pub max_body_bytes: usize,
+    /// How many roots the API keeps followed at once (each costs its document
+    /// in memory and a subscription); past it, the root used longest ago is
+    /// unfollowed, and followed again (one load) when next asked.
+    pub followed_roots: usize,
+    /// How often an idle SSE stream gets a comment line, so that proxies keep
+    /// it open.
+    pub heartbeat: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> ApiOptions {
+        ApiOptions {
+            token: None,
+            max_body_bytes: Limits::default().max_message_bytes,
+            followed_roots: 1024,
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What `/readyz` says of the server's own storage node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageHealth {
+    /// Its store is open and it is subscribed and answering.
+    Ready,
+    /// Not answering yet.
+    Starting,
+    /// It stopped, for this reason.
+    Failed(String),
+}
+
+/// The API's state, shared by every request. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    follows: follows::Follows,
+    catalog: Option<Arc<dyn Catalog>>,
+    storage: Option<Arc<dyn Fn() -> StorageHealth + Send + Sync>>,
+    options: ApiOptions,
+    closing: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("follows", &self.inner.follows)
+            .field("listing", &self.inner.catalog.is_some())
+            .field("options", &ApiOptionsRedacted(&self.inner.options))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The options without the token, for `Debug`.
+struct ApiOptionsRedacted<'a>(&'a ApiOptions);
+
+impl std::fmt::Debug for ApiOptionsRedacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiOptions")
+            .field("token", &self.0.token.as_ref().map(|_| "(set)"))
+            .field("max_body_bytes", &self.0.max_body_bytes)
+            .field("followed_roots", &self.0.followed_roots)
+            .field("heartbeat", &self.0.heartbeat)
+            .finish()
+    }
+}
+
+impl Api {
+    /// An API that reads and writes through `client` (any bus).
+    pub fn new(client: Client, options: ApiOptions) -> Api {
+        Api {
+            inner: Arc::new(Inner {
+                follows: follows::Follows::new(client, options.followed_roots),
+                catalog: None,
+                storage: None,
+                options,
+                closing: watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// Lists roots from `catalog` (the store of the process's own storage
+    /// node). Call before [`Api::router`].
+    pub fn with_store(self, catalog: impl Catalog) -> Api {
+        self.rebuild(|inner| inner.catalog = Some(Arc::new(catalog)))
+    }
+
+    /// Reports the process's own storage node in `/readyz`. Call before
+    /// [`Api::router`].
+    pub fn with_storage_health(
+        self,
+        health: impl Fn() -> StorageHealth + Send + Sync + 'static,
+    ) -> Api {
+        self.rebuild(|inner| inner.storage = Some(Arc::new(health)))
+    }
+
+    fn rebuild(self, change: impl FnOnce(&mut Inner)) -> Api {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => Inner {
+                follows: follows::Follows::new(
+                    shared.follows.client().clone(),
+                    shared.options.followed_roots,
+                ),
+                catalog: shared.catalog.clone(),
+                storage: shared.storage.clone(),
+                options: shared.options.clone(),
+                closing: watch::channel(false).0,
+            },
+        };
+        change(&mut inner);
+        Api {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The routes: `/v1/...`, `/healthz`, `/readyz`, `/openapi.json`, and `/`
+    /// (where the web console will be served). Every route needs the token
+    /// when one is set. The embedding binary may merge more routes into it
+    /// (a `/metrics` endpoint, say); the token layer covers only these.
+    pub fn router(&self) -> Router {
+        let mut router = Router::new()
+            .route("/", get(console))
+            .route("/healthz", get(routes::health::healthz))
+            .route("/readyz", get(routes::health::readyz))
+            .route("/openapi.json", get(openapi_json))
+            .route(
+                "/v1/roots",
+                get(routes::roots::list).post(routes::roots::register),
+            )
+            .route(
+                "/v1/configs/{root}",
+                get(routes::configs::get)
+                    .patch(routes::configs::patch)
+                    .put(routes::configs::put),
+            )
+            .route("/v1/configs/{root}/events", get(sse::events))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(self.inner.options.max_body_bytes))
+            .with_state(self.clone());
+        if let Some(token) = &self.inner.options.token {
+            let token = auth::Token(Arc::from(token.as_bytes()));
+            router = router.layer(axum::middleware::from_fn_with_state(token, auth::require));
+        }
+        router
+    }
+
+    /// Ends every open SSE stream (the server is shutting down: a graceful
+    /// shutdown waits for open responses, and a stream never ends by itself).
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Api::close_streams`] was called.
+    fn closing(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let mut closing = self.inner.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closed| *closed).await;
+        }
+    }
+}
+
+/// `/`: where the web console will be.
+async fn console() -> Html<&'static str> {
+    Html(concat!(
+        "<!doctype html><meta charset=utf-8><title>tikaconf</title>",
+        "<h1>tikaconf</h1>",
+        "<p>The web console is not built yet. The HTTP API is under <code>/v1</code>; ",
+        "its description is <a href=\"/openapi.json\">/openapi.json</a>.</p>",
+    ))
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    axum::Json(openapi::document())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Why [`check_listen`] refuses an address.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A non-loopback address without a token: anyone who can reach the port
+    /// could change every configuration.
+    #[error(
+        "refusing to listen on {0} without a token: it is not a loopback address, so anyone \
+         who can reach it could change every configuration; give --token (or TIKACONF_TOKEN), \
+         or listen on 127.0.0.1"
+    )]
+    NoToken(SocketAddr),
+}
+
+/// Refuses to serve on a non-loopback address without a token.
+pub fn check_listen(addr: SocketAddr, token: Option<&str>) -> Result<(), ServeError> {
+    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        Ok(())
+    } else {
+        Err(ServeError::NoToken(addr))
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then closes the
+/// API's SSE streams and waits for the responses in flight.
+pub async fn serve(
+    listener: TcpListener,
+    api: &Api,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let api = api.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            api.close_streams();
+        })
+        .await
+}
