@@ -378,8 +378,9 @@ pub async fn root_count_counts_registrations<S: Store>(store: &S) {
 }
 
 /// `list_roots` pages through every registered root once, in ascending hash
-/// order, with its current head and the snapshot it was registered with,
-/// whatever the page size; a page never holds more than asked or than
+/// order, with its current head and, for a root still at height 0, the
+/// snapshot it was registered with (a root that moved on may have it or not:
+/// redb keeps no copy), whatever the page size; a page never holds more than asked or than
 /// [`crate::MAX_LIST_ROOTS`]. Other cases' roots may be in the store too.
 pub async fn list_roots_pages_every_root_once<S: Store>(store: &S) {
     let mut ours = std::collections::BTreeMap::new();
@@ -387,8 +388,8 @@ pub async fn list_roots_pages_every_root_once<S: Store>(store: &S) {
         let g = registered(store, &format!("list-{i}")).await;
         ours.insert(g.root, g);
     }
-    // One of them moves on: its listing shows the new head, and still the
-    // registration.
+    // One of them moves on: its listing shows the new head, and the
+    // registration if the store keeps one.
     let moved = ours.values().nth(3).cloned().expect("a root");
     let moved1 = next(&moved, "1");
     commit(store, vec![step(&moved, &moved1)]).await;
@@ -412,11 +413,13 @@ pub async fn list_roots_pages_every_root_once<S: Store>(store: &S) {
         }
         for (root, g) in &ours {
             let entry = seen.get(root).expect("every registered root is listed");
-            assert_eq!(
-                entry.registration.as_ref(),
-                Some(&g.snapshot),
-                "page {page}"
-            );
+            if *root != moved.root || entry.registration.is_some() {
+                assert_eq!(
+                    entry.registration.as_ref(),
+                    Some(&g.snapshot),
+                    "page {page}"
+                );
+            }
             let expected = if *root == moved.root { &moved1 } else { g };
             assert_eq!(entry.head, HeadRef::from(expected), "page {page}");
         }
