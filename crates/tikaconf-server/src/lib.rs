@@ -103,6 +103,9 @@ struct Inner {
     follows: follows::Follows,
     catalog: Option<Arc<dyn Catalog>>,
     storage: Option<Arc<dyn Fn() -> StorageHealth + Send + Sync>>,
+    /// Renders the process's metrics in Prometheus text format, for
+    /// `/metrics` (see [`Api::with_metrics`]).
+    metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     options: ApiOptions,
     closing: watch::Sender<bool>,
 }
@@ -139,6 +142,7 @@ impl Api {
                 follows: follows::Follows::new(client, options.followed_roots),
                 catalog: None,
                 storage: None,
+                metrics: None,
                 options,
                 closing: watch::channel(false).0,
             }),
@@ -160,6 +164,15 @@ impl Api {
         self.rebuild(|inner| inner.storage = Some(Arc::new(health)))
     }
 
+    /// Serves `/metrics`: `render` gives the process's metrics in Prometheus
+    /// text format (the embedding binary's exporter, such as
+    /// `metrics-exporter-prometheus`'s handle; this crate only counts through
+    /// the `metrics` facade and depends on no exporter). Behind the token
+    /// like every route. Call before [`Api::router`].
+    pub fn with_metrics(self, render: impl Fn() -> String + Send + Sync + 'static) -> Api {
+        self.rebuild(|inner| inner.metrics = Some(Arc::new(render)))
+    }
+
     fn rebuild(self, change: impl FnOnce(&mut Inner)) -> Api {
         let mut inner = match Arc::try_unwrap(self.inner) {
             Ok(inner) => inner,
@@ -170,6 +183,7 @@ impl Api {
                 ),
                 catalog: shared.catalog.clone(),
                 storage: shared.storage.clone(),
+                metrics: shared.metrics.clone(),
                 options: shared.options.clone(),
                 closing: watch::channel(false).0,
             },
@@ -180,10 +194,11 @@ impl Api {
         }
     }
 
-    /// The routes: `/v1/...`, `/healthz`, `/readyz`, `/openapi.json`, and `/`
-    /// (where the web console will be served). Every route needs the token
-    /// when one is set. The embedding binary may merge more routes into it
-    /// (a `/metrics` endpoint, say); the token layer covers only these.
+    /// The routes: `/v1/...`, `/healthz`, `/readyz`, `/metrics` (404 unless
+    /// [`Api::with_metrics`]), `/openapi.json`, and `/` (where the web console
+    /// will be served). Every route needs the token when one is set. The
+    /// embedding binary may merge more routes into it; the token layer covers
+    /// only these.
     pub fn router(&self) -> Router {
         let mut router = Router::new()
             .route("/", get(console))
@@ -201,6 +216,7 @@ impl Api {
                     .put(routes::configs::put),
             )
             .route("/v1/configs/{root}/events", get(sse::events))
+            .route("/metrics", get(routes::health::metrics))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.inner.options.max_body_bytes))

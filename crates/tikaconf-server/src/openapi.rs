@@ -20,7 +20,7 @@ use crate::sse;
         roots::list, roots::register,
         configs::get, configs::patch, configs::put,
         sse::events,
-        health::healthz, health::readyz,
+        health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
         Problem, roots::RootPage, roots::RootEntry, roots::Registered, configs::Written,

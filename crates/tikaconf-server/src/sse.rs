@@ -57,7 +57,9 @@ pub(crate) async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<Hash>().ok());
     let watch = config.watch();
-    let state = (watch, config, last, true, false);
+    // The config rides along to keep the root followed while the stream
+    // lives, and the guard to count the stream in the SSE clients gauge.
+    let state = (watch, (config, OpenStream::counted()), last, true, false);
     let stream = futures_util::stream::unfold(
         state,
         |(mut watch, config, last, mut first, mut behind)| async move {
@@ -93,6 +95,24 @@ pub(crate) async fn events(
             .interval(api.inner.options.heartbeat)
             .text("heartbeat"),
     ))
+}
+
+/// One open event stream, counted in `tikaconf_sse_clients` from its start
+/// until it is dropped (the client went away, or the server closed it).
+struct OpenStream(metrics::Gauge);
+
+impl OpenStream {
+    fn counted() -> OpenStream {
+        let gauge = metrics::gauge!(tikaconf::metrics::SSE_CLIENTS);
+        gauge.increment(1.0);
+        OpenStream(gauge)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 fn snapshot(change: &Change) -> SseEvent {

@@ -19,14 +19,27 @@ use crate::cli::{Global, ServeArgs, StoreKind};
 use crate::commands::storage::{open_redb, open_redis_store, store_failed};
 use crate::credentials::Credentials;
 use crate::failure::{Code, Failure};
-use crate::{output, session, shutdown};
+use crate::{exporter, output, session, shutdown};
+
+/// What `serve` hands from the wiring to the server.
+struct Options {
+    api: ApiOptions,
+    /// Renders `/metrics` (the recorder is installed first thing).
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
 
 pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result<(), Failure> {
     tikaconf_server::check_listen(args.listen, args.token.as_deref())
         .map_err(Failure::bad_input)?;
-    let options = ApiOptions {
-        token: args.token.clone().filter(|t| !t.is_empty()),
-        ..ApiOptions::default()
+    // Before the client and the storage node, which register their series
+    // with the recorder when they are made.
+    let metrics = exporter::install()?;
+    let options = Options {
+        api: ApiOptions {
+            token: args.token.clone().filter(|t| !t.is_empty()),
+            ..ApiOptions::default()
+        },
+        metrics,
     };
     if !redis_given {
         if args.no_storage || args.store == Some(StoreKind::Redis) {
@@ -98,7 +111,7 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
 async fn serve<S: Store + Clone>(
     global: &Global,
     args: &ServeArgs,
-    options: ApiOptions,
+    options: Options,
     client: Client,
     storage: Option<(BusHandle, S)>,
     stores: &str,
@@ -107,7 +120,8 @@ async fn serve<S: Store + Clone>(
         .await
         .map_err(|e| Failure::other(e).context(format!("cannot listen on {}", args.listen)))?;
     let address = listener.local_addr().map_err(Failure::other)?;
-    let mut api = Api::new(client, options);
+    let render = options.metrics;
+    let mut api = Api::new(client, options.api).with_metrics(move || render.render());
     let node = match storage {
         Some((bus, store)) => {
             let credentials = Credentials::from_options(global)?;
@@ -165,8 +179,8 @@ async fn serve<S: Store + Clone>(
     result
 }
 
-/// Every route this process serves: the API's, and beside it what the binary
-/// adds of its own (a `/metrics` endpoint merges in here).
+/// Every route this process serves: the API's (its `/metrics` included), and
+/// beside it what the binary adds of its own.
 fn routes(api: &Api) -> Router {
     api.router()
 }

@@ -1,5 +1,6 @@
-//! `/healthz` (the process answers) and `/readyz` (it can serve: bus
-//! connected, its storage node, if any, subscribed and answering).
+//! `/healthz` (the process answers), `/readyz` (it can serve: bus
+//! connected, its storage node, if any, subscribed and answering), and
+//! `/metrics` (the process's metrics, when the binary gave a renderer).
 
 use axum::Json;
 use axum::extract::State;
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::problem::{ApiError, Problem};
 use crate::{Api, StorageHealth};
 
 /// The process is up.
@@ -64,4 +66,27 @@ pub(crate) async fn readyz(State(api): State<Api>) -> Response {
         }),
     )
         .into_response()
+}
+
+/// The process's metrics in Prometheus text format (every series is listed in
+/// docs/ARCHITECTURE.md, "Metrics").
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
+         content_type = "text/plain"),
+        (status = 404, description = "This server exports no metrics", body = Problem,
+         content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn metrics(State(api): State<Api>) -> Response {
+    match &api.inner.metrics {
+        Some(render) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            render(),
+        )
+            .into_response(),
+        None => ApiError::NotFound.into_response(),
+    }
 }
