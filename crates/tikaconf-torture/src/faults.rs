@@ -244,6 +244,10 @@ async fn one(
     }
 }
 
+/// The longest a partition is held beyond its drawn span while the injector
+/// waits for writes to go on during it (see `partition_kill`).
+pub const PARTITION_WORK_WAIT: Duration = Duration::from_secs(10);
+
 /// The longest a killed node stays down on a shared store while the injector
 /// waits for the node left alone to answer a load and commit a write.
 pub const SURVIVOR_WAIT: Duration = Duration::from_secs(12);
@@ -293,6 +297,21 @@ async fn partition_kill(d: &Deployment, rng: &mut StdRng) -> anyhow::Result<Opti
         tokio::time::sleep(span / 2).await;
     } else {
         tokio::time::sleep(span).await;
+    }
+    // The pass exists to cut a node off while writes go on: hold the cut
+    // until they have (on a shared store a write Committed through A, on redb
+    // a write started), however slow the machine, up to PARTITION_WORK_WAIT.
+    // On a loaded machine writers blocked in writes begun before the cut may
+    // start none within a short span (seen in CI, seed 1796590065).
+    let deadline = Instant::now() + PARTITION_WORK_WAIT;
+    while Instant::now() < deadline
+        && if survivor {
+            d.recorder.committed_since(from) == 0
+        } else {
+            d.recorder.started_since(from) == 0
+        }
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let kill_while_cut = !survivor && rng.random_bool(0.5);
     // Issue 11's exact sequence, half the time on the shared store: no write

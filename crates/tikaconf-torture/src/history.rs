@@ -253,6 +253,15 @@ impl Recorder {
             .count()
     }
 
+    /// Writes started at or after `since`, whatever their outcome.
+    pub fn started_since(&self, since: Duration) -> usize {
+        self.lock()
+            .writes
+            .iter()
+            .filter(|w| w.started >= since)
+            .count()
+    }
+
     pub fn down(&self, window: DownWindow) {
         self.lock().down.push(window);
     }
