@@ -138,16 +138,20 @@ pub(crate) mod schemas {
             (
                 "PatchOp",
                 json!({
-                    "description": "One RFC 6902 operation.",
+                    "description": "One RFC 6902 operation (other members are ignored, but must be \
+                                protocol JSON too).",
                     "oneOf": [
                         {"type": "object", "required": ["op", "path", "value"],
                          "properties": {"op": {"enum": ["add", "replace", "test"]},
-                                        "path": pointer, "value": json_ref}},
+                                        "path": pointer, "value": json_ref},
+                     "additionalProperties": json_ref},
                         {"type": "object", "required": ["op", "path"],
-                         "properties": {"op": {"const": "remove"}, "path": pointer}},
+                         "properties": {"op": {"const": "remove"}, "path": pointer},
+                     "additionalProperties": json_ref},
                         {"type": "object", "required": ["op", "from", "path"],
                          "properties": {"op": {"enum": ["move", "copy"]},
-                                        "from": pointer, "path": pointer}},
+                                        "from": pointer, "path": pointer},
+                     "additionalProperties": json_ref},
                     ],
                 }),
             ),

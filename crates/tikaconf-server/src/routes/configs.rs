@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tikaconf::{Config, Hash, WriteError};
+use tikaconf::{Config, Hash, Limits, WriteError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Api;
@@ -151,10 +151,12 @@ pub(crate) async fn patch(
     let edit = match media_type(&headers).as_deref() {
         Some(JSON_PATCH) => {
             let ops = parse_json(&body)?;
-            if !ops.is_array() {
-                return Err(ApiError::BadRequest(
-                    "an RFC 6902 patch is a JSON array of operations".into(),
-                ));
+            // The ops' form is checked here, before `If-Match`: malformed
+            // ops are 400 whatever the head is.
+            if let Err(e) = serde_json::from_value::<json_patch::Patch>(ops.clone()) {
+                return Err(ApiError::BadRequest(format!(
+                    "an RFC 6902 patch is a JSON array of operations: {e}"
+                )));
             }
             Edit::Ops(ops)
         }
@@ -304,9 +306,13 @@ pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Ap
     })
 }
 
-/// The body as JSON, or 400.
+/// The body as JSON under the protocol's rules (numbers within ±2^53, no
+/// duplicate keys, nesting at most [`Limits::MAX_DEPTH_CEILING`] deep), or
+/// 400: a body no patch could carry is malformed whatever its conditions say,
+/// so it is refused before `If-Match` is compared.
 pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("not JSON: {e}")))
+    tikaconf::proto::json::parse_strict(body, Limits::MAX_DEPTH_CEILING)
+        .map_err(|e| ApiError::BadRequest(format!("not protocol JSON: {e}")))
 }
 
 /// The media type of the body, lower case, without parameters.
