@@ -60,6 +60,16 @@ pub(crate) fn document() -> serde_json::Value {
             components.insert(name.to_owned(), schema);
         }
     }
+    // Each event of the stream, as OpenAPI 3.2 says it (`itemSchema`); the
+    // 3.1 `schema` stays the stream as a whole, a string.
+    if let Some(stream) = doc
+        .pointer_mut(
+            "/paths/~1v1~1configs~1{root}~1events/get/responses/200/content/text~1event-stream",
+        )
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        stream.insert("itemSchema".into(), schemas::sse_event());
+    }
     doc
 }
 
@@ -102,6 +112,26 @@ pub(crate) mod schemas {
         )*};
     }
     placeholder_schema!(ProtocolJson, ConnectionInfo, PatchOp);
+
+    /// One event of `GET /v1/configs/{root}/events`: `snapshot` or `change`,
+    /// its id the head hash, its data JSON.
+    pub(crate) fn sse_event() -> Value {
+        let head = json!({"type": "string", "pattern": "^[0-9a-f]{64}$"});
+        json!({
+            "type": "object",
+            "required": ["event", "id", "data"],
+            "properties": {
+                "event": {"enum": ["snapshot", "change"]},
+                "id": head,
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "description": "`snapshot`: {head, height, document}; `change`: \
+                                    {head, height, ops}",
+                },
+            },
+        })
+    }
 
     /// The hand-written schemas, by component name.
     pub(crate) fn all() -> [(&'static str, Value); 3] {

@@ -705,6 +705,11 @@ async fn malformed_bodies_are_400_before_if_match_and_the_document_is_precise() 
         assert_eq!(place, "query", "{name}");
     }
     assert!(params("/v1/configs/{root}", "get").contains(&("pointer".into(), "query".into())));
+    let stream = &doc["paths"]["/v1/configs/{root}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert_eq!(
+        stream["itemSchema"]["required"],
+        json!(["event", "id", "data"])
+    );
     for schema in ["ProtocolJson", "PatchOp", "ConnectionInfo"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
