@@ -50,21 +50,35 @@ pub(crate) fn condition(
         let text = value
             .to_str()
             .map_err(|_| ApiError::BadRequest(format!("{name} is not ASCII")))?;
-        for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            if tag == "*" {
+        let mut rest = text;
+        loop {
+            rest = rest.trim_start_matches([' ', '\t', ',']);
+            if rest.is_empty() {
+                break;
+            }
+            if let Some(after) = rest.strip_prefix('*') {
                 any = true;
+                rest = after;
                 continue;
             }
-            let (is_weak, quoted) = match tag.strip_prefix("W/") {
-                Some(rest) => (true, rest),
-                None => (false, tag),
+            let (is_weak, quoted) = match rest.strip_prefix("W/") {
+                Some(after) => (true, after),
+                None => (false, rest),
             };
-            let inner = quoted
+            // An entity tag's characters never include `"`, but may include
+            // `,`: the tag ends at the next quote, not at the next comma.
+            let (inner, after) = quoted
                 .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
+                .and_then(|t| t.split_once('"'))
                 .ok_or_else(|| {
-                    ApiError::BadRequest(format!("{name}: {tag:?} is not a quoted entity tag"))
+                    ApiError::BadRequest(format!("{name}: {rest:?} is not a quoted entity tag"))
                 })?;
+            if !after.is_empty() && !after.starts_with([' ', '\t', ',']) {
+                return Err(ApiError::BadRequest(format!(
+                    "{name}: {rest:?} is not a list of quoted entity tags"
+                )));
+            }
+            rest = after;
             if is_weak && !weak {
                 continue;
             }
@@ -100,6 +114,14 @@ mod tests {
         assert_eq!(parse(&weak, false).unwrap(), Some(Condition::Heads(vec![])));
         assert_eq!(parse(&weak, true).unwrap(), Some(Condition::Heads(vec![h])));
         assert!(parse("unquoted", false).is_err());
+        assert!(parse("\"a\"b", false).is_err());
+        // A comma inside a tag belongs to the tag.
+        let comma = format!("\"x,y\" , \"{h}\",,");
+        assert_eq!(
+            parse(&comma, false).unwrap(),
+            Some(Condition::Heads(vec![h]))
+        );
+        assert_eq!(parse("", false).unwrap(), Some(Condition::Heads(vec![])));
         assert_eq!(
             condition(&HeaderMap::new(), header::IF_MATCH, false).unwrap(),
             None

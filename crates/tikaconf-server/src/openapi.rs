@@ -24,7 +24,7 @@ use crate::sse;
     ),
     components(schemas(
         Problem, roots::RootPage, roots::RootEntry, roots::Registered, configs::Written,
-        health::Readiness,
+        health::Readiness, schemas::ProtocolJson, schemas::ConnectionInfo, schemas::PatchOp,
     )),
     modifiers(&Bearer),
     tags(
@@ -48,7 +48,143 @@ impl utoipa::Modify for Bearer {
     }
 }
 
-/// The document, as served.
-pub(crate) fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document, as served: utoipa's, with the hand-written schemas of
+/// [`schemas`] in place of the placeholders their types register.
+pub(crate) fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(components) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for (name, schema) in schemas::all() {
+            components.insert(name.to_owned(), schema);
+        }
+    }
+    // Each event of the stream, as OpenAPI 3.2 says it (`itemSchema`); the
+    // 3.1 `schema` stays the stream as a whole, a string.
+    if let Some(stream) = doc
+        .pointer_mut(
+            "/paths/~1v1~1configs~1{root}~1events/get/responses/200/content/text~1event-stream",
+        )
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        stream.insert("itemSchema".into(), schemas::sse_event());
+    }
+    doc
+}
+
+/// Schemas written by hand, for what the protocol accepts but no Rust type
+/// describes: JSON as the protocol reads it (numbers within ±2^53), the
+/// connection info of a root, and one RFC 6902 operation.
+pub(crate) mod schemas {
+    use serde_json::{Value, json};
+    use utoipa::openapi::{ObjectBuilder, RefOr, Schema};
+    use utoipa::{PartialSchema, ToSchema};
+
+    /// The largest magnitude of a number the protocol takes (2^53).
+    const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
+
+    /// Each type below registers this placeholder under its name;
+    /// [`super::document`] puts the real schema in its place.
+    fn placeholder() -> RefOr<Schema> {
+        RefOr::T(Schema::Object(ObjectBuilder::new().build()))
+    }
+
+    /// Any JSON value the protocol takes: numbers within ±2^53 (a document,
+    /// a merge patch, an op's `value`).
+    pub(crate) struct ProtocolJson;
+
+    /// A root's connection info: Twitch's `{platform, channel}`, or any
+    /// other object.
+    pub(crate) struct ConnectionInfo;
+
+    /// One RFC 6902 operation.
+    pub(crate) struct PatchOp;
+
+    macro_rules! placeholder_schema {
+        ($($ty:ident),*) => {$(
+            impl PartialSchema for $ty {
+                fn schema() -> RefOr<Schema> {
+                    placeholder()
+                }
+            }
+            impl ToSchema for $ty {}
+        )*};
+    }
+    placeholder_schema!(ProtocolJson, ConnectionInfo, PatchOp);
+
+    /// One event of `GET /v1/configs/{root}/events`: `snapshot` or `change`,
+    /// its id the head hash, its data JSON.
+    pub(crate) fn sse_event() -> Value {
+        let head = json!({"type": "string", "pattern": "^[0-9a-f]{64}$"});
+        json!({
+            "type": "object",
+            "required": ["event", "id", "data"],
+            "properties": {
+                "event": {"enum": ["snapshot", "change"]},
+                "id": head,
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "description": "`snapshot`: {head, height, document}; `change`: \
+                                    {head, height, ops}",
+                },
+            },
+        })
+    }
+
+    /// The hand-written schemas, by component name.
+    pub(crate) fn all() -> [(&'static str, Value); 3] {
+        let json_ref = json!({"$ref": "#/components/schemas/ProtocolJson"});
+        let pointer = json!({"type": "string", "pattern": "^(/.*)?$",
+                             "description": "An RFC 6901 JSON Pointer"});
+        [
+            (
+                "ProtocolJson",
+                json!({
+                    "description": "Any JSON value whose numbers are within ±2^53 \
+                                    (nested at most 128 deep).",
+                    "anyOf": [
+                        {"type": "null"},
+                        {"type": "boolean"},
+                        {"type": "string"},
+                        {"type": "number", "minimum": -MAX_SAFE, "maximum": MAX_SAFE},
+                        {"type": "array", "items": json_ref},
+                        {"type": "object", "additionalProperties": json_ref},
+                    ],
+                }),
+            ),
+            (
+                "ConnectionInfo",
+                json!({
+                    "description": "Connection info: `{\"platform\":\"twitch\",\"channel\":\"#name\"}` \
+                                    (the Twitch rule: case and `#` do not matter), or any other \
+                                    object, taken as is. At most 4096 bytes in canonical form.",
+                    "type": "object",
+                    "additionalProperties": json_ref,
+                    "example": {"platform": "twitch", "channel": "#tikatoo"},
+                }),
+            ),
+            (
+                "PatchOp",
+                json!({
+                    "description": "One RFC 6902 operation (other members are ignored, but must be \
+                                protocol JSON too).",
+                    "oneOf": [
+                        {"type": "object", "required": ["op", "path", "value"],
+                         "properties": {"op": {"enum": ["add", "replace", "test"]},
+                                        "path": pointer, "value": json_ref},
+                     "additionalProperties": json_ref},
+                        {"type": "object", "required": ["op", "path"],
+                         "properties": {"op": {"const": "remove"}, "path": pointer},
+                     "additionalProperties": json_ref},
+                        {"type": "object", "required": ["op", "from", "path"],
+                         "properties": {"op": {"enum": ["move", "copy"]},
+                                        "from": pointer, "path": pointer},
+                     "additionalProperties": json_ref},
+                    ],
+                }),
+            ),
+        ]
+    }
 }

@@ -34,8 +34,8 @@ use crate::routes::root_segment;
     path = "/v1/configs/{root}/events",
     tag = "configs",
     params(
-        ("root" = String, Path, description = "A root hash or `twitch:<channel>`, URL-encoded"),
-        ("Last-Event-ID" = Option<String>, Header, description = "The last head received: resume after it"),
+        ("root" = String, Path, pattern = r#"^([0-9a-f]{64}|twitch:#?[A-Za-z0-9_]{1,25}|\{.*\})$"#, description = "A root hash or `twitch:<channel>`, URL-encoded"),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "The last head received: resume after it"),
     ),
     responses(
         (status = 200, description = "`text/event-stream`: `snapshot` events {head, height, document} and `change` events {head, height, ops}, id = head hash",

@@ -631,3 +631,86 @@ async fn probes_openapi_and_the_console_placeholder() {
     let console = get(&server.url("/")).await.expect(200);
     assert!(String::from_utf8_lossy(&console.body).contains("not built yet"));
 }
+
+/// What schemathesis found: a body no patch could carry is 400 before
+/// `If-Match` is compared (it was 412 on a stale head), oversized connection
+/// info is 413, an entity tag may hold a comma, and query parameters are
+/// declared in the query.
+#[tokio::test]
+async fn malformed_bodies_are_400_before_if_match_and_the_document_is_precise() {
+    let server = TestServer::start().await;
+    let url = twitch(&server, "strict").await;
+    let stale = format!("\"{}\"", Hash::from_bytes([1; 32]));
+    for (media, body) in [
+        (MERGE_PATCH, r#"{"x": -9007199254740994.0}"#),
+        ("application/json", r#"{"x": 18014398509481984}"#),
+        (JSON_PATCH, r#"[{"op": "copy", "from": ""}]"#),
+        (
+            JSON_PATCH,
+            r#"[{"op": "add", "path": "/x", "value": 1e300}]"#,
+        ),
+    ] {
+        let method = if media == "application/json" {
+            "PUT"
+        } else {
+            "PATCH"
+        };
+        let answer = call(
+            method,
+            &url,
+            &[("content-type", media), ("if-match", &stale)],
+            Some(body.as_bytes().to_vec()),
+        )
+        .await
+        .expect(400);
+        assert_eq!(answer.json()["code"], "bad_request", "{body}");
+    }
+    // A well-formed body on a stale head is still 412.
+    write(
+        "PATCH",
+        &url,
+        MERGE_PATCH,
+        Some(&Hash::from_bytes([1; 32]).to_string()),
+        &json!({"x": 1}),
+    )
+    .await
+    .expect(412);
+
+    // Connection info past 4096 canonical bytes: too large, like any body.
+    let big = json!({"platform": "elsewhere", "blob": "x".repeat(5000)});
+    let too_large = register(&server, big).await.expect(413);
+    assert_eq!(too_large.json()["code"], "too_large");
+
+    // `If-None-Match` with a comma inside one tag, then the current head.
+    let head = get(&url).await.expect(200).etag();
+    let listed = format!("\"a,b\", \"{head}\"");
+    call("GET", &url, &[("if-none-match", &listed)], None)
+        .await
+        .expect(304);
+
+    let doc = get(&server.url("/openapi.json")).await.expect(200).json();
+    let params = |path: &str, method: &str| -> Vec<(String, String)> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let name = p["name"].as_str().unwrap().to_owned();
+                let place = p["in"].as_str().unwrap().to_owned();
+                (name, place)
+            })
+            .collect()
+    };
+    for (name, place) in params("/v1/roots", "get") {
+        assert_eq!(place, "query", "{name}");
+    }
+    assert!(params("/v1/configs/{root}", "get").contains(&("pointer".into(), "query".into())));
+    let stream = &doc["paths"]["/v1/configs/{root}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert_eq!(
+        stream["itemSchema"]["required"],
+        json!(["event", "id", "data"])
+    );
+    for schema in ["ProtocolJson", "PatchOp", "ConnectionInfo"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+}

@@ -17,11 +17,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tikaconf::{Config, Hash, WriteError};
+use tikaconf::{Config, Hash, Limits, WriteError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Api;
 use crate::etag::{self, Condition, HEIGHT_HEADER};
+use crate::openapi::schemas::{PatchOp, ProtocolJson};
 use crate::problem::{ApiError, Problem};
 use crate::routes::{current, root_segment};
 
@@ -36,8 +37,10 @@ const REBASES: usize = 16;
 
 /// `?pointer=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct GetQuery {
     /// An RFC 6901 JSON Pointer: answer with the part of the document there.
+    #[param(pattern = "^(/.*)?$")]
     pointer: Option<String>,
 }
 
@@ -58,12 +61,12 @@ pub(crate) struct Written {
     path = "/v1/configs/{root}",
     tag = "configs",
     params(
-        ("root" = String, Path, description = "A root hash or `twitch:<channel>`, URL-encoded"),
+        ("root" = String, Path, pattern = r#"^([0-9a-f]{64}|twitch:#?[A-Za-z0-9_]{1,25}|\{.*\})$"#, description = "A root hash or `twitch:<channel>`, URL-encoded"),
         GetQuery,
-        ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the head is one of these"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t,]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t,]*(W/)?"[!#-~]*")*)?[ \t,]*$"#, description = "Answer 304 if the head is one of these"),
     ),
     responses(
-        (status = 200, description = "The document (or the part at the pointer)", body = Object,
+        (status = 200, description = "The document (or the part at the pointer)", body = Value,
          headers(("ETag" = String, description = "The head hash, quoted"),
                  ("Tikaconf-Height" = u64, description = "The head's height"))),
         (status = 304, description = "The head is the one named by If-None-Match"),
@@ -115,13 +118,13 @@ pub(crate) async fn get(
     path = "/v1/configs/{root}",
     tag = "configs",
     params(
-        ("root" = String, Path, description = "A root hash or `twitch:<channel>`, URL-encoded"),
-        ("If-Match" = Option<String>, Header, description = "Write only if the head is this one (quoted hash)"),
+        ("root" = String, Path, pattern = r#"^([0-9a-f]{64}|twitch:#?[A-Za-z0-9_]{1,25}|\{.*\})$"#, description = "A root hash or `twitch:<channel>`, URL-encoded"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t,]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t,]*(W/)?"[!#-~]*")*)?[ \t,]*$"#, description = "Write only if the head is this one (quoted hash)"),
     ),
     request_body(description = "`application/json-patch+json` (an array of RFC 6902 ops) or `application/merge-patch+json`",
         content(
-            (Vec<Object> = "application/json-patch+json"),
-            (Object = "application/merge-patch+json"),
+            (Vec<PatchOp> = "application/json-patch+json"),
+            (ProtocolJson = "application/merge-patch+json"),
         )),
     responses(
         (status = 200, description = "Committed: durably stored", body = Written,
@@ -148,10 +151,12 @@ pub(crate) async fn patch(
     let edit = match media_type(&headers).as_deref() {
         Some(JSON_PATCH) => {
             let ops = parse_json(&body)?;
-            if !ops.is_array() {
-                return Err(ApiError::BadRequest(
-                    "an RFC 6902 patch is a JSON array of operations".into(),
-                ));
+            // The ops' form is checked here, before `If-Match`: malformed
+            // ops are 400 whatever the head is.
+            if let Err(e) = serde_json::from_value::<json_patch::Patch>(ops.clone()) {
+                return Err(ApiError::BadRequest(format!(
+                    "an RFC 6902 patch is a JSON array of operations: {e}"
+                )));
             }
             Edit::Ops(ops)
         }
@@ -174,10 +179,10 @@ pub(crate) async fn patch(
     path = "/v1/configs/{root}",
     tag = "configs",
     params(
-        ("root" = String, Path, description = "A root hash or `twitch:<channel>`, URL-encoded"),
-        ("If-Match" = Option<String>, Header, description = "Write only if the head is this one (quoted hash)"),
+        ("root" = String, Path, pattern = r#"^([0-9a-f]{64}|twitch:#?[A-Za-z0-9_]{1,25}|\{.*\})$"#, description = "A root hash or `twitch:<channel>`, URL-encoded"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t,]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t,]*(W/)?"[!#-~]*")*)?[ \t,]*$"#, description = "Write only if the head is this one (quoted hash)"),
     ),
-    request_body(content = Object, description = "The new document", content_type = "application/json"),
+    request_body(content = ProtocolJson, description = "The new document: any JSON value", content_type = "application/json"),
     responses(
         (status = 200, description = "Committed: durably stored", body = Written,
          headers(("ETag" = String, description = "The new head, quoted"),
@@ -301,9 +306,13 @@ pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Ap
     })
 }
 
-/// The body as JSON, or 400.
+/// The body as JSON under the protocol's rules (numbers within ±2^53, no
+/// duplicate keys, nesting at most [`Limits::MAX_DEPTH_CEILING`] deep), or
+/// 400: a body no patch could carry is malformed whatever its conditions say,
+/// so it is refused before `If-Match` is compared.
 pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("not JSON: {e}")))
+    tikaconf::proto::json::parse_strict(body, Limits::MAX_DEPTH_CEILING)
+        .map_err(|e| ApiError::BadRequest(format!("not protocol JSON: {e}")))
 }
 
 /// The media type of the body, lower case, without parameters.

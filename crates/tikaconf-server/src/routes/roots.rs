@@ -9,11 +9,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tikaconf::proto::root::RootError;
 use tikaconf::store::MAX_LIST_ROOTS;
 use tikaconf::{Error, Hash, Root, RootConfig};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Api;
+use crate::openapi::schemas::ConnectionInfo;
 use crate::problem::{ApiError, Problem};
 use crate::routes::configs::{parse_json, read_body, version_headers};
 use crate::routes::current;
@@ -27,10 +29,13 @@ const PAGES_PER_REQUEST: usize = 10;
 
 /// The listing's query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Roots per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// The `next` of the previous page.
+    #[param(pattern = "^([0-9a-f]{64})?$")]
     cursor: Option<String>,
     /// Only roots whose connection info has this `platform` (e.g. `twitch`).
     platform: Option<String>,
@@ -158,11 +163,12 @@ pub(crate) async fn list(
     post,
     path = "/v1/roots",
     tag = "roots",
-    request_body(content = Object, description = "Connection info", content_type = "application/json"),
+    request_body(content = ConnectionInfo, description = "Connection info", content_type = "application/json"),
     responses(
         (status = 201, description = "Registered now", body = Registered),
         (status = 200, description = "Already registered", body = Registered),
         (status = 400, description = "Not connection info", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body or connection info too large", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No storage node answered", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -200,13 +206,19 @@ pub(crate) async fn register(
 /// Connection info as a root configuration; Twitch's `{platform, channel}`
 /// by the Twitch rule, so that the API and `twitch:<channel>` agree.
 fn root_config(connection: Value) -> Result<RootConfig, ApiError> {
-    let bad = |e: &dyn std::fmt::Display| ApiError::BadRequest(format!("not connection info: {e}"));
+    // Too large is 413, as for every other body; anything else is malformed.
+    let bad = |e: RootError| match e {
+        RootError::TooLong { .. } | RootError::TooLarge => {
+            ApiError::TooLarge(format!("connection info: {e}"))
+        }
+        e => ApiError::BadRequest(format!("not connection info: {e}")),
+    };
     if let Value::Object(map) = &connection
         && map.len() == 2
         && map.get("platform").and_then(Value::as_str) == Some("twitch")
         && let Some(channel) = map.get("channel").and_then(Value::as_str)
     {
-        return RootConfig::twitch(channel).map_err(|e| bad(&e));
+        return RootConfig::twitch(channel).map_err(bad);
     }
-    RootConfig::from_connection(connection).map_err(|e| bad(&e))
+    RootConfig::from_connection(connection).map_err(bad)
 }
