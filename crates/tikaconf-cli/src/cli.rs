@@ -131,6 +131,20 @@ pub enum Command {
         #[command(flatten)]
         precondition: Precondition,
     },
+    /// Remove the value at a JSON Pointer (one RFC 6902 `remove` op); prints the new head.
+    ///
+    /// A pointer that does not resolve exits with code 2 (the op does not
+    /// apply) and publishes nothing.
+    Rm {
+        /// The configuration to change: a root hash, `twitch:#channel` or connection
+        /// info as JSON (see `tikaconf --help`).
+        root: String,
+        /// RFC 6901 JSON Pointer of the value to remove, such as `/commands/!hello`
+        /// (not `""`: the document itself cannot be removed).
+        pointer: String,
+        #[command(flatten)]
+        precondition: Precondition,
+    },
     /// Submit an RFC 6902 patch document from FILE, or `-` for stdin; prints the new head.
     Patch {
         /// The configuration to change: a root hash, `twitch:#channel` or connection
@@ -157,6 +171,12 @@ pub enum Command {
     Watch(WatchArgs),
     /// Print the protocol test vectors of docs/PROTOCOL.md as `key: value` lines.
     Vectors,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    /// on stdout, e.g. `tikaconf completions bash > /etc/bash_completion.d/tikaconf`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
     /// Make a new Ed25519 key pair for signed updates: prints `secret: HEX` (keep it
     /// in a file for --signing-key) and `public: HEX` (for --trust-key).
     Keygen,

@@ -120,6 +120,12 @@ async fn dispatch(cli: &Cli, redis_given: bool) -> Result<(), Failure> {
             file,
             precondition,
         } => commands::write::patch(global, root, file, precondition.if_head).await,
+        Command::Rm {
+            root,
+            pointer,
+            precondition,
+        } => commands::write::rm(global, root, pointer, precondition.if_head).await,
+        Command::Completions { shell } => commands::completions::run(*shell),
         Command::Watch(args) => commands::watch::run(global, args).await,
     }
 }

@@ -543,6 +543,48 @@ fn schema_refuses_a_write_that_would_break_readers() {
     assert!(stderr(&out).contains("--schema"), "{}", stderr(&out));
 }
 
+/// `rm ROOT POINTER` removes what is there (committed: `get` then exits 8),
+/// refuses what is not (exit 2, nothing published) and the document itself.
+#[test]
+fn rm_removes_a_value_and_only_one_that_is_there() {
+    let d = Deployment::start();
+    let head = ok_line(&d.run(&[
+        "set",
+        TIKATOO,
+        "/commands",
+        r#"{"!hi":"hello","!bye":"bye"}"#,
+    ]));
+    let removed = ok_line(&d.run(&["rm", TIKATOO, "/commands/!hi"]));
+    assert_ne!(removed, head, "a patch was committed");
+    assert_code(&d.run(&["get", TIKATOO, "/commands/!hi"]), 8);
+    assert_eq!(
+        ok_line(&d.run(&["get", "-o", "raw", TIKATOO, "/commands/!bye"])),
+        "bye"
+    );
+
+    let absent = d.run(&["rm", TIKATOO, "/commands/!hi"]);
+    assert_code(&absent, 2);
+    let now = ok_line(&d.run(&["get", "--with-head", "-o", "json", TIKATOO, "/commands"]));
+    assert!(now.contains(&removed), "nothing was published: {now}");
+    assert_code(&d.run(&["rm", TIKATOO, ""]), 2);
+    let stale = d.run(&["rm", "--if-head", &head, TIKATOO, "/commands/!bye"]);
+    assert_code(&stale, 4);
+}
+
+/// `completions SHELL` prints a script that knows the binary's verbs.
+#[test]
+fn completions_cover_every_verb() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert_code(&out, 0);
+        let script = stdout(&out);
+        for verb in ["serve", "get", "set", "rm", "patch", "watch", "completions"] {
+            assert!(script.contains(verb), "{shell} script lacks {verb}");
+        }
+    }
+    assert_code(&run(&["completions", "tcsh"]), 2);
+}
+
 #[test]
 fn no_storage_means_timeout_exit_5() {
     let redis = RedisServer::start();

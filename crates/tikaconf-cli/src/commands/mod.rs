@@ -1,5 +1,6 @@
 //! One module per subcommand; `main.rs` only dispatches.
 
+pub mod completions;
 pub mod get;
 pub mod keygen;
 pub mod root;

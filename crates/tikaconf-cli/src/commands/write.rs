@@ -1,4 +1,4 @@
-//! `tikaconf set` and `tikaconf patch`: durable writes.
+//! `tikaconf set`, `tikaconf rm` and `tikaconf patch`: durable writes.
 //!
 //! Both end in the same way: the patch is published against the current head (or,
 //! with `--if-head HASH`, only if the current head is HASH: the library's
@@ -33,6 +33,23 @@ pub async fn set(
     let value = parse(value.as_bytes()).map_err(|f| f.context("JSON value"))?;
     let ops = json!([{"op": "add", "path": at, "value": value}]);
     submit(global, root, ops, if_head).await
+}
+
+/// `rm ROOT POINTER`: one `remove` op. `""` is refused before connecting:
+/// RFC 6902 has no removal of the document itself.
+pub async fn rm(
+    global: &Global,
+    root: &str,
+    at: &str,
+    if_head: Option<Hash>,
+) -> Result<(), Failure> {
+    pointer::check(at)?;
+    if at.is_empty() {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "rm needs a pointer inside the document: \"\" would remove the document itself"
+        )));
+    }
+    submit(global, root, json!([{"op": "remove", "path": at}]), if_head).await
 }
 
 /// `patch ROOT FILE|-`: an RFC 6902 patch document (a JSON array of ops).
