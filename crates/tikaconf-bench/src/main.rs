@@ -1,5 +1,5 @@
 //! `tikaconf-bench`: how tikaconf compares with raw Redis, etcd and NATS on the
-//! eight workloads of issue 4, measured in one run on one machine.
+//! eight workloads of issue 4 and the HTTP API's (issue 13), measured in one run on one machine.
 //!
 //! Absolute figures from a shared two-core machine say little; ratios between
 //! systems measured minutes apart on the same machine say much more. So the
@@ -9,13 +9,14 @@
 //! a count of targets met. `--quick` is the same run, reduced to fit in a
 //! minute, for CI to check that the benchmark still works.
 //!
-//! The binary also has two hidden roles it runs itself as child processes: a
-//! storage node, and a process following many roots (so that their memory and
+//! The binary also has three hidden roles it runs itself as child processes: a
+//! storage node, the HTTP API, and a process following many roots (so that their memory and
 //! restart times are measured alone).
 
 mod baselines;
 mod cpu;
 mod deploy;
+mod http_api;
 mod report;
 mod servers;
 mod stats;
@@ -41,7 +42,7 @@ struct Cli {
     /// workload still works; its figures are not meant to be compared.
     #[arg(long)]
     quick: bool,
-    /// Run only these workloads (1-8), e.g. `--only 1,3`.
+    /// Run only these workloads (1-9), e.g. `--only 1,3`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// Install a Prometheus recorder in the benchmark process (its clients
@@ -65,6 +66,13 @@ enum Role {
         data: PathBuf,
         #[arg(long, default_value = "redb")]
         store: tikaconf_test::storage_node::StoreKind,
+    },
+    /// (internal) The HTTP API of `tikaconf serve` over a client of `redis`,
+    /// until stdin closes (see `http_api`).
+    #[command(hide = true)]
+    HttpApi {
+        #[arg(long)]
+        redis: String,
     },
     /// (internal) Follows every root in a file and reports time and memory.
     #[command(hide = true)]
@@ -106,6 +114,7 @@ fn main() -> ExitCode {
         Some(Role::StorageNode { redis, data, store }) => {
             runtime.block_on(tikaconf_test::storage_node::serve(&redis, &data, store))
         }
+        Some(Role::HttpApi { redis }) => runtime.block_on(http_api::serve(&redis)),
         Some(Role::FollowMany { redis, roots }) => {
             runtime.block_on(workloads::scale::run_follow_many(&redis, &roots))
         }
@@ -214,7 +223,7 @@ async fn run(quick: bool, only: &[u8]) -> anyhow::Result<bool> {
 
     let mut sections: Vec<Section> = Vec::new();
     let mut healthy = true;
-    for number in 1..=8u8 {
+    for number in 1..=9u8 {
         if !only.is_empty() && !only.contains(&number) {
             continue;
         }
@@ -226,7 +235,8 @@ async fn run(quick: bool, only: &[u8]) -> anyhow::Result<bool> {
             5 => workloads::chain::run(&ctx).await,
             6 => workloads::cold_load::run(&ctx).await,
             7 => workloads::scale::run(&ctx).await,
-            _ => workloads::fanout::run(&ctx).await,
+            8 => workloads::fanout::run(&ctx).await,
+            _ => workloads::http::run(&ctx).await,
         };
         match result {
             Ok(section) => {

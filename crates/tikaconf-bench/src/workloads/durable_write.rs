@@ -66,23 +66,32 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         }
         Err(why) => section.not_run(CASE, NATS, why.clone()),
     }
-    let tk = async {
-        let client = deploy::client(&ctx.redis_url).await?;
-        let config = client.follow(bench_root("durable-write", 0)).await?;
-        let value_len = value_len_for_patch(SIZE);
-        sequential(iterations, budget, |seq| {
-            let config = config.clone();
-            async move {
-                let op = if seq == 0 { "add" } else { "replace" };
-                config.submit(set_ops(op, filler(value_len, seq))).await?;
-                anyhow::Ok(())
-            }
-        })
-        .await
-    };
+    let tk = durable_submits(ctx, "durable-write", iterations, budget);
     section.record(CASE, TIKACONF, tk.await.map(Samples::summarize));
     section.ratio_target(CASE, ETCD, Metric::P50, 1.0);
     Ok(section)
+}
+
+/// Sequential `submit`s of 200 B patches on the root of `workload`, each timed
+/// until `Committed`.
+pub async fn durable_submits(
+    ctx: &Ctx,
+    workload: &str,
+    iterations: usize,
+    budget: Duration,
+) -> anyhow::Result<Samples> {
+    let client = deploy::client(&ctx.redis_url).await?;
+    let config = client.follow(bench_root(workload, 0)).await?;
+    let value_len = value_len_for_patch(SIZE);
+    sequential(iterations, budget, |seq| {
+        let config = config.clone();
+        async move {
+            let op = if seq == 0 { "add" } else { "replace" };
+            config.submit(set_ops(op, filler(value_len, seq))).await?;
+            anyhow::Ok(())
+        }
+    })
+    .await
 }
 
 /// Runs `op(seq)` one after another (5 untimed warm-ups first), timing each.

@@ -1,4 +1,4 @@
-//! The eight workloads of the benchmark, one module each, and what they share:
+//! The nine workloads of the benchmark, one module each, and what they share:
 //! the run's context (servers, mode), payloads of a given size, and the receipt
 //! queues through which followers and subscribers report when something arrived.
 //!
@@ -11,6 +11,7 @@ pub mod cold_load;
 pub mod durable_throughput;
 pub mod durable_write;
 pub mod fanout;
+pub mod http;
 pub mod propagation;
 pub mod scale;
 pub mod visibility;

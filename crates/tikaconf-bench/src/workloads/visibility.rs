@@ -33,7 +33,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         Ok(endpoint) => section.record(
             CASE,
             ETCD,
-            etcd_put_watch(endpoint, iterations, budget)
+            etcd_put_watch(endpoint, "bench/visibility", iterations, budget)
                 .await
                 .map(Samples::summarize),
         ),
@@ -65,15 +65,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     Ok(section)
 }
 
-async fn etcd_put_watch(
+/// etcd put -> watch event at another client, on `key`.
+pub async fn etcd_put_watch(
     endpoint: &str,
+    key: &'static str,
     iterations: usize,
     budget: Duration,
 ) -> anyhow::Result<Samples> {
     let writer = etcd::connect(endpoint).await?;
     let mut watcher = etcd::connect(endpoint).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let key = "bench/visibility";
     let _tasks = Tasks(vec![etcd::watch(&mut watcher, key, tx).await?]);
     timed_puts(iterations, budget, &mut rx, |seq| {
         let mut writer = writer.clone();
@@ -102,7 +103,7 @@ async fn nats_put_watch(url: &str, iterations: usize, budget: Duration) -> anyho
 }
 
 /// Sequential puts, each timed from the call to the watcher's receipt.
-async fn timed_puts<F, Fut>(
+pub async fn timed_puts<F, Fut>(
     iterations: usize,
     budget: Duration,
     rx: &mut mpsc::UnboundedReceiver<Instant>,
