@@ -144,17 +144,17 @@ pub struct ListedRoot {
     pub head: HeadRef,
     /// The canonical snapshot message it was registered with (height 0: its
     /// `config` is the root configuration, the connection info), kept as
-    /// opaque bytes like every snapshot. Always there for a root still at
-    /// height 0 (its only snapshot); for a root that moved on, the memory and
-    /// Redis stores keep it and redb does not yet (`None`).
+    /// opaque bytes like every snapshot. Every store keeps it; `None` only for
+    /// a root that moved past height 0 in a redb store written before redb
+    /// kept it (converted on open, with nothing to recover it from).
     ///
     /// Why: a store otherwise holds only the latest snapshot, and once a root
     /// has moved past height 0 nothing says which channel or server it is for;
     /// a listing filtered by platform, or a console showing channel names,
-    /// needs that. redb's first way of keeping it (a table written with each
-    /// registration) made a 100,000-root store 1.7x larger and its restart
-    /// 1.2-1.3x slower (tikaconf-bench workload 7), so it waits for a compact
-    /// design (issue 13).
+    /// needs that. redb keeps it in the root's record, moved there from
+    /// `snapshots` when the root first changes: a table of its own made a
+    /// 100,000-root store 1.7x larger and its restart 1.2-1.3x slower
+    /// (tikaconf-bench workload 7, issue 13).
     pub registration: Option<bytes::Bytes>,
 }
 

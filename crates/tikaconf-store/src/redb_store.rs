@@ -8,7 +8,10 @@
 //! the runtime (see [Where the work runs](#where-the-work-runs)).
 //!
 //! Layout, as in the design:
-//! - `heads`: root hash -> (latest hash, height)
+//! - `roots`: root hash -> its record: latest hash, height, and once it has
+//!   moved past height 0 the snapshot it was registered with (see
+//!   [`record`]; a store written before the record had `heads` instead, root
+//!   hash -> (latest hash, height), converted when it is first opened)
 //! - `snapshots`: latest hash -> canonical snapshot bytes
 //! - `meta`: `"log_seq"` -> sequence of the last batch applied, `"log_id"` -> id of
 //!   the write-ahead log that belongs to this database (see below)
@@ -84,17 +87,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition,
+    TableDefinition, TableHandle,
 };
 
+mod record;
+
+use self::record::RootRecord;
 use crate::wal::{self, Wal};
 use crate::{
     Hash, HeadRef, ListedRoot, MAX_LIST_ROOTS, PersistCommit, PersistOutcome, Store, StoreError,
     StoredHead, check_register, decide,
 };
 
-/// `root -> (latest hash, height)`.
-const HEADS: TableDefinition<[u8; 32], ([u8; 32], u64)> = TableDefinition::new("heads");
+/// `root -> record` (see [`record`]).
+const ROOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("roots");
+/// What `roots` replaced: `root -> (latest hash, height)`. Only read, by the
+/// conversion of an older store when it is opened.
+const OLD_HEADS: TableDefinition<[u8; 32], ([u8; 32], u64)> = TableDefinition::new("heads");
 /// `latest hash -> snapshot bytes`.
 const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
 /// Bookkeeping: [`LOG_SEQ`].
@@ -175,7 +184,8 @@ impl RedbStore {
         let txn = db.begin_write().map_err(backend)?;
         let (mut log, last, store_id) = {
             // Create every table up front so that readers never meet a missing one.
-            let mut heads = txn.open_table(HEADS).map_err(backend)?;
+            let mut roots = txn.open_table(ROOTS).map_err(backend)?;
+            convert_old_heads(&txn, &mut roots)?;
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let owner = meta.get(LOG_ID).map_err(backend)?.map(|v| v.value());
@@ -209,7 +219,7 @@ impl RedbStore {
                 }
                 for commit in wal::decode_commits(record.seq, &record.payload)? {
                     apply(
-                        &mut heads,
+                        &mut roots,
                         &mut snapshots,
                         &commit.expected_head,
                         &commit.new,
@@ -316,17 +326,26 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+/// Reads a root's record through any table handle (read or write transaction).
+fn read_record(
+    roots: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    root: &Hash,
+) -> Result<Option<RootRecord>, StoreError> {
+    match roots.get(root.as_bytes()).map_err(backend)? {
+        Some(entry) => RootRecord::decode(root, entry.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Reads a root's head through any table handle (read or write transaction).
 fn read_head(
-    heads: &impl ReadableTable<[u8; 32], ([u8; 32], u64)>,
+    roots: &impl ReadableTable<[u8; 32], &'static [u8]>,
     snapshots: &impl ReadableTable<[u8; 32], &'static [u8]>,
     root: Hash,
 ) -> Result<Option<StoredHead>, StoreError> {
-    let Some(entry) = heads.get(root.as_bytes()).map_err(backend)? else {
+    let Some(RootRecord { head, height, .. }) = read_record(roots, &root)? else {
         return Ok(None);
     };
-    let (head, height) = entry.value();
-    let head = Hash::from_bytes(head);
     let snapshot = snapshots
         .get(head.as_bytes())
         .map_err(backend)?
@@ -347,23 +366,80 @@ fn read_head(
 const REGISTERED: Hash = Hash::from_bytes([0; 32]);
 
 /// Moves `new.root`'s head from `expected_head` to `new.head`: the writes of one
-/// applied compare-and-set, shared by `commit` and by replay so that both leave the
-/// same state.
+/// applied compare-and-set, shared by `commit`, `register` and replay so that
+/// all leave the same state. A registration is the case where the root has no
+/// record yet (`expected_head` is then [`REGISTERED`], which names no snapshot).
+///
+/// The old head's snapshot is deleted, except the root's own registration when
+/// the root leaves height 0: that moves into the record (see [`record`]).
 fn apply(
-    heads: &mut Table<[u8; 32], ([u8; 32], u64)>,
+    roots: &mut Table<[u8; 32], &'static [u8]>,
     snapshots: &mut Table<[u8; 32], &'static [u8]>,
     expected_head: &Hash,
     new: &StoredHead,
 ) -> Result<(), StoreError> {
+    let registration = match read_record(roots, &new.root)? {
+        Some(RootRecord {
+            registration: Some(kept),
+            ..
+        }) => Some(kept),
+        // Leaving height 0: the snapshot about to be deleted is the root's.
+        Some(RootRecord { height: 0, .. }) if *expected_head == new.root => snapshots
+            .get(expected_head.as_bytes())
+            .map_err(backend)?
+            .map(|s| Bytes::copy_from_slice(s.value())),
+        _ => None,
+    };
     snapshots
         .insert(new.head.as_bytes(), new.snapshot.as_ref())
         .map_err(backend)?;
-    heads
-        .insert(new.root.as_bytes(), (*new.head.as_bytes(), new.height))
+    let record = RootRecord {
+        head: new.head,
+        height: new.height,
+        registration,
+    };
+    roots
+        .insert(new.root.as_bytes(), record.encode().as_slice())
         .map_err(backend)?;
-    snapshots
-        .remove(expected_head.as_bytes())
-        .map_err(backend)?;
+    if *expected_head != new.head {
+        snapshots
+            .remove(expected_head.as_bytes())
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Converts a store written before the `roots` record (it has a `heads`
+/// table): every head is carried over, in the open's transaction, and `heads`
+/// is deleted. A root that had already moved past height 0 gets no
+/// registration: that store kept none.
+fn convert_old_heads(
+    txn: &redb::WriteTransaction,
+    roots: &mut Table<[u8; 32], &'static [u8]>,
+) -> Result<(), StoreError> {
+    let old = txn
+        .list_tables()
+        .map_err(backend)?
+        .any(|t| t.name() == "heads");
+    if !old {
+        return Ok(());
+    }
+    {
+        let heads = txn.open_table(OLD_HEADS).map_err(backend)?;
+        for entry in heads.iter().map_err(backend)? {
+            let (root, value) = entry.map_err(backend)?;
+            let (head, height) = value.value();
+            let record = RootRecord {
+                head: Hash::from_bytes(head),
+                height,
+                registration: None,
+            };
+            roots
+                .insert(root.value(), record.encode().as_slice())
+                .map_err(backend)?;
+        }
+    }
+    txn.delete_table(OLD_HEADS).map_err(backend)?;
     Ok(())
 }
 
@@ -405,9 +481,9 @@ impl Store for RedbStore {
     async fn load(&self, root: Hash) -> Result<Option<StoredHead>, StoreError> {
         self.blocking(move |inner| {
             let txn = inner.db.begin_read().map_err(backend)?;
-            let heads = txn.open_table(HEADS).map_err(backend)?;
+            let roots = txn.open_table(ROOTS).map_err(backend)?;
             let snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
-            read_head(&heads, &snapshots, root)
+            read_head(&roots, &snapshots, root)
         })
         .await
     }
@@ -418,17 +494,12 @@ impl Store for RedbStore {
             let mut log = inner.log()?;
             let txn = inner.db.begin_write().map_err(backend)?;
             let current = {
-                let mut heads = txn.open_table(HEADS).map_err(backend)?;
+                let mut roots = txn.open_table(ROOTS).map_err(backend)?;
                 let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
-                match read_head(&heads, &snapshots, head.root)? {
+                match read_head(&roots, &snapshots, head.root)? {
                     Some(current) => Some(current),
                     None => {
-                        snapshots
-                            .insert(head.head.as_bytes(), head.snapshot.as_ref())
-                            .map_err(backend)?;
-                        heads
-                            .insert(head.root.as_bytes(), (*head.head.as_bytes(), head.height))
-                            .map_err(backend)?;
+                        apply(&mut roots, &mut snapshots, &REGISTERED, &head)?;
                         None
                     }
                 }
@@ -468,14 +539,14 @@ impl Store for RedbStore {
             let txn = inner.db.begin_write().map_err(backend)?;
             let mut outcomes = Vec::with_capacity(batch.len());
             {
-                let mut heads = txn.open_table(HEADS).map_err(backend)?;
+                let mut roots = txn.open_table(ROOTS).map_err(backend)?;
                 let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
                 for commit in &batch {
-                    let current = read_head(&heads, &snapshots, commit.new.root)?;
+                    let current = read_head(&roots, &snapshots, commit.new.root)?;
                     let outcome = decide(current.as_ref(), commit);
                     if outcome == PersistOutcome::Applied {
                         apply(
-                            &mut heads,
+                            &mut roots,
                             &mut snapshots,
                             &commit.expected_head,
                             &commit.new,
@@ -505,8 +576,8 @@ impl Store for RedbStore {
     async fn root_count(&self) -> Result<u64, StoreError> {
         self.blocking(|inner| {
             let txn = inner.db.begin_read().map_err(backend)?;
-            let heads = txn.open_table(HEADS).map_err(backend)?;
-            heads.len().map_err(backend)
+            let roots = txn.open_table(ROOTS).map_err(backend)?;
+            roots.len().map_err(backend)
         })
         .await
     }
@@ -519,40 +590,35 @@ impl Store for RedbStore {
         let limit = limit.min(MAX_LIST_ROOTS);
         self.blocking(move |inner| {
             let txn = inner.db.begin_read().map_err(backend)?;
-            let heads = txn.open_table(HEADS).map_err(backend)?;
+            let roots = txn.open_table(ROOTS).map_err(backend)?;
             let snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
             let range = match after {
-                Some(after) => heads.range::<[u8; 32]>((
+                Some(after) => roots.range::<[u8; 32]>((
                     std::ops::Bound::Excluded(*after.as_bytes()),
                     std::ops::Bound::Unbounded,
                 )),
-                None => heads.range::<[u8; 32]>(..),
+                None => roots.range::<[u8; 32]>(..),
             }
             .map_err(backend)?;
             let mut listed = Vec::with_capacity(limit);
             for entry in range.take(limit) {
                 let (root, value) = entry.map_err(backend)?;
-                let root = root.value();
-                let (head, height) = value.value();
-                // Only a root still at height 0 has its registration: redb
-                // keeps no copy of it once the head moves on. Keeping one (a
-                // table of registrations, or the root's snapshot left in
-                // `snapshots`) made a 100,000-root store 1.7x larger and its
-                // restart 1.2-1.3x slower (tikaconf-bench workload 7, issue
-                // 13's note); a compact index is left for issue 13.
-                let registration = if height == 0 {
-                    snapshots
-                        .get(&head)
+                let root = Hash::from_bytes(root.value());
+                let record = RootRecord::decode(&root, value.value())?;
+                // At height 0 the registration is the head's own snapshot.
+                let registration = match record.registration {
+                    Some(kept) => Some(kept),
+                    None if record.height == 0 => snapshots
+                        .get(record.head.as_bytes())
                         .map_err(backend)?
-                        .map(|r| Bytes::copy_from_slice(r.value()))
-                } else {
-                    None
+                        .map(|r| Bytes::copy_from_slice(r.value())),
+                    None => None,
                 };
                 listed.push(ListedRoot::new(
-                    Hash::from_bytes(root),
+                    root,
                     HeadRef {
-                        head: Hash::from_bytes(head),
-                        height,
+                        head: record.head,
+                        height: record.height,
                     },
                     registration,
                 ));
@@ -567,17 +633,13 @@ impl Store for RedbStore {
     async fn heads(&self, roots: Vec<Hash>) -> Result<Vec<Option<HeadRef>>, StoreError> {
         self.blocking(move |inner| {
             let txn = inner.db.begin_read().map_err(backend)?;
-            let heads = txn.open_table(HEADS).map_err(backend)?;
+            let table = txn.open_table(ROOTS).map_err(backend)?;
             roots
                 .iter()
                 .map(|root| {
-                    let found = heads.get(root.as_bytes()).map_err(backend)?;
-                    Ok(found.map(|entry| {
-                        let (head, height) = entry.value();
-                        HeadRef {
-                            head: Hash::from_bytes(head),
-                            height,
-                        }
+                    Ok(read_record(&table, root)?.map(|record| HeadRef {
+                        head: record.head,
+                        height: record.height,
                     }))
                 })
                 .collect()
@@ -641,8 +703,9 @@ mod tests {
     }
 
     /// Roots that only the log holds (crashed before a checkpoint) are listed
-    /// after replay with their heads; the registration comes with a root
-    /// still at height 0 only (see `list_roots`).
+    /// after replay with their heads and registrations, also for a root that
+    /// moved on (replay moves its registration into the record as the commit
+    /// did).
     #[tokio::test]
     async fn replay_restores_the_roots_for_listings() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -657,12 +720,82 @@ mod tests {
         assert_eq!(listed.len(), 2);
         let find = |root: Hash| listed.iter().find(|l| l.root == root).expect("listed");
         assert_eq!(find(moved[0].root).head, HeadRef::from(&moved[2]));
-        assert_eq!(find(moved[0].root).registration, None);
+        assert_eq!(
+            find(moved[0].root).registration.as_ref(),
+            Some(&moved[0].snapshot)
+        );
         assert_eq!(find(fresh[0].root).head, HeadRef::from(&fresh[0]));
         assert_eq!(
             find(fresh[0].root).registration.as_ref(),
             Some(&fresh[0].snapshot)
         );
+    }
+
+    /// A store written before root records (a `heads` table of (head,
+    /// height)) opens converted: every head loads and is listed, a root still
+    /// at height 0 with its registration, one that had moved without (that
+    /// store kept none); `heads` is gone, and writes go on from there.
+    #[tokio::test]
+    async fn a_store_with_the_old_heads_table_is_converted_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = RedbStore::open(dir.path().join("source")).expect("open");
+        let moved = chain(&source, "old-moved", 2).await;
+        let fresh = chain(&source, "old-fresh", 0).await;
+        drop(source);
+        // The old layout, written with redb directly as the old code did.
+        let old = dir.path().join("old.redb");
+        {
+            let db = Database::create(&old).expect("create");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut heads = txn.open_table(OLD_HEADS).expect("heads");
+                let mut snapshots = txn.open_table(SNAPSHOTS).expect("snapshots");
+                for h in [&moved[2], &fresh[0]] {
+                    heads
+                        .insert(h.root.as_bytes(), (*h.head.as_bytes(), h.height))
+                        .expect("insert head");
+                    snapshots
+                        .insert(h.head.as_bytes(), h.snapshot.as_ref())
+                        .expect("insert snapshot");
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let store = RedbStore::open(&old).expect("open converts");
+        assert_eq!(
+            store.load(moved[0].root).await.expect("load"),
+            Some(moved[2].clone())
+        );
+        assert_eq!(
+            store.load(fresh[0].root).await.expect("load"),
+            Some(fresh[0].clone())
+        );
+        let listed = store.list_roots(None, 10).await.expect("list");
+        let find = |root: Hash| listed.iter().find(|l| l.root == root).expect("listed");
+        assert_eq!(find(moved[0].root).registration, None);
+        assert_eq!(
+            find(fresh[0].root).registration.as_ref(),
+            Some(&fresh[0].snapshot)
+        );
+        let after = next(&moved[2], "after");
+        store
+            .commit(vec![step(&moved[2], &after)])
+            .await
+            .expect("commit");
+        drop(store);
+        let reopened = RedbStore::open(&old).expect("reopen");
+        assert_eq!(
+            reopened.load(moved[0].root).await.expect("load"),
+            Some(after)
+        );
+        assert_eq!(reopened.root_count().await.expect("count"), 2);
+        let txn = reopened.inner.db.begin_read().expect("read");
+        let names: Vec<String> = txn
+            .list_tables()
+            .expect("tables")
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(!names.contains(&"heads".to_owned()), "{names:?}");
     }
 
     /// Sequence of the last batch in the store's current state.
