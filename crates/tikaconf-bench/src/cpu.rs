@@ -57,6 +57,11 @@ impl CpuMeter {
     }
 }
 
+/// User plus system CPU time of this process so far.
+pub fn this_process() -> Option<Duration> {
+    cpu_of(None)
+}
+
 /// Clock ticks per second of `/proc`'s times (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: u64 = 100;
 

@@ -59,6 +59,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             if let Some(read) = compared.read {
                 section.note(read_note(&case, read));
             }
+            if let Some(cpu) = compared.cpu_per_receipt {
+                section.note(format!(
+                    "{case}: tikaconf's writer and followers (the benchmark process) spent {} CPU per receipt",
+                    fmt_duration(cpu)
+                ));
+            }
             let summary = |r: anyhow::Result<Samples>| r.map(Samples::summarize);
             section.record(&case, RAW_REDIS, summary(compared.raw));
             section.record(&case, RAW_REDIS_PLUS_2, summary(compared.raw_plus_2));
@@ -103,6 +109,9 @@ pub async fn compare(
     let mut raw2 = RawCase::new(&ctx.redis_url, n, 2, &format!("{label}+2"), size).await;
     let budget = ctx.budget() / 2;
     let half = iterations.div_ceil(2);
+    // This process's CPU while tikaconf's halves ran: its writer and followers
+    // (the raw cases' subscribers are idle then), per receipt.
+    let mut cpu = Duration::ZERO;
     let mut tk_all = tk
         .as_ref()
         .map(|_| Samples::new())
@@ -125,7 +134,12 @@ pub async fn compare(
             }
         }
         if let (Ok(all), Ok(tk)) = (&mut tk_all, &mut tk) {
-            match tk.run(half, budget).await {
+            let before = crate::cpu::this_process();
+            let ran = tk.run(half, budget).await;
+            if let (Some(before), Some(after)) = (before, crate::cpu::this_process()) {
+                cpu += after.saturating_sub(before);
+            }
+            match ran {
                 Ok(s) => all.merge(s),
                 Err(e) => tk_all = Err(e),
             }
@@ -135,7 +149,12 @@ pub async fn compare(
         Ok(t) => (t.resyncs, Some(t.read)),
         Err(_) => (0, None),
     };
+    let cpu_per_receipt = match &tk_all {
+        Ok(samples) if samples.len() > 0 => Some(cpu / samples.len() as u32),
+        _ => None,
+    };
     Compared {
+        cpu_per_receipt,
         tikaconf: tk_all,
         raw: raw_all,
         raw_plus_2: raw2_all,
@@ -155,6 +174,9 @@ pub struct Compared {
     pub resyncs: u64,
     /// Latencies until the followers' `changes()` readers were woken.
     pub read: Option<Samples>,
+    /// The benchmark process's CPU per tikaconf receipt (writer and
+    /// followers: what bounds a follower's throughput).
+    pub cpu_per_receipt: Option<Duration>,
 }
 
 /// A note with the latency until the application's `changes()` reader was
