@@ -217,9 +217,10 @@ pub enum Command {
     /// per root, `ROOT HEAD HEIGHT CONNECTION` separated by tabs (CONNECTION
     /// as compact JSON, `-` when the store no longer has it).
     Ls(LsArgs),
-    /// Open the document of ROOT in $VISUAL or $EDITOR (else `vi`), then
-    /// submit what changed, only if nobody wrote since it was opened.
+    /// Edit the document of ROOT in $VISUAL or $EDITOR; prints the new head
     ///
+    /// The editor is $VISUAL, else $EDITOR, else `vi`. What changed is
+    /// submitted only if nobody wrote since the document was opened.
     /// The document is written pretty-printed to a temporary file; the
     /// editor command is run by the shell as git runs it (`code --wait` or
     /// `emacs -nw` work). An unchanged document publishes nothing (and says

@@ -432,8 +432,8 @@ impl HttpWatch {
                         self.backoff =
                             (self.backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
                         return Some(Ok(WatchEvent::Note(format!(
-                            "{e}; retrying in {:.1} s",
-                            self.backoff.as_secs_f64()
+                            "{e}; retrying in {:?}",
+                            self.backoff
                         ))));
                     }
                     Err(e) => return Some(Err(e.into())),

@@ -30,8 +30,9 @@ use crate::failure::{Code, Failure};
 /// `--server URL` (or `TIKACONF_SERVER`) for HTTP, otherwise Redis.
 #[derive(Debug)]
 pub enum Remote {
-    /// A fleet's Redis, followed through the library.
-    Redis(redis::Redis),
+    /// A fleet's Redis, followed through the library (boxed: the client's
+    /// options are large, and the enum moves).
+    Redis(Box<redis::Redis>),
     /// The HTTP API of `tikaconf serve`.
     Http(http::Http),
 }
@@ -43,7 +44,9 @@ impl Remote {
     pub async fn connect(global: &Global) -> Result<Remote, Failure> {
         match &global.server {
             Some(url) => Ok(Remote::Http(http::Http::new(global, url)?)),
-            None => Ok(Remote::Redis(redis::Redis::connect(global).await?)),
+            None => Ok(Remote::Redis(Box::new(
+                redis::Redis::connect(global).await?,
+            ))),
         }
     }
 
@@ -111,7 +114,7 @@ impl Target {
     pub async fn watch(&self) -> Result<Watch, Failure> {
         match self {
             Target::Redis(t) => Ok(Watch::Redis(t.watch())),
-            Target::Http(t) => Ok(Watch::Http(t.watch().await?)),
+            Target::Http(t) => Ok(Watch::Http(Box::new(t.watch().await?))),
         }
     }
 }
@@ -191,7 +194,8 @@ pub enum WatchEvent {
 #[derive(Debug)]
 pub enum Watch {
     Redis(redis::RedisWatch),
-    Http(http::HttpWatch),
+    /// Boxed: it holds the open response and the parser's buffers.
+    Http(Box<http::HttpWatch>),
 }
 
 impl Watch {
