@@ -15,6 +15,10 @@ use tempfile::TempDir;
 use tikaconf_test::RedisServer;
 
 mod common;
+/// The same verbs over `--server`: a module of this test binary, not a
+/// binary of its own (one link, one harness).
+#[path = "cli/http.rs"]
+mod http;
 
 use common::*;
 
