@@ -207,7 +207,13 @@ pub enum Command {
     /// the first line after the watch fell behind (which stderr reports with the
     /// number of changes skipped): a reader always has a document to apply the
     /// following ops to. "dropped" is true when patches storage never stored
-    /// were dropped. --document puts the document on every line.
+    /// were dropped (over --server always false: the event stream does not
+    /// say). --document puts the document on every line.
+    ///
+    /// On a terminal (without -o or --json) each change is a line of text
+    /// instead: height, short head, the ops in a few words. Over --server the
+    /// API's event stream is read, and reconnected with Last-Event-ID when it
+    /// drops (stderr says so).
     #[command(verbatim_doc_comment)]
     Watch(WatchArgs),
     /// List the roots storage holds: root, head, height, connection info
