@@ -140,6 +140,8 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the root hash of a connection (computed locally, no Redis needed).
+    ///
+    /// With --json, the root configuration (canonical JSON) instead.
     Root(RootArgs),
     /// Run a storage node until Ctrl-C or SIGTERM.
     Storage(StorageArgs),
