@@ -15,17 +15,38 @@ Exit codes:
   3  unknown root: storage does not know this root hash
   4  conflict: another write was stored first (the winner is printed), or
      --if-head names a head that is no longer current (the current one is printed)
-  5  timeout: no answer in time; a write may or may not be stored
-  6  cannot connect, or Redis failed
-  7  refused: Redis denied the write (the user's ACL may not publish on updates:*)
+  5  timeout: no answer in time (or the server's storage did not answer);
+     a write may or may not be stored
+  6  cannot connect (to Redis or to --server), or Redis failed
+  7  refused: Redis denied the write (the user's ACL may not publish on
+     updates:*), or the server refused the token (401/403)
   8  not found: `get`'s POINTER does not resolve in the document
 
 ROOT is a root hash (64 lowercase hex digits), `twitch:#channel`, or connection
 info as a JSON object such as '{\"platform\":\"discord\",\"guild\":\"42\"}'.
-Following a root by its connection info registers it with storage if it is new.";
+Following a root by its connection info registers it with storage if it is new
+(over --server too: the CLI registers it with POST /v1/roots).
+
+Transports: with --server URL (or TIKACONF_SERVER) get, set, patch, rm, watch,
+ls, edit, import and export go to the HTTP API of `tikaconf serve`; without it,
+to the fleet's Redis (ls needs --server). --namespace, --trust-*-key and
+--signing-key are Redis-only: over --server the server's own settings apply.
+
+Output: people's output when stdout is a terminal; otherwise the output each
+verb's help describes; --json gives one JSON value per command (one per line
+for watch):
+  get                     {\"head\",\"height\",\"root\",\"value\"}
+  set, rm, patch, edit,   {\"changed\":BOOL,\"head\",\"height\",\"root\"}
+  import
+  ls                      [{\"connection\",\"head\",\"height\",\"root\"}, ...]
+  export                  {\"document\",\"head\",\"height\",\"root\"}
+  watch                   {\"dropped\",\"head\",\"height\",\"ops\"[,\"document\"]} per line
+  root                    the root configuration
+  keygen                  {\"public\",\"secret\"}";
 
 /// tikaconf: one JSON configuration cached by every node of a bot fleet, changed
-/// by hash-chained RFC 6902 patches over Redis Pub/Sub.
+/// by hash-chained RFC 6902 patches over Redis Pub/Sub (or over the HTTP API
+/// of `tikaconf serve`, with --server).
 #[derive(Debug, Parser)]
 #[command(name = "tikaconf", version, after_long_help = EXIT_CODES)]
 pub struct Cli {
@@ -38,6 +59,25 @@ pub struct Cli {
 /// Options every command that talks to a deployment shares.
 #[derive(Debug, Args)]
 pub struct Global {
+    /// The HTTP API of `tikaconf serve` to talk to, such as
+    /// http://127.0.0.1:7070, instead of Redis.
+    #[arg(long, global = true, env = "TIKACONF_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The API's bearer token: sent as `Authorization: Bearer TOKEN` with
+    /// --server; for `serve`, the token every request must present (compared
+    /// in constant time), required to listen on a non-loopback address.
+    #[arg(
+        long,
+        global = true,
+        env = "TIKACONF_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Machine output: one JSON value per command, one per line for `watch`
+    /// (the shapes are listed at the end of `tikaconf --help`).
+    #[arg(long, global = true)]
+    pub json: bool,
     /// Redis URL (`redis://` or `rediss://`, `user:password@` as needed).
     #[arg(
         long,
@@ -86,8 +126,8 @@ pub struct Global {
     /// node's snapshots and notices, with (see `tikaconf keygen`).
     #[arg(long, global = true, env = "TIKACONF_SIGNING_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
-    /// PEM file of the CA that signed a `rediss://` server's certificate, when it is
-    /// not one of the usual web roots.
+    /// PEM file of the CA that signed a `rediss://` or `https://` --server's
+    /// certificate, when it is not one of the system's roots.
     #[arg(long, global = true, env = "TIKACONF_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// JSON Schema file every write is checked against before it is published:
@@ -100,6 +140,8 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the root hash of a connection (computed locally, no Redis needed).
+    ///
+    /// With --json, the root configuration (canonical JSON) instead.
     Root(RootArgs),
     /// Run a storage node until Ctrl-C or SIGTERM.
     Storage(StorageArgs),
@@ -127,7 +169,8 @@ pub enum Command {
         /// RFC 6901 JSON Pointer, such as `/commands/!hello` (`""` is the whole document).
         pointer: String,
         /// The value, as strict JSON (a string needs its quotes: '"hi"').
-        json: String,
+        #[arg(value_name = "JSON")]
+        value: String,
         #[command(flatten)]
         precondition: Precondition,
     },
@@ -166,9 +209,69 @@ pub enum Command {
     /// the first line after the watch fell behind (which stderr reports with the
     /// number of changes skipped): a reader always has a document to apply the
     /// following ops to. "dropped" is true when patches storage never stored
-    /// were dropped. --document puts the document on every line.
+    /// were dropped (over --server always false: the event stream does not
+    /// say). --document puts the document on every line.
+    ///
+    /// On a terminal (without -o or --json) each change is a line of text
+    /// instead: height, short head, the ops in a few words. Over --server the
+    /// API's event stream is read, and reconnected with Last-Event-ID when it
+    /// drops (stderr says so).
     #[command(verbatim_doc_comment)]
     Watch(WatchArgs),
+    /// List the roots storage holds: root, head, height, connection info
+    /// (needs --server).
+    ///
+    /// Follows the API's cursor through every page. Not a terminal: one line
+    /// per root, `ROOT HEAD HEIGHT CONNECTION` separated by tabs (CONNECTION
+    /// as compact JSON, `-` when the store no longer has it).
+    Ls(LsArgs),
+    /// Edit the document of ROOT in $VISUAL or $EDITOR; prints the new head
+    ///
+    /// The editor is $VISUAL, else $EDITOR, else `vi`. What changed is
+    /// submitted only if nobody wrote since the document was opened.
+    /// The document is written pretty-printed to a temporary file; the
+    /// editor command is run by the shell as git runs it (`code --wait` or
+    /// `emacs -nw` work). An unchanged document publishes nothing (and says
+    /// so); a file that is no longer JSON exits 2 and keeps the file, naming
+    /// it, so that the edit is not lost; a write that came first exits 4.
+    #[command(verbatim_doc_comment)]
+    Edit {
+        /// The configuration to change: a root hash, `twitch:#channel` or
+        /// connection info as JSON (see `tikaconf --help`).
+        root: String,
+    },
+    /// Make FILE (JSON, TOML or YAML) the whole new document of ROOT; prints
+    /// the new head.
+    ///
+    /// The change is published as the RFC 6902 difference from the current
+    /// document, only on the head it was computed from (as --if-head). The
+    /// format comes from the extension (.json, .toml, .yaml/.yml) or --format;
+    /// `-` reads stdin (JSON unless --format says otherwise). A document
+    /// equal to the current one publishes nothing.
+    Import {
+        /// The configuration to change: a root hash, `twitch:#channel` or
+        /// connection info as JSON (see `tikaconf --help`).
+        root: String,
+        /// The new document, or `-` for stdin.
+        file: PathBuf,
+        /// The file's format, when its extension does not say.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<DocFormat>,
+        #[command(flatten)]
+        precondition: Precondition,
+    },
+    /// Print the document of ROOT as JSON, TOML or YAML.
+    ///
+    /// TOML cannot hold null, and a TOML document is a table: such documents
+    /// exit 2 with `--format toml`, saying where.
+    Export {
+        /// The configuration to read: a root hash, `twitch:#channel` or
+        /// connection info as JSON (see `tikaconf --help`).
+        root: String,
+        /// The format to print in [default: json, indented].
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<DocFormat>,
+    },
     /// Print the protocol test vectors of docs/PROTOCOL.md as `key: value` lines.
     Vectors,
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell)
@@ -225,8 +328,31 @@ pub struct WatchArgs {
     #[arg(long)]
     pub document: bool,
     /// How to print each line: `json` keeps one change per line (JSON Lines).
-    #[arg(short, long, value_enum, value_name = "FORMAT", default_value_t = RecordFormat::Json)]
-    pub output: RecordFormat,
+    /// Default: `json`, or a line of text per change when stdout is a
+    /// terminal.
+    #[arg(short, long, value_enum, value_name = "FORMAT")]
+    pub output: Option<RecordFormat>,
+}
+
+/// The arguments of `ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Roots per request (1 to 1000): `ls` still lists every root, a page
+    /// at a time.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only the roots of this platform (`twitch`, ...), by their connection
+    /// info.
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+/// The formats of `import` and `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocFormat {
+    Json,
+    Toml,
+    Yaml,
 }
 
 /// The compare-and-set every write verb offers.
@@ -262,9 +388,8 @@ pub enum RecordFormat {
 
 #[derive(Debug, Args)]
 pub struct RootArgs {
-    /// Print the root configuration (canonical JSON) instead of its hash.
-    #[arg(long, global = true)]
-    pub json: bool,
+    // `--json` (global) prints the root configuration (canonical JSON)
+    // instead of its hash.
     #[command(subcommand)]
     pub connection: Connection,
 }
@@ -305,19 +430,10 @@ pub struct StorageArgs {
 /// The arguments of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Any address but a loopback one needs --token.
+    /// Address to listen on. Any address but a loopback one needs --token
+    /// (a global option: the token every request must present).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     pub listen: std::net::SocketAddr,
-    /// The token every request must present as `Authorization: Bearer TOKEN`
-    /// (compared in constant time). Required to listen on a non-loopback
-    /// address.
-    #[arg(
-        long,
-        env = "TIKACONF_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
     /// Directory of the redb database (created if missing); without --redis, or
     /// with `--store redb`.
     #[arg(long, value_name = "DIR", default_value = "./tikaconf-data")]

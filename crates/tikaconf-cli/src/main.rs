@@ -1,5 +1,6 @@
 //! The `tikaconf` command: root hashes, a storage node, the HTTP API server, and
-//! get/set/patch/watch on a running deployment.
+//! get/set/patch/rm/watch/ls/edit/import/export on a running deployment, over
+//! its Redis or over the HTTP API (`--server`; see `remote`).
 //!
 //! Operators and scripts need to touch a fleet's configuration without writing a
 //! bot: read it, change one value, apply a patch file, watch changes go by, and
@@ -15,8 +16,8 @@
 //! | 3 | unknown root: storage does not know this root hash |
 //! | 4 | conflict: another write was stored first (the message names the winner), or `--if-head` names a head that is no longer current (the message names the current one) |
 //! | 5 | timeout: no answer in time; a write may or may not be stored |
-//! | 6 | cannot connect, or Redis failed |
-//! | 7 | refused: Redis denied the write (the user's ACL may not publish on `updates:*`) |
+//! | 6 | cannot connect (to Redis or to `--server`), or Redis failed |
+//! | 7 | refused: Redis denied the write (the user's ACL may not publish on `updates:*`), or the server refused the token (401/403) |
 //! | 8 | not found: `get`'s JSON Pointer does not resolve in the document |
 //!
 //! This file only wires the parsed command line to `commands`; the mapping from
@@ -27,8 +28,10 @@ mod commands;
 mod credentials;
 mod exporter;
 mod failure;
+mod formats;
 mod output;
 mod pointer;
+mod remote;
 mod session;
 mod shutdown;
 
@@ -103,18 +106,18 @@ fn run(cli: &Cli, redis_given: bool) -> Result<(), Failure> {
 async fn dispatch(cli: &Cli, redis_given: bool) -> Result<(), Failure> {
     let global = &cli.global;
     match &cli.command {
-        Command::Root(args) => commands::root::run(args),
+        Command::Root(args) => commands::root::run(global, args),
         Command::Vectors => commands::vectors::run(),
-        Command::Keygen => commands::keygen::run(),
+        Command::Keygen => commands::keygen::run(global),
         Command::Storage(args) => commands::storage::run(global, args).await,
         Command::Serve(args) => commands::serve::run(global, args, redis_given).await,
         Command::Get(args) => commands::get::run(global, args).await,
         Command::Set {
             root,
             pointer,
-            json,
+            value,
             precondition,
-        } => commands::write::set(global, root, pointer, json, precondition.if_head).await,
+        } => commands::write::set(global, root, pointer, value, precondition.if_head).await,
         Command::Patch {
             root,
             file,
@@ -127,5 +130,14 @@ async fn dispatch(cli: &Cli, redis_given: bool) -> Result<(), Failure> {
         } => commands::write::rm(global, root, pointer, precondition.if_head).await,
         Command::Completions { shell } => commands::completions::run(*shell),
         Command::Watch(args) => commands::watch::run(global, args).await,
+        Command::Ls(args) => commands::ls::run(global, args).await,
+        Command::Edit { root } => commands::edit::run(global, root).await,
+        Command::Import {
+            root,
+            file,
+            format,
+            precondition,
+        } => commands::import::run(global, root, file, *format, precondition.if_head).await,
+        Command::Export { root, format } => commands::export::run(global, root, *format).await,
     }
 }

@@ -4,14 +4,49 @@
 //! a command should instead end with an ordinary failure, so every result line
 //! goes through here. The `-o` formats are rendered here too, so that `get` and
 //! `watch` mean the same by `json` and `pretty`.
+//!
+//! Which output a command gives is one decision, [`Style::of`]: `--json` for
+//! scripts that want one JSON value (a JSON line per change for `watch`);
+//! otherwise text for people when stdout is a terminal, and the plain output
+//! each verb has always had (a head on one line, JSON lines) when it is not,
+//! so that existing pipelines see no change.
 
 use std::io::Write;
 
 use serde_json::Value;
 use tikaconf::proto::canonical;
 
-use crate::cli::{RecordFormat, ValueFormat};
+use crate::cli::{Global, RecordFormat, ValueFormat};
 use crate::failure::Failure;
+
+/// Who reads stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A script that asked for JSON (`--json`).
+    Json,
+    /// A person: stdout is a terminal.
+    Human,
+    /// A pipe or a file: each verb's plain output.
+    Plain,
+}
+
+impl Style {
+    pub fn of(global: &Global) -> Style {
+        use std::io::IsTerminal;
+        if global.json {
+            Style::Json
+        } else if std::io::stdout().is_terminal() {
+            Style::Human
+        } else {
+            Style::Plain
+        }
+    }
+}
+
+/// `value` as one line of canonical JSON, the form every `--json` output takes.
+pub fn json(value: &Value) -> Result<(), Failure> {
+    line(canonical::to_vec(value))
+}
 
 /// Writes `text` and a newline to stdout, and flushes, so that a reader sees each
 /// line as soon as it is written.

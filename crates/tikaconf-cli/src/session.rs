@@ -1,13 +1,14 @@
-//! From the global options to a followed configuration: what `get`, `set`, `patch`
-//! and `watch` all start with.
+//! From the global options to what every command that touches a deployment
+//! starts with: the ROOT it names, `--timeout`, `--schema`, and the Redis
+//! client's options (`remote` connects with them).
 //!
-//! The one place that reads ROOT, connects, and applies `--timeout` to both the
-//! load and the write waits, so that every command agrees on what they mean.
+//! The one place that reads ROOT and applies `--timeout` to both the load and
+//! the write waits, so that every command agrees on what they mean.
 
 use std::time::Duration;
 
 use tikaconf::proto::FollowerConfig;
-use tikaconf::{Client, ClientOptions, Config, Root, Schema};
+use tikaconf::{ClientOptions, Root, Schema};
 
 use crate::cli::Global;
 use crate::credentials::Credentials;
@@ -32,18 +33,6 @@ pub fn timeout(global: &Global) -> Result<Duration, Failure> {
         })
 }
 
-/// Connects to the deployment and follows `root`: returns once the current
-/// document is loaded.
-pub async fn follow(global: &Global, root: &str) -> Result<Config, Failure> {
-    let root = parse_root(root)?;
-    let options = client_options(global)?;
-    check_reachable(global).await?;
-    let client = Client::connect_with(&global.redis, options)
-        .await
-        .map_err(|e| Failure::from(e).context(format!("Redis at {}", redact(&global.redis))))?;
-    Ok(client.follow(root).await?)
-}
-
 /// The client options the global options make: namespace, `--timeout` for
 /// loads and writes, keys, CA and schema.
 pub fn client_options(global: &Global) -> Result<ClientOptions, Failure> {
@@ -66,7 +55,7 @@ pub fn client_options(global: &Global) -> Result<ClientOptions, Failure> {
 
 /// The `--schema` file, compiled; a file that cannot be read or is not a
 /// JSON Schema is bad input (exit 2), found before anything is published.
-fn schema(global: &Global) -> Result<Option<Schema>, Failure> {
+pub fn schema(global: &Global) -> Result<Option<Schema>, Failure> {
     let Some(path) = &global.schema else {
         return Ok(None);
     };

@@ -15,6 +15,10 @@ use tempfile::TempDir;
 use tikaconf_test::RedisServer;
 
 mod common;
+/// The same verbs over `--server`: a module of this test binary, not a
+/// binary of its own (one link, one harness).
+#[path = "cli/http.rs"]
+mod http;
 
 use common::*;
 
@@ -849,4 +853,38 @@ fn a_write_redis_refuses_exits_with_code_7() {
         "says why: {}",
         stderr(&out)
     );
+}
+
+/// `edit`, `import` and `export` are written once for both transports: over
+/// Redis they commit on the head they read, and `--json` has the same shapes.
+#[test]
+fn edit_import_and_export_work_over_redis_too() {
+    let d = Deployment::start();
+    let head1 = ok_line(&d.run(&["set", TIKATOO, "/volume", "1"]));
+    let url = d.url();
+    let edited = tikaconf(&["--redis", &url, "--json", "edit", TIKATOO])
+        .env("EDITOR", r#"sed -i 's/"volume": 1/"volume": 2/'"#)
+        .output()
+        .expect("run edit");
+    let edited: Value = serde_json::from_str(&ok_line(&edited)).expect("JSON");
+    assert_eq!(edited["changed"], true);
+    assert_eq!(edited["height"], 2);
+    assert_ne!(edited["head"], head1.as_str());
+    assert_eq!(ok_line(&d.run(&["get", TIKATOO, "/volume"])), "2");
+
+    let yaml = d.run(&["export", "--format", "yaml", TIKATOO]);
+    assert_code(&yaml, 0);
+    assert!(stdout(&yaml).contains("volume: 2"), "{}", stdout(&yaml));
+    let changed = stdout(&yaml).replace("volume: 2", "volume: 3");
+    let head3 = ok_line(&d.run_with_stdin(&["import", TIKATOO, "-", "--format", "yaml"], &changed));
+    let exported = ok_line(&d.run(&["--json", "export", TIKATOO]));
+    let exported: Value = serde_json::from_str(&exported).expect("JSON");
+    assert_eq!(exported["head"], head3.as_str());
+    assert_eq!(exported["document"]["volume"], 3);
+    // The same file again: nothing to change, nothing published.
+    let again = d.run_with_stdin(&["import", TIKATOO, "-", "--format", "yaml"], &changed);
+    assert_eq!(ok_line(&again), head3);
+    assert!(stderr(&again).contains("nothing was published"));
+    // ls is an HTTP verb.
+    assert_code(&d.run(&["ls"]), 2);
 }

@@ -138,19 +138,6 @@ impl Events {
     }
 }
 
-/// Starts `tikaconf serve ARGS` on a free loopback port; returns the guard,
-/// the address and the line it printed.
-fn start_serve(args: &[&str]) -> (Guard, String, String) {
-    let addr = format!("127.0.0.1:{}", tikaconf_test::free_port());
-    let args = [&["serve", "--listen", addr.as_str()], args].concat();
-    let (guard, _lines, first) = spawn(&args);
-    assert!(
-        first.contains(&format!("http://{addr}")),
-        "startup line: {first}"
-    );
-    (guard, addr, first)
-}
-
 #[test]
 fn serve_refuses_a_non_loopback_address_without_a_token() {
     let data = tempfile::tempdir().unwrap();

@@ -11,48 +11,47 @@
 //! `Code::NotFound`), distinct from a `null` value, which prints `null`.
 //! `--with-head` adds the head the value was read at, which is what `--if-head`
 //! on a write needs for a read-modify-write (etcd's revision, NATS KV's
-//! revision).
+//! revision). `--json` prints `{"head","height","root","value"}`.
 
-use futures_util::StreamExt;
 use serde_json::json;
-use tikaconf::{Change, Config, Event};
 
 use crate::cli::{GetArgs, Global};
 use crate::failure::Failure;
-use crate::{output, pointer, session};
+use crate::output::{self, Style};
+use crate::remote::Remote;
+use crate::{pointer, session};
 
 /// `get ROOT [POINTER] [-o FORMAT] [--with-head]`.
 pub async fn run(global: &Global, args: &GetArgs) -> Result<(), Failure> {
     let at = args.pointer.as_deref().unwrap_or("");
     pointer::check(at)?;
-    let config = session::follow(global, &args.root).await?;
-    let current = current(&config).await?;
+    let root = session::parse_root(&args.root)?;
+    let target = Remote::connect(global).await?.open(root).await?;
+    // The whole document, resolved here rather than by the server's
+    // `?pointer=`: the head is then known for the message of an absent
+    // pointer, and both transports resolve pointers the same way.
+    let current = target.read().await?;
     let value = pointer::resolve(&current.document, at).ok_or_else(|| {
         Failure::not_found(anyhow::anyhow!(
             "no value at {at:?} in the document of {} (head {}, height {})",
-            config.root(),
+            target.root(),
             current.head,
             current.height
         ))
     })?;
-    if args.with_head {
+    if Style::of(global) == Style::Json {
+        output::json(&json!({
+            "root": target.root().to_hex(),
+            "head": current.head.to_hex(),
+            "height": current.height,
+            "value": value,
+        }))
+    } else if args.with_head {
         // One object, so that head and value cannot be taken from different reads.
         let record =
             json!({"head": current.head.to_hex(), "height": current.height, "value": value});
         output::line(output::value(&record, args.format())?)
     } else {
         output::line(output::value(value, args.format())?)
-    }
-}
-
-/// The document with the head and height it belongs to, read at one moment: the
-/// first item of the library's watch, so that the head named in a message is the
-/// one the pointer was looked up in even if a change lands meanwhile.
-async fn current(config: &Config) -> Result<Change, Failure> {
-    match config.watch().next().await {
-        Some(Event::Change(change)) => Ok(change),
-        _ => Err(Failure::other(anyhow::anyhow!(
-            "the configuration was unfollowed while reading it"
-        ))),
     }
 }

@@ -1,8 +1,12 @@
 //! One module per subcommand; `main.rs` only dispatches.
 
 pub mod completions;
+pub mod edit;
+pub mod export;
 pub mod get;
+pub mod import;
 pub mod keygen;
+pub mod ls;
 pub mod root;
 pub mod serve;
 pub mod storage;

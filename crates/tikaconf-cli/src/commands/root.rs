@@ -7,11 +7,11 @@
 use tikaconf::RootConfig;
 use tikaconf::proto::{Limits, canonical, json};
 
-use crate::cli::{Connection, RootArgs};
+use crate::cli::{Connection, Global, RootArgs};
 use crate::failure::Failure;
 use crate::output;
 
-pub fn run(args: &RootArgs) -> Result<(), Failure> {
+pub fn run(global: &Global, args: &RootArgs) -> Result<(), Failure> {
     let root = match &args.connection {
         Connection::Twitch { channel } => RootConfig::twitch(channel)
             .map_err(|e| Failure::bad_input(e).context(format!("channel {channel:?}")))?,
@@ -22,7 +22,7 @@ pub fn run(args: &RootArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::bad_input(e).context("connection info"))?
         }
     };
-    if args.json {
+    if global.json {
         output::line(canonical::to_vec(root.value()))
     } else {
         output::line(root.hash().to_hex())

@@ -29,14 +29,14 @@ struct Options {
 }
 
 pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result<(), Failure> {
-    tikaconf_server::check_listen(args.listen, args.token.as_deref())
+    tikaconf_server::check_listen(args.listen, global.token.as_deref())
         .map_err(Failure::bad_input)?;
     // Before the client and the storage node, which register their series
     // with the recorder when they are made.
     let metrics = exporter::install()?;
     let options = Options {
         api: ApiOptions {
-            token: args.token.clone().filter(|t| !t.is_empty()),
+            token: global.token.clone().filter(|t| !t.is_empty()),
             ..ApiOptions::default()
         },
         metrics,

@@ -13,21 +13,42 @@
 //! state the reader never saw; the skipped count goes to stderr). `--document`
 //! puts it on every line; with it, the lines are the ones this command printed
 //! before ops became the default.
+//!
+//! On a terminal (unless `-o` or `--json` says otherwise) each line is text
+//! for people instead: height, short head, the ops in a few words. Over
+//! `--server` the lines come from the API's event stream, which is
+//! reconnected with `Last-Event-ID` when it drops (a note on stderr says so).
 
-use futures_util::StreamExt;
 use serde_json::{Map, Value};
-use tikaconf::proto::{Limits, Patch, json};
-use tikaconf::{Change, Event};
+use tikaconf::proto::canonical;
 
-use crate::cli::{Global, WatchArgs};
+use crate::cli::{Global, RecordFormat, WatchArgs};
 use crate::failure::Failure;
-use crate::{output, session, shutdown};
+use crate::output::{self, Style};
+use crate::remote::{Remote, Update, WatchEvent};
+use crate::{session, shutdown};
+
+/// How the lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// `-o json`, `--json`, and the default when stdout is not a terminal.
+    Record(RecordFormat),
+    /// One line of text per change, the default on a terminal.
+    Text,
+}
 
 /// `watch ROOT [--document] [-o FORMAT]`.
 pub async fn run(global: &Global, args: &WatchArgs) -> Result<(), Failure> {
-    let config = session::follow(global, &args.root).await?;
-    // The library's watch: the current state first, then each change once.
-    let mut watch = config.watch();
+    let look = match (Style::of(global), args.output) {
+        (Style::Json, _) => Look::Record(RecordFormat::Json),
+        (_, Some(format)) => Look::Record(format),
+        (Style::Human, None) => Look::Text,
+        (Style::Plain, None) => Look::Record(RecordFormat::Json),
+    };
+    let root = session::parse_root(&args.root)?;
+    let target = Remote::connect(global).await?.open(root).await?;
+    // The current state first, then each change once.
+    let mut watch = target.watch().await?;
     let mut printer = Printer::new(args.document);
     let stop = shutdown::signal();
     tokio::pin!(stop);
@@ -36,13 +57,15 @@ pub async fn run(global: &Global, args: &WatchArgs) -> Result<(), Failure> {
             () = &mut stop => return Ok(()),
             event = watch.next() => match event {
                 None => return Ok(()),
-                Some(event) => match printer.event(event) {
+                Some(event) => match printer.event(event?) {
                     Print::Line(record) => {
-                        let text = output::record(&record, args.output)?;
+                        let text = match look {
+                            Look::Record(format) => output::record(&record, format)?,
+                            Look::Text => text(&record).into_bytes(),
+                        };
                         output::line_in_runtime(text)?;
                     }
                     Print::Note(note) => output::note(&note),
-                    Print::Nothing => {}
                 },
             }
         }
@@ -56,8 +79,6 @@ enum Print {
     Line(Value),
     /// A note for the person watching, on stderr.
     Note(String),
-    /// Nothing (an event this version does not know).
-    Nothing,
 }
 
 /// Turns events into lines, remembering whether the next line must carry the
@@ -78,82 +99,105 @@ impl Printer {
         }
     }
 
-    fn event(&mut self, event: Event) -> Print {
+    fn event(&mut self, event: WatchEvent) -> Print {
         match event {
-            Event::Change(change) => {
+            WatchEvent::Update(update) => {
                 let document = self.every_document || self.lagged;
                 self.lagged = false;
-                Print::Line(line(&change, document))
+                Print::Line(line(&update, document))
             }
-            Event::Lagged(skipped) => {
+            WatchEvent::Lagged(skipped) => {
                 self.lagged = true;
                 Print::Note(format!(
                     "watch fell behind: {skipped} changes skipped; \
                      the next line carries the whole document"
                 ))
             }
-            _ => Print::Nothing,
+            WatchEvent::Note(note) => Print::Note(note),
         }
     }
 }
 
-/// The line for one change: the document when asked for or when there are no
+/// The line for one update: the document when asked for or when there are no
 /// ops to print.
-fn line(change: &Change, document: bool) -> Value {
-    let ops = change.patch.as_deref().map_or(Value::Null, ops);
+fn line(update: &Update, document: bool) -> Value {
+    let ops = update.ops.clone().unwrap_or(Value::Null);
     let mut map = Map::new();
-    map.insert("head".into(), Value::String(change.head.to_hex()));
-    map.insert("height".into(), Value::from(change.height));
-    map.insert("dropped".into(), Value::Bool(change.dropped));
+    map.insert("head".into(), Value::String(update.head.to_hex()));
+    map.insert("height".into(), Value::from(update.height));
+    map.insert("dropped".into(), Value::Bool(update.dropped));
     if document || ops.is_null() {
-        map.insert("document".into(), (*change.document).clone());
+        map.insert("document".into(), (*update.document).clone());
     }
     map.insert("ops".into(), ops);
     Value::Object(map)
 }
 
-/// The patch's ops as they were published. [`Patch`] keeps its ops parsed; the
-/// canonical bytes it was hashed from hold them as JSON.
-fn ops(patch: &Patch) -> Value {
-    match json::parse_strict(&patch.encoded, Limits::MAX_DEPTH_CEILING) {
-        Ok(Value::Object(mut m)) => m.remove("ops").unwrap_or(Value::Null),
-        _ => Value::Null,
+/// A line for people: height, a short head, what changed (`add /x 1;
+/// remove /y`), and the document, indented, when the line has one.
+fn text(record: &Value) -> String {
+    let head = record["head"].as_str().unwrap_or_default();
+    let short = head.get(..12).unwrap_or(head);
+    let mut text = format!("height {}  head {short}", record["height"]);
+    if record["dropped"] == Value::Bool(true) {
+        text.push_str("  (dropped patches storage never stored)");
+    }
+    if let Some(ops) = record["ops"].as_array() {
+        let ops: Vec<String> = ops.iter().map(op).collect();
+        text.push_str("  ");
+        text.push_str(&ops.join("; "));
+    }
+    if let Some(document) = record.get("document") {
+        let pretty = serde_json::to_string_pretty(document).unwrap_or_default();
+        text.push_str("  document:\n");
+        text.push_str(&pretty);
+    }
+    text
+}
+
+/// One RFC 6902 op in a few words.
+fn op(op: &Value) -> String {
+    let s = |k: &str| op.get(k).and_then(Value::as_str).unwrap_or_default();
+    let value = || {
+        op.get("value")
+            .map(|v| String::from_utf8_lossy(&canonical::to_vec(v)).into_owned())
+            .unwrap_or_default()
+    };
+    match s("op") {
+        "remove" => format!("remove {}", s("path")),
+        "move" | "copy" => format!("{} {} -> {}", s("op"), s("from"), s("path")),
+        name => format!("{name} {} {}", s("path"), value()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Instant;
 
     use serde_json::json;
     use tikaconf::RootConfig;
 
     use super::*;
 
-    /// The baseline (no patch) and the change after it, with the document that
+    /// The baseline (no ops) and the change after it, with the document that
     /// change made.
-    fn changes() -> (Change, Change) {
+    fn updates() -> (Update, Update) {
         let root = RootConfig::twitch("#watch").expect("root");
-        let ops = json!([{"op": "add", "path": "/x", "value": 1}]);
-        let patch = Patch::build(root.hash(), root.hash(), 0, ops, None).expect("patch");
-        let baseline = Change {
+        let baseline = Update {
             head: root.hash(),
             height: 0,
             document: Arc::new(root.value().clone()),
-            patch: None,
+            ops: None,
             dropped: false,
-            applied_at: Instant::now(),
         };
         let mut document = root.value().clone();
         document["x"] = json!(1);
-        let change = Change {
-            head: patch.hash,
+        let change = Update {
+            head: tikaconf::Hash::of_canonical_bytes(b"{}"),
             height: 1,
             document: Arc::new(document),
-            patch: Some(Arc::new(patch)),
+            ops: Some(json!([{"op": "add", "path": "/x", "value": 1}])),
             dropped: false,
-            applied_at: Instant::now(),
         };
         (baseline, change)
     }
@@ -167,15 +211,16 @@ mod tests {
 
     #[test]
     fn ops_by_default_and_the_document_where_the_reader_needs_one() {
-        let (baseline, change) = changes();
+        let (baseline, change) = updates();
+        let update = |u: &Update| WatchEvent::Update(u.clone());
         let mut printer = Printer::new(false);
-        let first = printer.event(Event::Change(baseline.clone()));
+        let first = printer.event(update(&baseline));
         assert!(has_document(&first), "no ops: the document");
         let Print::Line(first) = first else {
             unreachable!()
         };
         assert_eq!(first["ops"], Value::Null);
-        let next = printer.event(Event::Change(change.clone()));
+        let next = printer.event(update(&change));
         assert!(!has_document(&next), "ops only");
         let Print::Line(next) = next else {
             unreachable!()
@@ -185,21 +230,36 @@ mod tests {
             json!([{"op": "add", "path": "/x", "value": 1}])
         );
         assert_eq!(next["height"], 1);
+        assert_eq!(
+            text(&next),
+            format!("height 1  head {}  add /x 1", &change.head.to_hex()[..12])
+        );
 
         // After a lag: a note with the count, then the document once.
-        let Print::Note(note) = printer.event(Event::Lagged(7)) else {
+        let Print::Note(note) = printer.event(WatchEvent::Lagged(7)) else {
             panic!("a note expected")
         };
         assert!(note.contains("7 changes skipped"), "{note}");
-        assert!(has_document(&printer.event(Event::Change(change.clone()))));
-        assert!(!has_document(&printer.event(Event::Change(change.clone()))));
+        assert!(has_document(&printer.event(update(&change))));
+        assert!(!has_document(&printer.event(update(&change))));
         // A re-sync from a snapshot: no ops, so the document.
-        assert!(has_document(
-            &printer.event(Event::Change(baseline.clone()))
-        ));
+        assert!(has_document(&printer.event(update(&baseline))));
 
         let mut every = Printer::new(true);
-        assert!(has_document(&every.event(Event::Change(baseline))));
-        assert!(has_document(&every.event(Event::Change(change))));
+        assert!(has_document(&every.event(update(&baseline))));
+        assert!(has_document(&every.event(update(&change))));
+    }
+
+    #[test]
+    fn ops_in_a_few_words() {
+        assert_eq!(op(&json!({"op": "remove", "path": "/a"})), "remove /a");
+        assert_eq!(
+            op(&json!({"op": "move", "from": "/a", "path": "/b"})),
+            "move /a -> /b"
+        );
+        assert_eq!(
+            op(&json!({"op": "replace", "path": "/a", "value": {"b": "c"}})),
+            r#"replace /a {"b":"c"}"#
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! `tikaconf set`, `tikaconf rm` and `tikaconf patch`: durable writes.
 //!
-//! Both end in the same way: the patch is published against the current head (or,
-//! with `--if-head HASH`, only if the current head is HASH: the library's
-//! `Config::submit_on`) and the command waits until storage has stored it, then
-//! prints the new head. Input is checked before connecting (strict JSON,
+//! They end in the same way, as `edit` and `import` do ([`commit`] and
+//! [`report`]): the patch is published against the current head (or, with
+//! `--if-head HASH`, only if the current head is HASH: the library's
+//! `Config::submit_on`, or `If-Match` over HTTP) and the command waits until
+//! storage has stored it, then prints the new head. Input is checked before connecting (strict JSON,
 //! well-formed JSON Pointers and ops), so a typo fails fast with exit code 2
 //! whether or not a deployment is reachable; whether the ops *apply* can only be
 //! known against the current document.
@@ -12,12 +13,13 @@ use std::io::Read;
 use std::path::Path;
 
 use serde_json::{Value, json};
+use tikaconf::Hash;
 use tikaconf::proto::patch::Ops;
 use tikaconf::proto::{Limits, json};
-use tikaconf::{Hash, WriteError};
 
 use crate::cli::Global;
 use crate::failure::Failure;
+use crate::remote::{self, Remote, Target};
 use crate::{output, pointer, session};
 
 /// `set ROOT POINTER JSON`: one `add` op, which creates or replaces an object
@@ -82,30 +84,84 @@ async fn submit(
     if_head: Option<Hash>,
 ) -> Result<(), Failure> {
     Ops::from_value(&ops).map_err(|e| Failure::bad_input(e).context("invalid patch"))?;
-    let config = session::follow(global, root).await?;
-    let written = match if_head {
-        Some(parent) => config.submit_on(parent, ops).await,
-        None => config.submit(ops).await,
-    };
-    let head = written.map_err(|e| {
-        let context = match (&e, if_head) {
-            // The library's error does not carry the head it found; this node's
-            // head is it, or a newer one, and either is what a retry needs.
-            (WriteError::HeadMoved, Some(expected)) => format!(
-                "not written: the current head is {} (height {}), not --if-head {expected}",
-                config.head(),
-                config.height()
-            ),
-            (WriteError::Conflict { .. }, _) => "another write won".to_owned(),
-            (WriteError::Rejected(_), _) => "the patch does not apply".to_owned(),
-            (WriteError::Timeout { .. }, _) => "outcome unknown".to_owned(),
-            _ => "write failed".to_owned(),
-        };
-        Failure::from(e).context(context)
-    })?;
-    output::line(head.to_hex())
+    let root = session::parse_root(root)?;
+    let target = Remote::connect(global).await?.open(root).await?;
+    let outcome = commit(&target, ops, if_head).await?;
+    report(global, &outcome)
 }
 
-fn parse(bytes: &[u8]) -> Result<Value, Failure> {
+/// What a write verb did.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub root: Hash,
+    pub head: Hash,
+    pub height: u64,
+    /// False when there was nothing to change (no ops): nothing was published.
+    pub changed: bool,
+}
+
+/// Publishes `ops` on `target` (on `if_head` only, when given) and waits for
+/// storage to store it. No ops publish nothing, over either transport: no new
+/// version for nothing (as the HTTP API answers a write that changes nothing).
+pub async fn commit(
+    target: &Target,
+    ops: Value,
+    if_head: Option<Hash>,
+) -> Result<Outcome, Failure> {
+    if ops.as_array().is_some_and(Vec::is_empty) {
+        let now = target.read().await?;
+        if let Some(expected) = if_head
+            && expected != now.head
+        {
+            return Err(remote::stale(expected, now.head, Some(now.height)));
+        }
+        return Ok(Outcome {
+            root: target.root(),
+            head: now.head,
+            height: now.height,
+            changed: false,
+        });
+    }
+    let written = target.write(ops, if_head).await?;
+    Ok(Outcome {
+        root: target.root(),
+        head: written.head,
+        height: written.height,
+        changed: true,
+    })
+}
+
+/// Prints a write's outcome: the new head alone (plain), a sentence (a
+/// terminal), or `{"changed","head","height","root"}` (`--json`).
+pub fn report(global: &Global, outcome: &Outcome) -> Result<(), Failure> {
+    let Outcome {
+        root,
+        head,
+        height,
+        changed,
+    } = *outcome;
+    match (output::Style::of(global), changed) {
+        (output::Style::Json, _) => output::json(&json!({
+            "root": root.to_hex(),
+            "head": head.to_hex(),
+            "height": height,
+            "changed": changed,
+        })),
+        (output::Style::Human, true) => {
+            output::line(format!("committed: head {head} (height {height})"))
+        }
+        (output::Style::Human, false) => output::line(format!(
+            "nothing to change: nothing was published; the head is still {head} (height {height})"
+        )),
+        (output::Style::Plain, changed) => {
+            if !changed {
+                output::note("nothing to change: nothing was published");
+            }
+            output::line(head.to_hex())
+        }
+    }
+}
+
+pub fn parse(bytes: &[u8]) -> Result<Value, Failure> {
     json::parse_strict(bytes, Limits::default().max_depth).map_err(Failure::bad_input)
 }

@@ -22,6 +22,9 @@ pub fn tikaconf(args: &[&str]) -> Command {
         .env_remove("TIKACONF_REDIS")
         .env_remove("TIKACONF_NAMESPACE")
         .env_remove("TIKACONF_TOKEN")
+        .env_remove("TIKACONF_SERVER")
+        .env_remove("VISUAL")
+        .env_remove("EDITOR")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd
@@ -132,4 +135,17 @@ pub fn start_storage(url: &str, data: &Path, extra: &[&str]) -> Guard {
     let (guard, _lines, first) = spawn(&args);
     assert!(first.contains("listening on"), "startup line: {first}");
     guard
+}
+
+/// Starts `tikaconf serve ARGS` on a free loopback port; returns the guard,
+/// the address and the line it printed.
+pub fn start_serve(args: &[&str]) -> (Guard, String, String) {
+    let addr = format!("127.0.0.1:{}", tikaconf_test::free_port());
+    let args = [&["serve", "--listen", addr.as_str()], args].concat();
+    let (guard, _lines, first) = spawn(&args);
+    assert!(
+        first.contains(&format!("http://{addr}")),
+        "startup line: {first}"
+    );
+    (guard, addr, first)
 }
