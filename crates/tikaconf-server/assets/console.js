@@ -279,6 +279,8 @@ async function addRoot(event) {
         const { data } = await api("POST", "/v1/roots", { body: { platform, channel } });
         $("add-root").hidden = true;
         $("add-channel").value = "";
+        // The focus goes to the configuration about to open (its tree).
+        document.activeElement?.blur();
         await loadRoots();
         if (!state.roots.some((r) => r.root === data.root)) {
             state.roots.unshift({ ...data, connection: { platform, channel } });
@@ -316,6 +318,11 @@ async function openConfig(root) {
         highlights: new Map(),
         conflict: null,
         stream: null,
+        /** A write of ours is in flight: events wait in `queue` for its
+         * answer, so that its own change is known as ours (not highlighted
+         * as someone else's) whichever arrives first. */
+        inflight: false,
+        queue: [],
     };
     state.open = open;
     const { name, platform } = describe(known);
@@ -341,7 +348,11 @@ async function openConfig(root) {
     open.stream = new EventStream(
         `${configPath(root)}/events`,
         open.live.head,
-        (type, data) => state.open === open && onEvent(type, data),
+        (type, data) => {
+            if (state.open !== open) return;
+            if (open.inflight) open.queue.push([type, data]);
+            else onEvent(type, data);
+        },
         (s) => state.open === open && setLive(s),
     );
     focusTree();
@@ -359,6 +370,19 @@ function setLive(s) {
     const el = $("live");
     el.dataset.state = s;
     el.textContent = { live: "live", reconnecting: "reconnecting…", idle: "" }[s] ?? s;
+}
+
+/** Runs `write` (one request of ours and what follows its answer), then the
+ * events that came meanwhile. */
+async function inflight(write) {
+    const open = state.open;
+    open.inflight = true;
+    try {
+        return await write();
+    } finally {
+        open.inflight = false;
+        for (const [type, data] of open.queue.splice(0)) if (state.open === open) onEvent(type, data);
+    }
 }
 
 /** An event from the stream: a snapshot replaces, a change applies its ops. */
@@ -870,12 +894,14 @@ async function submit(request, mine, base, origin, focus) {
     const open = state.open;
     notice("Committing…", "busy");
     try {
-        const { data } = await api(request.method, configPath(open.root), {
-            body: request.body,
-            type: request.type,
-            ifMatch: base.head,
+        await inflight(async () => {
+            const { data } = await api(request.method, configPath(open.root), {
+                body: request.body,
+                type: request.type,
+                ifMatch: base.head,
+            });
+            committed(data, origin, focus);
         });
-        committed(data, origin, focus);
     } catch (e) {
         if (e.status === 412 || e.status === 409) return showConflict(mine, base, origin);
         notice(`Not committed: ${e.message}`, "error");
@@ -960,14 +986,16 @@ async function reapply() {
     const c = open?.conflict;
     if (!c) return;
     try {
-        const { data } = await api("PATCH", configPath(open.root), {
-            body: c.mine,
-            type: "application/json-patch+json",
-            ifMatch: c.current.head,
+        await inflight(async () => {
+            const { data } = await api("PATCH", configPath(open.root), {
+                body: c.mine,
+                type: "application/json-patch+json",
+                ifMatch: c.current.head,
+            });
+            if (c.origin === "editor") open.editorBase = { ...open.editorBase, text: editor.state.doc.toString() };
+            committed(data, c.origin);
+            resetEditorWhenLive(data.head);
         });
-        if (c.origin === "editor") open.editorBase = { ...open.editorBase, text: editor.state.doc.toString() };
-        committed(data, c.origin);
-        resetEditorWhenLive(data.head);
     } catch (e) {
         if (e.status === 412 || e.status === 409) return showConflict(c.mine, c.base, c.origin);
         const why = e.status === 422
@@ -1032,6 +1060,8 @@ function route() {
 }
 
 function onGlobalKey(e) {
+    // The editors handle their own keys (Ctrl+S, Esc) and mark them handled.
+    if (e.defaultPrevented) return;
     if (e.key === "s" && (e.ctrlKey || e.metaKey)) {
         e.preventDefault();
         return commit();
