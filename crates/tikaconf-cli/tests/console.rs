@@ -300,7 +300,6 @@ fn the_console_adds_sets_shows_live_changes_and_resolves_a_conflict() {
             (page["hash"] == format!("#/r/{root}") && page["head"] == head0.as_str()).then_some(())
         })
         .await;
-        b.screenshot("roots").await;
 
         // Set a value in the tree: `+` on the document, a key, Enter, the
         // value, Enter (a PATCH with If-Match on the head shown).
@@ -325,6 +324,7 @@ fn the_console_adds_sets_shows_live_changes_and_resolves_a_conflict() {
             .then_some(())
         })
         .await;
+        b.screenshot("roots").await;
 
         // A change made by the CLI (over Redis, not through this server)
         // appears without a reload, its path highlighted.

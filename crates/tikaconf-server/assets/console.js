@@ -8,7 +8,7 @@
 
 import * as cm from "./vendor/codemirror.min.js";
 import {
-    applyPatch, childPointer, clone, diff, equal, getAt, overlaps, parsePointer, pretty, touched,
+    applyPatch, childPointer, clone, diff, getAt, overlaps, pretty, touched,
 } from "./json.js";
 
 const $ = (id) => document.getElementById(id);
@@ -536,7 +536,10 @@ function renderHighlights() {
             p = parentOf(p);
             li = rowOf(p);
         }
-        li?.classList.add("changed");
+        if (!li) continue;
+        li.classList.add("changed");
+        // A re-render makes new rows: the fade goes on where it was.
+        li.querySelector(".row").style.animationDelay = `${until - now - HIGHLIGHT_MS}ms`;
     }
 }
 
@@ -947,23 +950,30 @@ async function showConflict(mine, base, origin) {
         (theirsTouched.some((t) => mineTouched.some((m) => overlaps(t, m)))
             ? "You both changed the marked paths: re-applying puts your values over theirs."
             : "Your edit and theirs touch different paths: re-applying keeps both.");
+    // One op as a line: what it does (an `add` over an existing value reads
+    // "set"), where, the value before and after.
     const opItem = (op, other) => {
         const li = document.createElement("li");
         const collides = touched(op).some((p) => other.some((o) => overlaps(p, o)));
         if (collides) li.className = "collides";
-        const code = document.createElement("code");
-        code.textContent = op.path || "(whole document)";
+        const before = op.op === "move" ? undefined : getAt(base.document, op.path);
+        const verb = (op.op === "add" || op.op === "replace") && before !== undefined ? "set" : op.op;
         const kind = document.createElement("span");
-        kind.className = `op op-${op.op}`;
-        kind.textContent = op.op;
+        kind.className = `op op-${verb}`;
+        kind.textContent = verb;
+        const code = document.createElement("code");
+        code.textContent = op.op === "move" ? `${op.from} → ${op.path}` : op.path || "(whole document)";
         li.append(kind, code);
-        if ("value" in op) {
+        const shown = (value, cls) => {
             const v = document.createElement("span");
-            v.className = "op-value";
-            const text = JSON.stringify(op.value);
+            v.className = cls;
+            const text = JSON.stringify(value);
             v.textContent = text.length > 120 ? `${text.slice(0, 117)}…` : text;
             li.append(v);
-        }
+        };
+        if (before !== undefined && (verb === "set" || verb === "remove")) shown(before, "op-before");
+        if (verb === "set") li.append(Object.assign(document.createElement("span"), { className: "muted", textContent: "→" }));
+        if ("value" in op && op.op !== "test") shown(op.value, "op-value");
         return li;
     };
     $("conflict-theirs").replaceChildren(...(theirs.length ? theirs.map((op) => opItem(op, mineTouched)) : [emptyOps()]));
