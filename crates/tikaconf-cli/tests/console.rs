@@ -453,7 +453,76 @@ fn the_console_adds_sets_shows_live_changes_and_resolves_a_conflict() {
             (layout == json!([true, false])).then_some(())
         })
         .await;
+        // Back to the document with the keyboard: `/` to search, a few
+        // letters, Down into the list, Enter.
+        b.keys("/").await;
+        b.keys("consol").await;
+        poll("the search to leave one root", || async {
+            let n = b.read("return document.querySelectorAll('#roots a.root-item').length").await;
+            (n.as_u64() == Some(1)).then_some(())
+        })
+        .await;
+        b.keys(&format!("{}{}", Key::Down, Key::Enter)).await;
+        poll("the document to open again", || async {
+            let page = b.read(PAGE_STATE).await;
+            (page["hash"] == format!("#/r/{root}") && page["head"] == head4.as_str()).then_some(())
+        })
+        .await;
         b.client.clone().close().await.unwrap();
     });
     eprintln!("console test: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `serve --token`: the page loads without it (its files hold no data), asks
+/// for it on the API's first 401, and lists the roots once it is given; the
+/// event stream (read with `fetch`) carries it too.
+#[test]
+fn the_console_asks_for_the_token_and_sends_it() {
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    let addr = format!("127.0.0.1:{}", tikaconf_test::free_port());
+    let (_serve, _lines, first) = spawn(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--data",
+        data,
+        "--token",
+        "open-sesame",
+    ]);
+    assert!(first.contains(&format!("http://{addr}")), "{first}");
+    let (status, _, _) = http(&addr, "GET", "/v1/roots", None);
+    assert_eq!(status, 401, "the API needs the token");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let browser = Browser::start().await;
+        let b = &browser;
+        b.client.goto(&format!("http://{addr}/")).await.unwrap();
+        poll("the token prompt", || async {
+            let asked = b
+                .read("return document.getElementById('token-dialog').open && document.activeElement.id")
+                .await;
+            (asked == "token").then_some(())
+        })
+        .await;
+        b.keys(&format!("open-sesame{}", Key::Enter)).await;
+        poll("the page to list roots with the token", || async {
+            let shown = b
+                .read("return !document.getElementById('token-dialog').open && document.getElementById('roots-empty').textContent")
+                .await;
+            shown.as_str()?.contains("No roots yet").then_some(())
+        })
+        .await;
+        // Add a root and open it: the read and the event stream carry the token.
+        b.keys("a").await;
+        b.keys(&format!("guarded{}", Key::Enter)).await;
+        poll("the document, live", || async {
+            let page = b.read(PAGE_STATE).await;
+            let live = b.read("return document.getElementById('live').dataset.state").await;
+            (page["head"].is_string() && live == "live").then_some(())
+        })
+        .await;
+        b.client.clone().close().await.unwrap();
+    });
 }

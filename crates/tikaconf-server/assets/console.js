@@ -1061,11 +1061,15 @@ function route() {
         if (state.open?.root !== m[1]) openConfig(m[1]);
         else $("app").dataset.view = "config";
     } else {
+        const was = state.open?.root;
         closeConfig();
         $("config").hidden = true;
         $("placeholder").hidden = false;
         $("app").dataset.view = "list";
         renderRoots();
+        // Back in the list, the focus is on the root just left (the button
+        // that led here may be hidden now, on a narrow window).
+        $("roots").querySelector(`a[data-root="${was}"]`)?.focus();
     }
 }
 
