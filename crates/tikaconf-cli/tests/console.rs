@@ -14,8 +14,8 @@
 //! Debian's `chromium` and `chromium-driver`.
 //!
 //! Screenshots: with `TIKACONF_SCREENSHOTS=DIR` the test saves PNGs of the
-//! roots list, a highlighted change, the conflict panel and a narrow window
-//! in DIR; `docs/console/` holds the committed ones:
+//! roots list, a value edited in place, a highlighted change, the conflict
+//! panel and a narrow window in DIR; `docs/console/` holds the committed ones:
 //!
 //! ```text
 //! TIKACONF_SCREENSHOTS=docs/console cargo test -p tikaconf-cli --test console
@@ -309,7 +309,9 @@ fn the_console_adds_sets_shows_live_changes_and_resolves_a_conflict() {
         .await;
         b.keys("+").await;
         b.keys(&format!("volume{}", Key::Enter)).await;
-        b.keys(&format!("11{}", Key::Enter)).await;
+        b.keys("11").await;
+        b.screenshot("edit-value").await;
+        b.keys(&Key::Enter.to_string()).await;
         let (head1, document1) = poll("the server to commit /volume", || async {
             let (head, document) = server_config(&addr, &root);
             (head != head0).then_some((head, document))

@@ -704,6 +704,10 @@ function startAdd(pointer) {
 }
 
 function inlineError(box) {
+    const hint = document.createElement("p");
+    hint.className = "inline-hint muted";
+    hint.innerHTML = "<kbd>Enter</kbd> commits · <kbd>Shift</kbd>+<kbd>Enter</kbd> new line · <kbd>Esc</kbd> cancels";
+    box.append(hint);
     const p = document.createElement("p");
     p.className = "error inline-error";
     p.setAttribute("role", "alert");
