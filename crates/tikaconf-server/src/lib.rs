@@ -23,6 +23,7 @@
 
 mod auth;
 mod catalog;
+mod console;
 mod etag;
 mod follows;
 mod openapi;
@@ -36,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tikaconf::{Client, Limits};
 use tokio::net::TcpListener;
@@ -195,13 +196,13 @@ impl Api {
     }
 
     /// The routes: `/v1/...`, `/healthz`, `/readyz`, `/metrics` (404 unless
-    /// [`Api::with_metrics`]), `/openapi.json`, and `/` (where the web console
-    /// will be served). Every route needs the token when one is set. The
-    /// embedding binary may merge more routes into it; the token layer covers
-    /// only these.
+    /// [`Api::with_metrics`]), `/openapi.json`, and the web console (`/` and
+    /// `/assets/...`). Every route but the console's needs the token when one
+    /// is set: the console's files hold no data, and the page asks for the
+    /// token when the API answers 401. The embedding binary may merge more
+    /// routes into it; the token layer covers only these.
     pub fn router(&self) -> Router {
         let mut router = Router::new()
-            .route("/", get(console))
             .route("/healthz", get(routes::health::healthz))
             .route("/readyz", get(routes::health::readyz))
             .route("/openapi.json", get(openapi_json))
@@ -225,7 +226,12 @@ impl Api {
             let token = auth::Token(Arc::from(token.as_bytes()));
             router = router.layer(axum::middleware::from_fn_with_state(token, auth::require));
         }
-        router
+        // Merged after the token layer, which therefore does not cover them.
+        router.merge(
+            Router::new()
+                .route("/", get(console::page))
+                .route("/assets/{*path}", get(console::asset)),
+        )
     }
 
     /// Ends every open SSE stream (the server is shutting down: a graceful
@@ -241,16 +247,6 @@ impl Api {
             let _ = closing.wait_for(|closed| *closed).await;
         }
     }
-}
-
-/// `/`: where the web console will be.
-async fn console() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><meta charset=utf-8><title>tikaconf</title>",
-        "<h1>tikaconf</h1>",
-        "<p>The web console is not built yet. The HTTP API is under <code>/v1</code>; ",
-        "its description is <a href=\"/openapi.json\">/openapi.json</a>.</p>",
-    ))
 }
 
 async fn openapi_json() -> impl IntoResponse {

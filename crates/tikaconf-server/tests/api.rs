@@ -607,7 +607,7 @@ fn a_non_loopback_address_needs_a_token() {
 }
 
 #[tokio::test]
-async fn probes_openapi_and_the_console_placeholder() {
+async fn probes_and_openapi() {
     let server = TestServer::start().await;
     assert_eq!(
         get(&server.url("/healthz")).await.expect(200).body.as_ref(),
@@ -628,8 +628,66 @@ async fn probes_openapi_and_the_console_placeholder() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
-    let console = get(&server.url("/")).await.expect(200);
-    assert!(String::from_utf8_lossy(&console.body).contains("not built yet"));
+}
+
+/// The console's files: embedded, typed, revalidated with a strong ETag
+/// (304 while unchanged), and served without the token (they hold no data;
+/// the API behind them still asks for it).
+#[tokio::test]
+async fn the_console_is_embedded_typed_cached_and_outside_the_token() {
+    let server = TestServer::start_with(ApiOptions {
+        token: Some("s3cret-token".into()),
+        ..ApiOptions::default()
+    })
+    .await;
+    for (path, content_type, holds) in [
+        ("/", "text/html; charset=utf-8", "/assets/console.js"),
+        (
+            "/assets/console.js",
+            "text/javascript; charset=utf-8",
+            "EventStream",
+        ),
+        (
+            "/assets/json.js",
+            "text/javascript; charset=utf-8",
+            "applyPatch",
+        ),
+        (
+            "/assets/console.css",
+            "text/css; charset=utf-8",
+            "prefers-color-scheme",
+        ),
+        ("/assets/icon.svg", "image/svg+xml", "<svg"),
+        (
+            "/assets/vendor/codemirror.min.js",
+            "text/javascript; charset=utf-8",
+            "jsonParseLinter",
+        ),
+    ] {
+        let got = get(&server.url(path)).await.expect(200);
+        assert_eq!(got.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(got.header("cache-control"), Some("no-cache"), "{path}");
+        assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
+        assert!(got.header("content-security-policy").is_some());
+        assert!(String::from_utf8_lossy(&got.body).contains(holds), "{path}");
+        let tag = got.header("etag").expect("an ETag").to_owned();
+        assert!(tag.starts_with('"'), "strong: {tag}");
+        let again = call("GET", &server.url(path), &[("if-none-match", &tag)], None).await;
+        assert_eq!(again.status, 304, "{path}");
+        assert!(again.body.is_empty());
+    }
+    get(&server.url("/assets/nothing.js")).await.expect(404);
+    get(&server.url("/v1/roots")).await.expect(401);
+    let doc = call(
+        "GET",
+        &server.url("/openapi.json"),
+        &[("authorization", "Bearer s3cret-token")],
+        None,
+    )
+    .await
+    .expect(200)
+    .json();
+    assert!(doc["paths"]["/"].is_null() && doc["paths"]["/assets/{path}"].is_null());
 }
 
 /// What schemathesis found: a body no patch could carry is 400 before
