@@ -17,6 +17,8 @@
 //!   scores 0, so ordered by hash), for listings by cursor
 //! - `{prefix}reg:<root>` -> the height-0 snapshot the root was registered with
 //!   (its connection info, kept when the head moves on)
+//! - `{prefix}layout` -> `2` once every root is in `roots` (see
+//!   [`RedisStore::index_roots`]; absent in a store written before the set)
 //! - `{prefix}store_id` -> the store's identity, set by the first node to ask
 //! - `{prefix}answerer` -> the storage node holding the answerer lease (expires)
 //!
@@ -110,6 +112,33 @@ redis.call('ZADD', ARGV[1] .. 'roots', 0, ARGV[2])
 redis.call('SET', hkey, ARGV[2] .. ' 0')
 return {}
 ";
+
+/// Puts a batch of roots found by `SCAN` (ARGV[2..]) into the `roots` set, and
+/// copies the snapshot of each one still at height 0 into its `reg:` key if it
+/// has none (a root that moved on before registrations were kept has nothing
+/// left to copy). Idempotent, so nodes running it at once do no harm. Uses only
+/// the commands a storage node's ACL already grants (no `EXISTS`).
+///
+/// ARGV: prefix, root... Returns the number of roots newly put in the set.
+const INDEX: &str = r"
+local added = 0
+for i = 2, #ARGV do
+  local root = ARGV[i]
+  local cur = redis.call('GET', ARGV[1] .. 'head:' .. root)
+  if cur then
+    added = added + redis.call('ZADD', ARGV[1] .. 'roots', 0, root)
+    local reg = ARGV[1] .. 'reg:' .. root
+    if string.sub(cur, -2) == ' 0' and not redis.call('GET', reg) then
+      local snap = redis.call('GET', ARGV[1] .. 'snap:' .. root)
+      if snap then redis.call('SET', reg, snap) end
+    end
+  end
+end
+return added
+";
+
+/// The value of `{prefix}layout` once every root is in the `roots` set.
+const LAYOUT: &str = "2";
 
 /// A page of the roots listing: up to ARGV[3] roots above ARGV[2] (`-` for the
 /// first page, else `(<hex>`) from the `roots` sorted set, each with its head and
@@ -218,6 +247,7 @@ struct Scripts {
     register: Script,
     commit: Script,
     list: Script,
+    index: Script,
     store_id: Script,
     claim: Script,
     release: Script,
@@ -251,6 +281,7 @@ impl RedisStore {
                 register: Script::new(REGISTER),
                 commit: Script::new(COMMIT),
                 list: Script::new(LIST),
+                index: Script::new(INDEX),
                 store_id: Script::new(STORE_ID),
                 claim: Script::new(CLAIM_ANSWERER),
                 release: Script::new(RELEASE_ANSWERER),
@@ -261,6 +292,70 @@ impl RedisStore {
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Brings a store written before the `roots` set (which listings read) up
+    /// to date: every root found by `SCAN` over `head:` keys is put in the set,
+    /// with its registration when it is still at height 0; then `layout` says
+    /// so and later calls return at once (one `GET`). Returns how many roots it
+    /// added. A storage node calls it on start-up; it is safe to run from
+    /// several nodes at once and to interrupt (it starts over next time).
+    ///
+    /// Why not in a Lua script: a scan of a million keys inside one script
+    /// would block the server for seconds; here each `SCAN` page is one short
+    /// script.
+    pub async fn index_roots(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let layout_key = format!("{}layout", self.prefix);
+        let layout: Option<String> = redis::cmd("GET")
+            .arg(&layout_key)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        if layout.as_deref() == Some(LAYOUT) {
+            return Ok(0);
+        }
+        let pattern = format!("{}head:*", glob_escape(&self.prefix));
+        let head_prefix = format!("{}head:", self.prefix);
+        let mut cursor: u64 = 0;
+        let mut added = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_error)?;
+            let roots: Vec<&str> = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix(&head_prefix))
+                .collect();
+            if !roots.is_empty() {
+                let mut invocation = self.scripts.index.arg(&*self.prefix);
+                for root in &roots {
+                    invocation.arg(*root);
+                }
+                let n: u64 = invocation
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(redis_error)?;
+                added += n;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let () = redis::cmd("SET")
+            .arg(&layout_key)
+            .arg(LAYOUT)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(added)
     }
 
     /// Reads Redis's persistence settings and fails unless they keep every

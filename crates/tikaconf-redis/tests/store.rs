@@ -197,3 +197,57 @@ async fn survives_redis_restart() {
     }
     assert_eq!(loaded, Some(Some(h1)));
 }
+
+/// A store written before the `roots` set: its roots are not listed until
+/// `index_roots` runs, which lists them all (with the registration of a root
+/// still at height 0; a root that had moved on has none left), says so in
+/// `layout`, and does nothing the second time.
+#[tokio::test]
+async fn roots_registered_before_the_index_are_listed_after_index_roots() {
+    let server = RedisServer::start();
+    let prefix = "old:";
+    let store = RedisStore::connect(&server.url(), prefix)
+        .await
+        .expect("connect");
+    let fresh = genesis(unique_root("old-fresh"));
+    let moved = genesis(unique_root("old-moved"));
+    let moved1 = next(&moved, "1");
+    store.register(fresh.clone()).await.expect("register");
+    store.register(moved.clone()).await.expect("register");
+    store
+        .commit(vec![step(&moved, &moved1)])
+        .await
+        .expect("commit");
+    // What the store looked like before the index: no set, no registrations.
+    let mut conn = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let () = redis::cmd("DEL")
+        .arg(format!("{prefix}roots"))
+        .arg(format!("{prefix}reg:{}", fresh.root))
+        .arg(format!("{prefix}reg:{}", moved.root))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    assert!(store.list_roots(None, 10).await.expect("list").is_empty());
+
+    assert_eq!(store.index_roots().await.expect("index"), 2);
+    let listed = store.list_roots(None, 10).await.expect("list");
+    assert_eq!(listed.len(), 2);
+    let find = |root| listed.iter().find(|l| l.root == root).expect("listed");
+    assert_eq!(
+        find(fresh.root).registration.as_ref(),
+        Some(&fresh.snapshot)
+    );
+    assert_eq!(find(moved.root).registration, None);
+    assert_eq!(find(moved.root).head.head, moved1.head);
+    let layout: String = redis::cmd("GET")
+        .arg(format!("{prefix}layout"))
+        .query_async(&mut conn)
+        .await
+        .expect("layout");
+    assert_eq!(layout, "2");
+    assert_eq!(store.index_roots().await.expect("again"), 0);
+}

@@ -86,6 +86,13 @@ pub async fn open_redis_store(
             "Redis can lose acknowledged writes; accepted with --accept-redis-durability"
         );
     }
+    // A store written before the roots listing existed gets its index once.
+    let indexed = store.index_roots().await.map_err(|e| {
+        Failure::other(e).context(format!("indexing the roots of the Redis store at {redis}"))
+    })?;
+    if indexed > 0 {
+        tracing::info!(%redis, roots = indexed, "listed the roots registered before the index");
+    }
     let stores = match found {
         Persistence::Always => format!("Redis keys {prefix}* at {redis}"),
         lossy => format!("Redis keys {prefix}* at {redis} (accepted: {lossy})"),
