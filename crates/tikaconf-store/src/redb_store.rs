@@ -9,12 +9,14 @@
 //!
 //! Layout, as in the design:
 //! - `roots`: root hash -> its record: latest hash, height, and once it has
-//!   moved past height 0 the snapshot it was registered with (see
-//!   [`record`]; a store written before the record had `heads` instead, root
+//!   moved past height 0 the number of its registration (see [`record`]; a store written before the record had `heads` instead, root
 //!   hash -> (latest hash, height), converted when it is first opened)
 //! - `snapshots`: latest hash -> canonical snapshot bytes
+//! - `registrations`: number -> the snapshot a root was registered with, moved
+//!   here from `snapshots` when the root first changes (see [`record`])
 //! - `meta`: `"log_seq"` -> sequence of the last batch applied, `"log_id"` -> id of
-//!   the write-ahead log that belongs to this database (see below)
+//!   the write-ahead log that belongs to this database (see below),
+//!   `"last_registration"` -> the number of the last entry of `registrations`
 //!
 //! Only the latest snapshot of each root is kept: moving a head deletes the old
 //! hash's snapshot in the same transaction.
@@ -101,17 +103,24 @@ use crate::{
 
 /// `root -> record` (see [`record`]).
 const ROOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("roots");
+/// `number -> the snapshot a root was registered with`, for each root that has
+/// moved past height 0; its record holds the number (see [`record`] for why
+/// not the root hash).
+const REGISTRATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("registrations");
 /// What `roots` replaced: `root -> (latest hash, height)`. Only read, by the
 /// conversion of an older store when it is opened.
 const OLD_HEADS: TableDefinition<[u8; 32], ([u8; 32], u64)> = TableDefinition::new("heads");
 /// `latest hash -> snapshot bytes`.
 const SNAPSHOTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("snapshots");
-/// Bookkeeping: [`LOG_SEQ`].
+/// Bookkeeping: [`LOG_SEQ`], [`LOG_ID`], [`STORE_ID`], [`LAST_REGISTRATION`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Key in `meta` of the sequence number of the last batch applied (0: none yet).
 /// Written in the same transaction as the batch, so the durable state always says
 /// which log records it already holds.
 const LOG_SEQ: &str = "log_seq";
+/// Key in `meta` of the number of the last registration moved to
+/// `registrations` (absent: none yet).
+const LAST_REGISTRATION: &str = "last_registration";
 /// Key in `meta` of the id of this database's log (absent: the database has never
 /// had one, e.g. it is new or older than the log), so that a log left beside a
 /// database it does not belong to is never replayed into it.
@@ -184,22 +193,28 @@ impl RedbStore {
         let txn = db.begin_write().map_err(backend)?;
         let (mut log, last, store_id) = {
             // Create every table up front so that readers never meet a missing one.
-            let mut roots = txn.open_table(ROOTS).map_err(backend)?;
-            convert_old_heads(&txn, &mut roots)?;
-            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            let owner = meta.get(LOG_ID).map_err(backend)?.map(|v| v.value());
-            let durable = meta.get(LOG_SEQ).map_err(backend)?.map_or(0, |v| v.value());
+            let mut tables = Tables::open(&txn)?;
+            convert_old_heads(&txn, &mut tables.roots)?;
+            let owner = tables.meta.get(LOG_ID).map_err(backend)?.map(|v| v.value());
+            let durable = tables
+                .meta
+                .get(LOG_SEQ)
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
             let (log, records) = Wal::open(&log_path(&path), capacity, owner, durable)?;
             if owner.is_none() {
-                meta.insert(LOG_ID, log.id()).map_err(backend)?;
+                tables.meta.insert(LOG_ID, log.id()).map_err(backend)?;
             }
-            let kept = meta.get(STORE_ID).map_err(backend)?.map(|v| v.value());
+            let kept = tables
+                .meta
+                .get(STORE_ID)
+                .map_err(backend)?
+                .map(|v| v.value());
             let store_id = match kept {
                 Some(id) => id,
                 None => {
                     let id = rand::random::<u64>();
-                    meta.insert(STORE_ID, id).map_err(backend)?;
+                    tables.meta.insert(STORE_ID, id).map_err(backend)?;
                     id
                 }
             };
@@ -218,17 +233,12 @@ impl RedbStore {
                     )));
                 }
                 for commit in wal::decode_commits(record.seq, &record.payload)? {
-                    apply(
-                        &mut roots,
-                        &mut snapshots,
-                        &commit.expected_head,
-                        &commit.new,
-                    )?;
+                    apply(&mut tables, &commit.expected_head, &commit.new)?;
                 }
                 last = record.seq;
             }
             if last != durable {
-                meta.insert(LOG_SEQ, last).map_err(backend)?;
+                tables.meta.insert(LOG_SEQ, last).map_err(backend)?;
             }
             (log, last, store_id)
         };
@@ -373,23 +383,36 @@ const REGISTERED: Hash = Hash::from_bytes([0; 32]);
 /// The old head's snapshot is deleted, except the root's own registration when
 /// the root leaves height 0: that moves into the record (see [`record`]).
 fn apply(
-    roots: &mut Table<[u8; 32], &'static [u8]>,
-    snapshots: &mut Table<[u8; 32], &'static [u8]>,
+    tables: &mut Tables<'_>,
     expected_head: &Hash,
     new: &StoredHead,
 ) -> Result<(), StoreError> {
-    let registration = match read_record(roots, &new.root)? {
-        Some(RootRecord {
-            registration: Some(kept),
-            ..
-        }) => Some(kept),
-        // Leaving height 0: the snapshot about to be deleted is the root's.
-        Some(RootRecord { height: 0, .. }) if *expected_head == new.root => snapshots
-            .get(expected_head.as_bytes())
+    let Tables {
+        roots,
+        snapshots,
+        registrations,
+        meta,
+    } = tables;
+    let mut registration = read_record(roots, &new.root)?.and_then(|r| r.registration);
+    // Leaving height 0: the snapshot about to be deleted is the root's own
+    // registration; it moves to `registrations`, under the next number.
+    if registration.is_none()
+        && *expected_head == new.root
+        && let Some(snapshot) = snapshots.get(expected_head.as_bytes()).map_err(backend)?
+    {
+        let bytes = snapshot.value().to_vec();
+        drop(snapshot);
+        let number = meta
+            .get(LAST_REGISTRATION)
             .map_err(backend)?
-            .map(|s| Bytes::copy_from_slice(s.value())),
-        _ => None,
-    };
+            .map_or(0, |v| v.value())
+            + 1;
+        meta.insert(LAST_REGISTRATION, number).map_err(backend)?;
+        registrations
+            .insert(number, bytes.as_slice())
+            .map_err(backend)?;
+        registration = Some(number);
+    }
     snapshots
         .insert(new.head.as_bytes(), new.snapshot.as_ref())
         .map_err(backend)?;
@@ -407,6 +430,25 @@ fn apply(
             .map_err(backend)?;
     }
     Ok(())
+}
+
+/// The tables every write opens, in one transaction.
+struct Tables<'txn> {
+    roots: Table<'txn, [u8; 32], &'static [u8]>,
+    snapshots: Table<'txn, [u8; 32], &'static [u8]>,
+    registrations: Table<'txn, u64, &'static [u8]>,
+    meta: Table<'txn, &'static str, u64>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn redb::WriteTransaction) -> Result<Tables<'txn>, StoreError> {
+        Ok(Tables {
+            roots: txn.open_table(ROOTS).map_err(backend)?,
+            snapshots: txn.open_table(SNAPSHOTS).map_err(backend)?,
+            registrations: txn.open_table(REGISTRATIONS).map_err(backend)?,
+            meta: txn.open_table(META).map_err(backend)?,
+        })
+    }
 }
 
 /// Converts a store written before the `roots` record (it has a `heads`
@@ -494,12 +536,11 @@ impl Store for RedbStore {
             let mut log = inner.log()?;
             let txn = inner.db.begin_write().map_err(backend)?;
             let current = {
-                let mut roots = txn.open_table(ROOTS).map_err(backend)?;
-                let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
-                match read_head(&roots, &snapshots, head.root)? {
+                let mut tables = Tables::open(&txn)?;
+                match read_head(&tables.roots, &tables.snapshots, head.root)? {
                     Some(current) => Some(current),
                     None => {
-                        apply(&mut roots, &mut snapshots, &REGISTERED, &head)?;
+                        apply(&mut tables, &REGISTERED, &head)?;
                         None
                     }
                 }
@@ -539,18 +580,12 @@ impl Store for RedbStore {
             let txn = inner.db.begin_write().map_err(backend)?;
             let mut outcomes = Vec::with_capacity(batch.len());
             {
-                let mut roots = txn.open_table(ROOTS).map_err(backend)?;
-                let mut snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
+                let mut tables = Tables::open(&txn)?;
                 for commit in &batch {
-                    let current = read_head(&roots, &snapshots, commit.new.root)?;
+                    let current = read_head(&tables.roots, &tables.snapshots, commit.new.root)?;
                     let outcome = decide(current.as_ref(), commit);
                     if outcome == PersistOutcome::Applied {
-                        apply(
-                            &mut roots,
-                            &mut snapshots,
-                            &commit.expected_head,
-                            &commit.new,
-                        )?;
+                        apply(&mut tables, &commit.expected_head, &commit.new)?;
                     }
                     outcomes.push(outcome);
                 }
@@ -592,6 +627,7 @@ impl Store for RedbStore {
             let txn = inner.db.begin_read().map_err(backend)?;
             let roots = txn.open_table(ROOTS).map_err(backend)?;
             let snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
+            let registrations = txn.open_table(REGISTRATIONS).map_err(backend)?;
             let range = match after {
                 Some(after) => roots.range::<[u8; 32]>((
                     std::ops::Bound::Excluded(*after.as_bytes()),
@@ -607,7 +643,17 @@ impl Store for RedbStore {
                 let record = RootRecord::decode(&root, value.value())?;
                 // At height 0 the registration is the head's own snapshot.
                 let registration = match record.registration {
-                    Some(kept) => Some(kept),
+                    Some(number) => Some(
+                        registrations
+                            .get(number)
+                            .map_err(backend)?
+                            .map(|r| Bytes::copy_from_slice(r.value()))
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(format!(
+                                    "root {root} names registration {number}, which is missing"
+                                ))
+                            })?,
+                    ),
                     None if record.height == 0 => snapshots
                         .get(record.head.as_bytes())
                         .map_err(backend)?
