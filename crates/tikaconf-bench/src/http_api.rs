@@ -34,19 +34,8 @@ pub async fn serve(redis_url: &str) -> anyhow::Result<()> {
     let api = tikaconf_server::Api::new(client, tikaconf_server::ApiOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);
-    // The parent holds our stdin; when it goes away, so do we. (A thread, so
-    // that the runtime's stdin support is not needed.)
-    let (gone, parent_gone) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 64];
-        let mut stdin = std::io::stdin();
-        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
-        let _ = gone.send(());
-    });
-    let shutdown = async {
-        let _ = parent_gone.await;
-    };
+    // The parent holds our stdin; when it goes away, so do we.
+    let shutdown = tikaconf_test::storage_node::stdin_closed();
     tikaconf_server::serve(listener, &api, api.router(), shutdown).await?;
     Ok(())
 }

@@ -29,6 +29,7 @@ mod credentials;
 mod exporter;
 mod failure;
 mod formats;
+mod input;
 mod output;
 mod pointer;
 mod remote;

@@ -320,18 +320,10 @@ impl RedisStore {
         let mut cursor: u64 = 0;
         let mut added = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error)?;
+            let (next, keys) = scan_page(&mut conn, &pattern, cursor).await?;
             let roots: Vec<&str> = keys
                 .iter()
-                .filter_map(|k| k.strip_prefix(&head_prefix))
+                .filter_map(|k| std::str::from_utf8(k).ok()?.strip_prefix(&head_prefix))
                 .collect();
             if !roots.is_empty() {
                 let mut invocation = self.scripts.index.arg(&*self.prefix);
@@ -452,6 +444,24 @@ fn parse_outcome(root: Hash, value: &Value) -> Result<PersistOutcome, StoreError
     }
 }
 
+/// One page of `SCAN cursor MATCH pattern COUNT 1000`: the next cursor (0 at
+/// the end) and the keys, which may repeat across pages.
+async fn scan_page(
+    conn: &mut ConnectionManager,
+    pattern: &str,
+    cursor: u64,
+) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await
+        .map_err(redis_error)
+}
+
 /// Escapes glob characters so that a prefix matches only itself in `SCAN MATCH`.
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -541,15 +551,7 @@ impl Store for RedisStore {
         // distinct keys.
         let mut seen = std::collections::HashSet::new();
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_error)?;
+            let (next, keys) = scan_page(&mut conn, &pattern, cursor).await?;
             seen.extend(keys);
             if next == 0 {
                 return Ok(seen.len() as u64);

@@ -91,8 +91,15 @@ pub async fn serve(redis: &str, data: &Path, kind: StoreKind) -> Result<()> {
         .await
         .context("the storage node did not become ready")?;
     println!("ready");
-    // The parent holds our stdin; when it goes away, so do we. (A thread, so
-    // that no crate needs tokio's stdin support.)
+    stdin_closed().await;
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Resolves when this process's standard input closes: a child role's parent
+/// holds it, so when the parent goes away (even killed), so does the child.
+/// (A thread reads it, so that no crate needs tokio's stdin support.)
+pub async fn stdin_closed() {
     let (gone, parent_gone) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         use std::io::Read;
@@ -102,8 +109,6 @@ pub async fn serve(redis: &str, data: &Path, kind: StoreKind) -> Result<()> {
         let _ = gone.send(());
     });
     let _ = parent_gone.await;
-    node.shutdown().await;
-    Ok(())
 }
 
 /// How the parent starts a [`StorageChild`].

@@ -8,7 +8,6 @@
 //! undo it. `--if-head` pins an earlier head (`export --json` prints it), for
 //! a file edited by hand since.
 
-use std::io::Read;
 use std::path::Path;
 
 use tikaconf::Hash;
@@ -17,7 +16,7 @@ use crate::cli::{DocFormat, Global};
 use crate::commands::write;
 use crate::failure::Failure;
 use crate::remote::{self, Remote};
-use crate::{formats, session};
+use crate::{formats, input, session};
 
 /// `import ROOT FILE|- [--format F] [--if-head HASH]`.
 pub async fn run(
@@ -27,7 +26,7 @@ pub async fn run(
     format: Option<DocFormat>,
     if_head: Option<Hash>,
 ) -> Result<(), Failure> {
-    let stdin = file == Path::new("-");
+    let stdin = input::is_stdin(file);
     let format = match format.or_else(|| formats::from_extension(file)) {
         Some(format) => format,
         None if stdin => DocFormat::Json,
@@ -38,18 +37,7 @@ pub async fn run(
             )));
         }
     };
-    let (bytes, name) = if stdin {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| Failure::other(e).context("cannot read stdin"))?;
-        (bytes, "stdin".to_owned())
-    } else {
-        let bytes = std::fs::read(file).map_err(|e| {
-            Failure::bad_input(e).context(format!("cannot read {}", file.display()))
-        })?;
-        (bytes, file.display().to_string())
-    };
+    let (bytes, name) = input::read(file)?;
     let document = formats::parse(&bytes, format)
         .map_err(|f| f.context(format!("{name} as {format:?}").to_lowercase()))?;
     let root = session::parse_root(root)?;

@@ -9,7 +9,6 @@
 //! whether or not a deployment is reachable; whether the ops *apply* can only be
 //! known against the current document.
 
-use std::io::Read;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -20,7 +19,7 @@ use tikaconf::proto::{Limits, json};
 use crate::cli::Global;
 use crate::failure::Failure;
 use crate::remote::{self, Remote, Target};
-use crate::{output, pointer, session};
+use crate::{input, output, pointer, session};
 
 /// `set ROOT POINTER JSON`: one `add` op, which creates or replaces an object
 /// member (or inserts into an array, per RFC 6902).
@@ -61,18 +60,7 @@ pub async fn patch(
     file: &Path,
     if_head: Option<Hash>,
 ) -> Result<(), Failure> {
-    let (bytes, name) = if file == Path::new("-") {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| Failure::other(e).context("cannot read stdin"))?;
-        (bytes, "stdin".to_owned())
-    } else {
-        let bytes = std::fs::read(file).map_err(|e| {
-            Failure::bad_input(e).context(format!("cannot read {}", file.display()))
-        })?;
-        (bytes, file.display().to_string())
-    };
+    let (bytes, name) = input::read(file)?;
     let ops = parse(&bytes).map_err(|f| f.context(format!("patch document from {name}")))?;
     submit(global, root, ops, if_head).await
 }
