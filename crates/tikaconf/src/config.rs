@@ -15,6 +15,11 @@ use crate::error::{Error, WriteError};
 use crate::live::{Live, LiveError};
 use crate::shared::Handle;
 
+/// How many times a write that starts again from a moved head (an update's
+/// rebase, a schema check's re-check) tries before it gives up: a root busy
+/// enough to move under sixteen attempts in a row should be told so.
+const ATTEMPTS: usize = 16;
+
 /// A followed configuration: always holds the latest document this node has,
 /// updated in the background as changes arrive.
 ///
@@ -264,7 +269,7 @@ impl Config {
         meta: Option<Map<String, Value>>,
     ) -> Result<(Arc<Patch>, oneshot::Receiver<WriteOutcome>), WriteError> {
         use tikaconf_proto::patch::Ops;
-        loop {
+        for _ in 0..ATTEMPTS {
             let base = self.current();
             if parent.is_some_and(|p| p != base.head) {
                 return Err(WriteError::HeadMoved);
@@ -289,6 +294,9 @@ impl Config {
                 written => return written,
             }
         }
+        // The head moved under every attempt: as busy a root as that is better
+        // told than waited on forever.
+        Err(WriteError::HeadMoved)
     }
 
     /// Changes the document with `edit`, as a patch computed from the difference,
@@ -369,7 +377,6 @@ impl Config {
         &self,
         mut edit: impl FnMut(&mut Value) -> Result<(), Error>,
     ) -> Result<Hash, Error> {
-        const ATTEMPTS: usize = 16;
         for _ in 0..ATTEMPTS {
             let base = self.current();
             let mut next = (*base.doc).clone();
