@@ -22,13 +22,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let roots: Vec<usize> = (0..n).collect();
     for chunk in roots.chunks(1000) {
         let mut commits = Vec::new();
+        let mut registering = tokio::task::JoinSet::new();
 
         for &i in chunk {
             let g = genesis(unique_root(&format!("fill-{i}")));
             let mut h1 = next(&g, "1");
             h1.snapshot = Bytes::from(format!("{}{filler}", String::from_utf8_lossy(&h1.snapshot)));
             commits.push(step(&g, &h1));
-            store.register(g).await?;
+            let store = store.clone();
+            registering.spawn(async move { store.register(g).await });
+        }
+        // Concurrently, as tikaconf-bench's fill does.
+        while let Some(registered) = registering.join_next().await {
+            registered??;
         }
         store.commit(commits).await?;
     }
