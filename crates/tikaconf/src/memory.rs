@@ -32,6 +32,8 @@ struct Connection {
     channels: HashSet<String>,
     /// Pattern prefixes (the pattern without its trailing `*`).
     prefixes: Vec<String>,
+    /// Messages held back while the connection's [`Gate`] is closed, in order.
+    held: Option<Vec<BusEvent>>,
 }
 
 impl Broker {
@@ -42,6 +44,14 @@ impl Broker {
 
     /// A new connection, already connected.
     pub fn connect(&self) -> BusHandle {
+        self.connect_gated().0
+    }
+
+    /// A new connection, and a [`Gate`] that can hold back what is delivered
+    /// to it: a node that has not heard yet what others published, so that a
+    /// test can stage a race (two writers on one head, a follower behind)
+    /// deterministically rather than hope for it.
+    pub fn connect_gated(&self) -> (BusHandle, Gate) {
         let (sender, events) = mpsc::unbounded_channel();
         let _ = sender.send(BusEvent::Connected);
         let mut state = self.lock();
@@ -53,6 +63,7 @@ impl Broker {
                 sender,
                 channels: HashSet::new(),
                 prefixes: Vec::new(),
+                held: None,
             },
         );
         drop(state);
@@ -62,7 +73,11 @@ impl Broker {
         };
         let mut events = events;
         let stream = futures_util::stream::poll_fn(move |cx| events.poll_recv(cx));
-        BusHandle::new(Arc::new(bus), stream)
+        let gate = Gate {
+            broker: self.clone(),
+            id,
+        };
+        (BusHandle::new(Arc::new(bus), stream), gate)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BrokerState> {
@@ -72,19 +87,53 @@ impl Broker {
     }
 
     fn publish(&self, channel: &str, payload: &Bytes) {
-        let state = self.lock();
+        let mut state = self.lock();
         let channel_bytes = Bytes::copy_from_slice(channel.as_bytes());
-        for conn in state.connections.values() {
+        for conn in state.connections.values_mut() {
             let matches = conn.channels.contains(channel)
                 || conn
                     .prefixes
                     .iter()
                     .any(|p| channel.starts_with(p.as_str()));
             if matches {
-                let _ = conn.sender.send(BusEvent::Message {
+                let event = BusEvent::Message {
                     channel: channel_bytes.clone(),
                     payload: payload.clone(),
-                });
+                };
+                match &mut conn.held {
+                    Some(held) => held.push(event),
+                    None => {
+                        let _ = conn.sender.send(event);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Holds back, or releases, what a [`Broker`] delivers to one connection
+/// (see [`Broker::connect_gated`]). Open when made.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    broker: Broker,
+    id: u64,
+}
+
+impl Gate {
+    /// From now on, messages to this connection wait (in order).
+    pub fn hold(&self) {
+        if let Some(conn) = self.broker.lock().connections.get_mut(&self.id) {
+            conn.held.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Delivers what waited, in order, and lets messages through again.
+    pub fn release(&self) {
+        if let Some(conn) = self.broker.lock().connections.get_mut(&self.id)
+            && let Some(held) = conn.held.take()
+        {
+            for event in held {
+                let _ = conn.sender.send(event);
             }
         }
     }
@@ -173,7 +222,50 @@ fn literal_prefix(pattern: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::literal_prefix;
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// What a held connection is sent waits, and arrives in order on release;
+    /// other connections are not held.
+    #[tokio::test]
+    async fn a_gate_holds_then_releases_in_order() {
+        let broker = Broker::new();
+        let (mut held, gate) = broker.connect_gated();
+        let mut open = broker.connect();
+        for handle in [&held, &open] {
+            handle.bus.subscribe(&["c".to_owned()]).await.unwrap();
+        }
+        let publisher = broker.connect();
+        let message = |n: u8| ("c".to_owned(), Bytes::from(vec![n]));
+        let payload = |event: Option<BusEvent>| match event {
+            Some(BusEvent::Message { payload, .. }) => payload,
+            other => panic!("expected a message, got {other:?}"),
+        };
+        assert!(matches!(
+            held.events.next().await,
+            Some(BusEvent::Connected)
+        ));
+        assert!(matches!(
+            open.events.next().await,
+            Some(BusEvent::Connected)
+        ));
+        gate.hold();
+        publisher
+            .bus
+            .publish(&[message(1), message(2)])
+            .await
+            .unwrap();
+        assert_eq!(payload(open.events.next().await), Bytes::from(vec![1]));
+        assert_eq!(payload(open.events.next().await), Bytes::from(vec![2]));
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), held.events.next());
+        assert!(waited.await.is_err(), "nothing arrives while held");
+        gate.release();
+        assert_eq!(payload(held.events.next().await), Bytes::from(vec![1]));
+        assert_eq!(payload(held.events.next().await), Bytes::from(vec![2]));
+        publisher.bus.publish(&[message(3)]).await.unwrap();
+        assert_eq!(payload(held.events.next().await), Bytes::from(vec![3]));
+    }
 
     #[test]
     fn reads_prefix_patterns_with_escapes() {

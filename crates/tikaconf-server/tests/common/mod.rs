@@ -1,11 +1,11 @@
 //! The API's test harness: a whole deployment in the process (a bus, a storage
 //! node over a memory store, the API's client) behind a server on a loopback
-//! port, an HTTP client, an SSE reader, and a bus whose deliveries to one
-//! connection can be held back (to make a write lose a race on purpose).
+//! port, an HTTP client and an SSE reader. The API client's connection is
+//! gated (`Broker::connect_gated`), so that a test can make a write lose a
+//! race on purpose.
 
 #![allow(dead_code)] // each test binary uses part of it
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -16,17 +16,16 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use tikaconf::bus::{BoxFuture, Bus, BusError, BusEvent, BusHandle};
+use tikaconf::memory::{Broker, Gate};
 use tikaconf::store::MemoryStore;
 use tikaconf::testing::{PATIENCE, fast_options};
 use tikaconf::{Client, ClientOptions, StorageNode, StorageOptions};
 use tikaconf_server::{Api, ApiOptions, StorageHealth};
-use tokio::sync::mpsc;
 
 /// A server on a loopback port over an in-process deployment.
 pub struct TestServer {
     pub url: String,
-    pub bus: GateBroker,
+    pub bus: Broker,
     pub store: MemoryStore,
     storage: Arc<Mutex<Option<StorageNode>>>,
     /// The gate of the API client's own connection.
@@ -46,13 +45,13 @@ impl TestServer {
 
     /// With the API client's own options (shorter timeouts, say).
     pub async fn start_full(options: ApiOptions, client: ClientOptions) -> TestServer {
-        let bus = GateBroker::default();
+        let bus = Broker::new();
         let store = MemoryStore::new();
-        let (handle, _) = bus.connect();
+        let handle = bus.connect();
         let node = StorageNode::spawn(handle, store.clone(), StorageOptions::default());
         node.ready().await;
         let storage = Arc::new(Mutex::new(Some(node)));
-        let (handle, api_gate) = bus.connect();
+        let (handle, api_gate) = bus.connect_gated();
         let client = Client::with_bus(handle, client);
         let status = storage.clone();
         let api = Api::new(client, options)
@@ -102,7 +101,7 @@ impl TestServer {
 
     /// Another node of the deployment (a bot): a client on the same bus.
     pub fn connect(&self) -> Client {
-        Client::with_bus(self.bus.connect().0, fast_options())
+        Client::with_bus(self.bus.connect(), fast_options())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -336,171 +335,5 @@ impl EventStream {
                 self.buffer.push_str(&String::from_utf8_lossy(&bytes));
             }
         }
-    }
-}
-
-/// An in-process Pub/Sub bus (as `tikaconf::memory::Broker`) whose deliveries
-/// to one connection can be held back and released in order: a node that has
-/// not yet heard what others published.
-#[derive(Debug, Clone, Default)]
-pub struct GateBroker {
-    inner: Arc<Mutex<GateState>>,
-}
-
-#[derive(Debug, Default)]
-struct GateState {
-    next: u64,
-    connections: HashMap<u64, GateConnection>,
-}
-
-#[derive(Debug)]
-struct GateConnection {
-    sender: mpsc::UnboundedSender<BusEvent>,
-    channels: HashSet<String>,
-    prefixes: Vec<String>,
-    /// Held messages, when the gate is closed.
-    held: Option<Vec<BusEvent>>,
-}
-
-/// Holds back or releases one connection's deliveries.
-#[derive(Debug, Clone)]
-pub struct Gate {
-    broker: GateBroker,
-    id: u64,
-}
-
-impl Gate {
-    /// From now on, messages to this connection wait.
-    pub fn hold(&self) {
-        let mut state = self.broker.inner.lock().unwrap();
-        if let Some(c) = state.connections.get_mut(&self.id) {
-            c.held.get_or_insert_with(Vec::new);
-        }
-    }
-
-    /// Delivers what waited, in order, and lets messages through again.
-    pub fn release(&self) {
-        let mut state = self.broker.inner.lock().unwrap();
-        if let Some(c) = state.connections.get_mut(&self.id)
-            && let Some(held) = c.held.take()
-        {
-            for event in held {
-                let _ = c.sender.send(event);
-            }
-        }
-    }
-}
-
-impl GateBroker {
-    pub fn connect(&self) -> (BusHandle, Gate) {
-        let (sender, mut events) = mpsc::unbounded_channel();
-        let _ = sender.send(BusEvent::Connected);
-        let mut state = self.inner.lock().unwrap();
-        let id = state.next;
-        state.next += 1;
-        state.connections.insert(
-            id,
-            GateConnection {
-                sender,
-                channels: HashSet::new(),
-                prefixes: Vec::new(),
-                held: None,
-            },
-        );
-        drop(state);
-        let bus = GateBus {
-            broker: self.clone(),
-            id,
-        };
-        let stream = futures_util::stream::poll_fn(move |cx| events.poll_recv(cx));
-        (
-            BusHandle::new(Arc::new(bus), stream),
-            Gate {
-                broker: self.clone(),
-                id,
-            },
-        )
-    }
-}
-
-#[derive(Debug)]
-struct GateBus {
-    broker: GateBroker,
-    id: u64,
-}
-
-impl GateBus {
-    fn with(&self, f: impl FnOnce(&mut GateConnection)) -> Result<(), BusError> {
-        let mut state = self.broker.inner.lock().unwrap();
-        let c = state
-            .connections
-            .get_mut(&self.id)
-            .ok_or(BusError::Disconnected)?;
-        f(c);
-        Ok(())
-    }
-}
-
-impl Drop for GateBus {
-    fn drop(&mut self) {
-        if let Ok(mut state) = self.broker.inner.lock() {
-            state.connections.remove(&self.id);
-        }
-    }
-}
-
-impl Bus for GateBus {
-    fn subscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {
-        Box::pin(async move { self.with(|c| c.channels.extend(channels.iter().cloned())) })
-    }
-
-    fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {
-        Box::pin(async move {
-            self.with(|c| {
-                for ch in channels {
-                    c.channels.remove(ch);
-                }
-            })
-        })
-    }
-
-    fn psubscribe<'a>(&'a self, patterns: &'a [String]) -> BoxFuture<'a, Result<(), BusError>> {
-        Box::pin(async move {
-            // The protocol's one form: `prefix*` (no escapes in the tests).
-            let prefixes = patterns
-                .iter()
-                .map(|p| p.strip_suffix('*').unwrap_or(p).to_owned())
-                .collect::<Vec<_>>();
-            self.with(|c| c.prefixes.extend(prefixes))
-        })
-    }
-
-    fn publish<'a>(
-        &'a self,
-        messages: &'a [(String, Bytes)],
-    ) -> BoxFuture<'a, Result<(), BusError>> {
-        Box::pin(async move {
-            let mut state = self.broker.inner.lock().unwrap();
-            for (channel, payload) in messages {
-                for c in state.connections.values_mut() {
-                    let hit = c.channels.contains(channel)
-                        || c.prefixes.iter().any(|p| channel.starts_with(p.as_str()));
-                    if !hit {
-                        continue;
-                    }
-                    let event = BusEvent::Message {
-                        channel: Bytes::copy_from_slice(channel.as_bytes()),
-                        payload: payload.clone(),
-                    };
-                    match &mut c.held {
-                        Some(held) => held.push(event),
-                        None => {
-                            let _ = c.sender.send(event);
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })
     }
 }
