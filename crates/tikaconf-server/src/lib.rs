@@ -249,8 +249,17 @@ impl Api {
     }
 }
 
-async fn openapi_json() -> impl IntoResponse {
-    axum::Json(openapi::document())
+/// The document describes this server: with a token, every operation
+/// requires it (so that a client generator, or schemathesis, knows to send it
+/// and can check that requests without it are refused).
+async fn openapi_json(axum::extract::State(api): axum::extract::State<Api>) -> impl IntoResponse {
+    let mut doc = openapi::document();
+    if api.inner.options.token.is_some()
+        && let Some(doc) = doc.as_object_mut()
+    {
+        doc.insert("security".into(), serde_json::json!([{ "bearer": [] }]));
+    }
+    axum::Json(doc)
 }
 
 async fn not_found() -> ApiError {

@@ -60,6 +60,34 @@ pub(crate) fn document() -> serde_json::Value {
             components.insert(name.to_owned(), schema);
         }
     }
+    // Every operation may answer 401: on a server started with a token, to a
+    // request without it (written here once rather than on each handler).
+    if let Some(paths) = doc
+        .pointer_mut("/paths")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for operation in paths
+            .values_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+        {
+            for op in operation.values_mut() {
+                if let Some(responses) = op
+                    .get_mut("responses")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    responses.insert(
+                        "401".into(),
+                        serde_json::json!({
+                            "description": "No bearer token, or the wrong one (a server started with a token)",
+                            "content": {"application/problem+json": {
+                                "schema": {"$ref": "#/components/schemas/Problem"}
+                            }}
+                        }),
+                    );
+                }
+            }
+        }
+    }
     // Each event of the stream, as OpenAPI 3.2 says it (`itemSchema`); the
     // 3.1 `schema` stays the stream as a whole, a string.
     if let Some(stream) = doc

@@ -593,6 +593,18 @@ async fn a_token_is_required_on_every_request_when_set() {
     .await
     .expect(200);
     assert!(ok.json()["roots"].is_array());
+    // The document says so, for clients and for schemathesis's auth checks.
+    let doc = call(
+        "GET",
+        &server.url("/openapi.json"),
+        &[("authorization", "Bearer s3cret-token")],
+        None,
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+    assert!(doc["paths"]["/v1/roots"]["get"]["responses"]["401"].is_object());
 }
 
 #[test]
@@ -620,6 +632,10 @@ async fn probes_and_openapi() {
     );
     let doc = get(&server.url("/openapi.json")).await.expect(200).json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(
+        doc.get("security").is_none(),
+        "no token, no security requirement"
+    );
     for path in [
         "/v1/roots",
         "/v1/configs/{root}",
