@@ -511,9 +511,10 @@ fn http_watch_prints_the_snapshot_then_changes_and_survives_a_restart() {
     assert_eq!(next["height"], 3);
     match &next["ops"] {
         Value::Null => assert_eq!(next["document"]["greeting"], "hello"),
+        // `set` publishes `add`, which replaces an existing member.
         ops => assert_eq!(
             ops,
-            &json!([{"op": "replace", "path": "/greeting", "value": "hello"}])
+            &json!([{"op": "add", "path": "/greeting", "value": "hello"}])
         ),
     }
 }
