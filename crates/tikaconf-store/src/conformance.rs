@@ -96,6 +96,7 @@ pub fn step(prev: &StoredHead, new: &StoredHead) -> PersistCommit {
     PersistCommit {
         expected_head: prev.head,
         new: new.clone(),
+        patch: None,
     }
 }
 

@@ -560,6 +560,7 @@ impl Store for RedbStore {
                     let registered = PersistCommit {
                         expected_head: REGISTERED,
                         new: head,
+                        patch: None,
                     };
                     let mut payload = Vec::new();
                     wal::encode_commits(std::iter::once(&registered), &mut payload)?;

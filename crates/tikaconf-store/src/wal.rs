@@ -814,6 +814,7 @@ mod tests {
                     height: 7,
                     snapshot: Bytes::from_static(b"{\"a\":1}"),
                 },
+                patch: None,
             },
             PersistCommit {
                 expected_head: head,
@@ -823,6 +824,7 @@ mod tests {
                     height: u64::MAX,
                     snapshot: Bytes::new(),
                 },
+                patch: None,
             },
         ];
         let mut payload = Vec::new();
