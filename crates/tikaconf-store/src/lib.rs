@@ -395,8 +395,9 @@ pub(crate) fn decide(current: Option<&StoredHead>, commit: &PersistCommit) -> Pe
 /// A page of history from a root's log entries (`entries`: height and patch, in
 /// ascending height order, possibly holding more than the window), the same
 /// way in every backend: within `retention`'s window of `head_height`, below
-/// `before`, newest first, at most `limit` (and [`MAX_HISTORY`]).
-pub(crate) fn history_page(
+/// `before`, newest first, at most `limit` (and [`MAX_HISTORY`]). Public for
+/// backends in other crates, so that every one applies the window alike.
+pub fn history_page(
     retention: Retention,
     head_height: u64,
     entries: impl DoubleEndedIterator<Item = (u64, bytes::Bytes)>,
@@ -415,8 +416,9 @@ pub(crate) fn history_page(
 /// The answer of [`Store::patches_since`] from a root's log entries with
 /// heights above `height` (ascending), the same way in every backend: `Some`
 /// only if they are exactly `height + 1 ..= head_height`, all within the
-/// window, and at most `max` (and [`MAX_HISTORY`]) of them.
-pub(crate) fn patches_since_from(
+/// window, and at most `max` (and [`MAX_HISTORY`]) of them. Public for
+/// backends in other crates.
+pub fn patches_since_from(
     retention: Retention,
     head_height: u64,
     height: u64,
