@@ -217,6 +217,42 @@ async fn a_batch_that_fails_half_way_writes_nothing() {
 }
 
 /// Every key on the server with its value (strings) or type (anything else).
+/// The same for the history: a root whose log key holds a string fails the
+/// batch in the script's first phase (its `LLEN`), before any write, so the
+/// root committed before it in the batch is not moved either.
+#[tokio::test]
+async fn a_history_key_of_another_type_fails_the_batch_before_any_write() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "ht:")
+        .await
+        .expect("connect");
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let good = genesis(unique_root("history-good"));
+    let bad = genesis(unique_root("history-bad"));
+    store.register(good.clone()).await.expect("register");
+    store.register(bad.clone()).await.expect("register");
+    let () = redis::cmd("SET")
+        .arg(format!("ht:log:{}", bad.root))
+        .arg("not a list")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let keys_before = all_keys(&mut conn).await;
+    let failed = store
+        .commit(vec![
+            step(&good, &next(&good, "a")),
+            step(&bad, &next(&bad, "a")),
+        ])
+        .await;
+    assert!(failed.is_err(), "WRONGTYPE must fail the batch: {failed:?}");
+    assert_eq!(all_keys(&mut conn).await, keys_before);
+    assert_eq!(store.load(good.root).await.expect("load"), Some(good));
+}
+
 async fn all_keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, String)> {
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
