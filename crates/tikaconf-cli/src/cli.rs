@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tikaconf::Hash;
+use tikaconf::store::Retention;
 
 /// Shown at the end of `tikaconf --help`; the same table as in `main.rs`.
 const EXIT_CODES: &str = "\
@@ -418,6 +419,18 @@ pub struct StorageArgs {
     /// read (CONFIG forbidden or renamed).
     #[arg(long, value_enum, value_name = "LOSS")]
     pub accept_redis_durability: Option<AcceptedLossArg>,
+    /// How much of each root's history (its patches, with their author, time
+    /// and message) the store keeps beside the head: `all`, `none` (no history,
+    /// the cost of a store without it), or the last N patches per root. A
+    /// smaller setting than the store was written with hides the rest at once
+    /// and prunes it as roots change.
+    #[arg(
+        long,
+        env = "TIKACONF_RETENTION",
+        value_name = "all|none|N",
+        default_value_t = Retention::default()
+    )]
+    pub retention: Retention,
     /// Serve the node's metrics in Prometheus text format on
     /// http://ADDR/metrics, e.g. `--metrics 127.0.0.1:9464` (messages received,
     /// applied and ignored, store commit latency, ...). Off by default. The
@@ -451,6 +464,18 @@ pub struct ServeArgs {
     /// With `--store redis`: as for `tikaconf storage`.
     #[arg(long, value_enum, value_name = "LOSS")]
     pub accept_redis_durability: Option<AcceptedLossArg>,
+    /// With a storage node: how much of each root's history (its patches, with their author, time
+    /// and message) the store keeps beside the head: `all`, `none` (no history,
+    /// the cost of a store without it), or the last N patches per root. A
+    /// smaller setting than the store was written with hides the rest at once
+    /// and prunes it as roots change.
+    #[arg(
+        long,
+        env = "TIKACONF_RETENTION",
+        value_name = "all|none|N",
+        default_value_t = Retention::default()
+    )]
+    pub retention: Retention,
 }
 
 /// The values of `--accept-redis-durability`.
@@ -474,5 +499,32 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `--retention` takes `all`, `none` or a count, defaults to 1,000, and
+    /// refuses anything else before the node starts.
+    #[test]
+    fn retention_is_parsed_for_storage_and_serve() {
+        let storage = |extra: &[&str]| {
+            let args = [&["tikaconf", "storage"][..], extra].concat();
+            match Cli::try_parse_from(args).map(|cli| cli.command) {
+                Ok(Command::Storage(a)) => Ok(a.retention),
+                Ok(other) => panic!("parsed as {other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(storage(&[]).unwrap(), Retention::default());
+        assert_eq!(storage(&["--retention", "all"]).unwrap(), Retention::All);
+        assert_eq!(storage(&["--retention", "none"]).unwrap(), Retention::None);
+        assert_eq!(
+            storage(&["--retention", "5"]).unwrap(),
+            "5".parse::<Retention>().unwrap()
+        );
+        assert!(storage(&["--retention", "0"]).is_err());
+        assert!(storage(&["--retention", "some"]).is_err());
+        match Cli::try_parse_from(["tikaconf", "serve", "--retention", "all"]).map(|c| c.command) {
+            Ok(Command::Serve(a)) => assert_eq!(a.retention, Retention::All),
+            other => panic!("{other:?}"),
+        }
     }
 }

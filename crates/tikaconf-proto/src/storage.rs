@@ -96,6 +96,14 @@ pub struct PersistCommit {
     pub expected_head: Hash,
     /// The head (and its snapshot) to store in its place.
     pub new: StoredHead,
+    /// The patch message that leads from `expected_head` to `new.head`, exactly
+    /// as this node accepted it off the bus (its `sig` included), for stores
+    /// that keep each root's history: so that a later `verify` can recheck its
+    /// hash and signature, and a follower that missed a few patches can be sent
+    /// those instead of a whole snapshot. The storage engine always fills it;
+    /// `None` (a registration, a test, a tool moving heads by hand) logs
+    /// nothing. Never part of what the store decides.
+    pub patch: Option<Bytes>,
 }
 
 /// How the store answered one [`PersistCommit`].
@@ -204,7 +212,8 @@ pub struct StorageStats {
 /// A message for a root whose head is being read from the store.
 #[derive(Debug, Clone)]
 enum Queued {
-    Patch(Arc<Patch>),
+    /// A patch, with the message's bytes as received (what the store logs).
+    Patch(Arc<Patch>, Bytes),
     /// A load request, with when it came in (what its answer must wait for).
     Request(LoadRequest, Option<ReplyToken>, AskedAt),
     Stored(Stored),
@@ -640,7 +649,15 @@ impl StorageEngine {
                             in_message: patch.parent,
                         });
                     }
-                    self.dispatch(patch.root, Queued::Patch(patch), out);
+                    // The bytes as received, for the store's history: the
+                    // canonical encoding itself (shared, no copy) when that is
+                    // what came, else a copy (a signed patch carries its `sig`).
+                    let received = if payload == &patch.encoded[..] {
+                        patch.encoded.clone()
+                    } else {
+                        Bytes::copy_from_slice(payload)
+                    };
+                    self.dispatch(patch.root, Queued::Patch(patch, received), out);
                     Ok(())
                 }
                 Message::Stored(stored) if on == stored.root => {
@@ -706,7 +723,7 @@ impl StorageEngine {
             None => {
                 if self.absent.contains(&root) {
                     match item {
-                        Queued::Patch(_) => {
+                        Queued::Patch(..) => {
                             self.stats.unknown_root += 1;
                             return;
                         }
@@ -799,7 +816,7 @@ impl StorageEngine {
                     payload,
                 }));
             }
-            Queued::Patch(_) => self.stats.unknown_root += 1,
+            Queued::Patch(..) => self.stats.unknown_root += 1,
             // Another storage node registered it after our read: read it again.
             Queued::Stored(_) => self.start_load(root, Vec::new(), out),
         }
@@ -826,7 +843,7 @@ impl StorageEngine {
                     }
                 }
             }
-            Queued::Patch(patch) => {
+            Queued::Patch(patch, received) => {
                 if patch.parent != ready.head {
                     // A patch more than one above our head: the store may have
                     // moved on without us (a peer on a shared store committed what
@@ -837,7 +854,7 @@ impl StorageEngine {
                         if in_flight || !ready.settled() {
                             ready.reload_after = true;
                         } else {
-                            self.begin_check(root, vec![Queued::Patch(patch)]);
+                            self.begin_check(root, vec![Queued::Patch(patch, received)]);
                             self.push_checks(out);
                             return;
                         }
@@ -876,6 +893,7 @@ impl StorageEngine {
                 self.open.push(PersistCommit {
                     expected_head: ready.head,
                     new,
+                    patch: Some(received),
                 });
                 self.accepted += 1;
                 ready.head = patch.hash;
@@ -1448,6 +1466,9 @@ mod tests {
         };
         assert_eq!(commits.len(), 2);
         assert_eq!(commits[1].expected_head, p1.hash);
+        // Each carries its patch as received, for the store's history.
+        assert_eq!(commits[0].patch.as_ref(), Some(&p1.encoded));
+        assert_eq!(commits[1].patch.as_ref(), Some(&p2.encoded));
         let batch = *batch;
         out.clear();
         e.handle_persisted(
@@ -2187,5 +2208,33 @@ mod tests {
             message.verify(sig.as_ref(), &trust, Some("ns"), channel.as_bytes()),
             Ok(())
         );
+    }
+
+    /// Issue 14: the store logs a patch exactly as it came, its `sig` included,
+    /// so that `verify` can later recheck the signature from the log.
+    #[test]
+    fn a_signed_patch_goes_to_the_store_with_its_signature() {
+        let (mut e, root) = with_root();
+        let channel = Channels::new(None).updates(&root.hash());
+        let p1 = Patch::build(
+            root.hash(),
+            root.hash(),
+            0,
+            json!([{"op":"add","path":"/a","value":1}]),
+            None,
+        )
+        .unwrap();
+        let key = SigningKey::from_seed([5; 32]);
+        let signed = sign_canonical(&key, None, "patch", &p1.encoded, Some(&channel));
+        assert_ne!(signed, p1.encoded);
+        let mut out = Vec::new();
+        e.handle_message(channel.as_bytes(), &signed, &mut out)
+            .unwrap();
+        e.flush(later(), &mut out);
+        let [StorageCommand::Persist { commits, .. }] = &out[..] else {
+            panic!("expected one batch, got {out:?}");
+        };
+        assert_eq!(commits[0].new.head, p1.hash);
+        assert_eq!(commits[0].patch.as_ref(), Some(&signed));
     }
 }

@@ -17,6 +17,10 @@
 //!   scores 0, so ordered by hash), for listings by cursor
 //! - `{prefix}reg:<root>` -> the height-0 snapshot the root was registered with
 //!   (its connection info, kept when the head moves on)
+//! - `{prefix}log:<root>` -> the root's history: a list of `"<height> <patch>"`
+//!   entries in height order, appended by the commit script in the same atomic
+//!   step as the head moves and trimmed to the last N under `last N` (see
+//!   [`RedisStore::with_retention`]); untouched under `none`
 //! - `{prefix}layout` -> `2` once every root is in `roots` (see
 //!   [`RedisStore::index_roots`]; absent in a store written before the set)
 //! - `{prefix}store_id` -> the store's identity, set by the first node to ask
@@ -42,7 +46,8 @@ use redis::aio::ConnectionManager;
 use redis::{Client, Script, Value};
 use tikaconf_proto::{Hash, StoredHead};
 use tikaconf_store::{
-    HeadRef, ListedRoot, MAX_LIST_ROOTS, PersistCommit, PersistOutcome, Store, StoreError,
+    HeadRef, ListedRoot, LoggedPatch, MAX_HISTORY, MAX_LIST_ROOTS, PersistCommit, PersistOutcome,
+    Retention, Store, StoreError,
 };
 
 /// The default key prefix.
@@ -157,10 +162,12 @@ end
 return out
 ";
 
-/// Applies a batch of compare-and-sets, in order, atomically.
+/// Applies a batch of compare-and-sets, in order, atomically, and logs each
+/// applied commit's patch in its root's history.
 ///
-/// ARGV: prefix, then per commit: root, expected head, new head, new height, new
-/// snapshot. Returns one entry per commit: `{1}` applied, `{2}` already stored,
+/// ARGV: prefix, retention (`none`, `all` or the number of patches to keep),
+/// then per commit: root, expected head, new head, new height, new snapshot,
+/// patch (empty: none, nothing logged). Returns one entry per commit: `{1}` applied, `{2}` already stored,
 /// `{3}` stale with the root unregistered, `{3, "<head> <height>", snapshot}`
 /// stale. The new head is checked first so that a commit whose expected and new
 /// heads are equal never deletes the snapshot it keeps.
@@ -174,10 +181,19 @@ return out
 /// exactly as if applied one by one), then, only once every read has succeeded,
 /// it performs the recorded writes. `SET` and `DEL` raise no type errors, and
 /// once a script has written Redis lets it finish its writes even past
-/// `maxmemory`, so every failure happens before the first write.
+/// `maxmemory`, so every failure happens before the first write. `RPUSH` and
+/// `LTRIM` do raise WRONGTYPE, so the first phase runs an `LLEN` on each log
+/// key it will write (once per key): that raises it there instead.
+///
+/// Why a list, and heights in the entries: a list costs a few bytes per entry
+/// beside the patch (a sorted set costs some 80), `RPUSH` and `LTRIM` are each
+/// O(1) per commit, and the newest entries are at the tail where reads start.
+/// The heights make the entries say which height they are even where the list
+/// has gaps (commits made by a node that keeps no history, on a shared store),
+/// which positions alone could not.
 const COMMIT: &str = r"
-local prefix = ARGV[1]
-local cache, writes = {}, {}
+local prefix, keep = ARGV[1], ARGV[2]
+local cache, writes, checked = {}, {}, {}
 local function get(key)
   local v = cache[key]
   if v == nil then
@@ -194,9 +210,20 @@ local function del(key)
   cache[key] = false
   writes[#writes + 1] = {key}
 end
+local function log(root, height, patch)
+  local lkey = prefix .. 'log:' .. root
+  if not checked[lkey] then
+    redis.call('LLEN', lkey)
+    checked[lkey] = true
+  end
+  writes[#writes + 1] = {lkey, height .. ' ' .. patch, 'RPUSH'}
+  if keep ~= 'all' then
+    writes[#writes + 1] = {lkey, -tonumber(keep), 'LTRIM'}
+  end
+end
 local out = {}
-local i = 2
-while i + 4 <= #ARGV do
+local i = 3
+while i + 5 <= #ARGV do
   local root, expected, new = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local hkey = prefix .. 'head:' .. root
   local cur = get(hkey)
@@ -213,18 +240,89 @@ while i + 4 <= #ARGV do
     set(prefix .. 'snap:' .. new, ARGV[i + 4])
     set(hkey, new .. ' ' .. ARGV[i + 3])
     del(prefix .. 'snap:' .. expected)
+    if keep ~= 'none' and ARGV[i + 5] ~= '' then log(root, ARGV[i + 3], ARGV[i + 5]) end
     out[#out + 1] = {1}
   else
     out[#out + 1] = {3, cur, get(prefix .. 'snap:' .. head)}
   end
-  i = i + 5
+  i = i + 6
 end
 for _, w in ipairs(writes) do
-  if w[2] == nil then
+  if w[3] == 'RPUSH' then
+    redis.call('RPUSH', w[1], w[2])
+  elseif w[3] == 'LTRIM' then
+    redis.call('LTRIM', w[1], w[2], -1)
+  elseif w[2] == nil then
     redis.call('DEL', w[1])
   else
     redis.call('SET', w[1], w[2])
   end
+end
+return out
+";
+
+/// A page of a root's history, newest first: the entries of `log:<root>`
+/// with heights below ARGV[3] (empty: all), at most ARGV[4], read in one
+/// atomic step with the head (which the caller needs for the window).
+///
+/// Finding where the page starts: the entries are in height order, usually
+/// without gaps, so the position of height `before - 1` is first computed from
+/// the tail and checked with one `LINDEX`; where that misses (a gap), a binary
+/// search by `LINDEX` finds it.
+///
+/// ARGV: prefix, root, before, limit. Returns `{}` for an unknown root, else
+/// `{"<head> <height>", entry...}`.
+const HISTORY: &str = r"
+local cur = redis.call('GET', ARGV[1] .. 'head:' .. ARGV[2])
+if not cur then return {} end
+local lkey = ARGV[1] .. 'log:' .. ARGV[2]
+local len = redis.call('LLEN', lkey)
+local limit = tonumber(ARGV[4])
+if len == 0 or limit == 0 then return {cur} end
+local function height(i)
+  return tonumber(string.match(redis.call('LINDEX', lkey, i), '^(%d+) '))
+end
+local hi = len - 1
+if ARGV[3] ~= '' then
+  local before = tonumber(ARGV[3])
+  local last = height(len - 1)
+  if last >= before then
+    local guess = len - 1 - (last - before + 1)
+    if guess >= 0 and height(guess) == before - 1 then
+      hi = guess
+    else
+      local lo, top = 0, len - 1
+      hi = -1
+      while lo <= top do
+        local mid = math.floor((lo + top) / 2)
+        if height(mid) < before then hi = mid; lo = mid + 1 else top = mid - 1 end
+      end
+    end
+  end
+end
+local out = {cur}
+if hi < 0 then return out end
+local entries = redis.call('LRANGE', lkey, math.max(0, hi - limit + 1), hi)
+for j = #entries, 1, -1 do out[#out + 1] = entries[j] end
+return out
+";
+
+/// The patches from height ARGV[3] up to the head, oldest first, read in one
+/// atomic step with the head, or none when there are more than ARGV[4]. If
+/// they are all there without a gap they are the list's last `need` entries,
+/// so no search: the caller checks the heights.
+///
+/// ARGV: prefix, root, height, most. Returns `{}` for an unknown root, else
+/// `{"<head> <height>", entry...}`.
+const SINCE: &str = r"
+local cur = redis.call('GET', ARGV[1] .. 'head:' .. ARGV[2])
+if not cur then return {} end
+local head = tonumber(string.match(cur, ' (%d+)$'))
+local need = head and (head - tonumber(ARGV[3])) or 0
+if need <= 0 or need > tonumber(ARGV[4]) then return {cur} end
+local out = {cur}
+for _, e in ipairs(redis.call('LRANGE', ARGV[1] .. 'log:' .. ARGV[2], -need, -1)) do
+  out[#out + 1] = e
 end
 return out
 ";
@@ -240,6 +338,8 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
+    /// This handle's setting (see [`RedisStore::with_retention`]).
+    retention: Retention,
 }
 
 struct Scripts {
@@ -247,6 +347,8 @@ struct Scripts {
     register: Script,
     commit: Script,
     list: Script,
+    history: Script,
+    since: Script,
     index: Script,
     store_id: Script,
     claim: Script,
@@ -276,17 +378,30 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             prefix: prefix.into(),
+            retention: Retention::default(),
             scripts: Arc::new(Scripts {
                 load: Script::new(LOAD),
                 register: Script::new(REGISTER),
                 commit: Script::new(COMMIT),
                 list: Script::new(LIST),
+                history: Script::new(HISTORY),
+                since: Script::new(SINCE),
                 index: Script::new(INDEX),
                 store_id: Script::new(STORE_ID),
                 claim: Script::new(CLAIM_ANSWERER),
                 release: Script::new(RELEASE_ANSWERER),
             }),
         })
+    }
+
+    /// This store with `retention` for the history it keeps from now on (the
+    /// default is [`Retention::default`]). It is this node's setting, not the
+    /// store's: the nodes sharing a store should be given the same one. A
+    /// smaller one than the store was written with hides the excess from reads
+    /// at once and trims it from a root's list at the root's next commit.
+    pub fn with_retention(mut self, retention: Retention) -> RedisStore {
+        self.retention = retention;
+        self
     }
 
     /// The key prefix.
@@ -392,6 +507,24 @@ fn parse_head_ref(root: Hash, head: &Value) -> Result<HeadRef, StoreError> {
         head: hash.parse().map_err(|_| bad())?,
         height: height.parse().map_err(|_| bad())?,
     })
+}
+
+/// Parses a `"<height> <patch>"` entry of `root`'s history list.
+fn parse_entry(root: Hash, entry: &Value) -> Result<(u64, Bytes), StoreError> {
+    let bad = || {
+        corrupt(format_args!(
+            "history entry of root {root} is not \"<height> <patch>\""
+        ))
+    };
+    let Value::BulkString(bytes) = entry else {
+        return Err(bad());
+    };
+    let space = bytes.iter().position(|b| *b == b' ').ok_or_else(bad)?;
+    let height = std::str::from_utf8(&bytes[..space])
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((height, Bytes::copy_from_slice(&bytes[space + 1..])))
 }
 
 /// Parses a script's `{"<head> <height>", snapshot}` answer for `root`.
@@ -513,14 +646,19 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let mut invocation = self.scripts.commit.prepare_invoke();
-        invocation.arg(&*self.prefix);
+        invocation
+            .arg(&*self.prefix)
+            .arg(self.retention.to_string());
+        let logs = self.retention.logs();
         for commit in &batch {
+            let patch = commit.patch.as_deref().filter(|_| logs).unwrap_or_default();
             invocation
                 .arg(commit.new.root.to_string())
                 .arg(commit.expected_head.to_string())
                 .arg(commit.new.head.to_string())
                 .arg(commit.new.height)
-                .arg(commit.new.snapshot.as_ref());
+                .arg(commit.new.snapshot.as_ref())
+                .arg(patch);
         }
         let mut conn = self.conn.clone();
         let reply: Value = invocation
@@ -654,6 +792,83 @@ impl Store for RedisStore {
             listed.push(ListedRoot::new(root, head, registration));
         }
         Ok(listed)
+    }
+
+    fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    async fn history(
+        &self,
+        root: Hash,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LoggedPatch>, StoreError> {
+        let limit = limit.min(MAX_HISTORY);
+        if !self.retention.logs() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = self
+            .scripts
+            .history
+            .arg(&*self.prefix)
+            .arg(root.to_string())
+            .arg(before.map(|b| b.to_string()).unwrap_or_default())
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        let Some((head, entries)) = reply.split_first() else {
+            return Ok(Vec::new());
+        };
+        let head = parse_head_ref(root, head)?;
+        let entries = entries
+            .iter()
+            .map(|e| parse_entry(root, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Newest first from the script; the window is applied here.
+        Ok(tikaconf_store::history_page(
+            self.retention,
+            head.height,
+            entries.into_iter().rev(),
+            before,
+            limit,
+        ))
+    }
+
+    async fn patches_since(
+        &self,
+        root: Hash,
+        height: u64,
+        max: usize,
+    ) -> Result<Option<Vec<Bytes>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = self
+            .scripts
+            .since
+            .arg(&*self.prefix)
+            .arg(root.to_string())
+            .arg(height)
+            .arg(max.min(MAX_HISTORY))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        let Some((head, entries)) = reply.split_first() else {
+            return Ok(None);
+        };
+        let head = parse_head_ref(root, head)?;
+        let entries = entries
+            .iter()
+            .map(|e| parse_entry(root, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(tikaconf_store::patches_since_from(
+            self.retention,
+            head.height,
+            height,
+            max,
+            entries.into_iter(),
+        ))
     }
 
     /// One `MGET` of the head keys: a few dozen bytes per root, no snapshot.

@@ -36,6 +36,82 @@ async fn conformance_namespaced_prefixes_are_isolated() {
     assert_eq!(a.load(g.root).await.expect("load"), None);
 }
 
+/// History under each retention, and across reconnects that change it (a
+/// storage node restarted with another `--retention`).
+#[tokio::test]
+async fn history_and_retention() {
+    let server = RedisServer::start();
+    let url = server.url();
+    conformance::run_history(|retention| {
+        let url = url.clone();
+        async move {
+            RedisStore::connect(&url, "history:")
+                .await
+                .expect("connect")
+                .with_retention(retention)
+        }
+    })
+    .await;
+}
+
+/// The history's keys, as PROTOCOL.md gives them: one list per root of
+/// `"<height> <patch>"` entries, trimmed to the window, none under `none`.
+#[tokio::test]
+async fn history_key_layout() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "hl:")
+        .await
+        .expect("connect")
+        .with_retention("2".parse().expect("retention"));
+    let g = genesis(unique_root("history-layout"));
+    store.register(g.clone()).await.expect("register");
+    let mut heads = vec![g.clone()];
+    for i in 0..3 {
+        let new = next(&heads[i], "x");
+        store
+            .commit(vec![step(&heads[i], &new)])
+            .await
+            .expect("commit");
+        heads.push(new);
+    }
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let key = format!("hl:log:{}", g.root);
+    let entries: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("lrange");
+    let expected: Vec<Vec<u8>> = heads[2..]
+        .iter()
+        .map(|h| {
+            [
+                format!("{} ", h.height).as_bytes(),
+                &conformance::patch_of(h),
+            ]
+            .concat()
+        })
+        .collect();
+    assert_eq!(entries, expected);
+    // Under `none` the list is not touched.
+    let none = store.with_retention(tikaconf_store::Retention::None);
+    let h4 = next(&heads[3], "x");
+    none.commit(vec![step(&heads[3], &h4)])
+        .await
+        .expect("commit");
+    let len: u64 = redis::cmd("LLEN")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("llen");
+    assert_eq!(len, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_handles_racing_one_commit() {
     let server = RedisServer::start();
@@ -141,6 +217,42 @@ async fn a_batch_that_fails_half_way_writes_nothing() {
 }
 
 /// Every key on the server with its value (strings) or type (anything else).
+/// The same for the history: a root whose log key holds a string fails the
+/// batch in the script's first phase (its `LLEN`), before any write, so the
+/// root committed before it in the batch is not moved either.
+#[tokio::test]
+async fn a_history_key_of_another_type_fails_the_batch_before_any_write() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "ht:")
+        .await
+        .expect("connect");
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let good = genesis(unique_root("history-good"));
+    let bad = genesis(unique_root("history-bad"));
+    store.register(good.clone()).await.expect("register");
+    store.register(bad.clone()).await.expect("register");
+    let () = redis::cmd("SET")
+        .arg(format!("ht:log:{}", bad.root))
+        .arg("not a list")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let keys_before = all_keys(&mut conn).await;
+    let failed = store
+        .commit(vec![
+            step(&good, &next(&good, "a")),
+            step(&bad, &next(&bad, "a")),
+        ])
+        .await;
+    assert!(failed.is_err(), "WRONGTYPE must fail the batch: {failed:?}");
+    assert_eq!(all_keys(&mut conn).await, keys_before);
+    assert_eq!(store.load(good.root).await.expect("load"), Some(good));
+}
+
 async fn all_keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, String)> {
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")

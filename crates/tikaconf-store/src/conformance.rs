@@ -14,14 +14,24 @@
 //! Every case works on roots of its own, made unique per call, so all cases can
 //! share one store (even one that already holds data, like a Redis server shared by
 //! several tests). Cases panic on a violation, as test assertions do.
+//!
+//! History cases check what the store's own [`Store::retention`] promises, so
+//! [`run_all`] runs them with whatever setting the store was opened with;
+//! [`run_history`] runs them again under `all`, a small `last N` and `none`,
+//! and across reopens that change the setting.
 
+use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::{Hash, HeadRef, PersistCommit, PersistOutcome, Store, StoredHead};
+use crate::{
+    Hash, HeadRef, LoggedPatch, MAX_HISTORY, PersistCommit, PersistOutcome, Retention, Store,
+    StoredHead,
+};
 
 /// Runs every case against `store`.
 pub async fn run_all<S: Store>(store: S) {
@@ -43,6 +53,7 @@ pub async fn run_all<S: Store>(store: S) {
     store_id_is_stable(&*store).await;
     answerer_lease_has_one_holder(&*store).await;
     list_roots_pages_every_root_once(&*store).await;
+    run_history_cases(&*store).await;
     racing_commits(Arc::clone(&store), Arc::clone(&store)).await;
 }
 
@@ -91,11 +102,22 @@ pub fn next(prev: &StoredHead, salt: &str) -> StoredHead {
     }
 }
 
-/// The commit that moves `prev` to `new`.
+/// Stand-in patch bytes for the commit that makes `new`: opaque to stores,
+/// but distinct per head so that a store returning the wrong patch is caught.
+pub fn patch_of(new: &StoredHead) -> Bytes {
+    Bytes::from(format!(
+        "{{\"hash\":\"{}\",\"height\":{},\"root\":\"{}\",\"type\":\"patch\"}}",
+        new.head, new.height, new.root
+    ))
+}
+
+/// The commit that moves `prev` to `new`, with its patch ([`patch_of`]), as a
+/// storage node makes it.
 pub fn step(prev: &StoredHead, new: &StoredHead) -> PersistCommit {
     PersistCommit {
         expected_head: prev.head,
         new: new.clone(),
+        patch: Some(patch_of(new)),
     }
 }
 
@@ -454,4 +476,290 @@ pub async fn racing_commits<S: Store>(a: Arc<S>, b: Arc<S>) {
         );
         assert_eq!(load(&*b, g.root).await, Some(h1));
     }
+}
+
+/// Runs the history cases under `all`, `last 3` and `none`, then
+/// [`retention_changes_across_reopens`]. `open` opens the store (always the same
+/// one) with the given setting; the previous handle is dropped first, so a
+/// backend that one process may open once (redb) can reopen it.
+pub async fn run_history<S, F, Fut>(mut open: F)
+where
+    S: Store,
+    F: FnMut(Retention) -> Fut,
+    Fut: Future<Output = S>,
+{
+    for retention in [Retention::All, last(3), Retention::None] {
+        let store = open(retention).await;
+        assert_eq!(store.retention(), retention);
+        run_history_cases(&store).await;
+        drop(store);
+    }
+    retention_changes_across_reopens(open).await;
+}
+
+/// The history cases, under the store's own setting.
+async fn run_history_cases<S: Store>(store: &S) {
+    history_follows_commits(store).await;
+    history_pages(store).await;
+    patches_since_inside_and_beyond_the_window(store).await;
+    a_commit_without_its_patch_leaves_a_gap(store).await;
+}
+
+fn last(n: u32) -> Retention {
+    Retention::Last(NonZeroU32::new(n).expect("non-zero"))
+}
+
+/// `n` heads chained after `from`.
+fn chain_after(from: &StoredHead, label: &str, n: usize) -> Vec<StoredHead> {
+    let mut heads = vec![from.clone()];
+    for i in 0..n {
+        let next = next(&heads[i], &format!("{label}{i}"));
+        heads.push(next);
+    }
+    heads.split_off(1)
+}
+
+/// What a history page must hold when `logged` (ascending) were committed
+/// with their patches and the head is the last of them.
+fn expected_history(
+    retention: Retention,
+    logged: &[StoredHead],
+    before: Option<u64>,
+    limit: usize,
+) -> Vec<LoggedPatch> {
+    let head = logged.last().map_or(0, |h| h.height);
+    logged
+        .iter()
+        .rev()
+        .filter(|h| before.is_none_or(|b| h.height < b))
+        .take_while(|h| retention.keeps(h.height, head))
+        .take(limit.min(MAX_HISTORY))
+        .map(|h| LoggedPatch::new(h.height, patch_of(h)))
+        .collect()
+}
+
+async fn history<S: Store>(
+    store: &S,
+    root: Hash,
+    before: Option<u64>,
+    limit: usize,
+) -> Vec<LoggedPatch> {
+    store
+        .history(root, before, limit)
+        .await
+        .expect("history failed")
+}
+
+async fn since<S: Store>(store: &S, root: Hash, height: u64, max: usize) -> Option<Vec<Bytes>> {
+    store
+        .patches_since(root, height, max)
+        .await
+        .expect("patches_since failed")
+}
+
+/// Each applied commit logs its patch, newest first in the history, within the
+/// window: commits chained in one batch each log theirs; a registration, an
+/// `AlreadyStored` and a `Stale` commit log nothing.
+pub async fn history_follows_commits<S: Store>(store: &S) {
+    let g = registered(store, "history").await;
+    assert_eq!(
+        history(store, g.root, None, 100).await,
+        [],
+        "a registration is no patch"
+    );
+    assert_eq!(
+        history(store, unique_root("history-unknown"), None, 100).await,
+        []
+    );
+    let heads = chain_after(&g, "h", 5);
+    let first: Vec<_> = std::iter::once(&g)
+        .chain(&heads[..3])
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| step(w[0], w[1]))
+        .collect();
+    assert_eq!(commit(store, first).await, vec![PersistOutcome::Applied; 3]);
+    let expected = expected_history(store.retention(), &heads[..3], None, 100);
+    assert_eq!(history(store, g.root, None, 100).await, expected);
+    for w in heads[2..].windows(2) {
+        assert_eq!(
+            commit(store, vec![step(&w[0], &w[1])]).await,
+            [PersistOutcome::Applied]
+        );
+    }
+    let fork = next(&g, "fork");
+    assert_eq!(
+        commit(store, vec![step(&heads[3], &heads[4]), step(&g, &fork)]).await,
+        [
+            PersistOutcome::AlreadyStored,
+            PersistOutcome::Stale {
+                current: Some(heads[4].clone())
+            }
+        ]
+    );
+    let expected = expected_history(store.retention(), &heads, None, 100);
+    assert_eq!(history(store, g.root, None, 100).await, expected);
+    if store.retention() == Retention::All {
+        assert_eq!(expected.len(), 5);
+    }
+}
+
+/// Pages of the history, each starting below the last height of the one
+/// before, hold every kept patch once, newest first, whatever the page size.
+pub async fn history_pages<S: Store>(store: &S) {
+    let g = registered(store, "history-pages").await;
+    let heads = chain_after(&g, "p", 12);
+    let mut prev = g.clone();
+    for batch in heads.chunks(3) {
+        let mut commits = Vec::new();
+        for h in batch {
+            commits.push(step(&prev, h));
+            prev = h.clone();
+        }
+        commit(store, commits).await;
+    }
+    let all = expected_history(store.retention(), &heads, None, MAX_HISTORY);
+    for page in [1, 5, 12, 5000] {
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let got = history(store, g.root, before, page).await;
+            assert!(got.len() <= page, "page {page}");
+            assert_eq!(
+                got,
+                expected_history(store.retention(), &heads, before, page)
+            );
+            let Some(last) = got.last() else { break };
+            before = Some(last.height);
+            seen.extend(got);
+        }
+        assert_eq!(seen, all, "page {page}");
+    }
+    assert_eq!(history(store, g.root, None, 0).await, []);
+    assert_eq!(history(store, g.root, Some(1), 10).await, []);
+}
+
+/// `patches_since` gives exactly the patches from a height up to the head when
+/// all are kept, and `None` when any is outside the window, when there are
+/// more than asked, above the head, or for an unknown root.
+pub async fn patches_since_inside_and_beyond_the_window<S: Store>(store: &S) {
+    let g = registered(store, "since").await;
+    let heads = chain_after(&g, "s", 6);
+    let mut prev = g.clone();
+    for h in &heads {
+        commit(store, vec![step(&prev, h)]).await;
+        prev = h.clone();
+    }
+    let retention = store.retention();
+    for from in 0..=6u64 {
+        let expected = (from == 6 || retention.keeps(from + 1, 6)).then(|| {
+            heads[from as usize..]
+                .iter()
+                .map(patch_of)
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            since(store, g.root, from, 100).await,
+            expected,
+            "from {from}"
+        );
+    }
+    assert_eq!(since(store, g.root, 6, 0).await, Some(Vec::new()));
+    if retention.keeps(1, 6) {
+        assert_eq!(since(store, g.root, 4, 2).await.map(|p| p.len()), Some(2));
+    }
+    assert_eq!(since(store, g.root, 3, 2).await, None, "more than asked");
+    assert_eq!(since(store, g.root, 7, 100).await, None, "above the head");
+    assert_eq!(
+        since(store, unique_root("since-unknown"), 0, 100).await,
+        None
+    );
+}
+
+/// A commit made without its patch (a storage node that keeps no history, on a
+/// shared store) leaves a gap: the history shows the heights around it, and
+/// `patches_since` never answers across it.
+pub async fn a_commit_without_its_patch_leaves_a_gap<S: Store>(store: &S) {
+    let g = registered(store, "gap").await;
+    let heads = chain_after(&g, "g", 3);
+    let mut unlogged = step(&heads[0], &heads[1]);
+    unlogged.patch = None;
+    let outcomes = commit(
+        store,
+        vec![step(&g, &heads[0]), unlogged, step(&heads[1], &heads[2])],
+    )
+    .await;
+    assert_eq!(outcomes, vec![PersistOutcome::Applied; 3]);
+    let retention = store.retention();
+    let expected: Vec<_> = [&heads[2], &heads[0]]
+        .into_iter()
+        .filter(|h| retention.keeps(h.height, 3))
+        .map(|h| LoggedPatch::new(h.height, patch_of(h)))
+        .collect();
+    assert_eq!(history(store, g.root, None, 10).await, expected);
+    assert_eq!(since(store, g.root, 0, 10).await, None);
+    assert_eq!(since(store, g.root, 1, 10).await, None);
+    let last = retention.logs().then(|| vec![patch_of(&heads[2])]);
+    assert_eq!(since(store, g.root, 2, 10).await, last);
+}
+
+async fn applies<S: Store>(store: &S, c: PersistCommit) {
+    assert_eq!(commit(store, vec![c]).await, [PersistOutcome::Applied]);
+}
+
+/// The setting is the deployment's, not the store's: reopened with a smaller
+/// window, reads show only that window at once and the root's next commit
+/// prunes the rest; reopened with `none`, commits log nothing; reopened with
+/// `all` again, logging starts from there (a gap where `none` was).
+pub async fn retention_changes_across_reopens<S, F, Fut>(mut open: F)
+where
+    S: Store,
+    F: FnMut(Retention) -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = open(Retention::All).await;
+    let g = registered(&store, "reopen").await;
+    let heads = chain_after(&g, "r", 8);
+    let to = |i: usize| step(if i == 0 { &g } else { &heads[i - 1] }, &heads[i]);
+    for i in 0..5 {
+        applies(&store, to(i)).await;
+    }
+    let heights = |page: Vec<LoggedPatch>| page.iter().map(|p| p.height).collect::<Vec<_>>();
+    assert_eq!(
+        heights(history(&store, g.root, None, 100).await),
+        [5, 4, 3, 2, 1]
+    );
+    drop(store);
+
+    let store = open(last(2)).await;
+    assert_eq!(heights(history(&store, g.root, None, 100).await), [5, 4]);
+    assert_eq!(since(&store, g.root, 2, 100).await, None);
+    assert_eq!(
+        since(&store, g.root, 3, 100).await,
+        Some(vec![patch_of(&heads[3]), patch_of(&heads[4])])
+    );
+    applies(&store, to(5)).await;
+    assert_eq!(heights(history(&store, g.root, None, 100).await), [6, 5]);
+    drop(store);
+
+    // Pruned for good: `all` does not bring them back.
+    let store = open(Retention::All).await;
+    assert_eq!(heights(history(&store, g.root, None, 100).await), [6, 5]);
+    drop(store);
+
+    let store = open(Retention::None).await;
+    assert_eq!(history(&store, g.root, None, 100).await, []);
+    applies(&store, to(6)).await;
+    assert_eq!(since(&store, g.root, 6, 100).await, None);
+    drop(store);
+
+    let store = open(Retention::All).await;
+    assert_eq!(heights(history(&store, g.root, None, 100).await), [6, 5]);
+    applies(&store, to(7)).await;
+    assert_eq!(heights(history(&store, g.root, None, 100).await), [8, 6, 5]);
+    assert_eq!(since(&store, g.root, 6, 100).await, None);
+    assert_eq!(
+        since(&store, g.root, 7, 100).await,
+        Some(vec![patch_of(&heads[7])])
+    );
 }

@@ -15,6 +15,16 @@
 //! backend applies a whole batch in one transaction with one sync (group commit),
 //! so a burst of patches costs one fsync rather than one each.
 //!
+//! Beside each head a store may keep the root's *history*: the patches that
+//! led to it, each as the storage node accepted it, in a log keyed by height
+//! and bounded by a per-deployment [`Retention`] (the last 1,000 per root by
+//! default). The history never changes what a node decides (heads alone do),
+//! and a commit costs one appended record more, plus the deletion of the one
+//! that falls out of the window; [`Retention::None`] writes exactly what a
+//! store without history did. It is for people and tools (`tikaconf log`, the
+//! history endpoint, `verify`) and for catching a follower up with the few
+//! patches it missed ([`Store::patches_since`]).
+//!
 //! Backends here: [`MemoryStore`] (tests and the in-process bus) and [`RedbStore`]
 //! (one node's local disk). `tikaconf-redis` adds a store that several nodes share.
 //! [`conformance`] is the behaviour every backend must show; it is always compiled
@@ -33,10 +43,12 @@ pub use tikaconf_proto::{Hash, StoredHead};
 pub mod conformance;
 mod memory;
 mod redb_store;
+mod retention;
 mod wal;
 
 pub use memory::MemoryStore;
 pub use redb_store::{FILE_NAME, LOG_SUFFIX, RedbStore};
+pub use retention::{ParseRetentionError, Retention, StoreOptions};
 
 /// Why a store operation failed. Outcomes of a compare-and-set (including losing a
 /// race) are not errors; these are failures of the backend itself, after which the
@@ -169,6 +181,30 @@ impl ListedRoot {
     }
 }
 
+/// Most patches [`Store::history`] and [`Store::patches_since`] return at once,
+/// whatever the caller asks: a bounded read, like a page of roots.
+pub const MAX_HISTORY: usize = 1000;
+
+/// One patch of a root's history, as [`Store::history`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoggedPatch {
+    /// The height the patch made (its `height` field): the history's order and
+    /// its cursor.
+    pub height: u64,
+    /// The patch message exactly as the storage node accepted it (its `sig`
+    /// included), opaque to the store.
+    pub patch: bytes::Bytes,
+}
+
+impl LoggedPatch {
+    /// A logged patch (the struct is non-exhaustive, so backends in other
+    /// crates build it here).
+    pub fn new(height: u64, patch: bytes::Bytes) -> LoggedPatch {
+        LoggedPatch { height, patch }
+    }
+}
+
 /// A backend that holds the latest head of every registered root.
 ///
 /// Methods return `Send` futures so that a storage node can drive a store from any
@@ -239,6 +275,56 @@ pub trait Store: Send + Sync + 'static {
         async { Err(StoreError::Unsupported("list its roots")) }
     }
 
+    /// How much history this store keeps (what it was opened with). The
+    /// default, for a backend that keeps none, is [`Retention::None`].
+    fn retention(&self) -> Retention {
+        Retention::None
+    }
+
+    /// Up to `limit` (at most [`MAX_HISTORY`]) patches of `root`'s history
+    /// with heights below `before` (all when `None`), newest first: a page of
+    /// a listing whose cursor is the last height of the previous page. Only
+    /// patches within the store's [`Retention`] window of the root's current
+    /// head are returned, whatever the store still holds (after a restart
+    /// with a smaller setting). Empty for an unknown root, a root with no
+    /// patches kept, and under [`Retention::None`]. Registrations are not
+    /// patches and never appear. A history may have gaps where commits were
+    /// made without their patch (a storage node running with `none`, or older
+    /// than history, on a shared store): the heights say so.
+    ///
+    /// For people and tools (`tikaconf log`, the history endpoint); storage
+    /// nodes never call it. The default fails with
+    /// [`StoreError::Unsupported`].
+    fn history(
+        &self,
+        root: Hash,
+        before: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LoggedPatch>, StoreError>> + Send {
+        let _ = (root, before, limit);
+        async { Err(StoreError::Unsupported("keep history")) }
+    }
+
+    /// The patches that take `root` from height `height` to its current head,
+    /// oldest first (heights `height + 1 ..= head`), read in one consistent
+    /// step; empty when `height` is the head's. `None` unless every one of
+    /// them is within the retention window and held, and there are at most
+    /// `max` (and [`MAX_HISTORY`]) of them, or when the root is unknown or
+    /// `height` is above its head: the caller then sends a snapshot instead.
+    ///
+    /// For catching up a follower that missed a few patches, when they are
+    /// smaller than the snapshot. The default fails with
+    /// [`StoreError::Unsupported`].
+    fn patches_since(
+        &self,
+        root: Hash,
+        height: u64,
+        max: usize,
+    ) -> impl Future<Output = Result<Option<Vec<bytes::Bytes>>, StoreError>> + Send {
+        let _ = (root, height, max);
+        async { Err(StoreError::Unsupported("keep history")) }
+    }
+
     /// Whether other storage nodes may write this store too (a store in a shared
     /// server, or a shared in-memory map), so that a node's cache can fall behind
     /// without its hearing of it. A store only one node can open says `false`, and
@@ -304,4 +390,54 @@ pub(crate) fn decide(current: Option<&StoredHead>, commit: &PersistCommit) -> Pe
             current: other.cloned(),
         },
     }
+}
+
+/// A page of history from a root's log entries (`entries`: height and patch, in
+/// ascending height order, possibly holding more than the window), the same
+/// way in every backend: within `retention`'s window of `head_height`, below
+/// `before`, newest first, at most `limit` (and [`MAX_HISTORY`]). Public for
+/// backends in other crates, so that every one applies the window alike.
+pub fn history_page(
+    retention: Retention,
+    head_height: u64,
+    entries: impl DoubleEndedIterator<Item = (u64, bytes::Bytes)>,
+    before: Option<u64>,
+    limit: usize,
+) -> Vec<LoggedPatch> {
+    entries
+        .rev()
+        .filter(|(height, _)| before.is_none_or(|before| *height < before))
+        .take_while(|(height, _)| retention.keeps(*height, head_height))
+        .take(limit.min(MAX_HISTORY))
+        .map(|(height, patch)| LoggedPatch::new(height, patch))
+        .collect()
+}
+
+/// The answer of [`Store::patches_since`] from a root's log entries with
+/// heights above `height` (ascending), the same way in every backend: `Some`
+/// only if they are exactly `height + 1 ..= head_height`, all within the
+/// window, and at most `max` (and [`MAX_HISTORY`]) of them. Public for
+/// backends in other crates.
+pub fn patches_since_from(
+    retention: Retention,
+    head_height: u64,
+    height: u64,
+    max: usize,
+    entries: impl Iterator<Item = (u64, bytes::Bytes)>,
+) -> Option<Vec<bytes::Bytes>> {
+    let need = head_height.checked_sub(height)?;
+    if need > max.min(MAX_HISTORY) as u64 {
+        return None;
+    }
+    if need > 0 && !retention.keeps(height + 1, head_height) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(need as usize);
+    for (expected, (at, patch)) in (height + 1..=head_height).zip(entries) {
+        if at != expected {
+            return None;
+        }
+        out.push(patch);
+    }
+    (out.len() as u64 == need).then_some(out)
 }

@@ -14,6 +14,9 @@
 //! - `snapshots`: latest hash -> canonical snapshot bytes
 //! - `registrations`: number -> the snapshot a root was registered with, moved
 //!   here from `snapshots` when the root first changes (see [`record`])
+//! - `patches`: (root hash, height) -> the patch that made that height, as the
+//!   storage node accepted it: the root's history (see [`history`]), bounded
+//!   by the store's [`Retention`]; absent entries under `none`
 //! - `meta`: `"log_seq"` -> sequence of the last batch applied, `"log_id"` -> id of
 //!   the write-ahead log that belongs to this database (see below),
 //!   `"last_registration"` -> the number of the last entry of `registrations`
@@ -92,13 +95,15 @@ use redb::{
     TableDefinition, TableHandle,
 };
 
+mod history;
 mod record;
 
+use self::history::PATCHES;
 use self::record::RootRecord;
 use crate::wal::{self, Wal};
 use crate::{
-    Hash, HeadRef, ListedRoot, MAX_LIST_ROOTS, PersistCommit, PersistOutcome, Store, StoreError,
-    StoredHead, check_register, decide,
+    Hash, HeadRef, ListedRoot, LoggedPatch, MAX_LIST_ROOTS, PersistCommit, PersistOutcome,
+    Retention, Store, StoreError, StoreOptions, StoredHead, check_register, decide,
 };
 
 /// `root -> record` (see [`record`]).
@@ -151,6 +156,8 @@ struct Inner {
     /// Held by every write (commit, register) for its whole transaction, so that
     /// records reach the log in the order their transactions commit.
     wal: Mutex<Wal>,
+    /// How much history to keep: this process's setting, not the file's.
+    retention: Retention,
 }
 
 impl RedbStore {
@@ -167,16 +174,32 @@ impl RedbStore {
     /// dropping writes that may have been acknowledged; a damaged record in the
     /// middle of the log with [`StoreError::CorruptLog`]; a missing log beside a
     /// database that had one with [`StoreError::MissingLog`].
+    ///
+    /// The store keeps the default [`Retention`] of history; see
+    /// [`RedbStore::open_with`].
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
-        RedbStore::open_with_log_capacity(path.as_ref(), wal::DEFAULT_CAPACITY)
+        RedbStore::open_with(path, StoreOptions::default())
     }
 
-    /// [`RedbStore::open`] with a log file of `capacity` bytes when it has to be
-    /// created (tests use a small one to make checkpoints frequent).
+    /// [`RedbStore::open`] with `options`: how much history to keep. The
+    /// setting is not stored; a smaller one than the file was written with
+    /// hides the excess at once and prunes it root by root as roots commit.
+    /// Log records replayed by this open are applied under this setting.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<RedbStore, StoreError> {
+        RedbStore::open_with_log_capacity(path.as_ref(), wal::DEFAULT_CAPACITY, options)
+    }
+
+    /// [`RedbStore::open_with`] with a log file of `capacity` bytes when it has
+    /// to be created (tests use a small one to make checkpoints frequent).
     pub(crate) fn open_with_log_capacity(
         path: &Path,
         capacity: u64,
+        options: StoreOptions,
     ) -> Result<RedbStore, StoreError> {
+        let retention = options.retention;
         let path = if path.is_dir() {
             path.join(FILE_NAME)
         } else {
@@ -234,6 +257,12 @@ impl RedbStore {
                 }
                 for commit in wal::decode_commits(record.seq, &record.payload)? {
                     apply(&mut tables, &commit.expected_head, &commit.new)?;
+                    history::append(
+                        &mut tables.patches,
+                        retention,
+                        &commit.new,
+                        commit.patch.as_deref(),
+                    )?;
                 }
                 last = record.seq;
             }
@@ -250,6 +279,7 @@ impl RedbStore {
                 db,
                 store_id,
                 wal: Mutex::new(log),
+                retention,
             }),
             path,
         })
@@ -392,6 +422,7 @@ fn apply(
         snapshots,
         registrations,
         meta,
+        patches: _,
     } = tables;
     let mut registration = read_record(roots, &new.root)?.and_then(|r| r.registration);
     // Leaving height 0: the snapshot about to be deleted is the root's own
@@ -438,6 +469,7 @@ struct Tables<'txn> {
     snapshots: Table<'txn, [u8; 32], &'static [u8]>,
     registrations: Table<'txn, u64, &'static [u8]>,
     meta: Table<'txn, &'static str, u64>,
+    patches: Table<'txn, ([u8; 32], u64), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -447,6 +479,7 @@ impl<'txn> Tables<'txn> {
             snapshots: txn.open_table(SNAPSHOTS).map_err(backend)?,
             registrations: txn.open_table(REGISTRATIONS).map_err(backend)?,
             meta: txn.open_table(META).map_err(backend)?,
+            patches: txn.open_table(PATCHES).map_err(backend)?,
         })
     }
 }
@@ -560,9 +593,10 @@ impl Store for RedbStore {
                     let registered = PersistCommit {
                         expected_head: REGISTERED,
                         new: head,
+                        patch: None,
                     };
                     let mut payload = Vec::new();
-                    wal::encode_commits(std::iter::once(&registered), &mut payload)?;
+                    wal::encode_commits(std::iter::once(&registered), false, &mut payload)?;
                     commit_logged(txn, &mut log, &payload)?;
                     Ok(registered.new)
                 }
@@ -586,6 +620,12 @@ impl Store for RedbStore {
                     let outcome = decide(current.as_ref(), commit);
                     if outcome == PersistOutcome::Applied {
                         apply(&mut tables, &commit.expected_head, &commit.new)?;
+                        history::append(
+                            &mut tables.patches,
+                            inner.retention,
+                            &commit.new,
+                            commit.patch.as_deref(),
+                        )?;
                     }
                     outcomes.push(outcome);
                 }
@@ -601,7 +641,9 @@ impl Store for RedbStore {
                 .filter(|(_, o)| **o == PersistOutcome::Applied)
                 .map(|(c, _)| c);
             let mut payload = Vec::new();
-            wal::encode_commits(applied, &mut payload)?;
+            // Patches in the record only when this store logs them: under
+            // `none` the record is byte for byte what it was before history.
+            wal::encode_commits(applied, inner.retention.logs(), &mut payload)?;
             commit_logged(txn, &mut log, &payload)?;
             Ok(outcomes)
         })
@@ -689,6 +731,53 @@ impl Store for RedbStore {
                     }))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    fn retention(&self) -> Retention {
+        self.inner.retention
+    }
+
+    async fn history(
+        &self,
+        root: Hash,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LoggedPatch>, StoreError> {
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
+            let roots = txn.open_table(ROOTS).map_err(backend)?;
+            let Some(record) = read_record(&roots, &root)? else {
+                return Ok(Vec::new());
+            };
+            let patches = txn.open_table(PATCHES).map_err(backend)?;
+            history::page(
+                &patches,
+                inner.retention,
+                &root,
+                record.height,
+                before,
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn patches_since(
+        &self,
+        root: Hash,
+        height: u64,
+        max: usize,
+    ) -> Result<Option<Vec<Bytes>>, StoreError> {
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
+            let roots = txn.open_table(ROOTS).map_err(backend)?;
+            let Some(record) = read_record(&roots, &root)? else {
+                return Ok(None);
+            };
+            let patches = txn.open_table(PATCHES).map_err(backend)?;
+            history::since(&patches, inner.retention, &root, record.height, height, max)
         })
         .await
     }
@@ -1124,8 +1213,12 @@ mod tests {
     async fn checkpoint_and_reuse() {
         let dir = tempfile::tempdir().expect("tempdir");
         // Room for a few records only, so the log fills and starts over often.
-        let store =
-            RedbStore::open_with_log_capacity(&dir.path().join(FILE_NAME), 2048).expect("open");
+        let store = RedbStore::open_with_log_capacity(
+            &dir.path().join(FILE_NAME),
+            2048,
+            StoreOptions::default(),
+        )
+        .expect("open");
         let log_len = std::fs::metadata(store.log_path()).expect("log").len();
         let mut checkpoints = 0;
         let mut heads = chain(&store, "reuse", 0).await;
@@ -1291,7 +1384,7 @@ mod tests {
             let (mut log, _) = Wal::open(&log_path(&db), 0, Some(log_id(&db)), 0).expect("log");
             log.restart(5);
             let mut payload = Vec::new();
-            wal::encode_commits(std::iter::empty(), &mut payload).expect("encode");
+            wal::encode_commits(std::iter::empty(), false, &mut payload).expect("encode");
             log.append(&payload).expect("append");
         }
         assert_refused_as_corrupt(&db, "missing");

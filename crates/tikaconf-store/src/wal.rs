@@ -499,20 +499,39 @@ fn scan(path: &Path, bytes: &[u8], durable: u64) -> Result<Vec<Record>, StoreErr
 }
 
 /// One applied compare-and-set as the log keeps it: enough to redo it without
-/// deciding again (it was decided when first applied, against the same state).
+/// deciding again (it was decided when first applied, against the same state),
+/// and the patch to put in the root's history, if the record carries one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LoggedCommit {
     pub expected_head: Hash,
     pub new: StoredHead,
+    pub patch: Option<Bytes>,
 }
 
-/// Appends the payload of a record holding `commits` to `out`:
-/// `count u32`, then per commit `root[32] expected[32] head[32] height u64
-/// snapshot_len u32 snapshot`.
+/// The first four bytes of a payload of the second format (with patches),
+/// where the first format has its commit count. No payload of the first
+/// format starts so: a payload is at most 4 GiB and a commit takes at least
+/// 108 bytes, so its count is far below `u32::MAX`.
+const WITH_PATCHES: u32 = u32::MAX;
+/// A patch length meaning "this commit has no patch" in the second format.
+const NO_PATCH: u32 = u32::MAX;
+
+/// Appends the payload of a record holding `commits` to `out`.
+///
+/// Without `with_patches` (a store keeping no history, and registrations) the
+/// first format, as written before history existed: `count u32`, then per
+/// commit `root[32] expected[32] head[32] height u64 snapshot_len u32
+/// snapshot`. With it the second: `0xFFFFFFFF u32`, `count u32`, then per
+/// commit the same fields followed by `patch_len u32 patch` (`patch_len`
+/// `0xFFFFFFFF` and no bytes for a commit without its patch). Both replay.
 pub(crate) fn encode_commits<'a>(
     commits: impl Iterator<Item = &'a PersistCommit>,
+    with_patches: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
+    if with_patches {
+        out.extend_from_slice(&WITH_PATCHES.to_le_bytes());
+    }
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     let mut count: u32 = 0;
@@ -527,13 +546,27 @@ pub(crate) fn encode_commits<'a>(
             .map_err(|_| StoreError::Invalid("snapshot over 4 GiB".into()))?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&new.snapshot);
+        if with_patches {
+            match &commit.patch {
+                Some(patch) => {
+                    let len = u32::try_from(patch.len())
+                        .ok()
+                        .filter(|len| *len != NO_PATCH)
+                        .ok_or_else(|| StoreError::Invalid("patch over 4 GiB".into()))?;
+                    out.extend_from_slice(&len.to_le_bytes());
+                    out.extend_from_slice(patch);
+                }
+                None => out.extend_from_slice(&NO_PATCH.to_le_bytes()),
+            }
+        }
     }
     out[start..start + 4].copy_from_slice(&count.to_le_bytes());
     Ok(())
 }
 
-/// Decodes a payload written by [`encode_commits`]. Any mismatch is corruption: the
-/// record passed its checksum, so these are bytes we wrote.
+/// Decodes a payload written by [`encode_commits`], in either format. Any
+/// mismatch is corruption: the record passed its checksum, so these are bytes
+/// we wrote.
 pub(crate) fn decode_commits(
     seq: u64,
     mut payload: &[u8],
@@ -551,15 +584,28 @@ pub(crate) fn decode_commits(
         payload = rest;
         Ok(head)
     };
-    let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+    let u32_at = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().expect("4 bytes"));
+    let mut count = u32_at(take(4)?);
+    let with_patches = count == WITH_PATCHES;
+    if with_patches {
+        count = u32_at(take(4)?);
+    }
     let mut commits = Vec::new();
     for _ in 0..count {
         let root = Hash::from_bytes(take(32)?.try_into().expect("32 bytes"));
         let expected_head = Hash::from_bytes(take(32)?.try_into().expect("32 bytes"));
         let head = Hash::from_bytes(take(32)?.try_into().expect("32 bytes"));
         let height = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
-        let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+        let len = u32_at(take(4)?) as usize;
         let snapshot = Bytes::copy_from_slice(take(len)?);
+        let patch = if with_patches {
+            match u32_at(take(4)?) {
+                NO_PATCH => None,
+                len => Some(Bytes::copy_from_slice(take(len as usize)?)),
+            }
+        } else {
+            None
+        };
         commits.push(LoggedCommit {
             expected_head,
             new: StoredHead {
@@ -568,6 +614,7 @@ pub(crate) fn decode_commits(
                 height,
                 snapshot,
             },
+            patch,
         });
     }
     if !payload.is_empty() {
@@ -802,7 +849,7 @@ mod tests {
     }
 
     #[test]
-    fn commits_round_trip() {
+    fn commits_round_trip_in_both_formats() {
         let root = Hash::of_canonical_bytes(b"{\"r\":1}");
         let head = Hash::of_canonical_bytes(b"{\"h\":1}");
         let commits = [
@@ -814,6 +861,7 @@ mod tests {
                     height: 7,
                     snapshot: Bytes::from_static(b"{\"a\":1}"),
                 },
+                patch: Some(Bytes::from_static(b"{\"type\":\"patch\"}")),
             },
             PersistCommit {
                 expected_head: head,
@@ -823,25 +871,62 @@ mod tests {
                     height: u64::MAX,
                     snapshot: Bytes::new(),
                 },
+                patch: None,
             },
         ];
-        let mut payload = Vec::new();
-        encode_commits(commits.iter(), &mut payload).expect("encode");
-        let back = decode_commits(1, &payload).expect("decode");
-        assert_eq!(back.len(), 2);
-        for (c, b) in commits.iter().zip(&back) {
-            assert_eq!((&c.expected_head, &c.new), (&b.expected_head, &b.new));
-        }
-        for cut in 0..payload.len() {
+        for with_patches in [false, true] {
+            let mut payload = Vec::new();
+            encode_commits(commits.iter(), with_patches, &mut payload).expect("encode");
+            let back = decode_commits(1, &payload).expect("decode");
+            assert_eq!(back.len(), 2);
+            for (c, b) in commits.iter().zip(&back) {
+                assert_eq!((&c.expected_head, &c.new), (&b.expected_head, &b.new));
+                let patch = if with_patches { c.patch.as_ref() } else { None };
+                assert_eq!(b.patch.as_ref(), patch);
+            }
+            for cut in 0..payload.len() {
+                assert!(matches!(
+                    decode_commits(1, &payload[..cut]),
+                    Err(StoreError::Corrupt(_))
+                ));
+            }
+            payload.push(0);
             assert!(matches!(
-                decode_commits(1, &payload[..cut]),
+                decode_commits(1, &payload),
                 Err(StoreError::Corrupt(_))
             ));
         }
-        payload.push(0);
-        assert!(matches!(
-            decode_commits(1, &payload),
-            Err(StoreError::Corrupt(_))
-        ));
+    }
+
+    /// A record written before history existed (the first format, as that
+    /// version wrote it byte for byte) still replays, and a store keeping no
+    /// history writes exactly it.
+    #[test]
+    fn the_first_format_is_unchanged() {
+        let root = Hash::from_bytes([1; 32]);
+        let commit = PersistCommit {
+            expected_head: Hash::from_bytes([2; 32]),
+            new: StoredHead {
+                root,
+                head: Hash::from_bytes([3; 32]),
+                height: 5,
+                snapshot: Bytes::from_static(b"{}"),
+            },
+            patch: Some(Bytes::from_static(b"ignored without history")),
+        };
+        let mut old = Vec::new();
+        old.extend_from_slice(&1u32.to_le_bytes());
+        old.extend_from_slice(&[1; 32]);
+        old.extend_from_slice(&[2; 32]);
+        old.extend_from_slice(&[3; 32]);
+        old.extend_from_slice(&5u64.to_le_bytes());
+        old.extend_from_slice(&2u32.to_le_bytes());
+        old.extend_from_slice(b"{}");
+        let mut payload = Vec::new();
+        encode_commits(std::iter::once(&commit), false, &mut payload).expect("encode");
+        assert_eq!(payload, old);
+        let back = decode_commits(1, &old).expect("decode");
+        assert_eq!(back[0].new, commit.new);
+        assert_eq!(back[0].patch, None);
     }
 }

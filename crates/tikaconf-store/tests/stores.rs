@@ -11,11 +11,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use redb::ReadableDatabase;
 use tikaconf_store::conformance::{self, genesis, next, step, unique_root};
-use tikaconf_store::{MemoryStore, PersistOutcome, RedbStore, Store, StoreError};
+use tikaconf_store::{MemoryStore, PersistOutcome, RedbStore, Store, StoreError, StoreOptions};
 
 #[tokio::test]
 async fn memory_conformance() {
     conformance::run_all(MemoryStore::new()).await;
+}
+
+/// History under each retention, and across changes of it: a clone with
+/// another setting is the store reopened with it.
+#[tokio::test]
+async fn memory_history_and_retention() {
+    let store = MemoryStore::new();
+    conformance::run_history(|retention| {
+        let reopened = store.clone().with_retention(retention);
+        async move { reopened }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -39,6 +51,47 @@ async fn redb_conformance() {
 async fn redb_conformance_on_a_current_thread_runtime() {
     let dir = tempfile::tempdir().expect("tempdir");
     conformance::run_all(RedbStore::open(dir.path()).expect("open")).await;
+}
+
+/// History under each retention, and across reopens that change it (the
+/// previous handle is dropped before each reopen: one process, one open).
+#[tokio::test]
+async fn redb_history_and_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    conformance::run_history(|retention| {
+        let store = RedbStore::open_with(&path, StoreOptions::default().with_retention(retention))
+            .expect("open");
+        async move { store }
+    })
+    .await;
+}
+
+/// Patches logged but not yet checkpointed come back from the write-ahead log
+/// when the process dies: a reopen replays them into the history too.
+#[tokio::test]
+async fn redb_history_survives_a_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = genesis(unique_root("replayed-history"));
+    let h1 = next(&g, "a");
+    let h2 = next(&h1, "b");
+    let store = RedbStore::open(dir.path()).expect("open");
+    store.register(g.clone()).await.expect("register");
+    store
+        .commit(vec![step(&g, &h1), step(&h1, &h2)])
+        .await
+        .expect("commit");
+    // A crash: copy the files while the store is open (nothing checkpointed).
+    let crashed = tempfile::tempdir().expect("tempdir");
+    let db = crashed.path().join("tikaconf.redb");
+    std::fs::copy(store.path(), &db).expect("copy db");
+    std::fs::copy(store.log_path(), db.with_extension("redb.wal")).expect("copy log");
+    drop(store);
+    let reopened = RedbStore::open(&db).expect("reopen");
+    let history = reopened.history(g.root, None, 10).await.expect("history");
+    let heights: Vec<u64> = history.iter().map(|p| p.height).collect();
+    assert_eq!(heights, [2, 1]);
+    assert_eq!(history[0].patch, conformance::patch_of(&h2));
 }
 
 #[tokio::test]

@@ -63,15 +63,16 @@ pub fn storage_rules(ns: &str, prefix: &str, password: &str, connect: &str) -> V
     words(&format!(
         "on >{password} resetkeys ~{prefix}* resetchannels &{ns}updates:* &{ns}update_requests &{ns}replies:* &{ns}storage_nodes -@all \
          +psubscribe +punsubscribe +subscribe +unsubscribe +publish +ping {connect} \
-         +evalsha +script|load +get +mget +set +del +pexpire +scan +zadd +zrangebylex"
+         +evalsha +script|load +get +mget +set +del +pexpire +scan +zadd +zrangebylex +rpush +ltrim +llen +lindex +lrange"
     ))
 }
 
 /// What only the Redis store needs: its scripts and the commands they call
 /// (`ZADD` files a new root in the listing's sorted set, `ZRANGEBYLEX` reads a
-/// page of it), and `SCAN` for the root count (the key rule `~<prefix>*` goes
-/// too).
-pub const KEY_COMMANDS: [&str; 10] = [
+/// page of it; `RPUSH`, `LTRIM`, `LLEN`, `LINDEX` and `LRANGE` keep and read
+/// each root's history list), and `SCAN` for the root count (the key rule
+/// `~<prefix>*` goes too).
+pub const KEY_COMMANDS: [&str; 15] = [
     "+evalsha",
     "+script|load",
     "+get",
@@ -82,6 +83,11 @@ pub const KEY_COMMANDS: [&str; 10] = [
     "+scan",
     "+zadd",
     "+zrangebylex",
+    "+rpush",
+    "+ltrim",
+    "+llen",
+    "+lindex",
+    "+lrange",
 ];
 
 /// A storage node on the embedded redb store: the storage rules without any key

@@ -199,6 +199,9 @@ async fn fill(dir: &Path, roots: usize) -> anyhow::Result<(Vec<Hash>, u64, PathB
                     height: 1,
                     snapshot: snapshot.encoded,
                 },
+                // As a storage node passes it: the store keeps it in its
+                // history (default retention).
+                patch: Some(patch.encoded.clone()),
             });
             hashes.push(root.hash());
         }

@@ -49,8 +49,12 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
             )));
         }
         let broker = Broker::new();
-        let store = open_redb(&args.data).await?;
-        let stores = format!("redb file {}", store.path().display());
+        let store = open_redb(&args.data, args.retention).await?;
+        let stores = format!(
+            "redb file {}, history {}",
+            store.path().display(),
+            store.retention()
+        );
         let client = Client::with_bus(broker.connect(), session::client_options(global)?);
         return serve(
             global,
@@ -79,7 +83,8 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
     };
     match args.store.unwrap_or(StoreKind::Redis) {
         StoreKind::Redis => {
-            let (store, stores) = open_redis_store(global, args.accept_redis_durability).await?;
+            let (store, stores) =
+                open_redis_store(global, args.accept_redis_durability, args.retention).await?;
             serve(
                 global,
                 args,
@@ -91,8 +96,12 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
             .await
         }
         StoreKind::Redb => {
-            let store = open_redb(&args.data).await?;
-            let stores = format!("redb file {}", store.path().display());
+            let store = open_redb(&args.data, args.retention).await?;
+            let stores = format!(
+                "redb file {}, history {}",
+                store.path().display(),
+                store.retention()
+            );
             serve(
                 global,
                 args,

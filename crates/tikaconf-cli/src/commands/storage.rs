@@ -20,7 +20,7 @@
 use std::path::Path;
 
 use tikaconf::bus::BusHandle;
-use tikaconf::store::{RedbStore, Store};
+use tikaconf::store::{RedbStore, Retention, Store, StoreOptions};
 use tikaconf::{StorageNode, StorageOptions};
 use tikaconf_redis::{AcceptedLoss, Persistence, RedisStore};
 
@@ -39,12 +39,17 @@ pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
     session::check_reachable(global).await?;
     match args.store {
         StoreKind::Redb => {
-            let store = open_redb(&args.data).await?;
-            let stores = format!("redb file {}", store.path().display());
+            let store = open_redb(&args.data, args.retention).await?;
+            let stores = format!(
+                "redb file {}, history {}",
+                store.path().display(),
+                store.retention()
+            );
             serve(global, store, &redis, &stores).await
         }
         StoreKind::Redis => {
-            let (store, stores) = open_redis_store(global, args.accept_redis_durability).await?;
+            let (store, stores) =
+                open_redis_store(global, args.accept_redis_durability, args.retention).await?;
             serve(global, store, &redis, &stores).await
         }
     }
@@ -57,6 +62,7 @@ pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
 pub async fn open_redis_store(
     global: &Global,
     accept: Option<AcceptedLossArg>,
+    retention: Retention,
 ) -> Result<(RedisStore, String), Failure> {
     let redis = session::redact(&global.redis);
     let prefix = match global.namespace.as_deref() {
@@ -68,7 +74,8 @@ pub async fn open_redis_store(
         .map_err(|e| Failure::new(Code::Connect, e).context(format!("Redis at {redis}")))?;
     let store = RedisStore::with_client(client, &prefix)
         .await
-        .map_err(|e| Failure::new(Code::Connect, e).context(format!("Redis store at {redis}")))?;
+        .map_err(|e| Failure::new(Code::Connect, e).context(format!("Redis store at {redis}")))?
+        .with_retention(retention);
     let accepted = match accept {
         None => AcceptedLoss::Nothing,
         Some(AcceptedLossArg::Everysec) => AcceptedLoss::EverySec,
@@ -94,20 +101,24 @@ pub async fn open_redis_store(
         tracing::info!(%redis, roots = indexed, "listed the roots registered before the index");
     }
     let stores = match found {
-        Persistence::Always => format!("Redis keys {prefix}* at {redis}"),
-        lossy => format!("Redis keys {prefix}* at {redis} (accepted: {lossy})"),
+        Persistence::Always => format!("Redis keys {prefix}* at {redis}, history {retention}"),
+        lossy => {
+            format!("Redis keys {prefix}* at {redis}, history {retention} (accepted: {lossy})")
+        }
     };
     Ok((store, stores))
 }
 
-/// Opens the redb database in `dir`, creating the directory if missing. Opening
-/// may recover a file left by a crash, so it runs off the async threads.
-pub async fn open_redb(dir: &Path) -> Result<RedbStore, Failure> {
+/// Opens the redb database in `dir`, keeping `retention` of history, creating
+/// the directory if missing. Opening may recover a file left by a crash, so it
+/// runs off the async threads.
+pub async fn open_redb(dir: &Path, retention: Retention) -> Result<RedbStore, Failure> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Failure::other(e).context(format!("cannot create {}", dir.display())))?;
-        RedbStore::open(&dir).map_err(|e| {
+        let options = StoreOptions::default().with_retention(retention);
+        RedbStore::open_with(&dir, options).map_err(|e| {
             Failure::other(e).context(format!(
                 "cannot open the store in {} (is another storage node using it?)",
                 dir.display()
