@@ -65,25 +65,39 @@ impl std::str::FromStr for StoreKind {
 /// takes it; Redis: the keys under [`REDIS_PREFIX`] of the same server), with
 /// default options, until stdin closes or the process is killed. Prints
 /// `ready` once the node is.
+///
+/// The store's history retention is `TIKACONF_RETENTION` (as for `tikaconf
+/// storage`: `all`, `none` or a count) when set, the default otherwise, so
+/// that a benchmark can compare settings without a flag of its own.
 pub async fn serve(redis: &str, data: &Path, kind: StoreKind) -> Result<()> {
     use tikaconf::bus::BusHandle;
+    use tikaconf::store::{Retention, StoreOptions};
     use tikaconf::{StorageNode, StorageOptions};
+    let retention = match std::env::var("TIKACONF_RETENTION") {
+        Ok(text) => text
+            .parse::<Retention>()
+            .with_context(|| format!("TIKACONF_RETENTION={text}"))?,
+        Err(_) => Retention::default(),
+    };
     let bus = BusHandle::redis(redis)
         .await
         .with_context(|| format!("cannot connect to Redis at {redis}"))?;
     let node = match kind {
         StoreKind::Redb => {
             let path = data.to_path_buf();
-            let store =
-                tokio::task::spawn_blocking(move || tikaconf::store::RedbStore::open(&path))
-                    .await?
-                    .with_context(|| format!("cannot open the store at {}", data.display()))?;
+            let options = StoreOptions::default().with_retention(retention);
+            let store = tokio::task::spawn_blocking(move || {
+                tikaconf::store::RedbStore::open_with(&path, options)
+            })
+            .await?
+            .with_context(|| format!("cannot open the store at {}", data.display()))?;
             StorageNode::spawn(bus, store, StorageOptions::default())
         }
         StoreKind::Redis => {
             let store = tikaconf_redis::RedisStore::connect(redis, REDIS_PREFIX)
                 .await
-                .context("cannot open the Redis store")?;
+                .context("cannot open the Redis store")?
+                .with_retention(retention);
             StorageNode::spawn(bus, store, StorageOptions::default())
         }
     };
