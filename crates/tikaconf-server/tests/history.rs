@@ -166,6 +166,11 @@ async fn the_document_at_a_version_and_diffs_between_versions() {
     let at = get(&format!("{url}/at/{first}")).await.expect(200).json();
     assert_eq!(at["height"], 1);
     assert_eq!(at["hash"], first.as_str());
+    assert_eq!(at["patch"]["message"], "a");
+    assert_eq!(
+        at["patch"]["ops"],
+        json!([{"op": "add", "path": "/volume", "value": 1}])
+    );
     let mut expected = now.clone();
     expected.as_object_mut().unwrap().remove("commands");
     expected["volume"] = json!(1);
@@ -178,6 +183,7 @@ async fn the_document_at_a_version_and_diffs_between_versions() {
     // Height 0: the root configuration.
     let at = get(&format!("{url}/at/{root}")).await.expect(200).json();
     assert_eq!(at["height"], 0);
+    assert!(at["patch"].is_null());
     assert_eq!(
         at["document"],
         json!({"connection": {"platform": "twitch", "channel": "#versions"}})

@@ -108,6 +108,9 @@ pub(crate) struct Version {
     /// The document as it was then.
     #[schema(value_type = ProtocolJson)]
     document: Value,
+    /// The patch that made this version (who, when, why, its ops); null at
+    /// height 0, and when the store no longer keeps it.
+    patch: Option<HistoryEntry>,
 }
 
 /// `?from=&to=`.
@@ -242,17 +245,33 @@ pub(crate) async fn at(
     let config = api.inner.follows.get(root).await?;
     let now = current(&config).await?;
     if hash == now.head {
+        // The newest patch kept is the head's, if the store has caught up.
+        let newest = catalog.history(root, None, 1).await.map_err(store_failed)?;
+        let limits = Limits::default();
+        let patch = newest
+            .first()
+            .and_then(|logged| decode(&logged.patch, &limits).ok())
+            .filter(|patch| patch.hash == hash)
+            .map(|patch| entry(&patch));
         return Ok(Json(Version {
             hash: hash.to_hex(),
             height: now.height,
             document: (*now.document).clone(),
+            patch,
         }));
     }
-    let (height, document) = Chain::load(catalog, root).await?.document_at(hash)?;
+    let chain = Chain::load(catalog, root).await?;
+    let (height, document) = chain.document_at(hash)?;
+    let patch = chain
+        .patches
+        .iter()
+        .find(|p| p.hash == hash)
+        .map(|p| entry(p));
     Ok(Json(Version {
         hash: hash.to_hex(),
         height,
         document,
+        patch,
     }))
 }
 
