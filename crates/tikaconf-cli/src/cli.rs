@@ -143,7 +143,8 @@ pub struct Global {
     #[arg(long, global = true, env = "TIKACONF_SCHEMA", value_name = "FILE")]
     pub schema: Option<PathBuf>,
     /// Who makes the writes, as the patches' `meta.author` records it
-    /// [default: $USER@hostname].
+    /// [default: $USER@hostname]. For `serve`: the author of API writes
+    /// whose request names none [default there: api].
     #[arg(long, global = true, env = "TIKACONF_AUTHOR", value_name = "NAME")]
     pub author: Option<String>,
     /// Why: the `meta.message` of the write this command makes (set, rm,

@@ -128,6 +128,20 @@ async fn history_pages_newest_first_with_author_time_and_message() {
     }
     assert_eq!(seen, [5, 4, 3, 2, 1]);
     get(&format!("{url}/history?limit=0")).await.expect(400);
+    get(&format!("{url}/history?before=9007199254740993"))
+        .await
+        .expect(400);
+    // Meta headers are printable ASCII (percent-encoded UTF-8): raw bytes
+    // beyond it are 400, and nothing is published.
+    call(
+        "PATCH",
+        &url,
+        &[("content-type", JSON_PATCH), ("tikaconf-message", "café")],
+        Some(b"[{\"op\":\"add\",\"path\":\"/x\",\"value\":1}]".to_vec()),
+    )
+    .await
+    .expect(400);
+    assert_eq!(get(&url).await.etag(), heads[4]);
     let unknown = "0".repeat(64);
     get(&server.url(&format!("/v1/configs/{unknown}/history")))
         .await

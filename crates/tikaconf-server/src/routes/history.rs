@@ -38,6 +38,9 @@ use crate::problem::{ApiError, Problem};
 use crate::routes::configs::{Written, parse_json, read_body, written};
 use crate::routes::{current, parse_root, root_segment};
 
+/// The largest height the protocol carries (2^53).
+const MAX_HEIGHT: u64 = 1 << 53;
+
 /// Entries per history page when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
 
@@ -51,7 +54,7 @@ const MAX_REPLAY: usize = 10 * MAX_HISTORY;
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
     /// Only patches below this height (the `next` of the previous page).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 9_007_199_254_740_992_u64)]
     before: Option<u64>,
     /// Entries per page, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
@@ -173,6 +176,13 @@ pub(crate) async fn history(
 ) -> Result<Json<HistoryPage>, ApiError> {
     let root = root_segment(root)?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if let Some(before) = query.before
+        && !(1..=MAX_HEIGHT).contains(&before)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "before is a height, 1 to 2^53, not {before}"
+        )));
+    }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_HISTORY).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -427,6 +437,12 @@ pub(crate) fn request_meta(api: &Api, headers: &HeaderMap) -> Result<Map<String,
         let Some(value) = headers.get(name) else {
             return Ok(None);
         };
+        // Printable ASCII only, as the document says (`%XX` for the rest).
+        if value.as_bytes().iter().any(|b| !(0x20..0x7f).contains(b)) {
+            return Err(ApiError::BadRequest(format!(
+                "{name} is printable ASCII: percent-encode other UTF-8 text"
+            )));
+        }
         let text = decode_header(value.as_bytes());
         if text.len() > MAX_META_TEXT {
             return Err(ApiError::BadRequest(format!(
