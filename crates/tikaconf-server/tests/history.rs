@@ -436,6 +436,47 @@ async fn versions_whose_patches_are_not_retained_are_gone() {
     assert_eq!(get(&url).await.etag(), heads[4], "nothing was published");
 }
 
+/// A store that keeps no history: the history is empty, an old version is
+/// gone (not unknown), and the current one is still readable.
+#[tokio::test]
+async fn without_history_old_versions_are_gone_and_the_head_is_readable() {
+    let store = MemoryStore::new().with_retention(Retention::None);
+    let server = TestServer::start_on(ApiOptions::default(), fast_options(), store).await;
+    let url = twitch(&server, "nohist").await;
+    let first = patch(
+        &url,
+        json!([{"op": "add", "path": "/n", "value": 1}]),
+        None,
+        "1",
+    )
+    .await;
+    let head = patch(
+        &url,
+        json!([{"op": "add", "path": "/n", "value": 2}]),
+        None,
+        "2",
+    )
+    .await;
+    let log = get(&format!("{url}/history")).await.expect(200).json();
+    assert_eq!(
+        (log["entries"].clone(), log["retention"].clone()),
+        (json!([]), json!("none"))
+    );
+    let problem = get(&format!("{url}/at/{first}")).await.expect(410).json();
+    assert_eq!(problem["code"], "not_retained");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no history is kept")
+    );
+    let at = get(&format!("{url}/at/{head}")).await.expect(200).json();
+    assert_eq!(
+        (at["document"]["n"].clone(), at["patch"].clone()),
+        (json!(2), Value::Null)
+    );
+}
+
 #[tokio::test]
 async fn the_openapi_document_lists_the_history_operations() {
     let server = TestServer::start().await;

@@ -530,6 +530,8 @@ struct Chain {
     registration: Option<Value>,
     /// Consecutive patches ending with the newest the store holds.
     patches: Vec<Arc<Patch>>,
+    /// The stored head's height when the chain was read.
+    head_height: u64,
 }
 
 impl Chain {
@@ -594,14 +596,17 @@ impl Chain {
             root,
             registration,
             patches,
+            head_height: listed.head.height,
         })
     }
 
-    /// Whether the chain reaches back to the root.
+    /// Whether the chain reaches back to the root (no patch kept is
+    /// complete only for a root still at height 0).
     fn complete(&self) -> bool {
-        self.patches
-            .first()
-            .is_none_or(|p| p.height == 1 && p.parent == self.root)
+        match self.patches.first() {
+            Some(first) => first.height == 1 && first.parent == self.root,
+            None => self.head_height == 0,
+        }
     }
 
     /// How far back history goes, for a 410's detail.
