@@ -74,21 +74,21 @@ pub async fn show(global: &Global, root: &str, version: Hash) -> Result<(), Fail
         Style::Plain => output::line(canonical::to_vec(&at["document"])),
         Style::Human => {
             output::line(format!(
-                "version  {} (height {})",
+                "version   {} (height {})",
                 text(&at, "hash"),
                 at["height"]
             ))?;
             let patch = &at["patch"];
             if patch.is_object() {
                 for (label, key) in [
-                    ("parent ", "parent"),
-                    ("author ", "author"),
-                    ("time   ", "time"),
+                    ("parent", "parent"),
+                    ("author", "author"),
+                    ("time", "time"),
                     ("message", "message"),
                     ("restores", "rollback_of"),
                 ] {
                     if let Some(value) = patch[key].as_str() {
-                        output::line(format!("{label}  {value}"))?;
+                        output::line(format!("{label:<8}  {value}"))?;
                     }
                 }
                 output::line("ops:")?;
@@ -186,13 +186,18 @@ fn human(entry: &Value) -> String {
     let short = hash.get(..12).unwrap_or(&hash);
     let message = text(entry, "message");
     let first = message.lines().next().unwrap_or("");
-    let message = match entry["rollback_of"].as_str() {
-        Some(of) => format!("{first} [restores {}]", of.get(..12).unwrap_or(of)),
-        None => first.to_owned(),
+    // A rollback says which version it restores, unless its message does.
+    let message = match entry["rollback_of"]
+        .as_str()
+        .map(|of| of.get(..12).unwrap_or(of))
+    {
+        Some(of) if !first.contains(of) => format!("{first} [restores {of}]"),
+        _ => first.to_owned(),
     };
     format!(
         "{short:<12}  {:>6}  {:<20}  {:<20}  {message:<28}  {}",
-        entry["height"],
+        // A number, not the JSON value: `Value`'s Display ignores the width.
+        entry["height"].as_u64().unwrap_or(0),
         text(entry, "time"),
         text(entry, "author"),
         summary(entry)

@@ -147,7 +147,8 @@ pub(crate) struct RollbackRequest {
     /// The version to restore (a head hash, or the root hash for height 0).
     #[schema(pattern = "^[0-9a-f]{64}$")]
     to: String,
-    /// The new patch's `meta.message` (default: `rollback to <hash>`).
+    /// The new patch's `meta.message` (default: `rollback to <the hash's
+    /// first 12 hex digits>`).
     #[schema(max_length = 4096)]
     message: Option<String>,
 }
@@ -417,7 +418,7 @@ pub(crate) async fn rollback(
     }
     let message = request
         .message
-        .unwrap_or_else(|| format!("rollback to {to}"));
+        .unwrap_or_else(|| format!("rollback to {}", short(to)));
     meta.insert("message".into(), Value::String(message));
     meta.insert("rollback_of".into(), Value::String(to.to_hex()));
     match config.submit_on_with_meta(base.head, ops, Some(meta)).await {
@@ -483,6 +484,14 @@ fn store_failed(e: StoreError) -> ApiError {
         }),
         other => ApiError::Internal(other.to_string()),
     }
+}
+
+/// The first 12 hex digits of a hash, as people quote versions (`rollback_of`
+/// keeps the whole one).
+fn short(hash: Hash) -> String {
+    let mut hex = hash.to_hex();
+    hex.truncate(12);
+    hex
 }
 
 fn parse_hash(text: &str, what: &str) -> Result<Hash, ApiError> {
