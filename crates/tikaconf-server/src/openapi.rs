@@ -168,7 +168,9 @@ pub(crate) mod schemas {
     /// The hand-written schemas, by component name.
     pub(crate) fn all() -> [(&'static str, Value); 3] {
         let json_ref = json!({"$ref": "#/components/schemas/ProtocolJson"});
-        let pointer = json!({"type": "string", "pattern": "^(/.*)?$",
+        // `~` only in the escapes `~0` and `~1` (RFC 6901): any other is a
+        // malformed pointer, and the ops are 400.
+        let pointer = json!({"type": "string", "pattern": "^(/([^~]|~[01])*)?$",
                              "description": "An RFC 6901 JSON Pointer"});
         [
             (
