@@ -21,7 +21,8 @@ Exit codes:
   6  cannot connect (to Redis or to --server), or Redis failed
   7  refused: Redis denied the write (the user's ACL may not publish on
      updates:*), or the server refused the token (401/403)
-  8  not found: `get`'s POINTER does not resolve in the document
+  8  not found: `get`'s POINTER does not resolve in the document, or a
+     version (show, diff, rollback) is unknown or no longer kept
 
 ROOT is a root hash (64 lowercase hex digits), `twitch:#channel`, or connection
 info as a JSON object such as '{\"platform\":\"discord\",\"guild\":\"42\"}'.
@@ -29,18 +30,23 @@ Following a root by its connection info registers it with storage if it is new
 (over --server too: the CLI registers it with POST /v1/roots).
 
 Transports: with --server URL (or TIKACONF_SERVER) get, set, patch, rm, watch,
-ls, edit, import and export go to the HTTP API of `tikaconf serve`; without it,
-to the fleet's Redis (ls needs --server). --namespace, --trust-*-key and
+ls, edit, import, export, log, show, diff and rollback go to the HTTP API of
+`tikaconf serve`; without it, to the fleet's Redis (ls, log, show, diff and
+rollback need --server). --namespace, --trust-*-key and
 --signing-key are Redis-only: over --server the server's own settings apply.
 
 Output: people's output when stdout is a terminal; otherwise the output each
 verb's help describes; --json gives one JSON value per command (one per line
-for watch):
+for watch and log):
   get                     {\"head\",\"height\",\"root\",\"value\"}
   set, rm, patch, edit,   {\"changed\":BOOL,\"head\",\"height\",\"root\"}
-  import
+  import, rollback
   ls                      [{\"connection\",\"head\",\"height\",\"root\"}, ...]
   export                  {\"document\",\"head\",\"height\",\"root\"}
+  log                     {\"author\",\"hash\",\"height\",\"message\",\"meta\",
+                          \"ops\",\"parent\",\"rollback_of\",\"time\"} per line
+  show                    {\"document\",\"hash\",\"height\",\"patch\"}
+  diff                    {\"from\",\"ops\",\"to\"}
   watch                   {\"dropped\",\"head\",\"height\",\"ops\"[,\"document\"]} per line
   root                    the root configuration
   keygen                  {\"public\",\"secret\"}";
@@ -136,6 +142,15 @@ pub struct Global {
     /// publishes nothing. (A writer's check: nodes do not enforce it.)
     #[arg(long, global = true, env = "TIKACONF_SCHEMA", value_name = "FILE")]
     pub schema: Option<PathBuf>,
+    /// Who makes the writes, as the patches' `meta.author` records it
+    /// [default: $USER@hostname]. For `serve`: the author of API writes
+    /// whose request names none [default there: api].
+    #[arg(long, global = true, env = "TIKACONF_AUTHOR", value_name = "NAME")]
+    pub author: Option<String>,
+    /// Why: the `meta.message` of the write this command makes (set, rm,
+    /// patch, edit, import, rollback), shown by `tikaconf log`.
+    #[arg(short = 'm', long, global = true, value_name = "TEXT")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +288,61 @@ pub enum Command {
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<DocFormat>,
     },
+    /// List ROOT's patches, newest first (needs --server)
+    ///
+    /// Each: version (hash), height, time, author, message, the ops in a few
+    /// words. Not a terminal: one line per patch, `HASH HEIGHT TIME AUTHOR MESSAGE
+    /// CHANGES` separated by tabs (`-` for what the writer did not say).
+    /// --json: one object per line, {"author","hash","height","message",
+    /// "meta","ops","parent","rollback_of","time"}. Only what the server's
+    /// store keeps (its --retention) can be listed.
+    #[command(verbatim_doc_comment)]
+    Log(LogArgs),
+    /// Print version HASH of ROOT: its patch and its document (needs --server).
+    ///
+    /// The patch that made it (who, when, why, its ops), then the document
+    /// as it was then. Not a terminal: the document alone, as canonical JSON. --json:
+    /// {"document","hash","height","patch"}. A version whose patches back to
+    /// the root are no longer kept exits 8.
+    Show {
+        /// The configuration: a root hash, `twitch:#channel` or connection
+        /// info as JSON (see `tikaconf --help`).
+        root: String,
+        /// The version: a head hash (as `log` prints it; the root hash for
+        /// height 0).
+        #[arg(value_name = "HASH")]
+        version: Hash,
+    },
+    /// Print the RFC 6902 ops from version FROM of ROOT to TO (needs --server).
+    ///
+    /// On a terminal, a line per changed path: `- PATH: OLD` in red and
+    /// `+ PATH: NEW` in green (NO_COLOR turns colour off). Not a terminal:
+    /// the ops as canonical JSON. --json: {"from","ops","to"}.
+    Diff {
+        /// The configuration: a root hash, `twitch:#channel` or connection
+        /// info as JSON (see `tikaconf --help`).
+        root: String,
+        /// The older version (a head hash).
+        from: Hash,
+        /// The newer version (a head hash).
+        to: Hash,
+    },
+    /// Restore version HASH of ROOT as a new head; prints it (needs --server).
+    ///
+    /// Publishes a new patch, on the current head, whose result is the
+    /// document at HASH. The chain only moves forward: the rollback is a patch like any other,
+    /// in the log, its `meta.rollback_of` naming HASH (and -m its message).
+    /// It is written only on the head read first: a write that comes in
+    /// between exits 4 and nothing is overwritten. A document already equal
+    /// to HASH's publishes nothing.
+    Rollback {
+        /// The configuration: a root hash, `twitch:#channel` or connection
+        /// info as JSON (see `tikaconf --help`).
+        root: String,
+        /// The version to restore (a head hash, as `log` prints it).
+        #[arg(value_name = "HASH")]
+        version: Hash,
+    },
     /// Print the protocol test vectors of docs/PROTOCOL.md as `key: value` lines.
     Vectors,
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell)
@@ -346,6 +416,20 @@ pub struct LsArgs {
     /// info.
     #[arg(long)]
     pub platform: Option<String>,
+}
+
+/// The arguments of `log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The configuration: a root hash, `twitch:#channel` or connection info
+    /// as JSON (see `tikaconf --help`).
+    pub root: String,
+    /// At most N patches (default: every one the store keeps).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only patches below height H (to go on from an earlier listing).
+    #[arg(long, value_name = "H")]
+    pub before: Option<u64>,
 }
 
 /// The formats of `import` and `export`.

@@ -1,5 +1,5 @@
 //! The `tikaconf` command: root hashes, a storage node, the HTTP API server, and
-//! get/set/patch/rm/watch/ls/edit/import/export on a running deployment, over
+//! get/set/patch/rm/watch/ls/edit/import/export/log/show/diff/rollback on a running deployment, over
 //! its Redis or over the HTTP API (`--server`; see `remote`).
 //!
 //! Operators and scripts need to touch a fleet's configuration without writing a
@@ -18,7 +18,7 @@
 //! | 5 | timeout: no answer in time; a write may or may not be stored |
 //! | 6 | cannot connect (to Redis or to `--server`), or Redis failed |
 //! | 7 | refused: Redis denied the write (the user's ACL may not publish on `updates:*`), or the server refused the token (401/403) |
-//! | 8 | not found: `get`'s JSON Pointer does not resolve in the document |
+//! | 8 | not found: `get`'s JSON Pointer does not resolve in the document, or a version (`show`, `diff`, `rollback`) is unknown or no longer kept |
 //!
 //! This file only wires the parsed command line to `commands`; the mapping from
 //! library errors to codes lives in `failure`.
@@ -140,5 +140,11 @@ async fn dispatch(cli: &Cli, redis_given: bool) -> Result<(), Failure> {
             precondition,
         } => commands::import::run(global, root, file, *format, precondition.if_head).await,
         Command::Export { root, format } => commands::export::run(global, root, *format).await,
+        Command::Log(args) => commands::history::log(global, args).await,
+        Command::Show { root, version } => commands::history::show(global, root, *version).await,
+        Command::Diff { root, from, to } => commands::history::diff(global, root, *from, *to).await,
+        Command::Rollback { root, version } => {
+            commands::history::rollback(global, root, *version).await
+        }
     }
 }

@@ -100,6 +100,30 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The `meta.author` of this command's writes: `--author` (or
+/// `TIKACONF_AUTHOR`), else `$USER@hostname`. The same over Redis (in the
+/// patch's `meta`) and over HTTP (the `Tikaconf-Author` header, from which the
+/// server makes the same `meta`).
+pub fn author(global: &Global) -> String {
+    if let Some(author) = global.author.as_ref().filter(|a| !a.is_empty()) {
+        return author.clone();
+    }
+    let user = ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| {
+            let text = std::fs::read_to_string(path).ok()?;
+            let name = text.trim();
+            (!name.is_empty()).then(|| name.to_owned())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{user}@{host}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

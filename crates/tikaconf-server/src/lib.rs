@@ -26,6 +26,7 @@ mod catalog;
 mod console;
 mod etag;
 mod follows;
+pub mod meta;
 mod openapi;
 mod problem;
 mod routes;
@@ -69,6 +70,9 @@ pub struct ApiOptions {
     /// How often an idle SSE stream gets a comment line, so that proxies keep
     /// it open.
     pub heartbeat: Duration,
+    /// The `meta.author` of a write whose request names none (no
+    /// `Tikaconf-Author` header).
+    pub author: String,
 }
 
 impl Default for ApiOptions {
@@ -78,6 +82,7 @@ impl Default for ApiOptions {
             max_body_bytes: Limits::default().max_message_bytes,
             followed_roots: 1024,
             heartbeat: Duration::from_secs(15),
+            author: "api".to_owned(),
         }
     }
 }
@@ -131,6 +136,7 @@ impl std::fmt::Debug for ApiOptionsRedacted<'_> {
             .field("max_body_bytes", &self.0.max_body_bytes)
             .field("followed_roots", &self.0.followed_roots)
             .field("heartbeat", &self.0.heartbeat)
+            .field("author", &self.0.author)
             .finish()
     }
 }
@@ -217,6 +223,13 @@ impl Api {
                     .put(routes::configs::put),
             )
             .route("/v1/configs/{root}/events", get(sse::events))
+            .route("/v1/configs/{root}/history", get(routes::history::history))
+            .route("/v1/configs/{root}/at/{hash}", get(routes::history::at))
+            .route("/v1/configs/{root}/diff", get(routes::history::diff))
+            .route(
+                "/v1/configs/{root}/rollback",
+                axum::routing::post(routes::history::rollback),
+            )
             .route("/metrics", get(routes::health::metrics))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)

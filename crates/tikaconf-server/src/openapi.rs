@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::problem::Problem;
-use crate::routes::{configs, health, roots};
+use crate::routes::{configs, health, history, roots};
 use crate::sse;
 
 /// The API's description.
@@ -20,16 +20,20 @@ use crate::sse;
         roots::list, roots::register,
         configs::get, configs::patch, configs::put,
         sse::events,
+        history::history, history::at, history::diff, history::rollback,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
         Problem, roots::RootPage, roots::RootEntry, roots::Registered, configs::Written,
+        history::HistoryPage, history::HistoryEntry, history::Version, history::Diff,
+        history::RollbackRequest,
         health::Readiness, schemas::ProtocolJson, schemas::ConnectionInfo, schemas::PatchOp,
     )),
     modifiers(&Bearer),
     tags(
         (name = "roots", description = "Roots: list and register"),
         (name = "configs", description = "Configurations: read, change, follow"),
+        (name = "history", description = "Versions: history, documents at a version, diffs, rollback"),
         (name = "health", description = "Probes"),
     )
 )]
@@ -164,7 +168,9 @@ pub(crate) mod schemas {
     /// The hand-written schemas, by component name.
     pub(crate) fn all() -> [(&'static str, Value); 3] {
         let json_ref = json!({"$ref": "#/components/schemas/ProtocolJson"});
-        let pointer = json!({"type": "string", "pattern": "^(/.*)?$",
+        // `~` only in the escapes `~0` and `~1` (RFC 6901): any other is a
+        // malformed pointer, and the ops are 400.
+        let pointer = json!({"type": "string", "pattern": "^(/([^~]|~[01])*)?$",
                              "description": "An RFC 6901 JSON Pointer"});
         [
             (

@@ -102,6 +102,18 @@ pub enum ApiError {
     /// Redis refused to publish (an ACL): retrying will not help.
     #[error("Redis refused to publish the patch: {0}")]
     Refused(String),
+    /// A version (a head hash) that is not in the root's retained history,
+    /// which reaches back to the root: it never was one of its versions.
+    #[error("{0} is not a version of this configuration")]
+    UnknownVersion(Hash),
+    /// The version asked for, or the patches that lead to it from the root,
+    /// are no longer kept (the store's retention): its document cannot be
+    /// rebuilt. The detail says how far back history goes.
+    #[error("{0}")]
+    NotRetained(String),
+    /// A write that must be conditional (rollback) came without `If-Match`.
+    #[error("{0} needs If-Match: the head it was computed from")]
+    PreconditionRequired(&'static str),
     /// The endpoint needs something this server was started without.
     #[error("{0}")]
     NotImplemented(&'static str),
@@ -119,9 +131,12 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::UnknownRoot(_) | ApiError::PointerNotFound(_) | ApiError::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownRoot(_)
+            | ApiError::PointerNotFound(_)
+            | ApiError::NotFound
+            | ApiError::UnknownVersion(_) => StatusCode::NOT_FOUND,
+            ApiError::NotRetained(_) => StatusCode::GONE,
+            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(..) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::StaleIfMatch { .. } => StatusCode::PRECONDITION_FAILED,
@@ -144,6 +159,9 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PointerNotFound(_) => "pointer_not_found",
+            ApiError::UnknownVersion(_) => "unknown_version",
+            ApiError::NotRetained(_) => "not_retained",
+            ApiError::PreconditionRequired(_) => "precondition_required",
             ApiError::UnsupportedMediaType(..) => "unsupported_media_type",
             ApiError::StaleIfMatch { .. } => "stale_if_match",
             ApiError::Conflict { .. } => "conflict",
@@ -168,6 +186,7 @@ impl ApiError {
         };
         match self {
             ApiError::UnknownRoot(root) => put("root", root),
+            ApiError::UnknownVersion(hash) => put("version", hash),
             ApiError::StaleIfMatch { current } => put("current", current),
             ApiError::Conflict { attempted, winner } => {
                 put("attempted", attempted);

@@ -218,7 +218,20 @@ impl Config {
     /// [`WriteError::HeadMoved`] if this node's head is no longer `parent` (a
     /// compare-and-set on the head, for ops computed from that version).
     pub async fn submit_on(&self, parent: Hash, ops: Value) -> Result<Hash, WriteError> {
-        let (patch, outcome) = self.publish_on(Some(parent), ops, None).await?;
+        self.submit_on_with_meta(parent, ops, None).await
+    }
+
+    /// [`Config::submit_on`] with a `meta` object (author, time, message): a
+    /// compare-and-set write that says who made it and why, as the CLI and the
+    /// HTTP API write (and `rollback`, whose `meta` names the version it
+    /// restores).
+    pub async fn submit_on_with_meta(
+        &self,
+        parent: Hash,
+        ops: Value,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<Hash, WriteError> {
+        let (patch, outcome) = self.publish_on(Some(parent), ops, meta).await?;
         finish(patch, outcome).await
     }
 

@@ -4,6 +4,7 @@ pub mod completions;
 pub mod edit;
 pub mod export;
 pub mod get;
+pub mod history;
 pub mod import;
 pub mod keygen;
 pub mod ls;

@@ -37,6 +37,12 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
     let options = Options {
         api: ApiOptions {
             token: global.token.clone().filter(|t| !t.is_empty()),
+            // `--author`: the `meta.author` of API writes that name none.
+            author: global
+                .author
+                .clone()
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| ApiOptions::default().author),
             ..ApiOptions::default()
         },
         metrics,

@@ -25,6 +25,7 @@ use super::{ListQuery, RootPage, Snapshot, Update, WatchEvent, Written, stale};
 use crate::cli::Global;
 use crate::failure::{Code, Failure};
 use crate::session;
+use tikaconf_server::meta::{AUTHOR_HEADER, MESSAGE_HEADER, encode_header};
 
 /// The media type of an RFC 6902 patch body.
 const JSON_PATCH: &str = "application/json-patch+json";
@@ -50,6 +51,10 @@ pub struct Http {
     timeout: Duration,
     /// `--schema`: checked here, since the server does not know it.
     schema: Option<Arc<Schema>>,
+    /// `Tikaconf-Author` and `Tikaconf-Message` of this command's writes,
+    /// percent-encoded.
+    author: String,
+    message: Option<String>,
 }
 
 impl Http {
@@ -95,12 +100,23 @@ impl Http {
             token: global.token.clone().filter(|t| !t.is_empty()),
             timeout,
             schema: session::schema(global)?.map(Arc::new),
+            author: encode_header(&session::author(global)),
+            message: global.message.as_deref().map(encode_header),
         })
     }
 
     /// The server's URL for messages, without credentials.
     fn server(&self) -> String {
         session::redact(&self.base)
+    }
+
+    /// The headers from which the server makes a write's `meta`.
+    fn meta(&self, request: RequestBuilder) -> RequestBuilder {
+        let request = request.header(AUTHOR_HEADER, &self.author);
+        match &self.message {
+            Some(message) => request.header(MESSAGE_HEADER, message),
+            None => request,
+        }
     }
 
     fn request(&self, method: Method, url: &str) -> RequestBuilder {
@@ -318,7 +334,7 @@ impl HttpTarget {
         let http = &self.http;
         let body = serde_json::to_vec(ops).map_err(Failure::other)?;
         let mut request = http
-            .request(Method::PATCH, &self.url())
+            .meta(http.request(Method::PATCH, &self.url()))
             .timeout(http.timeout)
             .header(CONTENT_TYPE, JSON_PATCH)
             .body(body);
@@ -354,6 +370,91 @@ impl HttpTarget {
             .and_then(Value::as_u64)
             .ok_or_else(|| http.unexpected("the write's answer has no height"))?;
         Ok(Ok(Written { head, height }))
+    }
+
+    /// `GET` of a history resource under this configuration (`suffix`, such
+    /// as `/history`), with `query`: its JSON answer.
+    async fn get_json(&self, suffix: &str, query: &[(&str, String)]) -> Result<Value, Failure> {
+        let http = &self.http;
+        let mut url = Url::parse(&format!("{}{suffix}", self.url())).map_err(Failure::other)?;
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in query {
+                pairs.append_pair(name, value);
+            }
+        }
+        let request = http
+            .request(Method::GET, url.as_str())
+            .timeout(http.timeout);
+        Ok(http.json(http.send(request).await?).await?)
+    }
+
+    /// `GET .../history`: a page of patches, newest first.
+    pub async fn history(&self, before: Option<u64>, limit: usize) -> Result<Value, Failure> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(before) = before {
+            query.push(("before", before.to_string()));
+        }
+        self.get_json("/history", &query).await
+    }
+
+    /// `GET .../at/{hash}`: the document at a version, and the patch that
+    /// made it.
+    pub async fn at(&self, version: Hash) -> Result<Value, Failure> {
+        self.get_json(&format!("/at/{version}"), &[]).await
+    }
+
+    /// `GET .../diff?from=&to=`.
+    pub async fn diff(&self, from: Hash, to: Hash) -> Result<Value, Failure> {
+        self.get_json("/diff", &[("from", from.to_hex()), ("to", to.to_hex())])
+            .await
+    }
+
+    /// `POST .../rollback` on `head` (`If-Match`): the new head, or a
+    /// conflict (exit 4) naming the current head or the winner.
+    pub async fn rollback(&self, to: Hash, head: Hash) -> Result<Written, Failure> {
+        let http = &self.http;
+        let mut body = serde_json::json!({"to": to.to_hex()});
+        if let Some(message) = &http.message {
+            // The body carries the message as text (the header's encoding
+            // is for headers).
+            body["message"] =
+                Value::String(tikaconf_server::meta::decode_header(message.as_bytes()));
+        }
+        let request = http
+            .request(Method::POST, &format!("{}/rollback", self.url()))
+            .header(AUTHOR_HEADER, &http.author)
+            .timeout(http.timeout)
+            .header(CONTENT_TYPE, "application/json")
+            .header(IF_MATCH, format!("\"{head}\""))
+            .body(serde_json::to_vec(&body).map_err(Failure::other)?);
+        let response = match http.send(request).await {
+            Ok(response) => response,
+            Err(HttpError::Problem { problem, .. }) if problem.code == "stale_if_match" => {
+                let current = problem.hash("current").unwrap_or(head);
+                return Err(stale(head, current, None));
+            }
+            Err(e) => {
+                let context = match &e {
+                    HttpError::Problem { problem, .. } if problem.code == "conflict" => {
+                        match problem.hash("winner") {
+                            Some(winner) => format!("another write won: {winner}"),
+                            None => "another write won".to_owned(),
+                        }
+                    }
+                    _ => "rollback failed".to_owned(),
+                };
+                return Err(Failure::from(e).context(context));
+            }
+        };
+        let answer = http.json(response).await?;
+        let head = hash_member(&answer, "head")
+            .ok_or_else(|| http.unexpected("the rollback's answer has no head"))?;
+        let height = answer
+            .get("height")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| http.unexpected("the rollback's answer has no height"))?;
+        Ok(Written { head, height })
     }
 
     /// Opens the event stream; fails as a read would if it cannot.
@@ -585,7 +686,8 @@ impl HttpError {
         match (status, problem) {
             (401 | 403, _) => Code::Refused,
             (404, "unknown_root") => Code::UnknownRoot,
-            (404, "pointer_not_found") => Code::NotFound,
+            (404, "pointer_not_found" | "unknown_version") | (410, _) => Code::NotFound,
+            (428, _) => Code::BadInput,
             (400 | 413 | 415 | 422, _) => Code::BadInput,
             (409 | 412, _) => Code::Conflict,
             (502, "refused") => Code::Refused,

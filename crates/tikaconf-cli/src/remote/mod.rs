@@ -10,9 +10,10 @@
 //! speaks to the API (`docs/API.md`). An enum rather than a trait object:
 //! there are two transports, both known here, and the methods are async.
 //!
-//! The verbs of the next issue (`log`, `show`, `diff`, `rollback`, over the
-//! history endpoints under `/v1/configs/{root}/...`) become methods of
-//! [`Target`] the same way.
+//! The history verbs (`log`, `show`, `diff`, `rollback`) are methods of
+//! [`http::HttpTarget`] alone: history lives in a storage node's store, which
+//! only the API exposes, so `commands::history` refuses them without
+//! `--server` before connecting (exit 2), as `ls` is refused.
 
 pub mod http;
 pub mod redis;

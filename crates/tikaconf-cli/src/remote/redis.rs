@@ -1,5 +1,5 @@
 //! The Redis transport: the CLI is a follower of the root like any bot, through
-//! the library's [`Client`], and writes with [`Config::submit_on`].
+//! the library's [`Client`], and writes with [`Config::submit_on_with_meta`] (author, time, message).
 
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -19,6 +19,9 @@ const REBASES: usize = 16;
 #[derive(Debug)]
 pub struct Redis {
     client: Client,
+    /// `meta.author` and `meta.message` of this command's writes.
+    author: String,
+    message: Option<String>,
 }
 
 impl Redis {
@@ -31,13 +34,19 @@ impl Redis {
             .map_err(|e| {
                 Failure::from(e).context(format!("Redis at {}", session::redact(&global.redis)))
             })?;
-        Ok(Redis { client })
+        Ok(Redis {
+            client,
+            author: session::author(global),
+            message: global.message.clone(),
+        })
     }
 
     /// Follows `root`: returns once its current document is loaded.
     pub async fn open(&self, root: Root) -> Result<RedisTarget, Failure> {
         Ok(RedisTarget {
             config: self.client.follow(root).await?,
+            author: self.author.clone(),
+            message: self.message.clone(),
         })
     }
 }
@@ -46,6 +55,8 @@ impl Redis {
 #[derive(Debug)]
 pub struct RedisTarget {
     config: Config,
+    author: String,
+    message: Option<String>,
 }
 
 impl RedisTarget {
@@ -76,7 +87,13 @@ impl RedisTarget {
             {
                 return Err(stale(expected, base.head, Some(base.height)));
             }
-            match self.config.submit_on(base.head, ops.clone()).await {
+            // The time is each attempt's: the patch says when it was made.
+            let meta = tikaconf_server::meta::meta(&self.author, self.message.as_deref());
+            match self
+                .config
+                .submit_on_with_meta(base.head, ops.clone(), Some(meta))
+                .await
+            {
                 Ok(head) => {
                     return Ok(Written {
                         head,

@@ -16,7 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tikaconf::{Config, Hash, Limits, WriteError};
 use utoipa::{IntoParams, ToSchema};
 
@@ -24,6 +24,7 @@ use crate::Api;
 use crate::etag::{self, Condition, HEIGHT_HEADER};
 use crate::openapi::schemas::{PatchOp, ProtocolJson};
 use crate::problem::{ApiError, Problem};
+use crate::routes::history::request_meta;
 use crate::routes::{current, root_segment};
 
 /// Media type of an RFC 6902 JSON Patch body.
@@ -120,6 +121,8 @@ pub(crate) async fn get(
     params(
         ("root" = String, Path, pattern = r#"^([0-9a-f]{64}|twitch:#?[A-Za-z0-9_]{1,25}|\{.*\})$"#, description = "A root hash or `twitch:<channel>`, URL-encoded"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t,]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t,]*(W/)?"[!#-~]*")*)?[ \t,]*$"#, description = "Write only if the head is this one (quoted hash)"),
+        ("Tikaconf-Author" = Option<String>, Header, nullable = false, pattern = "^[ -~]*$", max_length = 4096, description = "Who writes (`meta.author`), percent-encoded UTF-8; default: the server's"),
+        ("Tikaconf-Message" = Option<String>, Header, nullable = false, pattern = "^[ -~]*$", max_length = 4096, description = "Why (`meta.message`), percent-encoded UTF-8"),
     ),
     request_body(description = "`application/json-patch+json` (an array of RFC 6902 ops) or `application/merge-patch+json`",
         content(
@@ -168,9 +171,10 @@ pub(crate) async fn patch(
             ));
         }
     };
+    let meta = request_meta(&api, &headers)?;
     let condition = etag::condition(&headers, header::IF_MATCH, false)?;
     let config = api.inner.follows.get(root).await?;
-    written(&config, write(&config, condition, edit).await?)
+    written(&config, write(&config, condition, edit, meta).await?)
 }
 
 /// Replace the whole document (published as the RFC 6902 ops of the difference).
@@ -181,6 +185,8 @@ pub(crate) async fn patch(
     params(
         ("root" = String, Path, pattern = r#"^([0-9a-f]{64}|twitch:#?[A-Za-z0-9_]{1,25}|\{.*\})$"#, description = "A root hash or `twitch:<channel>`, URL-encoded"),
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^[ \t,]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t,]*(W/)?"[!#-~]*")*)?[ \t,]*$"#, description = "Write only if the head is this one (quoted hash)"),
+        ("Tikaconf-Author" = Option<String>, Header, nullable = false, pattern = "^[ -~]*$", max_length = 4096, description = "Who writes (`meta.author`), percent-encoded UTF-8; default: the server's"),
+        ("Tikaconf-Message" = Option<String>, Header, nullable = false, pattern = "^[ -~]*$", max_length = 4096, description = "Why (`meta.message`), percent-encoded UTF-8"),
     ),
     request_body(content = ProtocolJson, description = "The new document: any JSON value", content_type = "application/json"),
     responses(
@@ -215,11 +221,12 @@ pub(crate) async fn put(
         }
     }
     let document = parse_json(&body)?;
+    let meta = request_meta(&api, &headers)?;
     let condition = etag::condition(&headers, header::IF_MATCH, false)?;
     let config = api.inner.follows.get(root).await?;
     written(
         &config,
-        write(&config, condition, Edit::Replace(document)).await?,
+        write(&config, condition, Edit::Replace(document), meta).await?,
     )
 }
 
@@ -233,12 +240,13 @@ enum Edit {
     Replace(Value),
 }
 
-/// Publishes `edit` on the head `condition` names (or the current one) and
-/// waits for its outcome: the new head and height.
+/// Publishes `edit` with `meta` on the head `condition` names (or the
+/// current one) and waits for its outcome: the new head and height.
 async fn write(
     config: &Config,
     condition: Option<Condition>,
     edit: Edit,
+    meta: Map<String, Value>,
 ) -> Result<(Hash, u64), ApiError> {
     let pinned = matches!(condition, Some(Condition::Heads(_)));
     for _ in 0..REBASES {
@@ -262,7 +270,10 @@ async fn write(
             // asked): no new version for nothing.
             return Ok((base.head, base.height));
         }
-        match config.submit_on(base.head, ops).await {
+        match config
+            .submit_on_with_meta(base.head, ops, Some(meta.clone()))
+            .await
+        {
             Ok(head) => return Ok((head, base.height + 1)),
             Err(WriteError::HeadMoved) if pinned => {
                 return Err(ApiError::StaleIfMatch {
@@ -278,7 +289,7 @@ async fn write(
     ))
 }
 
-fn written(config: &Config, (head, height): (Hash, u64)) -> Result<Response, ApiError> {
+pub(crate) fn written(config: &Config, (head, height): (Hash, u64)) -> Result<Response, ApiError> {
     let mut response = Json(Written {
         root: config.root().to_string(),
         head: head.to_string(),

@@ -2,6 +2,7 @@
 
 pub(crate) mod configs;
 pub(crate) mod health;
+pub(crate) mod history;
 pub(crate) mod roots;
 
 use futures_util::StreamExt;

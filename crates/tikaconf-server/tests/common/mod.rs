@@ -45,8 +45,16 @@ impl TestServer {
 
     /// With the API client's own options (shorter timeouts, say).
     pub async fn start_full(options: ApiOptions, client: ClientOptions) -> TestServer {
+        TestServer::start_on(options, client, MemoryStore::new()).await
+    }
+
+    /// Over `store` (one with a given retention, say).
+    pub async fn start_on(
+        options: ApiOptions,
+        client: ClientOptions,
+        store: MemoryStore,
+    ) -> TestServer {
         let bus = Broker::new();
-        let store = MemoryStore::new();
         let handle = bus.connect();
         let node = StorageNode::spawn(handle, store.clone(), StorageOptions::default());
         node.ready().await;
