@@ -503,6 +503,21 @@ pub struct StorageArgs {
     /// read (CONFIG forbidden or renamed).
     #[arg(long, value_enum, value_name = "LOSS")]
     pub accept_redis_durability: Option<AcceptedLossArg>,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    /// Serve the node's metrics in Prometheus text format on
+    /// http://ADDR/metrics, e.g. `--metrics 127.0.0.1:9464` (messages received,
+    /// applied and ignored, store commit latency, ...). Off by default. The
+    /// listener has no authentication: bind it to loopback or a private
+    /// interface.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// The history setting of a process that runs a storage node (`storage`, and
+/// `serve` with one).
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
     /// How much of each root's history (its patches, with their author, time
     /// and message) the store keeps beside the head: `all`, `none` (no history,
     /// the cost of a store without it), or the last N patches per root. A
@@ -515,13 +530,6 @@ pub struct StorageArgs {
         default_value_t = Retention::default()
     )]
     pub retention: Retention,
-    /// Serve the node's metrics in Prometheus text format on
-    /// http://ADDR/metrics, e.g. `--metrics 127.0.0.1:9464` (messages received,
-    /// applied and ignored, store commit latency, ...). Off by default. The
-    /// listener has no authentication: bind it to loopback or a private
-    /// interface.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The arguments of `serve`.
@@ -548,18 +556,8 @@ pub struct ServeArgs {
     /// With `--store redis`: as for `tikaconf storage`.
     #[arg(long, value_enum, value_name = "LOSS")]
     pub accept_redis_durability: Option<AcceptedLossArg>,
-    /// With a storage node: how much of each root's history (its patches, with their author, time
-    /// and message) the store keeps beside the head: `all`, `none` (no history,
-    /// the cost of a store without it), or the last N patches per root. A
-    /// smaller setting than the store was written with hides the rest at once
-    /// and prunes it as roots change.
-    #[arg(
-        long,
-        env = "TIKACONF_RETENTION",
-        value_name = "all|none|N",
-        default_value_t = Retention::default()
-    )]
-    pub retention: Retention,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 /// The values of `--accept-redis-durability`.
@@ -592,7 +590,7 @@ mod tests {
         let storage = |extra: &[&str]| {
             let args = [&["tikaconf", "storage"][..], extra].concat();
             match Cli::try_parse_from(args).map(|cli| cli.command) {
-                Ok(Command::Storage(a)) => Ok(a.retention),
+                Ok(Command::Storage(a)) => Ok(a.history.retention),
                 Ok(other) => panic!("parsed as {other:?}"),
                 Err(e) => Err(e),
             }
@@ -607,7 +605,7 @@ mod tests {
         assert!(storage(&["--retention", "0"]).is_err());
         assert!(storage(&["--retention", "some"]).is_err());
         match Cli::try_parse_from(["tikaconf", "serve", "--retention", "all"]).map(|c| c.command) {
-            Ok(Command::Serve(a)) => assert_eq!(a.retention, Retention::All),
+            Ok(Command::Serve(a)) => assert_eq!(a.history.retention, Retention::All),
             other => panic!("{other:?}"),
         }
     }

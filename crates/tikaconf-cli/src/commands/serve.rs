@@ -55,7 +55,7 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
             )));
         }
         let broker = Broker::new();
-        let store = open_redb(&args.data, args.retention).await?;
+        let store = open_redb(&args.data, args.history.retention).await?;
         let stores = format!(
             "redb file {}, history {}",
             store.path().display(),
@@ -90,7 +90,8 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
     match args.store.unwrap_or(StoreKind::Redis) {
         StoreKind::Redis => {
             let (store, stores) =
-                open_redis_store(global, args.accept_redis_durability, args.retention).await?;
+                open_redis_store(global, args.accept_redis_durability, args.history.retention)
+                    .await?;
             serve(
                 global,
                 args,
@@ -102,7 +103,7 @@ pub async fn run(global: &Global, args: &ServeArgs, redis_given: bool) -> Result
             .await
         }
         StoreKind::Redb => {
-            let store = open_redb(&args.data, args.retention).await?;
+            let store = open_redb(&args.data, args.history.retention).await?;
             let stores = format!(
                 "redb file {}, history {}",
                 store.path().display(),

@@ -39,7 +39,7 @@ pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
     session::check_reachable(global).await?;
     match args.store {
         StoreKind::Redb => {
-            let store = open_redb(&args.data, args.retention).await?;
+            let store = open_redb(&args.data, args.history.retention).await?;
             let stores = format!(
                 "redb file {}, history {}",
                 store.path().display(),
@@ -49,7 +49,8 @@ pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
         }
         StoreKind::Redis => {
             let (store, stores) =
-                open_redis_store(global, args.accept_redis_durability, args.retention).await?;
+                open_redis_store(global, args.accept_redis_durability, args.history.retention)
+                    .await?;
             serve(global, store, &redis, &stores).await
         }
     }
