@@ -158,6 +158,11 @@ struct Inner {
     wal: Mutex<Wal>,
     /// How much history to keep: this process's setting, not the file's.
     retention: Retention,
+    /// Patches committed since the last checkpoint, not yet in `patches` (see
+    /// [`history`]: they go in, in key order, with the checkpoint's durable
+    /// commit). Written under the log's lock; readers hold it across their
+    /// read transaction, so an entry is always in one of the two for them.
+    pending: Mutex<history::Pending>,
 }
 
 impl RedbStore {
@@ -280,6 +285,7 @@ impl RedbStore {
                 store_id,
                 wal: Mutex::new(log),
                 retention,
+                pending: Mutex::new(history::Pending::default()),
             }),
             path,
         })
@@ -336,7 +342,44 @@ fn runs_inline() -> bool {
     }
 }
 
+/// A store that closes cleanly puts its pending patches into `patches` first:
+/// redb makes the last commits durable when it closes, after which replay
+/// would skip the log records that still carry them. (After a crash nothing
+/// closes: the log's records past the last checkpoint are replayed, patches
+/// and all.) Not after a failed write, whose store state is unknown.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let healthy = self.wal.get_mut().is_ok_and(|log| log.check().is_ok());
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !healthy || pending.is_empty() {
+            return;
+        }
+        let flushed = (|| -> Result<(), StoreError> {
+            let txn = self.db.begin_write().map_err(backend)?;
+            {
+                let mut patches = txn.open_table(history::PATCHES).map_err(backend)?;
+                pending.flush_into(&mut patches, self.retention)?;
+            }
+            txn.commit().map_err(backend)
+        })();
+        // Nowhere to report it from a drop; the history loses the patches
+        // since the last checkpoint, the heads nothing.
+        let _ = flushed;
+    }
+}
+
 impl Inner {
+    /// The pending patches. A panic while they were held left them as whole
+    /// entries (every change is one insert or a clear), so poisoning is ignored.
+    fn pending(&self) -> MutexGuard<'_, history::Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Takes the log for a write, refusing if an earlier write broke it. A write
     /// that panicked while holding the log left it poisoned for good, and the
     /// state of its transaction and record unknown: as fatal as a failed sync.
@@ -523,10 +566,17 @@ fn convert_old_heads(
 /// synced, then the transaction commits without a sync of its own. When the log
 /// has no room, the transaction commits durably instead (a checkpoint) and the
 /// log starts over.
+///
+/// `logged` are the patches of the batch for the history: they join the
+/// pending ones once the transaction is visible, and at a checkpoint every
+/// pending patch goes into `patches`, in key order, inside the durable commit
+/// (the log that held them starts over after it).
 fn commit_logged(
+    inner: &Inner,
     mut txn: redb::WriteTransaction,
     log: &mut Wal,
     payload: &[u8],
+    logged: Vec<history::Logged>,
 ) -> Result<(), StoreError> {
     let seq = log.next_seq();
     txn.open_table(META)
@@ -539,14 +589,25 @@ fn commit_logged(
         // The record first: once it is synced the batch survives a crash, and
         // only then does the transaction become visible to readers.
         log.append(payload)?;
+        // Held from the commit until the batch's patches are pending, so that
+        // a reader sees both or neither (see `Inner::pending`).
+        let mut pending = inner.pending();
         txn.commit().map_err(|e| log.fail(backend(e)))?;
+        pending.extend(logged);
     } else {
+        let mut pending = inner.pending();
         // The checkpoint: no room left in the log (or a batch bigger than the
         // whole log), so this batch commits durably, which makes every earlier
         // non-durable commit durable with it, and the log starts over. If the
         // commit fails, whether it reached the disk (and with it `meta`'s `seq`)
         // is unknown, so the log must not be reused.
+        pending.extend(logged);
+        {
+            let mut patches = txn.open_table(history::PATCHES).map_err(backend)?;
+            pending.flush_into(&mut patches, inner.retention)?;
+        }
         txn.commit().map_err(|e| log.fail(backend(e)))?;
+        pending.clear();
         log.restart(seq + 1);
     }
     Ok(())
@@ -597,7 +658,7 @@ impl Store for RedbStore {
                     };
                     let mut payload = Vec::new();
                     wal::encode_commits(std::iter::once(&registered), false, &mut payload)?;
-                    commit_logged(txn, &mut log, &payload)?;
+                    commit_logged(inner, txn, &mut log, &payload, Vec::new())?;
                     Ok(registered.new)
                 }
             }
@@ -613,6 +674,7 @@ impl Store for RedbStore {
             let mut log = inner.log()?;
             let txn = inner.db.begin_write().map_err(backend)?;
             let mut outcomes = Vec::with_capacity(batch.len());
+            let mut logged = Vec::new();
             {
                 let mut tables = Tables::open(&txn)?;
                 for commit in &batch {
@@ -620,12 +682,13 @@ impl Store for RedbStore {
                     let outcome = decide(current.as_ref(), commit);
                     if outcome == PersistOutcome::Applied {
                         apply(&mut tables, &commit.expected_head, &commit.new)?;
-                        history::append(
-                            &mut tables.patches,
-                            inner.retention,
-                            &commit.new,
-                            commit.patch.as_deref(),
-                        )?;
+                        // Into the history at the next checkpoint, in key
+                        // order: not a scattered insert on every commit.
+                        if let Some(patch) =
+                            commit.patch.as_ref().filter(|_| inner.retention.logs())
+                        {
+                            logged.push(history::Logged::new(&commit.new, patch.clone()));
+                        }
                     }
                     outcomes.push(outcome);
                 }
@@ -644,7 +707,7 @@ impl Store for RedbStore {
             // Patches in the record only when this store logs them: under
             // `none` the record is byte for byte what it was before history.
             wal::encode_commits(applied, inner.retention.logs(), &mut payload)?;
-            commit_logged(txn, &mut log, &payload)?;
+            commit_logged(inner, txn, &mut log, &payload, logged)?;
             Ok(outcomes)
         })
         .await
@@ -746,7 +809,11 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<LoggedPatch>, StoreError> {
         self.blocking(move |inner| {
+            // Across the read transaction: see `Inner::pending`.
+            let pending = inner.pending();
             let txn = inner.db.begin_read().map_err(backend)?;
+            let newer = pending.of(&root);
+            drop(pending);
             let roots = txn.open_table(ROOTS).map_err(backend)?;
             let Some(record) = read_record(&roots, &root)? else {
                 return Ok(Vec::new());
@@ -754,6 +821,7 @@ impl Store for RedbStore {
             let patches = txn.open_table(PATCHES).map_err(backend)?;
             history::page(
                 &patches,
+                &newer,
                 inner.retention,
                 &root,
                 record.height,
@@ -771,13 +839,25 @@ impl Store for RedbStore {
         max: usize,
     ) -> Result<Option<Vec<Bytes>>, StoreError> {
         self.blocking(move |inner| {
+            // Across the read transaction: see `Inner::pending`.
+            let pending = inner.pending();
             let txn = inner.db.begin_read().map_err(backend)?;
+            let newer = pending.of(&root);
+            drop(pending);
             let roots = txn.open_table(ROOTS).map_err(backend)?;
             let Some(record) = read_record(&roots, &root)? else {
                 return Ok(None);
             };
             let patches = txn.open_table(PATCHES).map_err(backend)?;
-            history::since(&patches, inner.retention, &root, record.height, height, max)
+            history::since(
+                &patches,
+                &newer,
+                inner.retention,
+                &root,
+                record.height,
+                height,
+                max,
+            )
         })
         .await
     }
@@ -974,6 +1054,81 @@ mod tests {
             heads.push(new);
         }
         heads
+    }
+
+    /// The history waits in memory and goes into `patches` with each
+    /// checkpoint; whatever the moment of a crash or a close, it comes back
+    /// whole: a small log makes checkpoints happen every few batches while
+    /// three roots move interleaved, and the history is read while patches
+    /// are pending, after a crash (copy of the files, replayed) and after a
+    /// clean close; under `last 5` only the window, before and after.
+    #[tokio::test]
+    async fn the_history_is_whole_across_checkpoints_crashes_and_closes() {
+        use crate::conformance::patch_of;
+        for retention in [Retention::All, "5".parse().expect("retention")] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let options = StoreOptions::default().with_retention(retention);
+            let store = RedbStore::open_with_log_capacity(&dir.path().join("h"), 4096, options)
+                .expect("open");
+            let mut chains: Vec<Vec<StoredHead>> = Vec::new();
+            for r in 0..3 {
+                let g = genesis(unique_root(&format!("checkpointed-{r}")));
+                store.register(g.clone()).await.expect("register");
+                chains.push(vec![g]);
+            }
+            for i in 0..40 {
+                for chain in &mut chains {
+                    let prev = chain.last().expect("head").clone();
+                    let new = next(&prev, &format!("c{i}"));
+                    let outcomes = store.commit(vec![step(&prev, &new)]).await.expect("commit");
+                    assert_eq!(outcomes, [PersistOutcome::Applied]);
+                    chain.push(new);
+                }
+            }
+            // Checkpoints happened (the log restarted), and some patches are
+            // pending since the last one.
+            let flushed = {
+                let txn = store.inner.db.begin_read().expect("read");
+                let patches = txn.open_table(history::PATCHES).expect("patches");
+                patches.len().expect("len")
+            };
+            assert!(flushed > 0, "checkpoints put patches in the table");
+            assert!(
+                !store.inner.pending().is_empty(),
+                "some patches are pending"
+            );
+            let expect = |chain: &[StoredHead]| -> Vec<LoggedPatch> {
+                chain[1..]
+                    .iter()
+                    .rev()
+                    .filter(|h| retention.keeps(h.height, 40))
+                    .map(|h| LoggedPatch::new(h.height, patch_of(h)))
+                    .collect()
+            };
+            let check = |store: RedbStore, when: &'static str| {
+                let chains = chains.clone();
+                async move {
+                    for chain in &chains {
+                        let root = chain[0].root;
+                        let page = store.history(root, None, 1000).await.expect("history");
+                        assert_eq!(page, expect(chain), "{when}, {retention}");
+                        let since = store.patches_since(root, 35, 100).await.expect("since");
+                        let want: Vec<Bytes> = chain[36..].iter().map(patch_of).collect();
+                        assert_eq!(since, Some(want), "{when}, {retention}");
+                    }
+                    store
+                }
+            };
+            let store = check(store, "pending").await;
+            let crashed = tempfile::tempdir().expect("tempdir");
+            let copy = crash_copy(&store, crashed.path());
+            let replayed = RedbStore::open_with(&copy, options).expect("reopen the crash copy");
+            drop(check(replayed, "replayed after a crash").await);
+            let path = store.path().to_path_buf();
+            drop(store);
+            let reopened = RedbStore::open_with(&path, options).expect("reopen");
+            drop(check(reopened, "reopened after a close").await);
+        }
     }
 
     #[tokio::test]
