@@ -327,7 +327,7 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// The media type of the body, lower case, without parameters.
-fn media_type(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = value.split(';').next()?.trim().to_ascii_lowercase();
     Some(essence)

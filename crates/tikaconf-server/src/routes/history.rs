@@ -35,7 +35,7 @@ use crate::etag;
 use crate::meta::{AUTHOR_HEADER, MAX_META_TEXT, MESSAGE_HEADER, decode_header};
 use crate::openapi::schemas::{PatchOp, ProtocolJson};
 use crate::problem::{ApiError, Problem};
-use crate::routes::configs::{Written, parse_json, read_body, written};
+use crate::routes::configs::{Written, media_type, parse_json, read_body, written};
 use crate::routes::{current, parse_root, root_segment};
 
 /// The largest height the protocol carries (2^53).
@@ -375,11 +375,7 @@ pub(crate) async fn rollback(
 ) -> Result<Response, ApiError> {
     let root = root_segment(root)?;
     let body = read_body(body)?;
-    let essence = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
+    let essence = media_type(&headers);
     if essence.as_deref() != Some("application/json") {
         return Err(ApiError::UnsupportedMediaType(
             essence.unwrap_or_else(|| "(none)".to_owned()),
