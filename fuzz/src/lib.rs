@@ -36,8 +36,8 @@ use tikaconf_proto::message::encode_unknown;
 use tikaconf_proto::patch::Ops;
 use tikaconf_proto::storage::{HeadRef, PersistOutcome, StorageCommand};
 use tikaconf_proto::{
-    Channels, Command, Follower, FollowerConfig, Hash, Limits, LoadRequest, Message, Patch,
-    RootConfig, StorageEngine, StoredHead, canonical,
+    AddressedRequest, Channels, Command, Follower, FollowerConfig, Hash, Limits, LoadRequest,
+    Message, Patch, RootConfig, StorageEngine, StoredHead, canonical,
 };
 
 /// The stack a tokio worker thread gets by default. Nodes run the state machines
@@ -283,6 +283,12 @@ fn check_decoded(payload: &[u8], limits: &Limits) {
         }
         Message::Stored(s) => s.encode().to_vec(),
         Message::Unknown { root } => encode_unknown(*root).to_vec(),
+        Message::Patches(p) => {
+            for patch in &p.patches {
+                assert_eq!(patch.hash, Hash::of_canonical_bytes(&patch.encoded));
+            }
+            p.encoded.to_vec()
+        }
     };
     let reparsed = pjson::parse_strict(&encoded, Limits::MAX_DEPTH_CEILING)
         .expect("an encoded message is strict JSON");
@@ -299,17 +305,17 @@ fn check_decoded(payload: &[u8], limits: &Limits) {
 }
 
 fn check_request(payload: &[u8], limits: &Limits) {
-    let Ok((request, reply_to)) = LoadRequest::decode_addressed(payload, limits) else {
+    let Ok(addressed) = AddressedRequest::decode(payload, limits) else {
         return;
     };
-    let encoded = request.encode_addressed(reply_to.as_ref());
+    let encoded = addressed.encode();
     assert_eq!(
-        LoadRequest::decode_addressed(&encoded, limits),
-        Ok((request.clone(), reply_to)),
+        AddressedRequest::decode(&encoded, limits).as_ref(),
+        Ok(&addressed),
         "a decoded load request re-encodes to itself"
     );
-    if let LoadRequest::Register(root) = &request {
-        assert_eq!(request.root(), root.hash());
+    if let LoadRequest::Register(root) = &addressed.request {
+        assert_eq!(addressed.request.root(), root.hash());
         assert_eq!(Hash::of_value(root.value()), root.hash());
     }
 }

@@ -45,7 +45,9 @@ use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::jitter::Jitter;
 use crate::limits::DocBound;
-use crate::message::{LoadRequest, Message, Patch, Rejection, Snapshot, Stored, sign_canonical};
+use crate::message::{
+    Have, LoadRequest, Message, Patch, Patches, Rejection, Snapshot, Stored, sign_canonical,
+};
 use crate::signature::{Role, SigningKey, TrustSet};
 use crate::writer::{WriteOutcome, Writer};
 use crate::{Channels, Hash, Limits, RootConfig};
@@ -201,6 +203,9 @@ pub struct FollowerStats {
     /// (our requests register the root), or not answering our outstanding
     /// request where it asked to be answered.
     pub unknown_ignored: u64,
+    /// Re-syncs answered with the patches the follower lacked rather than a
+    /// snapshot (since v1.3: the request named the follower's head).
+    pub caught_up: u64,
 }
 
 /// Why a write could not be submitted.
@@ -660,7 +665,7 @@ impl Follower {
                     .is_some_and(|token| self.channels.replies(token).as_bytes() == channel) =>
             {
                 let (message, signature) = Message::decode_signed(payload, &self.limits)?;
-                if !matches!(message, Message::Snapshot(_) | Message::Unknown { .. }) {
+                if matches!(message, Message::Patch(_)) {
                     return Err(Rejection::WrongChannelKind);
                 }
                 let namespace = self.channels.namespace();
@@ -709,9 +714,17 @@ impl Follower {
                 Ok(())
             }
             Message::Stored(stored) => {
+                // On our reply channel, a notice answers a request that named
+                // our head, which storage holds (since v1.3).
+                if via_reply && self.request_private {
+                    self.timers.stop(Timer::Request);
+                }
                 self.on_stored(now, stored, step);
                 Ok(())
             }
+            // Only ever the answer to a request of ours that named our head.
+            Message::Patches(batch) if via_reply => self.on_patches(now, batch, step),
+            Message::Patches(_) => Err(Rejection::WrongChannelKind),
             // Following by configuration, our requests register the root, so
             // `unknown` cannot be the answer to one: it answers someone else's
             // request by hash, made before a registration, or it is a replay.
@@ -803,6 +816,88 @@ impl Follower {
                 .set(Timer::Confirm, now + self.config.confirm_timeout);
         }
         self.move_to(next, ChangeCause::Patch(patch), step);
+        Ok(())
+    }
+
+    /// Storage's answer to a request that named our head: the patches from
+    /// there to its durable head. They are applied as if heard live (one
+    /// [`FollowerEvent::Changed`] each, so a record of changes stays whole),
+    /// with one hop of the head subscription, and the last one is storage's
+    /// word that it holds it, as a `stored` notice is. If our head moved
+    /// meanwhile to one the batch does not contain, or a patch does not apply,
+    /// nothing changes: the request stays outstanding, and its retry asks for
+    /// the snapshot.
+    fn on_patches(
+        &mut self,
+        now: Instant,
+        batch: Arc<Patches>,
+        step: &mut Step,
+    ) -> Result<(), Rejection> {
+        let Some(current) = &self.current else {
+            // We named no head: this answers someone else's request.
+            self.stats.stale += 1;
+            return Ok(());
+        };
+        let start = if batch
+            .patches
+            .first()
+            .is_some_and(|p| p.parent == current.head)
+        {
+            0
+        } else if let Some(at) = batch.patches.iter().position(|p| p.hash == current.head) {
+            at + 1
+        } else {
+            self.stats.stale += 1;
+            return Ok(());
+        };
+        // All or nothing: apply every patch before taking any.
+        let (mut doc, mut bound) = (Arc::clone(&current.doc), self.doc_bound);
+        let mut applied = Vec::with_capacity(batch.patches.len() - start);
+        for patch in &batch.patches[start..] {
+            let (next, next_bound) =
+                patch.apply_with_bound(self.root, patch.height - 1, &doc, bound, &self.limits)?;
+            (doc, bound) = (Arc::new(next), next_bound);
+            applied.push((Arc::clone(patch), Arc::clone(&doc)));
+        }
+        if self.request_private {
+            self.timers.stop(Timer::Request);
+        }
+        self.stats.caught_up += 1;
+        if let Some((last, _)) = applied.last() {
+            let old = current.head;
+            self.hop(Some(old), last.hash, step);
+            self.doc_bound = bound;
+            for (patch, doc) in applied {
+                let next = Current {
+                    head: patch.hash,
+                    height: patch.height,
+                    doc,
+                };
+                self.stats.applied += 1;
+                self.chain.push_back((next.height, next.head));
+                if self.chain.len() > CHAIN_MEMORY {
+                    self.chain.pop_front();
+                }
+                self.current = Some(next.clone());
+                step.events.push(FollowerEvent::Changed {
+                    current: next,
+                    cause: ChangeCause::Patch(patch),
+                });
+            }
+            if self
+                .echo
+                .as_ref()
+                .is_some_and(|e| e.patch.parent != batch.head)
+            {
+                self.echo = None;
+            }
+        }
+        let stored = Stored {
+            root: batch.root,
+            head: batch.head,
+            height: batch.height,
+        };
+        self.on_stored(now, stored, step);
         Ok(())
     }
 
@@ -968,21 +1063,28 @@ impl Follower {
             self.echo = None;
         }
         let old = self.current.as_ref().map(|c| c.head);
-        if old != Some(next.head) {
-            if next.head != self.root {
-                step.commands
-                    .push(Command::Subscribe(self.channels.updates(&next.head)));
-            }
-            if let Some(old) = old.filter(|o| *o != self.root) {
-                step.commands
-                    .push(Command::Unsubscribe(self.channels.updates(&old)));
-            }
-        }
+        self.hop(old, next.head, step);
         self.current = Some(next.clone());
         step.events.push(FollowerEvent::Changed {
             current: next,
             cause,
         });
+    }
+
+    /// Moves the head subscription from `old`'s channel to `new`'s (the root's
+    /// channel is always held).
+    fn hop(&self, old: Option<Hash>, new: Hash, step: &mut Step) {
+        if old == Some(new) {
+            return;
+        }
+        if new != self.root {
+            step.commands
+                .push(Command::Subscribe(self.channels.updates(&new)));
+        }
+        if let Some(old) = old.filter(|o| *o != self.root) {
+            step.commands
+                .push(Command::Unsubscribe(self.channels.updates(&old)));
+        }
     }
 
     fn at_height(&self, height: u64) -> Option<Hash> {
@@ -1005,9 +1107,17 @@ impl Follower {
             Reply::Public => None,
         };
         self.request_private = reply_to.is_some();
+        // Naming our head lets storage answer with what we lack rather than
+        // the whole document (since v1.3). Only privately: a storage node that
+        // does not know the clause ignores the request, and the retry after
+        // `request_timeout` is plain.
+        let have = self.current.as_ref().map(|c| Have {
+            head: c.head,
+            height: c.height,
+        });
         step.commands.push(Command::Publish {
             channel: self.channels.update_requests(),
-            payload: request.encode_addressed(reply_to),
+            payload: request.encode_addressed(reply_to, have),
         });
         self.timers
             .set(Timer::Request, now + self.config.request_timeout);
@@ -1132,7 +1242,7 @@ mod tests {
         assert!(step.commands.is_empty());
         let mut step = Step::default();
         f.handle_connected(now, &mut step);
-        let addressed = LoadRequest::Register(root.clone()).encode_addressed(Some(&token));
+        let addressed = LoadRequest::Register(root.clone()).encode_addressed(Some(&token), None);
         assert_eq!(requests(&step), vec![addressed.clone()]);
 
         // Unanswered: the retry goes on the root channel.
@@ -1186,12 +1296,21 @@ mod tests {
             }]
         ));
 
-        // The next re-sync is private again; losing the reply channel while it
-        // waits sends it again at once, publicly.
+        // The next re-sync is private again, and names the head we have;
+        // losing the reply channel while it waits sends it again at once,
+        // publicly (and without the head).
         let resync = f.next_timeout().unwrap();
         let mut step = Step::default();
         f.handle_timeout(resync, &mut step);
-        assert_eq!(requests(&step), vec![addressed]);
+        let have = Have {
+            head: root.hash(),
+            height: 0,
+        };
+        assert_eq!(
+            requests(&step),
+            vec![LoadRequest::Register(root.clone()).encode_addressed(Some(&token), Some(have))]
+        );
+        assert_ne!(requests(&step), vec![addressed]);
         let mut step = Step::default();
         f.set_reply_token(resync, None, &mut step);
         assert_eq!(requests(&step), vec![Bytes::from(root.to_canonical())]);
@@ -1199,6 +1318,144 @@ mod tests {
         let mut step = Step::default();
         f.set_reply_token(resync, None, &mut step);
         assert!(step.commands.is_empty());
+    }
+
+    /// v1.3, issue 14: a follower that named its head and is sent the patches
+    /// it lacks applies them all as if heard live (an event each), moves its
+    /// head subscription once, takes the last as stored, and its request is
+    /// answered; a batch that does not start at its head, or does not apply,
+    /// changes nothing and leaves the request to its retry.
+    #[test]
+    fn a_follower_behind_applies_the_patches_it_is_sent_with_one_hop() {
+        let (mut f, root, now) = loaded();
+        let token = ReplyToken::new("tok").unwrap();
+        let reply_channel = Channels::new(None).replies(&token);
+        f.set_reply_token(now, Some(token), &mut Step::default());
+        let r = root.hash();
+        let mut chain: Vec<Arc<Patch>> = Vec::new();
+        for key in ["a", "b", "c", "d", "e"] {
+            let (parent, height) = chain.last().map_or((r, 0), |p| (p.hash, p.height));
+            chain.push(Arc::new(patch_on(&root, parent, height, key)));
+        }
+        // The re-sync names our head.
+        let resync = f.next_timeout().unwrap();
+        let mut step = Step::default();
+        f.handle_timeout(resync, &mut step);
+        assert!(
+            requests(&step)[0].starts_with(format!("@tok have {r} 0 ").as_bytes()),
+            "{:?}",
+            requests(&step)
+        );
+
+        // A batch from somewhere else in the chain, and one that does not
+        // apply on our document, change nothing.
+        let elsewhere = Patches::new(r, chain[2..].to_vec()).unwrap();
+        let mut step = Step::default();
+        f.handle_message(
+            resync,
+            reply_channel.as_bytes(),
+            &elsewhere.encoded,
+            &mut step,
+        );
+        assert_eq!(step, Step::default());
+        let removes = Arc::new(
+            Patch::build(r, r, 0, json!([{"op": "remove", "path": "/nothing"}]), None).unwrap(),
+        );
+        let failing = Patches::new(r, vec![removes]).unwrap();
+        let mut step = Step::default();
+        f.handle_message(
+            resync,
+            reply_channel.as_bytes(),
+            &failing.encoded,
+            &mut step,
+        );
+        assert!(matches!(
+            step.events[..],
+            [FollowerEvent::Ignored {
+                reason: Rejection::OpsFailed(_)
+            }]
+        ));
+        assert!(step.commands.is_empty());
+        assert_eq!(f.current().unwrap().head, r);
+
+        // The five patches: five changes, one hop, confirmed, answered.
+        let batch = Patches::new(r, chain.clone()).unwrap();
+        let mut step = Step::default();
+        f.handle_message(resync, reply_channel.as_bytes(), &batch.encoded, &mut step);
+        let heads: Vec<Hash> = step
+            .events
+            .iter()
+            .map(|e| match e {
+                FollowerEvent::Changed {
+                    current,
+                    cause: ChangeCause::Patch(p),
+                } => {
+                    assert_eq!(current.head, p.hash);
+                    p.hash
+                }
+                other => panic!("unexpected event {other:?}"),
+            })
+            .collect();
+        assert_eq!(heads, chain.iter().map(|p| p.hash).collect::<Vec<_>>());
+        let last = chain.last().unwrap();
+        assert_eq!(
+            step.commands,
+            vec![Command::Subscribe(ch(&last.hash))],
+            "one hop, from the root's channel (always held)"
+        );
+        let current = f.current().unwrap();
+        assert_eq!((current.head, current.height), (last.hash, 5));
+        assert_eq!(
+            *current.doc,
+            json!({"connection": root.value()["connection"], "a": 1, "b": 1, "c": 1, "d": 1, "e": 1})
+        );
+        assert_eq!(f.stats().caught_up, 1);
+        assert_eq!(f.stats().applied, 5);
+        // Answered: no retry once the request timeout has passed.
+        let mut step = Step::default();
+        f.handle_timeout(
+            resync + FollowerConfig::default().request_timeout,
+            &mut step,
+        );
+        assert!(requests(&step).is_empty());
+
+        // At the head, storage's notice on the reply channel answers the next
+        // re-sync.
+        let resync = f.next_timeout().unwrap();
+        let mut step = Step::default();
+        f.handle_timeout(resync, &mut step);
+        assert_eq!(requests(&step).len(), 1);
+        let notice = Stored {
+            root: r,
+            head: last.hash,
+            height: 5,
+        };
+        let mut step = Step::default();
+        f.handle_message(
+            resync,
+            reply_channel.as_bytes(),
+            &notice.encode(),
+            &mut step,
+        );
+        assert_eq!(step, Step::default());
+        let mut step = Step::default();
+        f.handle_timeout(
+            resync + FollowerConfig::default().request_timeout,
+            &mut step,
+        );
+        assert!(
+            requests(&step).is_empty(),
+            "the notice answered the request"
+        );
+        // Patches on a root's channel are not an answer.
+        let mut step = Step::default();
+        f.handle_message(resync, ch(&r).as_bytes(), &batch.encoded, &mut step);
+        assert!(matches!(
+            step.events[..],
+            [FollowerEvent::Ignored {
+                reason: Rejection::WrongChannelKind
+            }]
+        ));
     }
 
     #[test]

@@ -413,6 +413,12 @@ pub(crate) mod tests {
 
     proptest! {
         #[test]
+        fn nesting_counts_the_text_as_depth_counts_the_value(v in arb_value()) {
+            let text = crate::canonical::to_vec(&v);
+            prop_assert_eq!(nesting(&text), depth(&v));
+        }
+
+        #[test]
         fn parses_what_serde_json_writes(v in arb_value()) {
             let compact = serde_json::to_string(&v).unwrap();
             prop_assert_eq!(parse_strict(compact.as_bytes(), 8), Ok(v.clone()));
@@ -438,6 +444,36 @@ pub(crate) mod tests {
             let _ = parse_strict(s.as_bytes(), 4);
         }
     }
+}
+
+/// Nesting depth of the JSON text `text`, counted as [`depth`] counts it, from
+/// its brackets alone (those outside strings), without parsing it. For text
+/// known to be JSON (a message already decoded, in its canonical form); on
+/// anything else the count means nothing.
+pub fn nesting(text: &[u8]) -> usize {
+    let (mut level, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                level += 1;
+                deepest = deepest.max(level);
+            }
+            b']' | b'}' => level = level.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Nesting depth of `value`: 0 for a scalar, 1 for `[]` or `{}`, and one more per

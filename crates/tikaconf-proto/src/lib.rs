@@ -30,7 +30,10 @@ pub use follower::Follower;
 pub use follower::{ChangeCause, Current, FollowerConfig, FollowerEvent};
 pub use hash::Hash;
 pub use limits::Limits;
-pub use message::{DecodeError, LoadRequest, Message, Patch, Rejection, Snapshot, Stored};
+pub use message::{
+    AddressedRequest, DecodeError, Have, LoadRequest, Message, Patch, Patches, Rejection, Snapshot,
+    Stored,
+};
 pub use root::RootConfig;
 pub use signature::{PublicKey, Signature, SigningKey, TrustSet};
 pub use storage::{PersistCommit, PersistOutcome, StorageCommand, StorageEngine, StoredHead};

@@ -24,6 +24,10 @@ use crate::root::{RootConfig, RootError};
 use crate::signature::{Role, Signature, SigningKey, TrustSet};
 use crate::{Hash, Limits, canonical, json};
 
+mod patches;
+
+pub use patches::Patches;
+
 /// Largest integer the protocol carries exactly (2^53).
 const MAX_SAFE_INTEGER: u64 = 1 << 53;
 
@@ -41,6 +45,9 @@ pub enum Message {
     },
     /// Storage's notice that it has durably stored `head`.
     Stored(Stored),
+    /// Storage's answer to a load request that named a head a few patches
+    /// below storage's: those patches (since v1.3).
+    Patches(Arc<Patches>),
 }
 
 /// A patch: `{"type":"patch","root":R,"parent":P,"height":N,"ops":[...],"meta":{...}}`.
@@ -88,6 +95,31 @@ pub struct Stored {
     pub head: Hash,
     /// The head's height.
     pub height: u64,
+}
+
+/// What a load request says its requester already has (since v1.3): the head
+/// `head` at `height`. Storage may then answer with a `stored` notice, if that is
+/// its head, or with the patches from there (see [`Patches`]), if they are
+/// smaller than the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Have {
+    /// The requester's head.
+    pub head: Hash,
+    /// Its height.
+    pub height: u64,
+}
+
+/// A load request as it travels on `update_requests`: the request, and what its
+/// prefixes add (`@<token> `, then `have <head> <height> `).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressedRequest {
+    /// What is asked for.
+    pub request: LoadRequest,
+    /// The reply channel the answer may go to.
+    pub reply_to: Option<ReplyToken>,
+    /// The head the requester has. Only with a reply channel: the answer it
+    /// allows is for this requester alone.
+    pub have: Option<Have>,
 }
 
 /// A message on `update_requests`.
@@ -176,6 +208,16 @@ pub enum DecodeError {
     /// A storage node's `hello` names a store id that is not spelled as one.
     #[error("a store id is 1 to 64 characters from 0-9, a-z, A-Z, '_' and '-'")]
     BadStoreId,
+    /// A `patches` answer whose patches are not a chain that ends at its head
+    /// (see [`Patches`]); the text says what is wrong.
+    #[error("a patches answer must carry a chain of its root ending at its head: {0}")]
+    BrokenPatches(&'static str),
+    /// A load request's `have <head> <height> ` clause is misspelled, or
+    /// follows no reply prefix.
+    #[error(
+        "a load request's head clause is \"have <64 hex digits> <height> \" after a reply prefix"
+    )]
+    BadHave,
 }
 
 /// Why a well-formed patch or answer is not accepted by a node in its state.
@@ -444,6 +486,7 @@ impl Message {
                 f.finish()?;
                 Ok(Message::Unknown { root })
             }
+            "patches" => Patches::from_map(map, canonical).map(|p| Message::Patches(Arc::new(p))),
             _ => Err(DecodeError::UnknownType(kind)),
         }
     }
@@ -457,6 +500,7 @@ impl Message {
             Message::Snapshot(s) => Hash::of_canonical_bytes(&s.encoded),
             Message::Unknown { root } => Hash::of_canonical_bytes(&encode_unknown(*root)),
             Message::Stored(s) => Hash::of_canonical_bytes(&s.encode()),
+            Message::Patches(p) => Hash::of_canonical_bytes(&p.encoded),
         }
     }
 
@@ -467,6 +511,7 @@ impl Message {
             Message::Snapshot(_) => "snapshot",
             Message::Unknown { .. } => "unknown",
             Message::Stored(_) => "stored",
+            Message::Patches(_) => "patches",
         }
     }
 
@@ -517,6 +562,7 @@ impl Message {
             Message::Snapshot(s) => s.root,
             Message::Unknown { root } => *root,
             Message::Stored(s) => s.root,
+            Message::Patches(p) => p.root,
         }
     }
 }
@@ -768,41 +814,74 @@ pub fn answer_root(payload: &[u8]) -> Option<Hash> {
     std::str::from_utf8(hex).ok()?.parse().ok()
 }
 
-impl LoadRequest {
-    /// Decodes a message received on `update_requests`, with or without a reply
-    /// prefix: `@<token> <request>` asks for the answer on `replies:<token>` when
-    /// this is the only request due for the root (see [`ReplyToken`]).
-    pub fn decode_addressed(
-        bytes: &[u8],
-        limits: &Limits,
-    ) -> Result<(LoadRequest, Option<ReplyToken>), DecodeError> {
+impl AddressedRequest {
+    /// Decodes a message received on `update_requests`, with or without its
+    /// prefixes: `@<token> ` asks for the answer on `replies:<token>` when this
+    /// is the only request due for the root (see [`ReplyToken`]); after it,
+    /// `have <head> <height> ` says which head the requester has.
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<AddressedRequest, DecodeError> {
         check_size(bytes, limits)?;
         let Some(rest) = bytes.strip_prefix(b"@") else {
-            return Ok((LoadRequest::decode(bytes, limits)?, None));
+            return Ok(AddressedRequest {
+                request: LoadRequest::decode(bytes, limits)?,
+                reply_to: None,
+                have: None,
+            });
         };
         // The token ends at the first space; one space separates it from the
         // request (a missing space leaves a token with characters no token has).
         let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
         let token = ReplyToken::parse(&rest[..end])?;
-        let request = rest.get(end + 1..).ok_or(InvalidReplyToken)?;
-        Ok((LoadRequest::decode(request, limits)?, Some(token)))
+        let mut request = rest.get(end + 1..).ok_or(InvalidReplyToken)?;
+        let mut have = None;
+        // No request starts with `h`: a hash is hex digits, a configuration `{`.
+        if let Some(clause) = request.strip_prefix(b"have ") {
+            let (head, rest) = hex_hash(clause).ok_or(DecodeError::BadHave)?;
+            let rest = rest.strip_prefix(b" ").ok_or(DecodeError::BadHave)?;
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let (digits, rest) = rest.split_at(digits);
+            let height = canonical_height(digits).ok_or(DecodeError::BadHave)?;
+            request = rest.strip_prefix(b" ").ok_or(DecodeError::BadHave)?;
+            have = Some(Have { head, height });
+        }
+        Ok(AddressedRequest {
+            request: LoadRequest::decode(request, limits)?,
+            reply_to: Some(token),
+            have,
+        })
     }
 
+    /// The bytes to publish on `update_requests` (see
+    /// [`LoadRequest::encode_addressed`]).
+    pub fn encode(&self) -> Bytes {
+        self.request
+            .encode_addressed(self.reply_to.as_ref(), self.have)
+    }
+}
+
+impl LoadRequest {
     /// The bytes to publish on `update_requests`, asking for the answer on
-    /// `replies:<reply_to>` when given.
-    pub fn encode_addressed(&self, reply_to: Option<&ReplyToken>) -> Bytes {
+    /// `replies:<reply_to>` when given, and saying the requester `have`s a head.
+    /// A head without a reply channel is left out: its answer could only go to
+    /// the root's channel, where it must serve every listener.
+    pub fn encode_addressed(&self, reply_to: Option<&ReplyToken>, have: Option<Have>) -> Bytes {
         let request = self.encode();
-        match reply_to {
-            None => request,
-            Some(token) => {
-                let mut out = Vec::with_capacity(token.as_str().len() + 2 + request.len());
-                out.push(b'@');
-                out.extend_from_slice(token.as_str().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(&request);
-                Bytes::from(out)
-            }
+        let Some(token) = reply_to else {
+            return request;
+        };
+        let mut out = Vec::with_capacity(token.as_str().len() + 96 + request.len());
+        out.push(b'@');
+        out.extend_from_slice(token.as_str().as_bytes());
+        out.push(b' ');
+        if let Some(have) = have {
+            out.extend_from_slice(b"have ");
+            out.extend_from_slice(have.head.to_hex().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(have.height.to_string().as_bytes());
+            out.push(b' ');
         }
+        out.extend_from_slice(&request);
+        Bytes::from(out)
     }
 
     /// Decodes a request without a reply prefix.
@@ -1269,21 +1348,39 @@ mod tests {
             LoadRequest::ByHash(root.hash()),
             LoadRequest::Register(root),
         ] {
-            let plain = request.encode_addressed(None);
+            let plain = request.encode_addressed(None, None);
             assert_eq!(plain, request.encode());
             assert_eq!(
-                LoadRequest::decode_addressed(&plain, &limits),
+                AddressedRequest::decode(&plain, &limits).map(|a| (a.request, a.reply_to)),
                 Ok((request.clone(), None))
             );
-            let addressed = request.encode_addressed(Some(&token));
+            let addressed = request.encode_addressed(Some(&token), None);
             assert!(addressed.starts_with(b"@tok_1 "));
             assert_eq!(
-                LoadRequest::decode_addressed(&addressed, &limits),
+                AddressedRequest::decode(&addressed, &limits).map(|a| (a.request, a.reply_to)),
                 Ok((request.clone(), Some(token.clone())))
             );
             // The bare decoder does not take a prefix.
             assert!(LoadRequest::decode(&addressed, &limits).is_err());
+            // A head travels after the token, and only with one.
+            let have = Have {
+                head: Hash::of_canonical_bytes(b"head"),
+                height: 12,
+            };
+            let having = request.encode_addressed(Some(&token), Some(have));
+            let text = String::from_utf8(having.to_vec()).unwrap();
+            assert!(text.starts_with(&format!("@tok_1 have {} 12 ", have.head)));
+            assert_eq!(
+                AddressedRequest::decode(&having, &limits),
+                Ok(AddressedRequest {
+                    request: request.clone(),
+                    reply_to: Some(token.clone()),
+                    have: Some(have),
+                })
+            );
+            assert_eq!(request.encode_addressed(None, Some(have)), plain);
         }
+        let head = Hash::of_canonical_bytes(b"head").to_hex();
         let hash = Hash::of_canonical_bytes(b"x").to_hex();
         for bad in [
             format!("@{hash}"),
@@ -1293,9 +1390,16 @@ mod tests {
             format!("@{} {hash}", "t".repeat(65)),
             "@tok ".to_owned(),
             format!("@tok @tok {hash}"),
+            format!("have {head} 1 {hash}"),
+            format!("@tok have {head} 1{hash}"),
+            format!("@tok have {head} 01 {hash}"),
+            format!("@tok have {head}  1 {hash}"),
+            format!("@tok have {} 1 {hash}", &head[1..]),
+            format!("@tok have {head} 9007199254740993 {hash}"),
+            format!("@tok have {head} {hash}"),
         ] {
             assert!(
-                LoadRequest::decode_addressed(bad.as_bytes(), &limits).is_err(),
+                AddressedRequest::decode(bad.as_bytes(), &limits).is_err(),
                 "{bad:?}"
             );
         }
@@ -1304,9 +1408,7 @@ mod tests {
             max_message_bytes: 70,
             ..limits
         };
-        assert!(
-            LoadRequest::decode_addressed(format!("@tok_1 {hash}").as_bytes(), &small).is_err()
-        );
+        assert!(AddressedRequest::decode(format!("@tok_1 {hash}").as_bytes(), &small).is_err());
     }
 
     #[test]

@@ -29,7 +29,8 @@ use crate::channel::{ChannelKind, ReplyToken};
 use crate::command::Command;
 use crate::limits::DocBound;
 use crate::message::{
-    LoadRequest, Message, Patch, Rejection, Snapshot, Stored, sign_canonical, signed_bytes,
+    AddressedRequest, Have, LoadRequest, Message, Patch, Patches, Rejection, Snapshot, Stored,
+    sign_canonical, signed_bytes,
 };
 use crate::signature::{Signature, SigningKey, TrustSet};
 use crate::{Channels, Hash, Limits};
@@ -207,6 +208,12 @@ pub struct StorageStats {
     /// Snapshot broadcasts put off because the root had one within the
     /// broadcast interval (see [`StorageEngine::with_broadcast_interval`]).
     pub broadcasts_deferred: u64,
+    /// Requesters that named the durable head, answered with a `stored`
+    /// notice instead of the snapshot (since v1.3).
+    pub current_answers: u64,
+    /// Requesters a few patches behind, answered with those patches instead
+    /// of the snapshot (since v1.3).
+    pub patches_answers: u64,
 }
 
 /// A message for a root whose head is being read from the store.
@@ -215,7 +222,7 @@ enum Queued {
     /// A patch, with the message's bytes as received (what the store logs).
     Patch(Arc<Patch>, Bytes),
     /// A load request, with when it came in (what its answer must wait for).
-    Request(LoadRequest, Option<ReplyToken>, AskedAt),
+    Request(AddressedRequest, AskedAt),
     Stored(Stored),
 }
 
@@ -238,6 +245,11 @@ struct Broadcast {
     /// holds may have aged meanwhile, so the store is read again before it goes.
     waited: bool,
 }
+
+/// The default of [`StorageEngine::with_catch_up_window`]: the default history
+/// retention's (`tikaconf_store::Retention`), so that a follower behind by
+/// less than what the history keeps is sent patches when they are smaller.
+pub const DEFAULT_CATCH_UP_WINDOW: usize = 1000;
 
 /// The default of [`StorageEngine::with_broadcast_interval`].
 pub const DEFAULT_BROADCAST_INTERVAL: Duration = Duration::from_millis(250);
@@ -283,11 +295,75 @@ struct ReadyRoot {
     /// Sequence number of the latest store read that found this state current
     /// (the load, a head check, or a compare-and-set of ours that succeeded).
     verified_by: u64,
+    /// The latest patches this node applied, oldest first, up to `head`: what a
+    /// requester a few patches behind is sent instead of the snapshot (see
+    /// [`StorageEngine::answer_having`]). Only those at or below the durable
+    /// height are ever sent.
+    recent: RecentPatches,
 }
 
 impl ReadyRoot {
     fn settled(&self) -> bool {
         self.pending.is_empty()
+    }
+}
+
+/// A root's latest patches, contiguous, oldest first, within a window.
+///
+/// Why in memory and not read from the store's history: an answer must not
+/// wait for a read, and a batch of patches is only worth sending while it is
+/// smaller than the snapshot, so the patches worth keeping never take more
+/// room than the document the node holds anyway (and at most
+/// [`RECENT_BYTES`]). A root read from the store starts with none: its
+/// followers get snapshots until it has been written again.
+#[derive(Debug, Default)]
+struct RecentPatches {
+    patches: std::collections::VecDeque<Arc<Patch>>,
+    bytes: usize,
+}
+
+/// The most bytes of patches kept per root (see [`RecentPatches`]), whatever
+/// the document's size: a requester further behind on a large document gets
+/// the snapshot.
+const RECENT_BYTES: usize = 256 * 1024;
+
+impl RecentPatches {
+    /// Adds `patch`, the one after the last, keeping at most `window` patches
+    /// of at most `max_bytes` in all.
+    fn push(&mut self, patch: Arc<Patch>, window: usize, max_bytes: usize) {
+        if self
+            .patches
+            .back()
+            .is_some_and(|last| last.hash != patch.parent)
+        {
+            self.clear(); // not contiguous (cannot happen: the engine chains them)
+        }
+        self.bytes += patch.encoded.len();
+        self.patches.push_back(patch);
+        while self.patches.len() > window || self.bytes > max_bytes {
+            let Some(old) = self.patches.pop_front() else {
+                break;
+            };
+            self.bytes -= old.encoded.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.patches.clear();
+        self.bytes = 0;
+    }
+
+    /// The patches after `have` up to `height` (inclusive), if `have` is one of
+    /// ours (the parent of a kept patch) and all of them are kept.
+    fn after(&self, have: Have, height: u64) -> Option<Vec<Arc<Patch>>> {
+        let first = self.patches.front()?;
+        let from = usize::try_from(have.height.checked_sub(first.height - 1)?).ok()?;
+        let to = usize::try_from(height.checked_sub(first.height - 1)?).ok()?;
+        let next = self.patches.get(from)?;
+        if next.parent != have.head || to <= from || to > self.patches.len() {
+            return None;
+        }
+        Some(self.patches.range(from..to).cloned().collect())
     }
 }
 
@@ -299,6 +375,48 @@ struct InFlight {
     read: u64,
     roots: Vec<Hash>,
     notices: Vec<StoredHead>,
+}
+
+/// An answer smaller than the snapshot, for one requester that named its head.
+enum Cheap {
+    /// It has the durable head: storage's word that it is current.
+    Current(Stored),
+    /// It is a few patches behind: those patches.
+    Patches(Patches),
+}
+
+/// The answer for a requester that has `have`, if one smaller than the snapshot
+/// tells it what it lacks: a `stored` notice if `have` is the durable head;
+/// the patches from `have` to the durable head if this node still keeps them
+/// all, they weigh less than the snapshot, and the message nests within the
+/// limits. `None`: send the snapshot.
+///
+/// Only durable state is ever described, as for snapshots: patches above the
+/// durable head are not sent, whatever this node has accepted.
+fn answer_having(ready: &ReadyRoot, have: Have, limits: &Limits) -> Option<Cheap> {
+    let durable = &ready.durable;
+    if have.head == durable.head && have.height == durable.height {
+        return Some(Cheap::Current(Stored {
+            root: durable.root,
+            head: durable.head,
+            height: durable.height,
+        }));
+    }
+    let patches = ready.recent.after(have, durable.height)?;
+    if Patches::encoded_len(&patches) >= durable.snapshot.len() {
+        return None;
+    }
+    // The patches travel two levels deeper than on their own (in the array, in
+    // the message): one that nests near the limit is sent as part of the
+    // snapshot instead.
+    let deepest = patches
+        .iter()
+        .map(|p| crate::json::nesting(&p.encoded))
+        .max()?;
+    if deepest + 2 > limits.max_depth {
+        return None;
+    }
+    Patches::new(durable.root, patches).map(Cheap::Patches)
 }
 
 /// The storage role. See the module documentation.
@@ -363,6 +481,9 @@ pub struct StorageEngine {
     trust: TrustSet,
     /// The key this node signs its snapshots and notices with, if any.
     signer: Option<SigningKey>,
+    /// How many of each root's latest patches are kept to answer requesters
+    /// behind (see [`StorageEngine::with_catch_up_window`]).
+    catch_up_window: usize,
     stats: StorageStats,
 }
 
@@ -395,6 +516,7 @@ impl StorageEngine {
             replaying: false,
             trust: TrustSet::default(),
             signer: None,
+            catch_up_window: DEFAULT_CATCH_UP_WINDOW,
             stats: StorageStats::default(),
         }
     }
@@ -436,6 +558,19 @@ impl StorageEngine {
     /// document per interval, whatever the request rate.
     pub fn with_broadcast_interval(mut self, interval: Duration) -> Self {
         self.broadcast_interval = interval;
+        self
+    }
+
+    /// Keeps each root's latest `window` patches (and never more bytes of
+    /// them than its document, nor 256 KiB) to answer a requester
+    /// that names a head up to `window` patches behind with those patches,
+    /// when they are smaller than the snapshot. 0 keeps none: requesters
+    /// behind get snapshots (a requester at the head still gets a `stored`
+    /// notice). Default [`DEFAULT_CATCH_UP_WINDOW`]; a storage node sets it
+    /// to its store's history retention, so that the window is what the
+    /// deployment says it keeps.
+    pub fn with_catch_up_window(mut self, window: usize) -> Self {
+        self.catch_up_window = window;
         self
     }
 
@@ -619,7 +754,7 @@ impl StorageEngine {
                 self.on_presence(presence, out)
             }
             Some(ChannelKind::UpdateRequests) => {
-                let (request, reply_to) = LoadRequest::decode_addressed(payload, &self.limits)?;
+                let request = AddressedRequest::decode(payload, &self.limits)?;
                 self.stats.load_requests += 1;
                 if !self.answerer {
                     self.stats.requests_left_to_peers += 1;
@@ -629,8 +764,8 @@ impl StorageEngine {
                     accepted: self.accepted,
                     read: self.reads,
                 };
-                let root = request.root();
-                self.dispatch(root, Queued::Request(request, reply_to, asked), out);
+                let root = request.request.root();
+                self.dispatch(root, Queued::Request(request, asked), out);
                 Ok(())
             }
             // Storage does not listen to reply channels; a driver that hears one
@@ -771,9 +906,17 @@ impl StorageEngine {
     /// A message for `root`, which the store was just read not to hold.
     fn on_absent(&mut self, root: Hash, item: Queued, out: &mut Vec<StorageCommand>) {
         match item {
-            Queued::Request(LoadRequest::Register(config), reply_to, asked) => {
+            Queued::Request(
+                AddressedRequest {
+                    request: LoadRequest::Register(config),
+                    reply_to,
+                    ..
+                },
+                asked,
+            ) => {
                 let snapshot = Snapshot::of_root(&config);
-                self.owe_answer(root, reply_to, asked);
+                // Whatever head the requester named, it cannot be this new root's.
+                self.owe_answer(root, reply_to, None, asked);
                 let head = StoredHead {
                     root,
                     head: root,
@@ -792,7 +935,14 @@ impl StorageEngine {
                 );
                 out.push(StorageCommand::Register(head));
             }
-            Queued::Request(LoadRequest::ByHash(_), reply_to, _) => {
+            Queued::Request(
+                AddressedRequest {
+                    request: LoadRequest::ByHash(_),
+                    reply_to,
+                    ..
+                },
+                _,
+            ) => {
                 // Signed for the channel it answers on (see `signed_bytes`). A
                 // few bytes, and only requesters listen on an unknown root's
                 // channel: not subject to the broadcast interval.
@@ -832,7 +982,9 @@ impl StorageEngine {
             return;
         };
         match item {
-            Queued::Request(_, reply_to, asked) => self.owe_answer(root, reply_to, asked),
+            Queued::Request(AddressedRequest { reply_to, have, .. }, asked) => {
+                self.owe_answer(root, reply_to, have, asked)
+            }
             Queued::Stored(stored) => {
                 if stored.height > ready.height {
                     // Another storage node is ahead of us on a shared store.
@@ -900,6 +1052,11 @@ impl StorageEngine {
                 ready.height = patch.height;
                 ready.doc = snapshot.config;
                 ready.bound = bound;
+                // Patches are kept while they weigh less than the document
+                // (and its envelope): a batch heavier than the snapshot is
+                // never sent.
+                let max_bytes = RECENT_BYTES.min(bound.bytes + 256);
+                ready.recent.push(patch, self.catch_up_window, max_bytes);
                 ready.pending.push_back(self.accepted);
                 self.stats.applied += 1;
             }
@@ -1041,6 +1198,7 @@ impl StorageEngine {
             pending: std::collections::VecDeque::new(),
             reload_after: false,
             verified_by: read,
+            recent: RecentPatches::default(),
         })
     }
 
@@ -1197,11 +1355,17 @@ impl StorageEngine {
 
     /// Records that a requester (`reply_to`, or the root channel's listeners)
     /// waits for `root`'s snapshot, asked at `asked` (see `answers`).
-    fn owe_answer(&mut self, root: Hash, reply_to: Option<ReplyToken>, asked: AskedAt) {
+    fn owe_answer(
+        &mut self,
+        root: Hash,
+        reply_to: Option<ReplyToken>,
+        have: Option<Have>,
+        asked: AskedAt,
+    ) {
         self.answers_due
             .entry(root)
             .or_default()
-            .push(asked, Audience::of(reply_to));
+            .push(asked, Audience::of(reply_to, have));
     }
 
     /// Sends every answer that is due (see `answers`): those for a single
@@ -1212,6 +1376,7 @@ impl StorageEngine {
         let shared = self.shared_store;
         let in_flight: &[Hash] = self.in_flight.as_ref().map_or(&[], |f| &f.roots);
         let mut private = Vec::new();
+        let mut cheap = Vec::new();
         let mut check = Vec::new();
         let broadcasts = &mut self.broadcasts;
         self.answers_due
@@ -1221,15 +1386,25 @@ impl StorageEngine {
                         oldest_unsettled: ready.pending.front().copied(),
                         verified_by: if shared { ready.verified_by } else { u64::MAX },
                     };
-                    if let Some(audience) = owed.take_due(progress) {
-                        match audience.single() {
-                            Some(token) => {
-                                private.push((token.clone(), ready.durable.snapshot.clone()))
+                    if let Some(mut audience) = owed.take_due(progress) {
+                        for (token, have) in std::mem::take(&mut audience.having) {
+                            match answer_having(ready, have, &self.limits) {
+                                Some(answer) => cheap.push((token, answer)),
+                                None => audience.add_reply(token),
                             }
-                            None => {
-                                let waiting = broadcasts.entry(*root).or_default();
-                                waiting.audience =
-                                    std::mem::take(&mut waiting.audience).join(audience);
+                        }
+                        if audience.is_empty() {
+                            // Everyone got an answer of their own.
+                        } else {
+                            match audience.single() {
+                                Some(token) => {
+                                    private.push((token.clone(), ready.durable.snapshot.clone()))
+                                }
+                                None => {
+                                    let waiting = broadcasts.entry(*root).or_default();
+                                    waiting.audience =
+                                        std::mem::take(&mut waiting.audience).join(audience);
+                                }
                             }
                         }
                     }
@@ -1247,6 +1422,23 @@ impl StorageEngine {
             });
         for (token, snapshot) in private {
             self.send_private(&token, snapshot, out);
+        }
+        for (token, answer) in cheap {
+            let (kind, unsigned) = match answer {
+                Cheap::Current(stored) => {
+                    self.stats.current_answers += 1;
+                    ("stored", stored.encode())
+                }
+                Cheap::Patches(patches) => {
+                    self.stats.patches_answers += 1;
+                    ("patches", patches.encoded)
+                }
+            };
+            self.stats.private_answers += 1;
+            out.push(StorageCommand::Bus(Command::Publish {
+                channel: self.channels.replies(&token),
+                payload: self.signed(kind, unsigned),
+            }));
         }
         if !check.is_empty() {
             for root in check {
@@ -1307,8 +1499,8 @@ impl StorageEngine {
             }
             if audience.everyone {
                 let audience = Audience {
-                    replies: Vec::new(),
                     everyone: true,
+                    ..Audience::default()
                 };
                 self.broadcasts.insert(
                     root,
@@ -1533,7 +1725,7 @@ mod tests {
         for (requests, expected) in cases {
             let mut out = Vec::new();
             for (request, reply_to) in &requests {
-                let bytes = request.encode_addressed(*reply_to);
+                let bytes = request.encode_addressed(*reply_to, None);
                 e.handle_message(b"update_requests", &bytes, &mut out)
                     .unwrap();
             }
@@ -1548,7 +1740,7 @@ mod tests {
         // `unknown` goes to the requester too.
         let nobody = Hash::of_canonical_bytes(b"nobody");
         let mut out = Vec::new();
-        let ask = LoadRequest::ByHash(nobody).encode_addressed(Some(&b));
+        let ask = LoadRequest::ByHash(nobody).encode_addressed(Some(&b), None);
         e.handle_message(b"update_requests", &ask, &mut out)
             .unwrap();
         out.clear();
@@ -1690,7 +1882,7 @@ mod tests {
             request(&mut e, root.hash(), &mut out);
         }
         for token in [&a, &b] {
-            let ask = LoadRequest::ByHash(root.hash()).encode_addressed(Some(token));
+            let ask = LoadRequest::ByHash(root.hash()).encode_addressed(Some(token), None);
             e.handle_message(b"update_requests", &ask, &mut out)
                 .unwrap();
         }
@@ -1777,6 +1969,159 @@ mod tests {
         e.handle_loaded(root, Ok(Some(truth)), &mut out);
         e.flush(now, &mut out);
         out
+    }
+
+    /// Feeds `chain` to the engine and persists it all: the store applies
+    /// every commit.
+    fn commit_all(e: &mut StorageEngine, chain: &[Arc<Patch>]) {
+        let mut out = Vec::new();
+        for p in chain {
+            on_channel(e, p, &mut out);
+        }
+        e.flush(later(), &mut out);
+        let Some(StorageCommand::Persist { batch, commits }) = out
+            .iter()
+            .find(|c| matches!(c, StorageCommand::Persist { .. }))
+            .cloned()
+        else {
+            panic!("no batch to persist in {out:?}");
+        };
+        assert_eq!(commits.len(), chain.len());
+        let applied = vec![PersistOutcome::Applied; commits.len()];
+        e.handle_persisted(batch, Ok(applied), &mut out);
+    }
+
+    /// v1.3, issue 14: a requester that names its head is told only what it
+    /// lacks, on its reply channel: a `stored` notice at the head, the patches
+    /// when they weigh less than the snapshot and are all within the window,
+    /// the snapshot otherwise.
+    #[test]
+    fn a_requester_naming_its_head_gets_a_notice_or_the_patches_it_lacks() {
+        let (e, root) = with_root();
+        let mut e = e.with_catch_up_window(5);
+        let r = root.hash();
+        // A large first patch, so that the document outweighs a few small ones.
+        let big = json!([{"op": "add", "path": "/big", "value": "x".repeat(4000)}]);
+        let mut chain = vec![Arc::new(Patch::build(r, r, 0, big, None).unwrap())];
+        for i in 0..6 {
+            let last = chain.last().unwrap().clone();
+            chain.push(patch_on(&root, last.hash, last.height, &format!("k{i}")));
+        }
+        commit_all(&mut e, &chain);
+        let head = chain.last().unwrap();
+        let token = ReplyToken::new("t").unwrap();
+        let channels = Channels::new(None);
+        let mut ask = |have: Have| {
+            let mut out = Vec::new();
+            let bytes = LoadRequest::ByHash(r).encode_addressed(Some(&token), Some(have));
+            e.handle_message(b"update_requests", &bytes, &mut out)
+                .unwrap();
+            e.flush(later(), &mut out);
+            let sent = publishes(&out);
+            assert_eq!(sent.len(), 1, "one answer: {sent:?}");
+            assert_eq!(sent[0].0, channels.replies(&token), "on the reply channel");
+            let answer = Message::decode(&sent[0].1, &Limits::default()).unwrap();
+            (answer, sent[0].1.len())
+        };
+        let have = |p: &Patch| Have {
+            head: p.hash,
+            height: p.height,
+        };
+
+        // At the head: the notice.
+        let (answer, notice_bytes) = ask(have(head));
+        let stored = Stored {
+            root: r,
+            head: head.hash,
+            height: head.height,
+        };
+        assert_eq!(answer, Message::Stored(stored));
+        // Five behind, within the window of five: the five patches.
+        let (answer, patches_bytes) = ask(have(&chain[1]));
+        let Message::Patches(batch) = answer else {
+            panic!("expected patches, got a {}", answer.type_name());
+        };
+        assert_eq!(batch.patches, chain[2..].to_vec());
+        assert_eq!((batch.head, batch.height), (head.hash, head.height));
+        // Six behind, beyond the window: the snapshot.
+        let (answer, snapshot_bytes) = ask(have(&chain[0]));
+        assert!(matches!(answer, Message::Snapshot(s) if s.head == head.hash));
+        assert!(notice_bytes < patches_bytes && patches_bytes < snapshot_bytes);
+        // A head storage never had (another chain): the snapshot.
+        let elsewhere = patch_on(&root, chain[2].hash, chain[2].height, "fork");
+        assert!(matches!(ask(have(&elsewhere)).0, Message::Snapshot(_)));
+        // A height that does not match the head: the snapshot.
+        let wrong = Have {
+            head: head.hash,
+            height: head.height - 1,
+        };
+        assert!(matches!(ask(wrong).0, Message::Snapshot(_)));
+        assert_eq!(e.stats().current_answers, 1);
+        assert_eq!(e.stats().patches_answers, 1);
+
+        // Patches that outweigh the document: the snapshot.
+        let (mut small, root) = with_root();
+        let mut chain = vec![patch_on(&root, root.hash(), 0, "a")];
+        let next = patch_on(&root, chain[0].hash, 1, "b");
+        chain.push(next);
+        commit_all(&mut small, &chain);
+        let mut out = Vec::new();
+        let bytes = LoadRequest::ByHash(root.hash()).encode_addressed(
+            Some(&token),
+            Some(Have {
+                head: root.hash(),
+                height: 0,
+            }),
+        );
+        small
+            .handle_message(b"update_requests", &bytes, &mut out)
+            .unwrap();
+        small.flush(later(), &mut out);
+        assert_eq!(answered(&out), vec![(2, chain[1].hash)]);
+        assert_eq!(small.stats().patches_answers, 0);
+    }
+
+    /// A request that names a head, from a client that also asked without one
+    /// in the same flush, or from a storage node's point of view unanswerable
+    /// cheaply, joins the others: one snapshot for all where the rules say so.
+    #[test]
+    fn requesters_without_a_cheap_answer_share_the_snapshot() {
+        let (mut e, root) = with_root();
+        let r = root.hash();
+        let p1 = patch_on(&root, r, 0, "a");
+        commit_all(&mut e, std::slice::from_ref(&p1));
+        let (a, b) = (ReplyToken::new("a").unwrap(), ReplyToken::new("b").unwrap());
+        let mut out = Vec::new();
+        // `a` is current; `b` names a head storage does not have; someone asks
+        // plainly.
+        let current = Have {
+            head: p1.hash,
+            height: 1,
+        };
+        let unknown = Have {
+            head: Hash::of_canonical_bytes(b"elsewhere"),
+            height: 1,
+        };
+        for bytes in [
+            LoadRequest::ByHash(r).encode_addressed(Some(&a), Some(current)),
+            LoadRequest::ByHash(r).encode_addressed(Some(&b), Some(unknown)),
+            LoadRequest::ByHash(r).encode(),
+        ] {
+            e.handle_message(b"update_requests", &bytes, &mut out)
+                .unwrap();
+        }
+        e.flush(later(), &mut out);
+        let channels = Channels::new(None);
+        let sent = publishes(&out);
+        let to = |channel: &str| sent.iter().filter(|(c, _)| c == channel).count();
+        assert_eq!(to(&channels.replies(&a)), 1, "the notice, alone: {sent:?}");
+        assert_eq!(to(&channels.replies(&b)), 0, "b shares the broadcast");
+        assert_eq!(
+            to(&channels.updates(&r)),
+            1,
+            "one snapshot on the root's channel"
+        );
+        assert_eq!(answered(&out), vec![(1, p1.hash)]);
     }
 
     fn request(e: &mut StorageEngine, root: Hash, out: &mut Vec<StorageCommand>) {

@@ -16,8 +16,8 @@ use serde_json::json;
 use tikaconf_proto::message::{encode_unknown, sign_canonical, signed_bytes};
 use tikaconf_proto::storage::presence::{Presence, StoreId};
 use tikaconf_proto::{
-    Channels, Hash, Limits, LoadRequest, Message, Patch, ReplyToken, RootConfig, SigningKey,
-    Snapshot, Stored, TrustSet, canonical, json,
+    AddressedRequest, Channels, Hash, Have, Limits, LoadRequest, Message, Patch, Patches,
+    ReplyToken, RootConfig, SigningKey, Snapshot, Stored, TrustSet, canonical, json,
 };
 
 /// The sections holding vectors (each ends at the next `## ` heading): the
@@ -60,6 +60,14 @@ fn expected() -> BTreeMap<&'static str, String> {
         head: patch.hash,
         height: patch.height,
     };
+    // v1.3: a second patch, and the catch-up of a requester that has the first.
+    let ops2 = json!([{"op": "add", "path": "/commands/!bye", "value": "Bye, chat!"}]);
+    let patch2 = Patch::build(r, patch.hash, patch.height, ops2, None).expect("valid patch");
+    let have1 = Have {
+        head: patch.hash,
+        height: patch.height,
+    };
+    let catch_up = Patches::new(r, vec![std::sync::Arc::new(patch2.clone())]).expect("one patch");
 
     // The patch as received must decode to the same hash (the hash is over the
     // whole canonical object).
@@ -102,9 +110,16 @@ fn expected() -> BTreeMap<&'static str, String> {
         ),
         (
             "load_request_reply",
-            utf8(&LoadRequest::ByHash(r).encode_addressed(Some(&reply_token()))),
+            utf8(&LoadRequest::ByHash(r).encode_addressed(Some(&reply_token()), None)),
         ),
         ("reply_channel", Channels::new(None).replies(&reply_token())),
+        ("patch2", utf8(&patch2.encoded)),
+        ("patch2_hash", patch2.hash.to_hex()),
+        (
+            "load_request_have",
+            utf8(&LoadRequest::ByHash(r).encode_addressed(Some(&reply_token()), Some(have1))),
+        ),
+        ("patches2", utf8(&catch_up.encoded)),
         ("snapshot1", utf8(&snapshot.encoded)),
         ("stored1", utf8(&stored.encode())),
         (
@@ -204,7 +219,15 @@ fn protocol_doc_vectors_match_the_code() {
 fn written_vectors_decode() {
     let e = expected();
     let limits = Limits::default();
-    for label in ["patch1", "snapshot1", "stored1", "registered", "unknown"] {
+    for label in [
+        "patch1",
+        "patch2",
+        "snapshot1",
+        "stored1",
+        "registered",
+        "unknown",
+        "patches2",
+    ] {
         assert!(
             Message::decode(e[label].as_bytes(), &limits).is_ok(),
             "{label} does not decode"
@@ -222,13 +245,28 @@ fn written_vectors_decode() {
         let req = LoadRequest::decode(e[label].as_bytes(), &limits).expect(label);
         assert_eq!(req.root().to_hex(), e["root_hash"]);
     }
-    let (req, reply_to) =
-        LoadRequest::decode_addressed(e["load_request_reply"].as_bytes(), &limits).unwrap();
-    assert_eq!(req.root().to_hex(), e["root_hash"]);
+    let addressed = AddressedRequest::decode(e["load_request_reply"].as_bytes(), &limits).unwrap();
+    assert_eq!(addressed.request.root().to_hex(), e["root_hash"]);
     assert_eq!(
-        Channels::new(None).replies(&reply_to.unwrap()),
+        Channels::new(None).replies(&addressed.reply_to.unwrap()),
         e["reply_channel"]
     );
+    // v1.3: the request naming patch1 as its head, and the answer of a storage
+    // node at patch2: patch2 alone, ending at its hash.
+    let having = AddressedRequest::decode(e["load_request_have"].as_bytes(), &limits).unwrap();
+    let have = having.have.expect("the request names a head");
+    assert_eq!(
+        (have.head.to_hex(), have.height),
+        (e["patch1_hash"].clone(), 1)
+    );
+    match Message::decode(e["patches2"].as_bytes(), &limits) {
+        Ok(Message::Patches(batch)) => {
+            assert_eq!(batch.head.to_hex(), e["patch2_hash"]);
+            assert_eq!(batch.patches[0].parent.to_hex(), e["patch1_hash"]);
+            assert_eq!(batch.patches[0].encoded, e["patch2"].as_bytes());
+        }
+        other => panic!("patches2 does not decode as patches: {other:?}"),
+    }
 
     // The signed patch verifies with the test key, to the patch's own hash.
     let trust = TrustSet::new([SigningKey::from_seed(SIG_SEED).public_key()]);

@@ -17,6 +17,7 @@
 //! same flush share one answer, sent where all their requesters listen.
 
 use crate::channel::ReplyToken;
+use crate::message::Have;
 
 /// Who an answer for one root is owed to, and so where it goes.
 ///
@@ -27,10 +28,18 @@ use crate::channel::ReplyToken;
 /// `StorageEngine::flush`: at most one per root per broadcast interval);
 /// otherwise the requesters with a reply channel get theirs there and the rest
 /// wait for the next broadcast.
+///
+/// A requester that named the head it has (and a reply channel) is first
+/// offered an answer of its own, smaller than the snapshot: a `stored` notice
+/// or the patches it lacks (`StorageEngine::answer_having`); only if there is
+/// none does it join the others.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(super) struct Audience {
     /// Distinct reply channels, at most [`MAX_REPLIES`].
     pub(super) replies: Vec<ReplyToken>,
+    /// Requesters that named their head, on distinct reply channels none of
+    /// `replies` names, at most [`MAX_REPLIES`]: the latest head each named.
+    pub(super) having: Vec<(ReplyToken, Have)>,
     /// Someone can only be answered on the root's channel.
     pub(super) everyone: bool,
 }
@@ -42,15 +51,19 @@ pub(super) struct Audience {
 pub(super) const MAX_REPLIES: usize = 16;
 
 impl Audience {
-    pub(super) fn of(reply_to: Option<ReplyToken>) -> Audience {
-        match reply_to {
-            Some(token) => Audience {
-                replies: vec![token],
-                everyone: false,
+    pub(super) fn of(reply_to: Option<ReplyToken>, have: Option<Have>) -> Audience {
+        match (reply_to, have) {
+            (Some(token), Some(have)) => Audience {
+                having: vec![(token, have)],
+                ..Audience::default()
             },
-            None => Audience {
-                replies: Vec::new(),
+            (Some(token), None) => Audience {
+                replies: vec![token],
+                ..Audience::default()
+            },
+            (None, _) => Audience {
                 everyone: true,
+                ..Audience::default()
             },
         }
     }
@@ -59,20 +72,42 @@ impl Audience {
     pub(super) fn join(mut self, other: Audience) -> Audience {
         self.everyone |= other.everyone;
         for token in other.replies {
+            self.add_reply(token);
+        }
+        for (token, have) in other.having {
             if self.replies.contains(&token) {
-                continue;
+                continue; // it also asked without a head: it gets the snapshot
             }
-            if self.replies.len() >= MAX_REPLIES {
-                self.everyone = true;
-            } else {
-                self.replies.push(token);
+            match self.having.iter().position(|(t, _)| *t == token) {
+                Some(at) => self.having[at].1 = have,
+                None if self.having.len() < MAX_REPLIES => self.having.push((token, have)),
+                None => self.add_reply(token),
             }
         }
         self
     }
 
+    /// Adds a requester on `token` that needs the snapshot.
+    pub(super) fn add_reply(&mut self, token: ReplyToken) {
+        self.having.retain(|(t, _)| *t != token);
+        if self.replies.contains(&token) {
+            return;
+        }
+        if self.replies.len() >= MAX_REPLIES {
+            self.everyone = true;
+        } else {
+            self.replies.push(token);
+        }
+    }
+
+    /// Whether nobody is left to answer.
+    pub(super) fn is_empty(&self) -> bool {
+        self.replies.is_empty() && self.having.is_empty() && !self.everyone
+    }
+
     /// The one reply channel this audience listens on, if it is a single
-    /// requester's (then no broadcast is needed).
+    /// requester's (then no broadcast is needed). Requesters that named a head
+    /// are not counted: they are answered, or moved to `replies`, first.
     pub(super) fn single(&self) -> Option<&ReplyToken> {
         match self.replies.as_slice() {
             [token] if !self.everyone => Some(token),
@@ -164,8 +199,8 @@ mod tests {
 
     #[test]
     fn an_answer_is_due_once_the_patches_before_its_request_are_settled() {
-        let a = || Audience::of(Some(ReplyToken::new("a").unwrap()));
-        let b = || Audience::of(Some(ReplyToken::new("b").unwrap()));
+        let a = || Audience::of(Some(ReplyToken::new("a").unwrap()), None);
+        let b = || Audience::of(Some(ReplyToken::new("b").unwrap()), None);
         let mut owed = Owed::default();
         owed.push(at(3, 0), a()); // asked after patch 3 was accepted
         owed.push(at(3, 0), a()); // the same client again: still one audience
@@ -187,7 +222,7 @@ mod tests {
 
     #[test]
     fn an_audience_names_at_most_max_replies_channels() {
-        let token = |i: usize| Audience::of(Some(ReplyToken::new(&format!("t{i}")).unwrap()));
+        let token = |i: usize| Audience::of(Some(ReplyToken::new(&format!("t{i}")).unwrap()), None);
         let many = (1..MAX_REPLIES + 5).fold(token(0), |joined, i| joined.join(token(i)));
         assert_eq!(many.replies.len(), MAX_REPLIES);
         assert!(
@@ -201,14 +236,37 @@ mod tests {
     #[test]
     fn on_a_shared_store_an_answer_waits_for_a_read_issued_after_its_request() {
         let mut owed = Owed::default();
-        owed.push(at(0, 5), Audience::of(None)); // asked when read 5 was the latest issued
+        owed.push(at(0, 5), Audience::of(None, None)); // asked when read 5 was the latest issued
         assert_eq!(
             owed.take_due(progress(None, 5)),
             None,
             "read 5 may predate it"
         );
         assert_eq!(owed.oldest(), Some(at(0, 5)));
-        assert_eq!(owed.take_due(progress(None, 6)), Some(Audience::of(None)));
+        assert_eq!(
+            owed.take_due(progress(None, 6)),
+            Some(Audience::of(None, None))
+        );
         assert_eq!(owed.oldest(), None);
+    }
+
+    #[test]
+    fn a_requester_with_a_head_keeps_its_latest_unless_it_also_asked_without() {
+        let token = ReplyToken::new("t").unwrap();
+        let have = |height| Have {
+            head: crate::Hash::of_canonical_bytes(&[height as u8]),
+            height,
+        };
+        let with = |h| Audience::of(Some(token.clone()), Some(have(h)));
+        let joined = with(1).join(with(2));
+        assert_eq!(joined.having, vec![(token.clone(), have(2))]);
+        assert!(joined.replies.is_empty() && !joined.is_empty());
+        // The same client asking without a head needs the snapshot anyway.
+        let plain = Audience::of(Some(token.clone()), None);
+        for mixed in [joined.clone().join(plain.clone()), plain.join(joined)] {
+            assert!(mixed.having.is_empty());
+            assert_eq!(mixed.single(), Some(&token));
+        }
+        assert!(Audience::default().is_empty());
     }
 }
