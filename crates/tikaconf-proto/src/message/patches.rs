@@ -206,7 +206,7 @@ mod tests {
         };
         // A gap, a reordering, the wrong head or height, no patches, a signed
         // element, something that is no patch.
-        type Edit = Box<dyn Fn(&mut Value)>;
+        type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
         let cases: Vec<Edit> = vec![
             Box::new(|v| {
                 v["patches"].as_array_mut().unwrap().remove(1);
