@@ -9,6 +9,11 @@
 //! of (here: a "reset" clears the connection's inbox and subscriptions and tells
 //! the node it was disconnected; it reconnects a little later).
 //!
+//! Every other follower has a reply channel (`replies:f<i>`, subscribed before
+//! its requests on every connect), so it is answered there and, once loaded,
+//! names its head: storage answers it with a `stored` notice or the patches it
+//! lacks (v1.3) as often as with a snapshot, and the runs show both happened.
+//!
 //! Each run is fixed by its seed (printed on failure). After the faulty phase the
 //! bus heals and writes stop; every follower must then converge on storage's head
 //! with a byte-identical canonical document, every write reported Committed must be
@@ -23,8 +28,8 @@ use serde_json::json;
 use tikaconf_proto::follower::{FollowerConfig, FollowerEvent, Step};
 use tikaconf_proto::storage::{HeadRef, PersistOutcome, StorageCommand};
 use tikaconf_proto::{
-    Channels, Command, Follower, Hash, Limits, RootConfig, StorageEngine, StoredHead, WriteOutcome,
-    canonical,
+    Channels, Command, Follower, Hash, Limits, ReplyToken, RootConfig, StorageEngine, StoredHead,
+    WriteOutcome, canonical,
 };
 
 /// A small deterministic generator (the simulation must not depend on a crate's
@@ -86,8 +91,16 @@ struct Sim {
     /// Hash -> key each pending write sets.
     keys: HashMap<Hash, String>,
     seq: u64,
-    /// Snapshots published by storage engines (each checked by `check_answer`).
+    /// Answers published by storage engines (each checked by `check_answer`).
     answers: u64,
+    /// Of those, `patches` and `stored` answers to requests naming a head.
+    patches_answers: u64,
+    current_answers: u64,
+}
+
+/// Every other follower has a reply channel.
+fn reply_token(i: usize) -> Option<ReplyToken> {
+    (i % 2 == 1).then(|| ReplyToken::new(&format!("f{i}")).unwrap())
 }
 
 impl Sim {
@@ -107,6 +120,7 @@ impl Sim {
                 let mut c = config.clone();
                 c.jitter_seed = seed ^ i as u64;
                 Follower::by_root(root.clone(), channels.clone(), Limits::default(), c)
+                    .with_reply_token(reply_token(i))
             })
             .collect();
         let mut sim = Sim {
@@ -130,6 +144,8 @@ impl Sim {
             keys: HashMap::new(),
             seq: 0,
             answers: 0,
+            patches_answers: 0,
+            current_answers: 0,
         };
         for k in 0..n_storage {
             let mut cmds = Vec::new();
@@ -138,11 +154,21 @@ impl Sim {
             sim.run_pending(n_followers + k, usize::MAX);
         }
         for i in 0..n_followers {
-            let mut step = Step::default();
-            sim.followers[i].handle_connected(sim.now, &mut step);
-            sim.follower_step(i, step);
+            sim.connect_follower(i);
         }
         sim
+    }
+
+    /// Connects follower `i`: its reply channel first (a client subscribes to it
+    /// before its followers' requests), then whatever the follower asks.
+    fn connect_follower(&mut self, i: usize) {
+        if let Some(token) = reply_token(i) {
+            let channel = Channels::new(None).replies(&token);
+            self.conns[i].pending.push_back(Command::Subscribe(channel));
+        }
+        let mut step = Step::default();
+        self.followers[i].handle_connected(self.now, &mut step);
+        self.follower_step(i, step);
     }
 
     fn publish(&mut self, channel: String, payload: Bytes) {
@@ -241,8 +267,8 @@ impl Sim {
     fn storage_commands(&mut self, k: usize, cmds: Vec<StorageCommand>) {
         let conn = self.followers.len() + k;
         for c in cmds {
-            if let StorageCommand::Bus(Command::Publish { payload, .. }) = &c {
-                self.check_answer(k, payload);
+            if let StorageCommand::Bus(Command::Publish { channel, payload }) = &c {
+                self.check_answer(k, channel, payload);
             }
             match c {
                 StorageCommand::Bus(cmd) => self.conns[conn].pending.push_back(cmd),
@@ -256,18 +282,28 @@ impl Sim {
     /// engine that answers right after reading its store has nothing newer to
     /// miss). Without that, an engine that missed a peer's commits while cut off
     /// serves its stale cache, and followers drop committed patches to adopt it.
-    fn check_answer(&mut self, k: usize, payload: &Bytes) {
-        let Ok(tikaconf_proto::Message::Snapshot(snapshot)) =
-            tikaconf_proto::Message::decode(payload, &Limits::default())
-        else {
-            return;
+    ///
+    /// The same holds for the answers to requests that named a head (v1.3):
+    /// a `stored` notice on a reply channel, and `patches`.
+    fn check_answer(&mut self, k: usize, channel: &str, payload: &Bytes) {
+        use tikaconf_proto::Message;
+        let (root, height) = match Message::decode(payload, &Limits::default()) {
+            Ok(Message::Snapshot(s)) => (s.root, s.height),
+            Ok(Message::Patches(p)) => {
+                self.patches_answers += 1;
+                (p.root, p.height)
+            }
+            Ok(Message::Stored(s)) if channel.starts_with("replies:") => {
+                self.current_answers += 1;
+                (s.root, s.height)
+            }
+            _ => return,
         };
         self.answers += 1;
-        if let Some(stored) = self.store.get(&snapshot.root) {
+        if let Some(stored) = self.store.get(&root) {
             assert!(
-                snapshot.height >= stored.height,
-                "storage engine {k} answered height {} while the store held {}",
-                snapshot.height,
+                height >= stored.height,
+                "storage engine {k} answered height {height} while the store held {}",
                 stored.height
             );
         }
@@ -395,9 +431,7 @@ impl Sim {
         let n = self.followers.len();
         for i in 0..n {
             if self.reconnect_due(i) {
-                let mut step = Step::default();
-                self.followers[i].handle_connected(self.now, &mut step);
-                self.follower_step(i, step);
+                self.connect_follower(i);
             }
         }
         for k in 0..self.storage.len() {
@@ -458,10 +492,30 @@ impl Sim {
     }
 }
 
-/// Runs one simulation and checks it; returns how many snapshot broadcasts the
-/// storage engines put off for the broadcast interval, so that tests can show
-/// the path was taken.
-fn run(seed: u64, followers: usize, storage: usize, faults: Faults, ticks: usize) -> u64 {
+/// What happened in a run, beyond convergence: counts that show the paths
+/// under test were taken.
+#[derive(Default, Debug)]
+struct Paths {
+    /// Snapshot broadcasts the storage engines put off for the interval.
+    deferred: u64,
+    /// `patches` answers published, and batches followers applied.
+    patches_answers: u64,
+    caught_up: u64,
+    /// `stored` notices answering a request that named the durable head.
+    current_answers: u64,
+}
+
+impl std::ops::AddAssign for Paths {
+    fn add_assign(&mut self, other: Paths) {
+        self.deferred += other.deferred;
+        self.patches_answers += other.patches_answers;
+        self.caught_up += other.caught_up;
+        self.current_answers += other.current_answers;
+    }
+}
+
+/// Runs one simulation and checks it; returns which paths it took.
+fn run(seed: u64, followers: usize, storage: usize, faults: Faults, ticks: usize) -> Paths {
     let mut sim = Sim::new(seed, followers, storage, faults);
     for _ in 0..ticks {
         sim.tick(true);
@@ -514,16 +568,23 @@ fn run(seed: u64, followers: usize, storage: usize, faults: Faults, ticks: usize
         sim.conflicted.len(),
         sim.timed_out.len()
     );
-    sim.storage
-        .iter()
-        .map(|e| e.stats().broadcasts_deferred)
-        .sum()
+    Paths {
+        deferred: sim
+            .storage
+            .iter()
+            .map(|e| e.stats().broadcasts_deferred)
+            .sum(),
+        patches_answers: sim.patches_answers,
+        caught_up: sim.followers.iter().map(|f| f.stats().caught_up).sum(),
+        current_answers: sim.current_answers,
+    }
 }
 
 #[test]
 fn converges_on_a_clean_bus() {
+    let mut paths = Paths::default();
     for seed in 0..20 {
-        run(
+        paths += run(
             seed,
             3,
             1,
@@ -534,13 +595,15 @@ fn converges_on_a_clean_bus() {
             2_000,
         );
     }
+    // Periodic re-syncs of current followers cost a notice, not a document.
+    assert!(paths.current_answers > 0, "{paths:?}");
 }
 
 #[test]
 fn converges_with_resets_and_duplicates() {
-    let mut deferred = 0;
+    let mut paths = Paths::default();
     for seed in 100..130 {
-        deferred += run(
+        paths += run(
             seed,
             4,
             1,
@@ -553,7 +616,15 @@ fn converges_with_resets_and_duplicates() {
     }
     // Resets make followers re-sync together: some answers wait for the
     // broadcast interval, and convergence held through them.
-    assert!(deferred > 0, "no broadcast was ever put off");
+    assert!(
+        paths.deferred > 0,
+        "no broadcast was ever put off: {paths:?}"
+    );
+    // Followers cut off for a while were sent the patches they missed, and
+    // applied them; convergence held through that too.
+    assert!(paths.patches_answers > 0, "{paths:?}");
+    assert!(paths.caught_up > 0, "{paths:?}");
+    assert!(paths.current_answers > 0, "{paths:?}");
 }
 
 proptest! {
