@@ -26,7 +26,7 @@ use tikaconf_proto::storage::StopReason;
 use tikaconf_proto::storage::presence::StoreId;
 use tikaconf_proto::storage::{HeadRef, PersistOutcome, StorageCommand, StorageStats};
 use tikaconf_proto::{Channels, Hash, Limits, SigningKey, StorageEngine, StoredHead, TrustSet};
-use tikaconf_store::{Store, StoreError};
+use tikaconf_store::{Retention, Store, StoreError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -122,6 +122,21 @@ pub enum NodeFailed {
     },
 }
 
+/// How many of a root's latest patches the engine keeps to send a follower
+/// that is behind: what the deployment's history keeps, so that "within the
+/// retained log" means the same to a follower as to an operator, and at most
+/// the engine's default (a memory bound: the patches of every root held in
+/// memory are kept beside its document). Under `none`, none: exactly the seed's
+/// behaviour, whole snapshots.
+fn catch_up_window(retention: Retention) -> usize {
+    let most = tikaconf_proto::storage::DEFAULT_CATCH_UP_WINDOW;
+    match retention {
+        Retention::All => most,
+        Retention::Last(n) => most.min(usize::try_from(n.get()).unwrap_or(most)),
+        Retention::None => 0,
+    }
+}
+
 /// Runs a storage node until `shutdown` resolves (`Ok`), or until its store can
 /// no longer write (`Err`, also shown in `status`). `status` reports readiness
 /// and counters.
@@ -154,7 +169,8 @@ pub async fn run<S: Store>(
             options
                 .broadcast_interval
                 .unwrap_or(tikaconf_proto::storage::DEFAULT_BROADCAST_INTERVAL),
-        );
+        )
+        .with_catch_up_window(catch_up_window(store.retention()));
     let mut lease = store
         .is_shared()
         .then(|| Lease::new(options.answerer_lease.unwrap_or(DEFAULT_ANSWERER_LEASE)));
