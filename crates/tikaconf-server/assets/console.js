@@ -1170,11 +1170,13 @@ async function readHistory(open, { more = false } = {}) {
     // The event stream follows the bus; the history reads the store, which
     // may store a patch a moment after followers see it: read again shortly
     // rather than show a list one change behind the header.
-    const top = h.entries[0]?.height ?? 0;
-    if (!more && data.retention !== "none" && open.live && top < open.live.height && h.retries < 40) {
+    // (Bounded: about 25 s, in case the store never has it, e.g. a patch
+    // stored before the store kept history.)
+    const behind = !more && data.retention !== "none" && open.live && (h.entries[0]?.height ?? 0) < open.live.height;
+    if (behind && h.retries < 40) {
         h.retries += 1;
         h.timer = setTimeout(() => state.open === open && loadHistory(), 100 + 25 * h.retries);
-    } else if (!more) h.retries = 0;
+    } else if (!behind) h.retries = 0;
     renderHistory();
 }
 
@@ -1456,6 +1458,8 @@ function openRollback(hash, height) {
 async function prepareRollback() {
     const r = rollback;
     const open = r.open;
+    // Numbered: when "Review" is pressed again, only the newest reading counts.
+    const gen = (r.gen = (r.gen ?? 0) + 1);
     r.base = null;
     $("rollback-confirm").disabled = true;
     // The review button is about to hide: the focus must not go with it.
@@ -1470,7 +1474,7 @@ async function prepareRollback() {
         const base = { head: got.head, height: got.height, document: got.data };
         const params = new URLSearchParams({ from: base.head, to: r.target.hash });
         const { data } = await api("GET", `${configPath(open.root)}/diff?${params}`);
-        if (rollback !== r) return;
+        if (rollback !== r || r.gen !== gen) return;
         r.base = base;
         r.ops = data.ops;
         $("rollback-summary").textContent =
@@ -1485,7 +1489,7 @@ async function prepareRollback() {
             setRollbackStatus("The document is already as it was at that version: rolling back would change nothing.");
         }
     } catch (e) {
-        if (rollback !== r) return;
+        if (rollback !== r || r.gen !== gen) return;
         setRollbackStatus("");
         rollbackError(
             e.status === 410
