@@ -6,16 +6,22 @@
 //! One test walks what a person does: add a root, set a value and see it
 //! committed; watch a change made by the CLI arrive without a reload, its path
 //! highlighted; edit the whole document while the CLI changes it, commit, see
-//! the conflict and re-apply on top. Each step asserts that its work happened
-//! (the server's answer, the CLI's exit) before asserting what the page shows,
-//! and waits by polling with a deadline, never by sleeping.
+//! the conflict and re-apply on top. Another reads the History tab of changes
+//! written through the API (who, when, why, each diff), rolls back through
+//! the confirmation (cancelled once, then confirmed), meets a head moved
+//! behind the page's back between the diff and the confirmation, pages with
+//! "Load more", and sees what a short or no retention leaves. Each step
+//! asserts that its work happened (the server's answer, the CLI's exit)
+//! before asserting what the page shows, and waits by polling with a
+//! deadline, never by sleeping.
 //!
 //! Chromium missing is a failure, not a skip: `scripts/test` installs
 //! Debian's `chromium` and `chromium-driver`.
 //!
 //! Screenshots: with `TIKACONF_SCREENSHOTS=DIR` the test saves PNGs of the
 //! roots list, a value edited in place, a highlighted change, the conflict
-//! panel and a narrow window in DIR; `docs/console/` holds the committed ones:
+//! panel, a narrow window, the history, a rollback's confirmation and its
+//! conflict in DIR; `docs/console/` holds the committed ones:
 //!
 //! ```text
 //! TIKACONF_SCREENSHOTS=docs/console cargo test -p tikaconf-cli --test console
@@ -177,16 +183,32 @@ where
 
 /// One HTTP/1.1 request to `serve`: (status, ETag without quotes, body).
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String, String) {
+    request(addr, method, path, &[], body)
+}
+
+/// [`http`] with more headers (`content-type` is `application/json` unless
+/// given).
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).expect("connect to serve");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        head.push_str("content-type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    write!(stream, "{head}content-length: {}\r\n\r\n{body}", body.len()).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("an answer");
     let (head, body) = answer.split_once("\r\n\r\n").expect("a header block");
@@ -527,4 +549,575 @@ fn the_console_asks_for_the_token_and_sends_it() {
         .await;
         b.client.clone().close().await.unwrap();
     });
+}
+
+/// What the history tab shows: one object per entry, newest first, and the
+/// rollback dialog.
+const HISTORY_STATE: &str = r#"
+    const q = (s) => document.querySelector(s);
+    const dialog = q('#rollback-dialog');
+    return {
+        head: q('#config-head')?.dataset.head ?? null,
+        notice: q('#notice').hidden ? '' : q('#notice').textContent,
+        status: q('#history-status').textContent,
+        more: !q('#history-more').hidden,
+        entries: [...document.querySelectorAll('#history > li')].map((li) => ({
+            height: Number(li.dataset.height),
+            hash: li.dataset.hash,
+            author: li.querySelector('.hist-author')?.textContent ?? null,
+            time: li.querySelector('time')?.dateTime ?? null,
+            title: li.querySelector('time')?.title ?? null,
+            message: li.querySelector('.hist-message')?.textContent ?? null,
+            restores: li.querySelector('.hist-restores code')?.title ?? null,
+            current: !!li.querySelector('.badge.current'),
+            rollback: !!li.querySelector('button.rollback'),
+            diff: li.querySelector('.hist-diff')?.innerText ?? null,
+            unfolded: li.querySelector('.hist-diff')?.open ?? false,
+        })),
+        dialog: !dialog.open ? null : {
+            title: q('#rollback-title').textContent,
+            summary: q('#rollback-summary').textContent,
+            status: q('#rollback-status').textContent,
+            ops: q('#rollback-ops').innerText,
+            count: q('#rollback-ops').children.length,
+            confirm: !q('#rollback-confirm').disabled,
+            error: q('#rollback-error').hidden ? null : q('#rollback-error').textContent,
+            review: !q('#rollback-review').hidden,
+        },
+        focused: document.activeElement?.id || document.activeElement?.dataset?.part || null,
+    };
+"#;
+
+/// A write through the API as a person would make it: with who and why
+/// (`Tikaconf-Author`, `Tikaconf-Message`); returns the new head.
+fn api_write(
+    addr: &str,
+    root: &str,
+    method: &str,
+    body: &Value,
+    author: &str,
+    message: &str,
+) -> String {
+    let content_type = if method == "PATCH" {
+        "application/json-patch+json"
+    } else {
+        "application/json"
+    };
+    let (status, head, answer) = request(
+        addr,
+        method,
+        &format!("/v1/configs/{root}"),
+        &[
+            ("content-type", content_type),
+            ("tikaconf-author", author),
+            ("tikaconf-message", message),
+        ],
+        Some(body),
+    );
+    assert_eq!(status, 200, "{method} {body}: {answer}");
+    head
+}
+
+/// A GET of the API, answered 200, as JSON.
+fn api_get(addr: &str, path: &str) -> Value {
+    let (status, _, body) = http(addr, "GET", path, None);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The History tab: changes written through the API with authors and
+/// messages are listed newest first with their diffs; a rollback shows the
+/// diff it will apply, does nothing when cancelled, and writes a new head
+/// naming the version it restored when confirmed; a head moved behind the
+/// page's back between the diff and the confirmation is refused (nothing
+/// applied) and said so in the dialog; "Load more" pages past 50 entries.
+#[test]
+fn the_console_shows_the_history_and_rolls_back() {
+    let started = Instant::now();
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    let addr = format!("127.0.0.1:{}", tikaconf_test::free_port());
+    let (_serve, _lines, first) = spawn(&["serve", "--listen", &addr, "--data", data]);
+    assert!(first.contains(&format!("http://{addr}")), "{first}");
+    let connection = json!({"platform": "twitch", "channel": "#history"});
+    let (status, _, body) = http(&addr, "POST", "/v1/roots", Some(&connection));
+    assert_eq!(status, 201, "{body}");
+    let root = serde_json::from_str::<Value>(&body).unwrap()["root"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Three changes by two people, the third author's name in UTF-8
+    // (percent-encoded in the header, as API.md says).
+    let h1 = api_write(
+        &addr,
+        &root,
+        "PUT",
+        &json!({"connection": connection, "volume": 3, "greeting": "hi"}),
+        "ana",
+        "first settings",
+    );
+    let h2 = api_write(
+        &addr,
+        &root,
+        "PATCH",
+        &json!([{"op": "replace", "path": "/volume", "value": 7}]),
+        "bo",
+        "louder",
+    );
+    let h3 = api_write(
+        &addr,
+        &root,
+        "PATCH",
+        &json!([{"op": "add", "path": "/mode", "value": "party"}, {"op": "remove", "path": "/greeting"}]),
+        "ana%20%C3%A9",
+        "party%20mode",
+    );
+    let document1 = api_get(&addr, &format!("/v1/configs/{root}/at/{h1}"))["document"].clone();
+    assert_eq!(
+        document1,
+        json!({"connection": connection, "volume": 3, "greeting": "hi"})
+    );
+    let written = api_get(&addr, &format!("/v1/configs/{root}/history"));
+    assert_eq!(
+        written["entries"].as_array().unwrap().len(),
+        3,
+        "three entries written: {written}"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let browser = Browser::start().await;
+        let b = &browser;
+        b.client
+            .goto(&format!("http://{addr}/#/r/{root}"))
+            .await
+            .unwrap();
+        poll("the page at the third head", || async {
+            (b.read(HISTORY_STATE).await["head"] == h3.as_str()).then_some(())
+        })
+        .await;
+        b.click("#tab-history").await;
+        let page = poll(
+            "the history: three changes and the registration",
+            || async {
+                let page = b.read(HISTORY_STATE).await;
+                (page["entries"].as_array()?.len() == 4).then_some(page)
+            },
+        )
+        .await;
+        let entries = page["entries"].as_array().unwrap();
+        let heights: Vec<_> = entries
+            .iter()
+            .map(|e| e["height"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            heights,
+            [3, 2, 1, 0],
+            "newest first, down to the registration"
+        );
+        let hashes: Vec<_> = entries
+            .iter()
+            .map(|e| e["hash"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            hashes,
+            [h3.as_str(), h2.as_str(), h1.as_str(), root.as_str()]
+        );
+        let authors: Vec<_> = entries
+            .iter()
+            .map(|e| e["author"].as_str().unwrap())
+            .collect();
+        assert_eq!(authors, ["ana é", "bo", "ana", "registered"]);
+        let messages: Vec<_> = entries[..3]
+            .iter()
+            .map(|e| e["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages, ["party mode", "louder", "first settings"]);
+        // The time: readable on the page, exact (the API's value) in the tooltip.
+        for (shown, api) in entries.iter().zip(written["entries"].as_array().unwrap()) {
+            let time = api["time"].as_str().unwrap();
+            assert_eq!(shown["time"], time, "{shown}");
+            assert!(
+                shown["title"].as_str().unwrap().starts_with(time),
+                "{shown}"
+            );
+        }
+        // The head is marked and cannot be rolled back to; the others can.
+        let current: Vec<_> = entries.iter().map(|e| e["current"] == true).collect();
+        assert_eq!(current, [true, false, false, false]);
+        let buttons: Vec<_> = entries.iter().map(|e| e["rollback"] == true).collect();
+        assert_eq!(buttons, [false, true, true, true]);
+        // Each diff is folded under a summary of its ops.
+        let diff3 = entries[0]["diff"].as_str().unwrap();
+        assert!(
+            diff3.contains("2 changes")
+                && diff3.contains("add /mode")
+                && diff3.contains("remove /greeting"),
+            "{diff3}"
+        );
+        assert!(
+            entries[1]["diff"]
+                .as_str()
+                .unwrap()
+                .contains("replace /volume")
+        );
+        // Unfolded, it shows each value before and after.
+        b.click("#history li[data-height='2'] summary").await;
+        poll(
+            "the unfolded diff of height 2, with the value it replaced",
+            || async {
+                let page = b.read(HISTORY_STATE).await;
+                let entry = &page["entries"][1];
+                // "set" once the version before is read ("replace" until then);
+                // the op's name is upper-cased by the style.
+                let text = entry["diff"].as_str()?.to_lowercase();
+                (entry["unfolded"] == true
+                    && text.contains("set")
+                    && text.contains("/volume")
+                    && text.contains('3')
+                    && text.contains('7'))
+                .then_some(())
+            },
+        )
+        .await;
+        b.screenshot("history").await;
+
+        // Roll back to height 1: the dialog shows the diff from the head.
+        b.click("#history li[data-height='1'] button.rollback")
+            .await;
+        let diff = api_get(&addr, &format!("/v1/configs/{root}/diff?from={h3}&to={h1}"));
+        let ops = diff["ops"].as_array().unwrap().len();
+        let dialog = poll("the confirmation with its diff", || async {
+            let page = b.read(HISTORY_STATE).await;
+            (page["dialog"]["confirm"] == true).then(|| page["dialog"].clone())
+        })
+        .await;
+        assert_eq!(
+            dialog["count"], ops,
+            "one line per op of the API's diff: {dialog}"
+        );
+        let shown = dialog["ops"].as_str().unwrap();
+        for part in [
+            "/volume",
+            "7",
+            "3",
+            "/greeting",
+            "\"hi\"",
+            "/mode",
+            "\"party\"",
+        ] {
+            assert!(
+                shown.contains(part),
+                "the dialog's diff names {part}: {shown}"
+            );
+        }
+        assert!(
+            dialog["summary"].as_str().unwrap().contains(&h3[..10]),
+            "{dialog}"
+        );
+        b.screenshot("rollback").await;
+        // Cancel: nothing written.
+        b.click("#rollback-cancel").await;
+        poll("the dialog to close", || async {
+            b.read(HISTORY_STATE).await["dialog"]
+                .is_null()
+                .then_some(())
+        })
+        .await;
+        assert_eq!(
+            server_config(&addr, &root).0,
+            h3,
+            "a cancelled rollback writes nothing"
+        );
+
+        // Again, with a message, and confirm.
+        b.click("#history li[data-height='1'] button.rollback")
+            .await;
+        poll("the confirmation, ready", || async {
+            let page = b.read(HISTORY_STATE).await;
+            (page["dialog"]["confirm"] == true && page["focused"] == "rollback-message")
+                .then_some(())
+        })
+        .await;
+        b.keys("back to the first settings").await;
+        b.click("#rollback-confirm").await;
+        let (h4, document4) = poll("the rollback to commit", || async {
+            let (head, document) = server_config(&addr, &root);
+            (head != h3).then_some((head, document))
+        })
+        .await;
+        assert_eq!(
+            document4, document1,
+            "the document is the first version's again"
+        );
+        // The follower's head moves when the patch is on the bus, the
+        // store's history when it is stored: wait for both.
+        let top = poll("the rollback in the store's history", || async {
+            let page = api_get(&addr, &format!("/v1/configs/{root}/history?limit=1"));
+            (page["entries"][0]["hash"] == h4.as_str()).then(|| page["entries"][0].clone())
+        })
+        .await;
+        assert_eq!(top["height"], 4, "the chain moved forward");
+        assert_eq!(top["rollback_of"], h1.as_str(), "{top}");
+        assert_eq!(top["message"], "back to the first settings", "{top}");
+        let page = poll(
+            "the new entry at the top, naming the version restored",
+            || async {
+                let page = b.read(HISTORY_STATE).await;
+                (page["dialog"].is_null()
+                    && page["head"] == h4.as_str()
+                    && page["entries"][0]["hash"] == h4.as_str())
+                .then_some(page)
+            },
+        )
+        .await;
+        let entry = &page["entries"][0];
+        assert_eq!(
+            entry["restores"],
+            format!("Restored version {h1}"),
+            "{entry}"
+        );
+        assert_eq!(entry["message"], "back to the first settings");
+        assert_eq!(entry["current"], true);
+        assert_eq!(page["entries"].as_array().unwrap().len(), 5);
+        assert!(
+            page["notice"].as_str().unwrap().contains("Rolled back"),
+            "{page}"
+        );
+
+        // The conflict: the dialog computes its diff on h4; another writer
+        // moves the head; confirming is refused and nothing is applied.
+        b.click("#history li[data-height='2'] button.rollback")
+            .await;
+        poll("the confirmation on h4", || async {
+            let page = b.read(HISTORY_STATE).await;
+            (page["dialog"]["confirm"] == true
+                && page["dialog"]["summary"].as_str()?.contains(&h4[..10]))
+            .then_some(())
+        })
+        .await;
+        let h5 = api_write(
+            &addr,
+            &root,
+            "PATCH",
+            &json!([{"op": "add", "path": "/mode", "value": "calm"}]),
+            "carol",
+            "calm down",
+        );
+        let (_, document5) = server_config(&addr, &root);
+        b.click("#rollback-confirm").await;
+        let dialog = poll("the conflict in the dialog", || async {
+            let page = b.read(HISTORY_STATE).await;
+            page["dialog"]["error"]
+                .is_string()
+                .then(|| page["dialog"].clone())
+        })
+        .await;
+        let error = dialog["error"].as_str().unwrap();
+        assert!(
+            error.contains("Not rolled back")
+                && error.contains("nothing was applied")
+                && error.contains(&h5[..10]),
+            "{dialog}"
+        );
+        assert_eq!(dialog["review"], true, "{dialog}");
+        assert_eq!(dialog["confirm"], false, "{dialog}");
+        assert_eq!(
+            server_config(&addr, &root),
+            (h5.clone(), document5.clone()),
+            "unchanged"
+        );
+        let top = api_get(&addr, &format!("/v1/configs/{root}/history?limit=1"));
+        assert_eq!(
+            top["entries"][0]["hash"],
+            h5.as_str(),
+            "no rollback written"
+        );
+        b.screenshot("rollback-conflict").await;
+        // "Review the new diff" computes it again, on the new head.
+        b.click("#rollback-review").await;
+        poll("the diff again, on h5", || async {
+            let page = b.read(HISTORY_STATE).await;
+            (page["dialog"]["confirm"] == true
+                && page["dialog"]["error"].is_null()
+                && page["dialog"]["summary"].as_str()?.contains(&h5[..10]))
+            .then_some(())
+        })
+        .await;
+        b.keys(&Key::Escape.to_string()).await;
+        poll("Esc to close the dialog", || async {
+            b.read(HISTORY_STATE).await["dialog"]
+                .is_null()
+                .then_some(())
+        })
+        .await;
+        assert_eq!(server_config(&addr, &root).0, h5);
+
+        // More than a page: 50 more changes; a fresh page lists the newest
+        // 50 and "Load more" the rest, down to the registration.
+        for i in 0..50 {
+            api_write(
+                &addr,
+                &root,
+                "PATCH",
+                &json!([{"op": "add", "path": "/count", "value": i}]),
+                "bulk",
+                &format!("count%20{i}"),
+            );
+        }
+        let head = server_config(&addr, &root).0;
+        b.client.refresh().await.unwrap();
+        poll("the page at the newest head", || async {
+            (b.read(HISTORY_STATE).await["head"] == head.as_str()).then_some(())
+        })
+        .await;
+        b.click("#tab-history").await;
+        let page = poll("the first page", || async {
+            let page = b.read(HISTORY_STATE).await;
+            (page["entries"].as_array()?.len() == 50).then_some(page)
+        })
+        .await;
+        assert_eq!(page["more"], true);
+        assert_eq!(page["entries"][0]["height"], 55);
+        assert_eq!(page["entries"][49]["height"], 6);
+        b.click("#history-more").await;
+        let page = poll("the rest", || async {
+            let page = b.read(HISTORY_STATE).await;
+            (page["entries"].as_array()?.len() == 56).then_some(page)
+        })
+        .await;
+        let heights: Vec<_> = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["height"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            heights,
+            (0..=55).rev().collect::<Vec<_>>(),
+            "no gap, no repeat"
+        );
+        assert_eq!(page["more"], false);
+
+        // A server that keeps the last 2 patches: the list says where it
+        // stops, and an older version cannot be rebuilt (410), which the
+        // dialog says instead of offering to roll back.
+        let short = tempfile::tempdir().unwrap();
+        let short = short.path().to_str().unwrap();
+        let addr2 = format!("127.0.0.1:{}", tikaconf_test::free_port());
+        let (_serve2, _lines2, _) = spawn(&[
+            "serve",
+            "--listen",
+            &addr2,
+            "--data",
+            short,
+            "--retention",
+            "2",
+        ]);
+        let (status, _, body) = http(&addr2, "POST", "/v1/roots", Some(&connection));
+        assert_eq!(status, 201, "{body}");
+        let mut head2 = String::new();
+        for volume in 1..=3 {
+            head2 = api_write(
+                &addr2,
+                &root,
+                "PATCH",
+                &json!([{"op": "add", "path": "/volume", "value": volume}]),
+                "ana",
+                "turn",
+            );
+        }
+        let (status, _, body) = http(
+            &addr2,
+            "GET",
+            &format!("/v1/configs/{root}/diff?from={root}&to={root}"),
+            None,
+        );
+        assert_eq!(status, 410, "height 0 is no longer rebuilt: {body}");
+        b.client
+            .goto(&format!("http://{addr2}/#/r/{root}"))
+            .await
+            .unwrap();
+        poll("the page at the head", || async {
+            (b.read(HISTORY_STATE).await["head"] == head2.as_str()).then_some(())
+        })
+        .await;
+        b.click("#tab-history").await;
+        let page = poll("the two entries kept", || async {
+            let page = b.read(HISTORY_STATE).await;
+            (page["entries"].as_array()?.len() == 2).then_some(page)
+        })
+        .await;
+        assert_eq!(page["entries"][1]["height"], 2);
+        let count = b
+            .read("return document.getElementById('history-count').textContent")
+            .await;
+        assert!(
+            count.as_str().unwrap().contains("the last 2 per root"),
+            "{count}"
+        );
+        b.click("#history li[data-height='2'] button.rollback")
+            .await;
+        let dialog = poll("the dialog to say the version is gone", || async {
+            let page = b.read(HISTORY_STATE).await;
+            page["dialog"]["error"]
+                .is_string()
+                .then(|| page["dialog"].clone())
+        })
+        .await;
+        assert!(
+            dialog["error"]
+                .as_str()
+                .unwrap()
+                .contains("can no longer be restored"),
+            "{dialog}"
+        );
+        assert_eq!(dialog["confirm"], false, "{dialog}");
+        b.click("#rollback-cancel").await;
+
+        // A server that keeps none: the tab says so.
+        let none = tempfile::tempdir().unwrap();
+        let none = none.path().to_str().unwrap();
+        let addr3 = format!("127.0.0.1:{}", tikaconf_test::free_port());
+        let (_serve3, _lines3, _) = spawn(&[
+            "serve",
+            "--listen",
+            &addr3,
+            "--data",
+            none,
+            "--retention",
+            "none",
+        ]);
+        let (status, _, body) = http(&addr3, "POST", "/v1/roots", Some(&connection));
+        assert_eq!(status, 201, "{body}");
+        let head3 = api_write(
+            &addr3,
+            &root,
+            "PATCH",
+            &json!([{"op": "add", "path": "/volume", "value": 1}]),
+            "ana",
+            "turn",
+        );
+        b.client
+            .goto(&format!("http://{addr3}/#/r/{root}"))
+            .await
+            .unwrap();
+        poll("the page at the head", || async {
+            (b.read(HISTORY_STATE).await["head"] == head3.as_str()).then_some(())
+        })
+        .await;
+        b.click("#tab-history").await;
+        poll("the history tab to say none is kept", || async {
+            let page = b.read(HISTORY_STATE).await;
+            (page["status"].as_str()?.contains("keeps no history") && page["entries"] == json!([]))
+                .then_some(())
+        })
+        .await;
+        b.client.clone().close().await.unwrap();
+    });
+    eprintln!(
+        "console history test: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

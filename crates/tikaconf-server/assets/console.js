@@ -1,6 +1,7 @@
 // The tikaconf web console: roots, one configuration as a tree and as JSON,
 // edits committed with `If-Match` on the head they started from, live changes
-// from the event stream, and a conflict panel when another writer was first.
+// from the event stream, a conflict panel when another writer was first, and
+// the history of changes with a rollback to any version kept.
 //
 // It is a client of the public HTTP API (docs/API.md) and nothing else: every
 // read and write below is a documented request. Plain ES modules, no build
@@ -317,6 +318,8 @@ async function openConfig(root) {
         /** Pointer -> when its highlight ends. */
         highlights: new Map(),
         conflict: null,
+        /** The history tab's list (see `historyState`). */
+        history: historyState(),
         stream: null,
         /** A write of ours is in flight: events wait in `queue` for its
          * answer, so that its own change is known as ours (not highlighted
@@ -345,6 +348,10 @@ async function openConfig(root) {
     }
     resetEditor();
     render();
+    // Rows are kept by key across renders: none from the last configuration.
+    $("history").replaceChildren();
+    renderHistory();
+    if (!$("history-view").hidden) loadHistory();
     open.stream = new EventStream(
         `${configPath(root)}/events`,
         open.live.head,
@@ -360,6 +367,8 @@ async function openConfig(root) {
 
 function closeConfig() {
     state.open?.stream?.close();
+    clearTimeout(state.open?.history.timer);
+    if ($("rollback-dialog").open) $("rollback-dialog").close();
     state.open = null;
     setLive("idle");
     hideConflict();
@@ -420,6 +429,7 @@ function onEvent(type, data) {
     }
     syncEditor(changed);
     render();
+    historyHeadMoved();
 }
 
 const parentOf = (pointer) => pointer.slice(0, Math.max(0, pointer.lastIndexOf("/")));
@@ -954,37 +964,60 @@ async function showConflict(mine, base, origin) {
         (theirsTouched.some((t) => mineTouched.some((m) => overlaps(t, m)))
             ? "You both changed the marked paths: re-applying puts your values over theirs."
             : "Your edit and theirs touch different paths: re-applying keeps both.");
-    // One op as a line: what it does (an `add` over an existing value reads
-    // "set"), where, the value before and after.
-    const opItem = (op, other) => {
-        const li = document.createElement("li");
-        const collides = touched(op).some((p) => other.some((o) => overlaps(p, o)));
-        if (collides) li.className = "collides";
-        const before = op.op === "move" ? undefined : getAt(base.document, op.path);
-        const verb = (op.op === "add" || op.op === "replace") && before !== undefined ? "set" : op.op;
-        const kind = document.createElement("span");
-        kind.className = `op op-${verb}`;
-        kind.textContent = verb;
-        const code = document.createElement("code");
-        code.textContent = op.op === "move" ? `${op.from} → ${op.path}` : op.path || "(whole document)";
-        li.append(kind, code);
-        const shown = (value, cls) => {
-            const v = document.createElement("span");
-            v.className = cls;
-            const text = JSON.stringify(value);
-            v.textContent = text.length > 120 ? `${text.slice(0, 117)}…` : text;
-            li.append(v);
-        };
-        if (before !== undefined && (verb === "set" || verb === "remove")) shown(before, "op-before");
-        if (verb === "set") li.append(Object.assign(document.createElement("span"), { className: "muted", textContent: "→" }));
-        if ("value" in op && op.op !== "test") shown(op.value, "op-value");
-        return li;
-    };
-    $("conflict-theirs").replaceChildren(...(theirs.length ? theirs.map((op) => opItem(op, mineTouched)) : [emptyOps()]));
-    $("conflict-mine").replaceChildren(...mine.map((op) => opItem(op, theirsTouched)));
+    $("conflict-theirs").replaceChildren(...(theirs.length ? opItems(theirs, base.document, mineTouched) : [emptyOps()]));
+    $("conflict-mine").replaceChildren(...opItems(mine, base.document, theirsTouched));
     $("conflict-error").hidden = true;
     $("conflict").hidden = false;
     $("reapply").focus();
+}
+
+/**
+ * Ops as lines (the conflict panel, the history, the rollback dialog): what
+ * each does, where, the value before and after. `before` is the document the
+ * ops apply to, or undefined when it is not known (then an op reads as its
+ * RFC 6902 verb, with its value only). Each op is shown against the document
+ * as the ops before it left it, so that a patch that adds then sets the same
+ * member reads right. Ops touching one of the `other` pointers are marked.
+ */
+function opItems(ops, before, other = []) {
+    let doc = before;
+    return ops.map((op) => {
+        const li = opItem(op, doc, other);
+        if (doc !== undefined) {
+            try {
+                doc = applyPatch(doc, [op]);
+            } catch {
+                doc = undefined;
+            }
+        }
+        return li;
+    });
+}
+
+/** One op as a line: an `add` or `replace` over an existing value reads "set". */
+function opItem(op, doc, other) {
+    const li = document.createElement("li");
+    const collides = touched(op).some((p) => other.some((o) => overlaps(p, o)));
+    if (collides) li.className = "collides";
+    const before = op.op === "move" || doc === undefined ? undefined : getAt(doc, op.path);
+    const verb = (op.op === "add" || op.op === "replace") && before !== undefined ? "set" : op.op;
+    const kind = document.createElement("span");
+    kind.className = `op op-${verb}`;
+    kind.textContent = verb;
+    const code = document.createElement("code");
+    code.textContent = op.op === "move" || op.op === "copy" ? `${op.from} → ${op.path}` : op.path || "(whole document)";
+    li.append(kind, code);
+    const shown = (value, cls) => {
+        const v = document.createElement("span");
+        v.className = cls;
+        const text = JSON.stringify(value);
+        v.textContent = text.length > 120 ? `${text.slice(0, 117)}…` : text;
+        li.append(v);
+    };
+    if (before !== undefined && (verb === "set" || verb === "remove")) shown(before, "op-before");
+    if (verb === "set") li.append(Object.assign(document.createElement("span"), { className: "muted", textContent: "→" }));
+    if ("value" in op && op.op !== "test") shown(op.value, "op-value");
+    return li;
 }
 
 const emptyOps = () => Object.assign(document.createElement("li"), { className: "muted", textContent: "nothing visible (a no-op write)" });
@@ -1031,6 +1064,504 @@ function resetEditorWhenLive(head) {
     check();
 }
 
+// ---------------------------------------------------------------- history --
+
+/** Entries per history page (the API's default). */
+const HISTORY_PAGE = 50;
+
+/** An open configuration's history, as loaded so far. */
+function historyState() {
+    return {
+        /** Entries, newest first, as the API gives them. */
+        entries: [],
+        /** The `before` of the next (older) page, or null on the last one. */
+        next: null,
+        /** `all`, `none` or a count: how much history the server keeps. */
+        retention: null,
+        /** Whether a first page has been read (the tab was opened). */
+        loaded: false,
+        /** The head moved while the tab was hidden: reload when it shows. */
+        stale: false,
+        /** Why the history cannot be shown, or null. */
+        error: null,
+        /** The loads, one after the other: a reload and "Load more" both
+         * build on the list the one before left. */
+        queue: Promise.resolve(),
+        /** The pending reload (a head change, or the store catching up). */
+        timer: null,
+        /** Reloads made because the store had not caught up with the head. */
+        retries: 0,
+        /** Hashes whose diff is unfolded (kept across re-renders). */
+        unfolded: new Set(),
+        /** Version -> its document (or null when it cannot be read): the
+         * "before" of the entries made on it, read when one is unfolded. */
+        documents: new Map(),
+        /** Hash -> when it appeared, for entries that came after the first
+         * read (highlighted a few seconds, as the tree's changed paths). */
+        arrived: new Map(),
+        /** After our rollback: the height whose entry takes the focus. */
+        focusTop: null,
+    };
+}
+
+/**
+ * Reads the history: the first page, or (`more`) the next older one. A
+ * reload after a head change asks for as many entries as are shown plus the
+ * new ones, in one request, so that the list stays what "Load more" made it
+ * and `next` stays right.
+ */
+function loadHistory(options) {
+    const open = state.open;
+    if (!open) return;
+    const h = open.history;
+    h.queue = h.queue
+        .then(() => state.open === open && readHistory(open, options))
+        .catch((e) => console.warn("history:", e));
+}
+
+async function readHistory(open, { more = false } = {}) {
+    const h = open.history;
+    clearTimeout(h.timer);
+    h.timer = null;
+    const params = new URLSearchParams();
+    if (more) {
+        if (h.next === null) return;
+        params.set("limit", String(HISTORY_PAGE));
+        params.set("before", String(h.next));
+    } else if (!h.loaded || !h.entries.length) {
+        params.set("limit", String(HISTORY_PAGE));
+    } else {
+        const top = h.entries[0].height;
+        const newer = Math.max(0, (open.live?.height ?? top) - top);
+        params.set("limit", String(Math.min(1000, Math.max(HISTORY_PAGE, h.entries.length + newer))));
+    }
+    if (!h.loaded) renderHistory();
+    let data;
+    try {
+        ({ data } = await api("GET", `${configPath(open.root)}/history?${params}`));
+    } catch (e) {
+        if (state.open !== open) return;
+        h.loaded = true;
+        h.error = e.status === 501
+            ? "This server keeps no history: it runs without a store (--no-storage)."
+            : e.status === 410
+              ? `This history is no longer kept: ${e.message}`
+              : `Cannot read the history: ${e.message}`;
+        return renderHistory();
+    }
+    if (state.open !== open) return;
+    const firstLoad = !h.loaded;
+    h.loaded = true;
+    h.stale = false;
+    h.error = null;
+    h.retention = data.retention;
+    if (more) {
+        const oldest = h.entries[h.entries.length - 1]?.height ?? Infinity;
+        h.entries = h.entries.concat(data.entries.filter((e) => e.height < oldest));
+    } else {
+        if (!firstLoad) {
+            const shown = new Set(h.entries.map((e) => e.hash));
+            const top = h.entries[0]?.height ?? 0;
+            for (const e of data.entries) if (e.height > top && !shown.has(e.hash)) h.arrived.set(e.hash, Date.now());
+        }
+        h.entries = data.entries;
+    }
+    h.next = data.next;
+    // The event stream follows the bus; the history reads the store, which
+    // may store a patch a moment after followers see it: read again shortly
+    // rather than show a list one change behind the header.
+    // (Bounded: about 25 s, in case the store never has it, e.g. a patch
+    // stored before the store kept history.)
+    const behind = !more && data.retention !== "none" && open.live && (h.entries[0]?.height ?? 0) < open.live.height;
+    if (behind && h.retries < 40) {
+        h.retries += 1;
+        h.timer = setTimeout(() => state.open === open && loadHistory(), 100 + 25 * h.retries);
+    } else if (!behind) h.retries = 0;
+    renderHistory();
+}
+
+/** The head moved (an event): the history follows when it is shown. */
+function historyHeadMoved() {
+    const open = state.open;
+    const h = open.history;
+    const base = rollback?.open === open ? rollback.base : null;
+    // Past the base, not merely catching up to it (the dialog read the head
+    // from the server, which the stream may not have reached yet).
+    if (base && (open.live.height > base.height || (open.live.height === base.height && open.live.head !== base.head))) {
+        // Rolling back now would be refused (If-Match names the old head):
+        // say so before the click rather than only after it.
+        setRollbackStatus(
+            `The head has moved to ${short(open.live.head)} since this diff was computed: ` +
+                "rolling back now will be refused. Review the new diff first.",
+            "warn",
+        );
+        $("rollback-review").hidden = false;
+    }
+    if (!h.loaded) return;
+    if ($("history-view").hidden) {
+        h.stale = true;
+        return;
+    }
+    // Several changes in a burst make one request.
+    clearTimeout(h.timer);
+    h.timer = setTimeout(() => state.open === open && loadHistory(), 60);
+}
+
+/** "just now", "5 min ago", "3 h ago", else the local date and time. */
+function when(time) {
+    const t = Date.parse(time);
+    if (Number.isNaN(t)) return time;
+    const s = (Date.now() - t) / 1000;
+    if (s < 45) return "just now";
+    if (s < 3600) return `${Math.max(1, Math.round(s / 60))} min ago`;
+    if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+    return new Date(t).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+const el = (tag, className, text) => {
+    const e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined) e.textContent = text;
+    return e;
+};
+
+/** A hash shown short, the whole one in its tooltip. */
+function hashCode(hash, what, className = "hist-hash") {
+    const code = el("code", className, short(hash));
+    code.title = `${what} ${hash}`;
+    return code;
+}
+
+/** The list, its status line and its foot. */
+function renderHistory() {
+    const open = state.open;
+    if (!open) return;
+    const h = open.history;
+    const status = $("history-status");
+    status.dataset.kind = h.error ? "error" : "info";
+    const oldest = h.entries[h.entries.length - 1];
+    let text = "";
+    if (h.error) text = h.error;
+    else if (!h.loaded) text = "Reading the history…";
+    else if (h.retention === "none") {
+        text = "This server keeps no history (it runs with --retention none): " +
+            "there are no earlier versions to show or roll back to.";
+    } else if (!h.entries.length) {
+        text = open.live?.height
+            ? "The history of this configuration is not kept any more."
+            : "No changes yet: the document is as the root was registered.";
+    }
+    status.textContent = text;
+    const list = $("history");
+    const focused = document.activeElement?.closest?.("#history li");
+    const focusHash = focused?.dataset.hash;
+    const focusWhat = document.activeElement === focused ? "li" : document.activeElement?.dataset?.part;
+    // Rows whose content is unchanged are kept, not rebuilt: a re-render
+    // (every head change) then leaves the focus, an unfolded diff and a row
+    // being clicked where they are. A row's key is all it shows that can
+    // change: being the head, and whether the version it restored is listed.
+    const kept = new Map([...list.children].map((li) => [li.dataset.key, li]));
+    const row = (key, make) => {
+        const li = kept.get(key) ?? make();
+        li.dataset.key = key;
+        return li;
+    };
+    const items = h.error
+        ? []
+        : h.entries.map((entry) => {
+              const restored = !!entry.rollback_of && h.entries.some((e) => e.hash === entry.rollback_of);
+              const key = `${entry.hash ?? `damaged-${entry.height}`}:${entry.hash === open.live?.head}:${restored}`;
+              return row(key, () => historyItem(entry, open, h));
+          });
+    // The registration (height 0) is a version too: the document as the
+    // root was registered, which a rollback can restore.
+    if (!h.error && h.next === null && oldest?.height === 1 && oldest.parent === open.root) {
+        items.push(row(`origin:${open.live?.head === open.root}`, () => originItem(open)));
+    }
+    // Remove the rows that go, then insert the new ones in place: the rows
+    // kept are already in order (the list only grows at its ends), so none
+    // of them moves (moving a node would take the focus from it).
+    const wanted = new Set(items);
+    for (const li of [...list.children]) if (!wanted.has(li)) li.remove();
+    let cursor = list.firstElementChild;
+    for (const li of items) {
+        if (li === cursor) cursor = cursor.nextElementSibling;
+        else list.insertBefore(li, cursor);
+    }
+    for (const t of list.querySelectorAll("time")) t.textContent = when(t.dateTime);
+    if (h.focusTop !== null && h.entries[0]?.height >= h.focusTop) {
+        // After our rollback: the focus goes to its entry.
+        h.focusTop = null;
+        list.querySelector("li")?.focus();
+    } else if (focused && !focused.isConnected) {
+        // The focused row was rebuilt: the focus goes to its new self.
+        const li = list.querySelector(`li[data-hash="${focusHash}"]`);
+        const again = focusWhat === "li" ? li : li?.querySelector(`[data-part="${focusWhat}"]`);
+        (again ?? li)?.focus({ preventScroll: true });
+    }
+    $("history-more").hidden = h.error !== null || h.next === null;
+    const n = h.entries.length;
+    let count = n ? `${n}${h.next === null ? "" : "+"} change${n === 1 ? "" : "s"}` : "";
+    if (n && h.next === null && oldest.height > 1) {
+        // The window begins after the registration: say why the list stops.
+        count += ` · older ones are not kept (this server keeps ${h.retention === "all" ? "all it stored" : `the last ${h.retention} per root`})`;
+    }
+    $("history-count").textContent = count;
+}
+
+/** One entry: who, when, height, hash, message, what it restored, its diff. */
+function historyItem(entry, open, h) {
+    const li = el("li");
+    li.tabIndex = -1;
+    li.dataset.height = entry.height;
+    li.dataset.hash = entry.hash ?? "";
+    const since = Date.now() - (h.arrived.get(entry.hash) ?? -Infinity);
+    if (since < HIGHLIGHT_MS) {
+        li.classList.add("fresh");
+        // A re-render makes new rows: the fade goes on where it was.
+        li.style.animationDelay = `${-since}ms`;
+    }
+    const line = el("div", "hist-line");
+    line.append(el("span", "hist-height", `height ${entry.height}`));
+    li.append(line);
+    if (entry.error) {
+        li.append(el("p", "error hist-message", `This stored entry cannot be read: ${entry.error}`));
+        return li;
+    }
+    line.append(entry.author ? el("span", "hist-author", entry.author) : el("span", "muted", "unknown author"));
+    if (entry.time) {
+        const time = el("time", "hist-when", when(entry.time));
+        time.dateTime = entry.time;
+        const t = Date.parse(entry.time);
+        time.title = Number.isNaN(t) ? entry.time : `${entry.time} (${new Date(t).toLocaleString()})`;
+        line.append(time);
+    } else line.append(el("span", "hist-when", "time not recorded"));
+    line.append(hashCode(entry.hash, "Version"));
+    const isHead = entry.hash === open.live?.head;
+    if (isHead) line.append(el("span", "badge current", "current"));
+    line.append(el("span", "spacer"));
+    if (!isHead) line.append(rollbackButton(entry.hash, entry.height));
+    li.append(entry.message ? el("p", "hist-message", entry.message) : el("p", "hist-message none", "no message"));
+    if (entry.rollback_of) {
+        const restored = h.entries.find((e) => e.hash === entry.rollback_of);
+        const p = el("p", "hist-restores", "Rolled back to ");
+        p.append(hashCode(entry.rollback_of, "Restored version", ""));
+        if (restored) p.append(` (height ${restored.height})`);
+        else if (entry.rollback_of === open.root) p.append(" (the registration, height 0)");
+        li.append(p);
+    }
+    li.append(diffDetails(entry, h));
+    return li;
+}
+
+/** The registration, at the end of a history that reaches back to it. */
+function originItem(open) {
+    const li = el("li");
+    li.tabIndex = -1;
+    li.dataset.height = "0";
+    li.dataset.hash = open.root;
+    const line = el("div", "hist-line");
+    line.append(el("span", "hist-height", "height 0"), el("span", "hist-author", "registered"), hashCode(open.root, "Root"));
+    line.append(el("span", "spacer"));
+    if (open.live?.head !== open.root) line.append(rollbackButton(open.root, 0));
+    li.append(line, el("p", "hist-message none", "the root configuration: the document every change starts from"));
+    return li;
+}
+
+function rollbackButton(hash, height) {
+    const b = el("button", "rollback", "Roll back to this version");
+    b.type = "button";
+    b.dataset.part = "rollback";
+    b.dataset.to = hash;
+    b.dataset.height = height;
+    // The visible text is the same on every entry: the name says which.
+    b.setAttribute("aria-label", `Roll back to this version (height ${height}, ${short(hash)})`);
+    return b;
+}
+
+/**
+ * The change's ops, folded under a one-line summary. Unfolding it reads the
+ * version it was made on (once), so that each op shows the value it replaced
+ * or removed; without that version (no longer kept) the ops show alone.
+ */
+function diffDetails(entry, h) {
+    const ops = entry.ops ?? [];
+    const details = el("details", "hist-diff");
+    const summary = el("summary");
+    summary.dataset.part = "diff";
+    const paths = ops.slice(0, 4).map((op) => `${op.op} ${op.path || "(whole document)"}`);
+    summary.textContent = `${ops.length} change${ops.length === 1 ? "" : "s"}${ops.length ? ": " : ""}${paths.join(", ")}${ops.length > 4 ? ", …" : ""}`;
+    details.append(summary);
+    const fill = () => {
+        const before = h.documents.get(entry.parent);
+        const list = el("ul", "ops");
+        list.replaceChildren(...(ops.length ? opItems(ops, before ?? undefined) : [emptyOps()]));
+        details.replaceChildren(summary, list);
+        if (before === null) {
+            details.append(el("p", "muted hist-note", "The version before it is no longer kept: the values it replaced are not shown."));
+        }
+    };
+    if (h.unfolded.has(entry.hash)) {
+        details.open = true;
+        fill();
+    }
+    details.addEventListener("toggle", async () => {
+        if (!details.open) return void h.unfolded.delete(entry.hash);
+        h.unfolded.add(entry.hash);
+        fill();
+        if (h.documents.has(entry.parent) || !entry.parent) return;
+        const open = state.open;
+        try {
+            const { data } = await api("GET", `${configPath(open.root)}/at/${entry.parent}`);
+            h.documents.set(entry.parent, data.document);
+        } catch {
+            h.documents.set(entry.parent, null);
+        }
+        if (state.open === open && details.isConnected && details.open) fill();
+    });
+    return details;
+}
+
+// --------------------------------------------------------------- rollback --
+
+/**
+ * The open rollback confirmation: {open, target: {hash, height}, base: the
+ * head {head, height, document} its diff was computed on, or null while it
+ * is computed, ops}; null when the dialog is closed.
+ */
+let rollback = null;
+
+function setRollbackStatus(text, kind = "info") {
+    const s = $("rollback-status");
+    s.textContent = text;
+    s.className = kind === "warn" ? "error" : "muted";
+}
+
+/** Opens the confirmation for restoring `hash` (at `height`). */
+function openRollback(hash, height) {
+    const open = state.open;
+    rollback = { open, target: { hash, height }, base: null, ops: null, opener: hash };
+    $("rollback-title").textContent = `Roll back to height ${height}?`;
+    $("rollback-message").value = "";
+    // The server's default message, as a hint of what is written without one.
+    $("rollback-message").placeholder = `rollback to ${hash.slice(0, 12)}`;
+    $("rollback-dialog").showModal();
+    $("rollback-message").focus();
+    prepareRollback();
+}
+
+/**
+ * Reads the current head and the diff from it to the target. The rollback
+ * is then sent with `If-Match` on exactly that head: what the dialog shows is
+ * what gets applied, or nothing is (412/409 when the head moved meanwhile).
+ */
+async function prepareRollback() {
+    const r = rollback;
+    const open = r.open;
+    // Numbered: when "Review" is pressed again, only the newest reading counts.
+    const gen = (r.gen = (r.gen ?? 0) + 1);
+    r.base = null;
+    $("rollback-confirm").disabled = true;
+    // The review button is about to hide: the focus must not go with it.
+    if (document.activeElement === $("rollback-review")) $("rollback-message").focus();
+    $("rollback-review").hidden = true;
+    $("rollback-error").hidden = true;
+    $("rollback-ops").replaceChildren();
+    $("rollback-summary").textContent = `Restoring version ${short(r.target.hash)} (height ${r.target.height}).`;
+    setRollbackStatus("Computing what the rollback changes…");
+    try {
+        const got = await api("GET", configPath(open.root));
+        const base = { head: got.head, height: got.height, document: got.data };
+        const params = new URLSearchParams({ from: base.head, to: r.target.hash });
+        const { data } = await api("GET", `${configPath(open.root)}/diff?${params}`);
+        if (rollback !== r || r.gen !== gen) return;
+        r.base = base;
+        r.ops = data.ops;
+        $("rollback-summary").textContent =
+            `This writes one new change on the current head ${short(base.head)} (height ${base.height}) ` +
+            `that makes the document what it was at ${short(r.target.hash)} (height ${r.target.height}). ` +
+            "Nothing is erased: the history keeps every version, this rollback included.";
+        $("rollback-ops").replaceChildren(...opItems(data.ops, base.document));
+        if (data.ops.length) {
+            setRollbackStatus(`It changes ${data.ops.length} path${data.ops.length === 1 ? "" : "s"}:`);
+            $("rollback-confirm").disabled = false;
+        } else {
+            setRollbackStatus("The document is already as it was at that version: rolling back would change nothing.");
+        }
+    } catch (e) {
+        if (rollback !== r || r.gen !== gen) return;
+        setRollbackStatus("");
+        rollbackError(
+            e.status === 410
+                ? `This version can no longer be restored: ${e.message}`
+                : e.status === 404
+                  ? `This version is not one of this configuration's: ${e.message}`
+                  : `Cannot compute the diff: ${e.message}`,
+        );
+    }
+}
+
+function rollbackError(text) {
+    $("rollback-error").textContent = text;
+    $("rollback-error").hidden = false;
+}
+
+/** Confirm: `POST .../rollback` with `If-Match` on the head the diff was computed on. */
+async function confirmRollback(event) {
+    event.preventDefault();
+    const r = rollback;
+    if (!r?.base || $("rollback-confirm").disabled) return;
+    const open = r.open;
+    $("rollback-confirm").disabled = true;
+    $("rollback-error").hidden = true;
+    setRollbackStatus("Rolling back…");
+    const message = $("rollback-message").value.trim();
+    const body = message ? { to: r.target.hash, message } : { to: r.target.hash };
+    let data;
+    try {
+        await inflight(async () => {
+            ({ data } = await api("POST", `${configPath(open.root)}/rollback`, { body, ifMatch: r.base.head }));
+            // Our own change: not highlighted as someone else's when it arrives.
+            open.own.add(data.head);
+        });
+    } catch (e) {
+        if (rollback !== r) return;
+        setRollbackStatus("");
+        if (e.status === 412 || e.status === 409) {
+            const now = e.problem?.current ?? e.problem?.winner;
+            rollbackError(
+                "Not rolled back: the configuration changed after this diff was computed" +
+                    `${now ? ` (the head is now ${short(now)})` : ""}, so nothing was applied. ` +
+                    "Review the new diff before rolling back.",
+            );
+            $("rollback-review").hidden = false;
+            $("rollback-review").focus();
+        } else {
+            rollbackError(`Not rolled back: ${e.message}`);
+            // 410/404/422 would answer the same again; anything else (503: the
+            // outcome is unknown) may be retried, after a look at the history.
+            $("rollback-confirm").disabled = [404, 410, 422].includes(e.status);
+        }
+        return;
+    }
+    r.opener = null;
+    $("rollback-dialog").close();
+    if (state.open !== open) return;
+    notice(`Rolled back to ${short(r.target.hash)}: head ${short(data.head)}, height ${data.height}.`, "ok");
+    // The new entry is at the top: the focus goes there once it is read.
+    open.history.focusTop = data.height;
+    loadHistory();
+}
+
+/** The dialog closed (Confirm, Cancel, Esc): the focus goes back to its button. */
+function rollbackClosed() {
+    const r = rollback;
+    rollback = null;
+    if (!r?.opener) return;
+    const li = $("history").querySelector(`li[data-hash="${r.opener}"]`);
+    (li?.querySelector("button.rollback") ?? li ?? $("tab-history")).focus();
+}
+
 // ------------------------------------------------------------------ chrome --
 
 /** The line under the tabs: a change, a commit, an error (null hides it). */
@@ -1052,6 +1583,11 @@ function selectTab(name) {
         mainEditor().requestMeasure();
         editor.focus();
     } else if (name === "tree") focusTree();
+    else if (name === "history" && state.open) {
+        const h = state.open.history;
+        if (!h.loaded || h.stale) loadHistory();
+        else renderHistory();
+    }
 }
 
 function isTyping() {
@@ -1085,6 +1621,8 @@ function onGlobalKey(e) {
         return commit();
     }
     if (e.key === "Escape") {
+        // An open dialog closes itself on Esc; nothing behind it reacts.
+        if (document.querySelector("dialog[open]")) return;
         if (state.open?.inline) return cancelInline();
         if (!$("add-root").hidden) return hideAdd();
         if (state.open?.conflict) return hideConflict();
@@ -1097,6 +1635,7 @@ function onGlobalKey(e) {
         "?": () => $("keys-dialog").showModal(),
         t: () => state.open && selectTab("tree"),
         j: () => state.open && selectTab("json"),
+        h: () => state.open && selectTab("history"),
     };
     if (keys[e.key]) {
         e.preventDefault();
@@ -1166,6 +1705,15 @@ function start() {
         discard();
         focusTree();
     });
+    $("history-more").addEventListener("click", () => loadHistory({ more: true }));
+    $("history").addEventListener("click", (e) => {
+        const b = e.target.closest("button.rollback");
+        if (b) openRollback(b.dataset.to, Number(b.dataset.height));
+    });
+    $("rollback-form").addEventListener("submit", confirmRollback);
+    $("rollback-cancel").addEventListener("click", () => $("rollback-dialog").close());
+    $("rollback-review").addEventListener("click", () => rollback && prepareRollback());
+    $("rollback-dialog").addEventListener("close", rollbackClosed);
     $("keys-button").addEventListener("click", () => $("keys-dialog").showModal());
     document.addEventListener("keydown", onGlobalKey);
     window.addEventListener("hashchange", route);
