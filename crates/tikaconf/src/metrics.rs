@@ -71,6 +71,10 @@ pub const STORED_NOTICES: &str = "tikaconf_stored_notices_total";
 /// Counter: snapshots a storage node published, on a root's or a reply
 /// channel (its answers to load requests).
 pub const SNAPSHOTS_SENT: &str = "tikaconf_snapshots_sent_total";
+/// Counter: answers a storage node sent instead of a snapshot to requesters
+/// that named their head (protocol v1.3), by `kind`: `stored` (the requester
+/// was current: a notice) or `patches` (it was a few patches behind: those).
+pub const CHEAP_ANSWERS: &str = "tikaconf_cheap_answers_total";
 /// Counter: store commits that failed (their patches are not stored).
 pub const STORE_COMMIT_ERRORS: &str = "tikaconf_store_commit_errors_total";
 /// Counter: changes of a typed live value's sub-tree that did not deserialize
@@ -122,6 +126,8 @@ pub const ROLE: &str = "role";
 pub const REASON: &str = "reason";
 /// Label: how a write ended.
 pub const OUTCOME: &str = "outcome";
+/// Label: which kind of answer (`stored` or `patches`; see [`CHEAP_ANSWERS`]).
+pub const KIND: &str = "kind";
 
 const FOLLOWER: &str = "follower";
 const STORAGE: &str = "storage";
@@ -372,6 +378,8 @@ pub(crate) struct StorageMetrics {
     load_requests: Counter,
     stored_notices: Counter,
     snapshots_sent: Counter,
+    current_answers: Counter,
+    patches_answers: Counter,
     ignored: ByReason,
     pub(crate) commit: Histogram,
     pub(crate) commit_errors: Counter,
@@ -391,6 +399,8 @@ impl StorageMetrics {
             load_requests: counter!(LOAD_REQUESTS, ROLE => STORAGE),
             stored_notices: counter!(STORED_NOTICES),
             snapshots_sent: counter!(SNAPSHOTS_SENT),
+            current_answers: counter!(CHEAP_ANSWERS, KIND => "stored"),
+            patches_answers: counter!(CHEAP_ANSWERS, KIND => "patches"),
             ignored: ByReason::new(STORAGE),
             commit: histogram!(STORE_COMMIT),
             commit_errors: counter!(STORE_COMMIT_ERRORS),
@@ -433,6 +443,16 @@ impl StorageMetrics {
             &self.snapshots_sent,
             stats.snapshots_sent,
             &mut last.snapshots_sent,
+        );
+        add(
+            &self.current_answers,
+            stats.current_answers,
+            &mut last.current_answers,
+        );
+        add(
+            &self.patches_answers,
+            stats.patches_answers,
+            &mut last.patches_answers,
         );
         if stats.ignored != last.ignored {
             for (&reason, &now) in &stats.ignored {
