@@ -117,7 +117,10 @@ async fn main() -> anyhow::Result<()> {
         for (named, label) in [(false, "snapshot"), (true, "patches (v1.3)")] {
             let runs = &rows[&named];
             let bytes: Vec<f64> = runs.iter().map(|r| r.bytes as f64).collect();
-            let rtt: Vec<f64> = runs.iter().map(|r| r.round_trip.as_secs_f64() * 1e3).collect();
+            let rtt: Vec<f64> = runs
+                .iter()
+                .map(|r| r.round_trip.as_secs_f64() * 1e3)
+                .collect();
             let take: Vec<f64> = runs.iter().map(|r| r.take.as_secs_f64() * 1e3).collect();
             println!(
                 "k={k:<4} {label:<15} {:>9} B, round trip {} ms, taking it {} ms",
@@ -243,8 +246,8 @@ impl Requester {
         let mut publisher = self.publisher.clone();
         let sending = tokio::spawn(async move {
             for bytes in requests {
-                let _: () = redis::AsyncCommands::publish(&mut publisher, "update_requests", bytes)
-                    .await?;
+                let _: () =
+                    redis::AsyncCommands::publish(&mut publisher, "update_requests", bytes).await?;
             }
             anyhow::Ok(())
         });
