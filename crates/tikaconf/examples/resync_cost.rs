@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tikaconf::bus::BusHandle;
+use tikaconf::proto::limits::DocBound;
 use tikaconf::proto::message::Have;
 use tikaconf::proto::storage::PersistCommit;
 use tikaconf::proto::{
@@ -89,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let root = RootConfig::twitch("#resync_cost_big")?;
     let writer = client.follow(root.clone()).await?;
     writer
-        .submit(json!([{"op": "add", "path": "/big", "value": "x".repeat(1_040_000)}]))
+        .submit(json!([{"op": "add", "path": "/big", "value": "x".repeat(1_030_000)}]))
         .await?;
     let limits = Limits::default();
     for k in [1usize, 10, 100] {
@@ -100,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
                 height: writer.height(),
             };
             let base = Arc::clone(&writer.document());
+            // What a follower keeps beside its document (measured once, when
+            // it got it), so that applying a patch never measures it whole.
+            let bound = DocBound::measure(&base);
             for j in 0..k {
                 let value = format!("{round}-{j}-{}", "y".repeat(180));
                 writer
@@ -108,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
             }
             for named in [round % 2 == 0, round % 2 != 0] {
                 let row = requester
-                    .catch_up(root.hash(), named.then_some(have), &base, &limits)
+                    .catch_up(root.hash(), named.then_some(have), (&base, bound), &limits)
                     .await?;
                 assert_eq!(row.head, writer.head(), "the answer reaches the head");
                 rows.entry(named).or_default().push(row);
@@ -278,7 +282,7 @@ impl Requester {
         &mut self,
         root: Hash,
         have: Option<Have>,
-        base: &Value,
+        (base, bound): (&Value, DocBound),
         limits: &Limits,
     ) -> anyhow::Result<CatchUp> {
         let started = Instant::now();
@@ -290,9 +294,14 @@ impl Requester {
         let head = match Message::decode(&payload, limits)? {
             Message::Snapshot(snapshot) => snapshot.head,
             Message::Patches(batch) => {
-                let mut doc = base.clone();
+                // As the follower does: each patch on the document before it,
+                // with the running bound (see `Follower::on_patches`).
+                let (mut doc, mut bound): (Option<Value>, _) = (None, bound);
                 for patch in &batch.patches {
-                    doc = patch.apply_to(root, patch.height - 1, &doc, limits)?;
+                    let on = doc.as_ref().unwrap_or(base);
+                    let (next, next_bound) =
+                        patch.apply_with_bound(root, patch.height - 1, on, bound, limits)?;
+                    (doc, bound) = (Some(next), next_bound);
                 }
                 std::hint::black_box(&doc);
                 batch.head
