@@ -20,13 +20,15 @@
 //! [`run_history`] runs them again under `all`, a small `last N` and `none`,
 //! and across reopens that change the setting.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use tikaconf_proto::{Limits, Message, Patch, RootConfig, Snapshot};
 
 use crate::{
     Hash, HeadRef, LoggedPatch, MAX_HISTORY, PersistCommit, PersistOutcome, Retention, Store,
@@ -57,7 +59,8 @@ pub async fn run_all<S: Store>(store: S) {
     racing_commits(Arc::clone(&store), Arc::clone(&store)).await;
 }
 
-/// A root hash no other case (or earlier run) uses.
+/// A root hash no other case (or earlier run) uses: the hash of a real root
+/// configuration, remembered so that [`genesis`] can build its snapshot.
 pub fn unique_root(label: &str) -> Hash {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -65,46 +68,111 @@ pub fn unique_root(label: &str) -> Hash {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let seed = format!(
-        "{{\"root\":\"{label}\",\"n\":{n},\"pid\":{},\"t\":{nanos}}}",
-        std::process::id()
-    );
-    Hash::of_canonical_bytes(seed.as_bytes())
+    let config = serde_json::json!({"connection": {
+        "conformance": label,
+        "n": n,
+        "pid": std::process::id(),
+        "t": nanos.to_string(),
+    }});
+    let root = RootConfig::from_value(config).expect("a valid root configuration");
+    let hash = root.hash();
+    made()
+        .lock()
+        .expect("not poisoned")
+        .roots
+        .insert(hash, root);
+    hash
 }
 
-/// Stand-in snapshot bytes: opaque to stores, but distinct per head so that a
-/// store returning the wrong snapshot is caught.
-fn snapshot(root: Hash, head: Hash, height: u64) -> Bytes {
+/// What the helpers made, so that a head's snapshot and patch are real
+/// messages: a store that keeps only some snapshots and replays patches (redb
+/// does) must be able to rebuild every head from them.
+#[derive(Default)]
+struct Made {
+    roots: HashMap<Hash, RootConfig>,
+    /// The patch that made each head [`next`] returned.
+    patches: HashMap<Hash, Bytes>,
+}
+
+fn made() -> &'static Mutex<Made> {
+    static MADE: OnceLock<Mutex<Made>> = OnceLock::new();
+    MADE.get_or_init(Default::default)
+}
+
+/// Stand-in snapshot bytes, for a root this module did not make: opaque to
+/// stores, but distinct per head so that a store returning the wrong snapshot
+/// is caught.
+fn stand_in(root: Hash, head: Hash, height: u64) -> Bytes {
     Bytes::from(format!(
         "{{\"head\":\"{head}\",\"height\":{height},\"root\":\"{root}\",\"type\":\"snapshot\"}}"
     ))
 }
 
-/// The height-0 head of `root`.
+/// The height-0 head of `root`: its real snapshot if [`unique_root`] made it.
 pub fn genesis(root: Hash) -> StoredHead {
+    let config = made()
+        .lock()
+        .expect("not poisoned")
+        .roots
+        .get(&root)
+        .cloned();
     StoredHead {
         root,
         head: root,
         height: 0,
-        snapshot: snapshot(root, root, 0),
+        snapshot: match config {
+            Some(config) => Snapshot::of_root(&config).encoded,
+            None => stand_in(root, root, 0),
+        },
     }
 }
 
-/// The head one step after `prev`, named by `salt` (different salts give forks).
+/// The head one step after `prev`, named by `salt` (different salts give
+/// forks): a real patch on `prev`'s document (adding a member named by the
+/// salt) and the snapshot it makes, when `prev`'s snapshot is a real one;
+/// stand-ins otherwise (a caller that changed the snapshot's bytes).
 pub fn next(prev: &StoredHead, salt: &str) -> StoredHead {
+    let relaxed = Limits {
+        max_message_bytes: usize::MAX,
+        max_depth: Limits::MAX_DEPTH_CEILING,
+    };
+    if let Ok(Message::Snapshot(snapshot)) = Message::decode(&prev.snapshot, &relaxed) {
+        let member = salt.replace('~', "~0").replace('/', "~1");
+        let ops = serde_json::json!([{"op": "add", "path": format!("/s_{member}"), "value": salt}]);
+        let patch =
+            Patch::build(prev.root, prev.head, prev.height, ops, None).expect("a valid patch");
+        if let Ok(doc) = patch.apply_to(prev.root, prev.height, &snapshot.config, &relaxed) {
+            let head = patch.hash;
+            let snapshot = Snapshot::new(prev.root, head, patch.height, doc).encoded;
+            made()
+                .lock()
+                .expect("not poisoned")
+                .patches
+                .insert(head, patch.encoded);
+            return StoredHead {
+                root: prev.root,
+                head,
+                height: prev.height + 1,
+                snapshot,
+            };
+        }
+    }
     let seed = format!("{{\"parent\":\"{}\",\"salt\":\"{salt}\"}}", prev.head);
     let head = Hash::of_canonical_bytes(seed.as_bytes());
     StoredHead {
         root: prev.root,
         head,
         height: prev.height + 1,
-        snapshot: snapshot(prev.root, head, prev.height + 1),
+        snapshot: stand_in(prev.root, head, prev.height + 1),
     }
 }
 
-/// Stand-in patch bytes for the commit that makes `new`: opaque to stores,
-/// but distinct per head so that a store returning the wrong patch is caught.
+/// The patch message of the commit that makes `new` (see [`next`]); a
+/// stand-in, distinct per head, for a head [`next`] did not make.
 pub fn patch_of(new: &StoredHead) -> Bytes {
+    if let Some(patch) = made().lock().expect("not poisoned").patches.get(&new.head) {
+        return patch.clone();
+    }
     Bytes::from(format!(
         "{{\"hash\":\"{}\",\"height\":{},\"root\":\"{}\",\"type\":\"patch\"}}",
         new.head, new.height, new.root
