@@ -95,6 +95,7 @@ use redb::{
     TableDefinition, TableHandle,
 };
 
+mod delta;
 mod history;
 mod record;
 
@@ -103,7 +104,7 @@ use self::record::RootRecord;
 use crate::wal::{self, Wal};
 use crate::{
     Hash, HeadRef, ListedRoot, LoggedPatch, MAX_LIST_ROOTS, PersistCommit, PersistOutcome,
-    Retention, Store, StoreError, StoreOptions, StoredHead, check_register, decide,
+    Retention, Store, StoreError, StoreOptions, StoredHead, check_register,
 };
 
 /// `root -> record` (see [`record`]).
@@ -158,11 +159,6 @@ struct Inner {
     wal: Mutex<Wal>,
     /// How much history to keep: this process's setting, not the file's.
     retention: Retention,
-    /// Patches committed since the last checkpoint, not yet in `patches` (see
-    /// [`history`]: they go in, in key order, with the checkpoint's durable
-    /// commit). Written under the log's lock; readers hold it across their
-    /// read transaction, so an entry is always in one of the two for them.
-    pending: Mutex<history::Pending>,
 }
 
 impl RedbStore {
@@ -261,13 +257,18 @@ impl RedbStore {
                     )));
                 }
                 for commit in wal::decode_commits(record.seq, &record.payload)? {
-                    apply(&mut tables, &commit.expected_head, &commit.new)?;
-                    history::append(
-                        &mut tables.patches,
-                        retention,
-                        &commit.new,
-                        commit.patch.as_deref(),
-                    )?;
+                    let patch = commit.patch.as_deref();
+                    apply(&mut tables, &commit.expected_head, &commit.new, patch)?;
+                    // A head without its snapshot needs its patch, whatever
+                    // this process's retention.
+                    let keeps = if commit.new.snapshot.is_empty() {
+                        Retention::All
+                    } else {
+                        retention
+                    };
+                    let base_height =
+                        read_record(&tables.roots, &commit.new.root)?.map_or(0, |r| r.base_height);
+                    history::append(&mut tables.patches, keeps, &commit.new, patch, base_height)?;
                 }
                 last = record.seq;
             }
@@ -285,7 +286,6 @@ impl RedbStore {
                 store_id,
                 wal: Mutex::new(log),
                 retention,
-                pending: Mutex::new(history::Pending::default()),
             }),
             path,
         })
@@ -342,44 +342,7 @@ fn runs_inline() -> bool {
     }
 }
 
-/// A store that closes cleanly puts its pending patches into `patches` first:
-/// redb makes the last commits durable when it closes, after which replay
-/// would skip the log records that still carry them. (After a crash nothing
-/// closes: the log's records past the last checkpoint are replayed, patches
-/// and all.) Not after a failed write, whose store state is unknown.
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let healthy = self.wal.get_mut().is_ok_and(|log| log.check().is_ok());
-        let pending = self
-            .pending
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !healthy || pending.is_empty() {
-            return;
-        }
-        let flushed = (|| -> Result<(), StoreError> {
-            let txn = self.db.begin_write().map_err(backend)?;
-            {
-                let mut patches = txn.open_table(history::PATCHES).map_err(backend)?;
-                pending.flush_into(&mut patches, self.retention)?;
-            }
-            txn.commit().map_err(backend)
-        })();
-        // Nowhere to report it from a drop; the history loses the patches
-        // since the last checkpoint, the heads nothing.
-        let _ = flushed;
-    }
-}
-
 impl Inner {
-    /// The pending patches. A panic while they were held left them as whole
-    /// entries (every change is one insert or a clear), so poisoning is ignored.
-    fn pending(&self) -> MutexGuard<'_, history::Pending> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Takes the log for a write, refusing if an earlier write broke it. A write
     /// that panicked while holding the log left it poisoned for good, and the
     /// state of its transaction and record unknown: as fatal as a failed sync.
@@ -420,28 +383,46 @@ fn read_record(
     }
 }
 
-/// Reads a root's head through any table handle (read or write transaction).
+/// Reads a root's head through any table handle (read or write transaction):
+/// its own snapshot, or the base's with the patches since replayed (see
+/// [`delta`]).
 fn read_head(
     roots: &impl ReadableTable<[u8; 32], &'static [u8]>,
     snapshots: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    patches: &impl ReadableTable<([u8; 32], u64), &'static [u8]>,
     root: Hash,
 ) -> Result<Option<StoredHead>, StoreError> {
-    let Some(RootRecord { head, height, .. }) = read_record(roots, &root)? else {
+    let Some(record) = read_record(roots, &root)? else {
         return Ok(None);
     };
-    let snapshot = snapshots
-        .get(head.as_bytes())
+    let base = snapshots
+        .get(record.base.as_bytes())
         .map_err(backend)?
         .ok_or_else(|| {
             StoreError::Corrupt(format!(
-                "root {root} points at {head}, which has no snapshot"
+                "root {root} points at {}, which has no snapshot",
+                record.base
             ))
         })?;
+    let snapshot = if record.is_full() {
+        Bytes::copy_from_slice(base.value())
+    } else {
+        let key = *root.as_bytes();
+        let since = patches
+            .range((key, record.base_height + 1)..=(key, record.height))
+            .map_err(backend)?
+            .map(|entry| {
+                let (k, v) = entry.map_err(backend)?;
+                Ok((k.value().1, Bytes::copy_from_slice(v.value())))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        delta::replay(root, &record, base.value(), since)?
+    };
     Ok(Some(StoredHead {
         root,
-        head,
-        height,
-        snapshot: Bytes::copy_from_slice(snapshot.value()),
+        head: record.head,
+        height: record.height,
+        snapshot,
     }))
 }
 
@@ -455,10 +436,16 @@ const REGISTERED: Hash = Hash::from_bytes([0; 32]);
 ///
 /// The old head's snapshot is deleted, except the root's own registration when
 /// the root leaves height 0: that moves into the record (see [`record`]).
+///
+/// A `new` with an empty snapshot is a head without one of its own (see
+/// [`delta`]): the record moves to it and keeps its base, whose snapshot
+/// stays; `patch`, the commit's, is what a load replays (the caller puts it
+/// into `patches`).
 fn apply(
     tables: &mut Tables<'_>,
     expected_head: &Hash,
     new: &StoredHead,
+    patch: Option<&[u8]>,
 ) -> Result<(), StoreError> {
     let Tables {
         roots,
@@ -467,7 +454,8 @@ fn apply(
         meta,
         patches: _,
     } = tables;
-    let mut registration = read_record(roots, &new.root)?.and_then(|r| r.registration);
+    let old = read_record(roots, &new.root)?;
+    let mut registration = old.and_then(|r| r.registration);
     // Leaving height 0: the snapshot about to be deleted is the root's own
     // registration; it moves to `registrations`, under the next number.
     if registration.is_none()
@@ -487,6 +475,25 @@ fn apply(
             .map_err(backend)?;
         registration = Some(number);
     }
+    if new.snapshot.is_empty() {
+        let (Some(old), Some(patch)) = (old, patch) else {
+            return Err(StoreError::Corrupt(format!(
+                "root {}: a head without a snapshot needs the root's record and its patch",
+                new.root
+            )));
+        };
+        let record = RootRecord {
+            head: new.head,
+            height: new.height,
+            registration,
+            since_bytes: old.since_bytes + patch.len() as u64,
+            ..old
+        };
+        roots
+            .insert(new.root.as_bytes(), record.encode().as_slice())
+            .map_err(backend)?;
+        return Ok(());
+    }
     snapshots
         .insert(new.head.as_bytes(), new.snapshot.as_ref())
         .map_err(backend)?;
@@ -494,14 +501,18 @@ fn apply(
         head: new.head,
         height: new.height,
         registration,
+        base: new.head,
+        base_height: new.height,
+        since_bytes: 0,
     };
     roots
         .insert(new.root.as_bytes(), record.encode().as_slice())
         .map_err(backend)?;
-    if *expected_head != new.head {
-        snapshots
-            .remove(expected_head.as_bytes())
-            .map_err(backend)?;
+    // The snapshot this one replaces: the old base's (the old head's, unless
+    // the old head had none of its own).
+    let old_base = old.map_or(*expected_head, |o| o.base);
+    if old_base != new.head {
+        snapshots.remove(old_base.as_bytes()).map_err(backend)?;
     }
     Ok(())
 }
@@ -551,6 +562,9 @@ fn convert_old_heads(
                 head: Hash::from_bytes(head),
                 height,
                 registration: None,
+                base: Hash::from_bytes(head),
+                base_height: height,
+                since_bytes: 0,
             };
             roots
                 .insert(root.value(), record.encode().as_slice())
@@ -566,17 +580,10 @@ fn convert_old_heads(
 /// synced, then the transaction commits without a sync of its own. When the log
 /// has no room, the transaction commits durably instead (a checkpoint) and the
 /// log starts over.
-///
-/// `logged` are the patches of the batch for the history: they join the
-/// pending ones once the transaction is visible, and at a checkpoint every
-/// pending patch goes into `patches`, in key order, inside the durable commit
-/// (the log that held them starts over after it).
 fn commit_logged(
-    inner: &Inner,
     mut txn: redb::WriteTransaction,
     log: &mut Wal,
     payload: &[u8],
-    logged: Vec<history::Logged>,
 ) -> Result<(), StoreError> {
     let seq = log.next_seq();
     txn.open_table(META)
@@ -589,25 +596,14 @@ fn commit_logged(
         // The record first: once it is synced the batch survives a crash, and
         // only then does the transaction become visible to readers.
         log.append(payload)?;
-        // Held from the commit until the batch's patches are pending, so that
-        // a reader sees both or neither (see `Inner::pending`).
-        let mut pending = inner.pending();
         txn.commit().map_err(|e| log.fail(backend(e)))?;
-        pending.extend(logged);
     } else {
-        let mut pending = inner.pending();
         // The checkpoint: no room left in the log (or a batch bigger than the
         // whole log), so this batch commits durably, which makes every earlier
         // non-durable commit durable with it, and the log starts over. If the
         // commit fails, whether it reached the disk (and with it `meta`'s `seq`)
         // is unknown, so the log must not be reused.
-        pending.extend(logged);
-        {
-            let mut patches = txn.open_table(history::PATCHES).map_err(backend)?;
-            pending.flush_into(&mut patches, inner.retention)?;
-        }
         txn.commit().map_err(|e| log.fail(backend(e)))?;
-        pending.clear();
         log.restart(seq + 1);
     }
     Ok(())
@@ -619,7 +615,8 @@ impl Store for RedbStore {
             let txn = inner.db.begin_read().map_err(backend)?;
             let roots = txn.open_table(ROOTS).map_err(backend)?;
             let snapshots = txn.open_table(SNAPSHOTS).map_err(backend)?;
-            read_head(&roots, &snapshots, root)
+            let patches = txn.open_table(PATCHES).map_err(backend)?;
+            read_head(&roots, &snapshots, &patches, root)
         })
         .await
     }
@@ -631,10 +628,10 @@ impl Store for RedbStore {
             let txn = inner.db.begin_write().map_err(backend)?;
             let current = {
                 let mut tables = Tables::open(&txn)?;
-                match read_head(&tables.roots, &tables.snapshots, head.root)? {
+                match read_head(&tables.roots, &tables.snapshots, &tables.patches, head.root)? {
                     Some(current) => Some(current),
                     None => {
-                        apply(&mut tables, &REGISTERED, &head)?;
+                        apply(&mut tables, &REGISTERED, &head, None)?;
                         None
                     }
                 }
@@ -658,7 +655,7 @@ impl Store for RedbStore {
                     };
                     let mut payload = Vec::new();
                     wal::encode_commits(std::iter::once(&registered), false, &mut payload)?;
-                    commit_logged(inner, txn, &mut log, &payload, Vec::new())?;
+                    commit_logged(txn, &mut log, &payload)?;
                     Ok(registered.new)
                 }
             }
@@ -674,40 +671,65 @@ impl Store for RedbStore {
             let mut log = inner.log()?;
             let txn = inner.db.begin_write().map_err(backend)?;
             let mut outcomes = Vec::with_capacity(batch.len());
-            let mut logged = Vec::new();
+            // The applied commits as written: a head without its own snapshot
+            // (see `delta`) is logged with an empty one.
+            let mut written = Vec::with_capacity(batch.len());
+            let logs = inner.retention.logs();
             {
                 let mut tables = Tables::open(&txn)?;
                 for commit in &batch {
-                    let current = read_head(&tables.roots, &tables.snapshots, commit.new.root)?;
-                    let outcome = decide(current.as_ref(), commit);
-                    if outcome == PersistOutcome::Applied {
-                        apply(&mut tables, &commit.expected_head, &commit.new)?;
-                        // Into the history at the next checkpoint, in key
-                        // order: not a scattered insert on every commit.
-                        if let Some(patch) =
-                            commit.patch.as_ref().filter(|_| inner.retention.logs())
-                        {
-                            logged.push(history::Logged::new(&commit.new, patch.clone()));
+                    // The record decides; the head's document is read (and
+                    // replayed) only to report a stale commit.
+                    let record = read_record(&tables.roots, &commit.new.root)?;
+                    let outcome = match record {
+                        Some(r) if r.head == commit.new.head => PersistOutcome::AlreadyStored,
+                        Some(r) if r.head == commit.expected_head => PersistOutcome::Applied,
+                        _ => PersistOutcome::Stale {
+                            current: read_head(
+                                &tables.roots,
+                                &tables.snapshots,
+                                &tables.patches,
+                                commit.new.root,
+                            )?,
+                        },
+                    };
+                    if let (PersistOutcome::Applied, Some(old)) = (&outcome, record) {
+                        let mut commit = commit.clone();
+                        if logs && delta::may_skip_snapshot(&old, &commit) {
+                            commit.new.snapshot = Bytes::new();
                         }
+                        let patch = commit.patch.as_deref();
+                        apply(&mut tables, &commit.expected_head, &commit.new, patch)?;
+                        let base_height = if commit.new.snapshot.is_empty() {
+                            old.base_height
+                        } else {
+                            commit.new.height
+                        };
+                        // In this transaction: a head without its snapshot is
+                        // replayed from it, so it must be there whenever the
+                        // head is.
+                        history::append(
+                            &mut tables.patches,
+                            inner.retention,
+                            &commit.new,
+                            patch,
+                            base_height,
+                        )?;
+                        written.push(commit);
                     }
                     outcomes.push(outcome);
                 }
             }
-            if !outcomes.contains(&PersistOutcome::Applied) {
+            if written.is_empty() {
                 // Nothing was written: no record, no sync.
                 txn.abort().map_err(backend)?;
                 return Ok(outcomes);
             }
-            let applied = batch
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, o)| **o == PersistOutcome::Applied)
-                .map(|(c, _)| c);
             let mut payload = Vec::new();
             // Patches in the record only when this store logs them: under
             // `none` the record is byte for byte what it was before history.
-            wal::encode_commits(applied, inner.retention.logs(), &mut payload)?;
-            commit_logged(inner, txn, &mut log, &payload, logged)?;
+            wal::encode_commits(written.iter(), logs, &mut payload)?;
+            commit_logged(txn, &mut log, &payload)?;
             Ok(outcomes)
         })
         .await
@@ -809,11 +831,7 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<LoggedPatch>, StoreError> {
         self.blocking(move |inner| {
-            // Across the read transaction: see `Inner::pending`.
-            let pending = inner.pending();
             let txn = inner.db.begin_read().map_err(backend)?;
-            let newer = pending.of(&root);
-            drop(pending);
             let roots = txn.open_table(ROOTS).map_err(backend)?;
             let Some(record) = read_record(&roots, &root)? else {
                 return Ok(Vec::new());
@@ -821,7 +839,6 @@ impl Store for RedbStore {
             let patches = txn.open_table(PATCHES).map_err(backend)?;
             history::page(
                 &patches,
-                &newer,
                 inner.retention,
                 &root,
                 record.height,
@@ -839,25 +856,13 @@ impl Store for RedbStore {
         max: usize,
     ) -> Result<Option<Vec<Bytes>>, StoreError> {
         self.blocking(move |inner| {
-            // Across the read transaction: see `Inner::pending`.
-            let pending = inner.pending();
             let txn = inner.db.begin_read().map_err(backend)?;
-            let newer = pending.of(&root);
-            drop(pending);
             let roots = txn.open_table(ROOTS).map_err(backend)?;
             let Some(record) = read_record(&roots, &root)? else {
                 return Ok(None);
             };
             let patches = txn.open_table(PATCHES).map_err(backend)?;
-            history::since(
-                &patches,
-                &newer,
-                inner.retention,
-                &root,
-                record.height,
-                height,
-                max,
-            )
+            history::since(&patches, inner.retention, &root, record.height, height, max)
         })
         .await
     }
@@ -1056,12 +1061,12 @@ mod tests {
         heads
     }
 
-    /// The history waits in memory and goes into `patches` with each
-    /// checkpoint; whatever the moment of a crash or a close, it comes back
-    /// whole: a small log makes checkpoints happen every few batches while
-    /// three roots move interleaved, and the history is read while patches
-    /// are pending, after a crash (copy of the files, replayed) and after a
-    /// clean close; under `last 5` only the window, before and after.
+    /// The history and the heads replayed from it come back whole whatever
+    /// the moment of a crash or a close: a small log makes checkpoints happen
+    /// every few batches while three roots move interleaved, and heads and
+    /// history are read while open, after a crash (copy of the files,
+    /// replayed) and after a clean close; under `last 5` only the window,
+    /// before and after.
     #[tokio::test]
     async fn the_history_is_whole_across_checkpoints_crashes_and_closes() {
         use crate::conformance::patch_of;
@@ -1085,18 +1090,23 @@ mod tests {
                     chain.push(new);
                 }
             }
-            // Checkpoints happened (the log restarted), and some patches are
-            // pending since the last one.
-            let flushed = {
+            // Each commit put its patch in the table; most heads have no
+            // snapshot of their own (see `delta`), and loads replay them.
+            let logged = {
                 let txn = store.inner.db.begin_read().expect("read");
                 let patches = txn.open_table(history::PATCHES).expect("patches");
                 patches.len().expect("len")
             };
-            assert!(flushed > 0, "checkpoints put patches in the table");
-            assert!(
-                !store.inner.pending().is_empty(),
-                "some patches are pending"
-            );
+            assert!(logged > 0, "commits put patches in the table");
+            let deltas = {
+                let txn = store.inner.db.begin_read().expect("read");
+                let roots = txn.open_table(ROOTS).expect("roots");
+                chains
+                    .iter()
+                    .filter(|c| !read_record(&roots, &c[0].root).unwrap().unwrap().is_full())
+                    .count()
+            };
+            assert!(deltas > 0, "some heads are replayed from a base");
             let expect = |chain: &[StoredHead]| -> Vec<LoggedPatch> {
                 chain[1..]
                     .iter()
@@ -1110,6 +1120,8 @@ mod tests {
                 async move {
                     for chain in &chains {
                         let root = chain[0].root;
+                        let loaded = store.load(root).await.expect("load");
+                        assert_eq!(loaded.as_ref(), chain.last(), "{when}, {retention}");
                         let page = store.history(root, None, 1000).await.expect("history");
                         assert_eq!(page, expect(chain), "{when}, {retention}");
                         let since = store.patches_since(root, 35, 100).await.expect("since");
@@ -1119,7 +1131,7 @@ mod tests {
                     store
                 }
             };
-            let store = check(store, "pending").await;
+            let store = check(store, "open").await;
             let crashed = tempfile::tempdir().expect("tempdir");
             let copy = crash_copy(&store, crashed.path());
             let replayed = RedbStore::open_with(&copy, options).expect("reopen the crash copy");
@@ -1128,6 +1140,137 @@ mod tests {
             drop(store);
             let reopened = RedbStore::open_with(&path, options).expect("reopen");
             drop(check(reopened, "reopened after a close").await);
+        }
+    }
+
+    /// The head after a real patch that adds 20 KB to `prev`'s document, so
+    /// that the small patches after it weigh less than the document.
+    fn big_step(prev: &StoredHead) -> (StoredHead, PersistCommit) {
+        use tikaconf_proto::{Limits, Message, Patch, Snapshot};
+        let Ok(Message::Snapshot(snapshot)) = Message::decode(&prev.snapshot, &Limits::default())
+        else {
+            panic!("a real snapshot");
+        };
+        let ops = serde_json::json!([{"op": "add", "path": "/big", "value": "x".repeat(20_000)}]);
+        let patch = Patch::build(prev.root, prev.head, prev.height, ops, None).expect("patch");
+        let doc = patch
+            .apply_to(prev.root, prev.height, &snapshot.config, &Limits::default())
+            .expect("applies");
+        let new = StoredHead {
+            root: prev.root,
+            head: patch.hash,
+            height: patch.height,
+            snapshot: Snapshot::new(prev.root, patch.hash, patch.height, doc).encoded,
+        };
+        let commit = PersistCommit {
+            expected_head: prev.head,
+            new: new.clone(),
+            patch: Some(patch.encoded),
+        };
+        (new, commit)
+    }
+
+    /// Issue 14, item 6: a commit writes its patch and, only every
+    /// `SNAPSHOT_EVERY` patches (or once the patches outweigh the document),
+    /// a snapshot; loads replay the rest. Under `none` every commit writes its
+    /// snapshot, and a head left without one by an earlier run still loads.
+    #[tokio::test]
+    async fn heads_are_replayed_from_a_snapshot_every_32_patches() {
+        let record = |store: &RedbStore, root: Hash| {
+            let txn = store.inner.db.begin_read().expect("read");
+            let roots = txn.open_table(ROOTS).expect("roots");
+            read_record(&roots, &root).expect("read").expect("a record")
+        };
+        let snapshots = |store: &RedbStore| {
+            let txn = store.inner.db.begin_read().expect("read");
+            txn.open_table(SNAPSHOTS)
+                .expect("snapshots")
+                .len()
+                .expect("len")
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let last3 = StoreOptions::default().with_retention("3".parse().expect("retention"));
+        let store = RedbStore::open_with(dir.path(), last3).expect("open");
+        let mut chain = vec![genesis(unique_root("deltas"))];
+        store.register(chain[0].clone()).await.expect("register");
+        let root = chain[0].root;
+        let (big, commit) = big_step(&chain[0]);
+        store.commit(vec![commit]).await.expect("commit");
+        chain.push(big);
+        let mut full_at = Vec::new();
+        for i in 0..70 {
+            let prev = chain.last().expect("head").clone();
+            let new = next(&prev, &format!("d{i}"));
+            store.commit(vec![step(&prev, &new)]).await.expect("commit");
+            chain.push(new);
+            let r = record(&store, root);
+            if r.is_full() {
+                full_at.push(r.height);
+            }
+            assert!(r.height - r.base_height < delta::SNAPSHOT_EVERY);
+            // One snapshot for the root, whatever the height.
+            assert_eq!(snapshots(&store), 1, "at height {}", r.height);
+            assert_eq!(store.load(root).await.expect("load").as_ref(), chain.last());
+        }
+        // Height 1 (the 20 KB patch) left the root's registration as the
+        // base; at height 2 the patches since outweighed the document, so it
+        // wrote a snapshot; then one in 32.
+        assert_eq!(full_at, [2, 34, 66], "a snapshot every 32 patches");
+        // The window is 3, but the patches a load replays are kept.
+        let history = store.history(root, None, 100).await.expect("history");
+        assert_eq!(history.len(), 3);
+        let path = store.path().to_path_buf();
+        drop(store);
+
+        // Under `none`: the head left by the run before still loads, and every
+        // commit now writes its snapshot.
+        let none = StoreOptions::default().with_retention(Retention::None);
+        let store = RedbStore::open_with(&path, none).expect("reopen");
+        assert!(!record(&store, root).is_full());
+        assert_eq!(store.load(root).await.expect("load").as_ref(), chain.last());
+        let prev = chain.last().expect("head").clone();
+        let new = next(&prev, "whole");
+        store.commit(vec![step(&prev, &new)]).await.expect("commit");
+        assert!(record(&store, root).is_full());
+        assert_eq!(store.load(root).await.expect("load"), Some(new));
+        assert_eq!(snapshots(&store), 1);
+    }
+
+    /// A head whose patches were damaged in the store is refused as corrupt,
+    /// naming the root and the height, never returned wrong.
+    #[tokio::test]
+    async fn a_damaged_patch_under_a_head_is_corrupt_not_a_wrong_document() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path()).expect("open");
+        let g = genesis(unique_root("damaged"));
+        store.register(g.clone()).await.expect("register");
+        let (mut head, commit) = big_step(&g);
+        store.commit(vec![commit]).await.expect("commit");
+        for i in 0..4 {
+            let new = next(&head, &i.to_string());
+            store.commit(vec![step(&head, &new)]).await.expect("commit");
+            head = new;
+        }
+        assert_eq!(store.load(g.root).await.expect("load"), Some(head));
+        let root = g.root;
+        {
+            let txn = store.inner.db.begin_write().expect("write");
+            {
+                let mut patches = txn.open_table(PATCHES).expect("patches");
+                patches
+                    .insert((*root.as_bytes(), 3), b"{}".as_slice())
+                    .expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        match store.load(root).await {
+            Err(StoreError::Corrupt(msg)) => {
+                assert!(
+                    msg.contains(&root.to_string()) && msg.contains("height 3"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
         }
     }
 
@@ -1413,7 +1556,10 @@ mod tests {
         let prev = heads.last().expect("head").clone();
         let mut big = next(&prev, "big");
         big.snapshot = Bytes::from(vec![b'x'; 4096]);
-        store.commit(vec![step(&prev, &big)]).await.expect("commit");
+        // Without its patch: a commit that must write its (large) snapshot.
+        let mut whole = step(&prev, &big);
+        whole.patch = None;
+        store.commit(vec![whole]).await.expect("commit");
         assert_eq!(log_end(&store), wal::FILE_HEADER_LEN);
         let crashed = tempfile::tempdir().expect("tempdir");
         let db = crash_copy(&store, crashed.path());

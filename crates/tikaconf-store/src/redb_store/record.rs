@@ -16,17 +16,25 @@
 //! pages freed by copy-on-write but not yet reusable (issue 13; reproduce with
 //! `cargo run --release -p tikaconf-store --example fill_size`).
 //!
-//! Encoded by hand rather than as a redb tuple so that later fields (the
-//! history of issue 14) can be added behind the version byte without a new
-//! table: `[version 1][head: 32][height: u64 LE][registration: u64 LE]`, 0
-//! meaning none.
+//! Since issue 14 a head need not have a snapshot of its own: a commit may
+//! write only its patch (see `redb_store::delta`), and the record then names
+//! the **base**, the latest head whose snapshot is in `snapshots`, and how
+//! many bytes of patches lie between it and the head; loading replays them.
+//!
+//! Encoded by hand rather than as a redb tuple so that later fields can be
+//! added behind the version byte without a new table. Version 1: `[1][head:
+//! 32][height: u64 LE][registration: u64 LE]`, 0 meaning none (its base is its
+//! head). Version 2 (written since issue 14): the same, then `[base: 32][base
+//! height: u64 LE][patch bytes since the base: u64 LE]`.
 
 use crate::{Hash, StoreError};
 
 /// The first byte of every record this version writes.
-const VERSION: u8 = 1;
-/// The encoded length: version, head, height, registration.
-const LEN: usize = 1 + 32 + 8 + 8;
+const VERSION: u8 = 2;
+/// The length of a version-1 record: version, head, height, registration.
+const LEN_1: usize = 1 + 32 + 8 + 8;
+/// The encoded length: version 1's fields, then base, base height, bytes since.
+const LEN: usize = LEN_1 + 32 + 8 + 8;
 
 /// A root's entry in the `roots` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +45,12 @@ pub(crate) struct RootRecord {
     /// has moved past height 0 (`None` before, and for a root that moved in a
     /// store older than this record, which kept no copy). Never 0.
     pub registration: Option<u64>,
+    /// The latest head whose snapshot is stored (the head itself after a full
+    /// commit), and its height.
+    pub base: Hash,
+    pub base_height: u64,
+    /// The bytes of the patches from the base to the head.
+    pub since_bytes: u64,
 }
 
 impl RootRecord {
@@ -46,7 +60,15 @@ impl RootRecord {
         out[1..33].copy_from_slice(self.head.as_bytes());
         out[33..41].copy_from_slice(&self.height.to_le_bytes());
         out[41..49].copy_from_slice(&self.registration.unwrap_or(0).to_le_bytes());
+        out[49..81].copy_from_slice(self.base.as_bytes());
+        out[81..89].copy_from_slice(&self.base_height.to_le_bytes());
+        out[89..97].copy_from_slice(&self.since_bytes.to_le_bytes());
         out
+    }
+
+    /// Whether the head has a snapshot of its own (no patches to replay).
+    pub fn is_full(&self) -> bool {
+        self.base == self.head
     }
 
     /// Decodes the record of `root`; damage is [`StoreError::Corrupt`] naming it.
@@ -55,21 +77,38 @@ impl RootRecord {
         let Some(&version) = bytes.first() else {
             return Err(corrupt("empty"));
         };
-        if version != VERSION {
+        let len = match version {
+            1 => LEN_1,
+            VERSION => LEN,
+            _ => {
+                return Err(corrupt(&format!(
+                    "version {version} (this build reads 1 and {VERSION})"
+                )));
+            }
+        };
+        if bytes.len() != len {
+            return Err(corrupt(&format!("{} bytes, not {len}", bytes.len())));
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let hash_at =
+            |at: usize| Hash::from_bytes(bytes[at..at + 32].try_into().expect("32 bytes"));
+        let (head, height, registration) = (hash_at(1), u64_at(33), u64_at(41));
+        let (base, base_height, since_bytes) = match version {
+            1 => (head, height, 0),
+            _ => (hash_at(49), u64_at(81), u64_at(89)),
+        };
+        if base_height > height || (base_height == height) != (base == head) {
             return Err(corrupt(&format!(
-                "version {version} (this build reads {VERSION})"
+                "base at height {base_height} does not precede head at height {height}"
             )));
         }
-        if bytes.len() != LEN {
-            return Err(corrupt(&format!("{} bytes, not {LEN}", bytes.len())));
-        }
-        let head: [u8; 32] = bytes[1..33].try_into().expect("32 bytes");
-        let height = u64::from_le_bytes(bytes[33..41].try_into().expect("8 bytes"));
-        let registration = u64::from_le_bytes(bytes[41..49].try_into().expect("8 bytes"));
         Ok(RootRecord {
-            head: Hash::from_bytes(head),
+            head,
             height,
             registration: (registration != 0).then_some(registration),
+            base,
+            base_height,
+            since_bytes,
         })
     }
 }
@@ -85,16 +124,34 @@ mod tests {
     #[test]
     fn a_record_round_trips_with_and_without_registration() {
         for registration in [None, Some(1), Some(u64::MAX)] {
-            let record = RootRecord {
-                head: hash(7),
-                height: 42,
-                registration,
-            };
-            assert_eq!(
-                RootRecord::decode(&hash(1), &record.encode()).unwrap(),
-                record
-            );
+            for (base, base_height) in [(hash(7), 42), (hash(5), 40)] {
+                let record = RootRecord {
+                    head: hash(7),
+                    height: 42,
+                    registration,
+                    base,
+                    base_height,
+                    since_bytes: 42 - base_height,
+                };
+                assert_eq!(
+                    RootRecord::decode(&hash(1), &record.encode()).unwrap(),
+                    record
+                );
+            }
         }
+    }
+
+    #[test]
+    fn a_version_1_record_is_its_own_base() {
+        let mut old = vec![1u8];
+        old.extend_from_slice(hash(7).as_bytes());
+        old.extend_from_slice(&42u64.to_le_bytes());
+        old.extend_from_slice(&3u64.to_le_bytes());
+        let record = RootRecord::decode(&hash(1), &old).unwrap();
+        assert_eq!((record.head, record.height), (hash(7), 42));
+        assert_eq!(record.registration, Some(3));
+        assert!(record.is_full());
+        assert_eq!((record.base_height, record.since_bytes), (42, 0));
     }
 
     #[test]
@@ -103,13 +160,24 @@ mod tests {
             head: hash(7),
             height: 1,
             registration: Some(3),
+            base: hash(7),
+            base_height: 1,
+            since_bytes: 0,
         }
         .encode();
         let mut wrong_version = good;
         wrong_version[0] = 9;
         let mut longer = good.to_vec();
         longer.push(0);
-        for bad in [&good[..0], &good[..10], &longer[..], &wrong_version[..]] {
+        let mut base_above = good;
+        base_above[81..89].copy_from_slice(&2u64.to_le_bytes());
+        for bad in [
+            &good[..0],
+            &good[..10],
+            &longer[..],
+            &wrong_version[..],
+            &base_above[..],
+        ] {
             match RootRecord::decode(&hash(1), bad) {
                 Err(StoreError::Corrupt(msg)) => assert!(msg.contains(&hash(1).to_string())),
                 other => panic!("expected Corrupt, got {other:?}"),
