@@ -12,7 +12,10 @@
 //! follower applies them ([`Patch::apply_with_bound`], under the same
 //! limits), and the document they make must be the stored head's. It reports
 //! the first link that does not hold, by height, with the stored patch's hash
-//! and why ([`Break`]).
+//! and why ([`Break`]). A patch whose bytes changed no longer hashes to what
+//! the next one names as parent; when that next one is itself confirmed by
+//! the link above it, the altered patch is the one named ([`Break::Altered`]),
+//! else the next one ([`Break::WrongParent`]).
 //!
 //! Gaps are not breaks: heights missing from the middle of a log (a period
 //! when a storage node ran with retention `none` on a shared store) or at its
@@ -86,6 +89,20 @@ pub enum Break {
         /// The parent it names.
         found: Hash,
     },
+    /// The stored patch hashes to `found`, but the patch after it names
+    /// `expected` as its parent and is itself confirmed by the link above it
+    /// (the next patch names it, or it is the head): this patch's bytes were
+    /// altered after it was stored.
+    #[error(
+        "it hashes to {found}, but the patch after it, confirmed by the link above, \
+         names {expected} as its parent: this patch was altered"
+    )]
+    Altered {
+        /// The hash the patch after it names: what this patch hashed to.
+        expected: Hash,
+        /// What the stored bytes hash to now.
+        found: Hash,
+    },
     /// The ops do not apply to the document before it (or break a limit).
     #[error("its ops do not apply to the document before it: {0}")]
     OpsFail(Rejection),
@@ -123,6 +140,7 @@ impl Break {
             Break::WrongHeight { .. } => "wrong_height",
             Break::WrongRoot { .. } => "wrong_root",
             Break::WrongParent { .. } => "wrong_parent",
+            Break::Altered { .. } => "altered",
             Break::OpsFail(_) => "ops_fail",
             Break::HeadMismatch { .. } => "head_mismatch",
             Break::BadHeadSnapshot(_) => "bad_head_snapshot",
@@ -368,7 +386,8 @@ pub fn verify<'a>(
     // unbroken from the root.
     let mut walk: Option<Walk> = None;
     let mut anchored = true;
-    for (stored_at, bytes) in log {
+    let mut log = log.into_iter().peekable();
+    while let Some((stored_at, bytes)) = log.next() {
         report.oldest.get_or_insert(stored_at);
         if stored_at > head.height {
             return report.broke(stored_at, None, Break::BeyondHead { head: head.height });
@@ -398,8 +417,30 @@ pub fn verify<'a>(
                 started.map(|w| walk = Some(w))
             }
         };
-        if let Err(why) = stepped {
-            return report.broke(stored_at, Some(patch.hash), why);
+        match stepped {
+            Ok(()) => {}
+            // Which of the two was altered: the one below, if this one is
+            // confirmed by the link above it.
+            Err(Break::WrongParent { expected, found }) => {
+                let confirmed = match log.peek() {
+                    Some(&(next_at, next)) => {
+                        next_at == stored_at + 1
+                            && decode_stored(next, limits).is_ok_and(|n| n.parent == patch.hash)
+                    }
+                    None => stored_at == head.height && patch.hash == head.head,
+                };
+                return if confirmed {
+                    let why = Break::Altered {
+                        expected: found,
+                        found: expected,
+                    };
+                    report.broke(stored_at - 1, Some(expected), why)
+                } else {
+                    let why = Break::WrongParent { expected, found };
+                    report.broke(stored_at, Some(patch.hash), why)
+                };
+            }
+            Err(why) => return report.broke(stored_at, Some(patch.hash), why),
         }
         report.checked += 1;
         if walk.as_ref().is_some_and(|w| w.document().is_some()) {
@@ -735,6 +776,43 @@ mod tests {
                 found: other.hash_at(2)
             }
         );
+    }
+
+    #[test]
+    fn a_patch_altered_in_place_is_named() {
+        let mut stored = Stored::build(&steps(5));
+        let limits = Limits::default();
+        let original = stored.hash_at(2);
+        // The same patch with another value: it still applies, and hashes
+        // to something else.
+        let (_, bytes) = &stored.log[1];
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        let altered = text.replace("\"value\":1", "\"value\":100");
+        assert_ne!(altered, text);
+        stored.log[1].1 = altered.into_bytes();
+        let now = stored.hash_at(2);
+        let broken = stored.verify().broken.expect("broken");
+        assert_eq!(broken.height, 2);
+        assert_eq!(broken.hash, Some(now));
+        assert_eq!(
+            broken.reason,
+            Break::Altered {
+                expected: original,
+                found: now
+            }
+        );
+        // The patch below the head, confirmed by the head itself.
+        let mut stored = Stored::build(&steps(3));
+        let (_, bytes) = &stored.log[1];
+        let mut patch = decode_stored(bytes, &limits).expect("decodes");
+        let text = String::from_utf8(patch.encoded.to_vec()).expect("utf-8");
+        patch.encoded = text
+            .replace("\"value\":1", "\"value\":7")
+            .into_bytes()
+            .into();
+        stored.log[1].1 = patch.encoded.to_vec();
+        let broken = stored.verify().broken.expect("broken");
+        assert_eq!((broken.height, broken.reason.label()), (2, "altered"));
     }
 
     #[test]
