@@ -132,6 +132,22 @@ pub enum Break {
 }
 
 impl Break {
+    /// Every [`Break::label`], for a metrics exporter that registers its
+    /// series up front.
+    pub const LABELS: &'static [&'static str] = &[
+        "bad_registration",
+        "undecodable",
+        "wrong_height",
+        "wrong_root",
+        "wrong_parent",
+        "altered",
+        "ops_fail",
+        "head_mismatch",
+        "bad_head_snapshot",
+        "beyond_head",
+        "document_mismatch",
+    ];
+
     /// A stable name of the kind of break, for JSON and metrics' labels.
     pub fn label(&self) -> &'static str {
         match self {
@@ -867,6 +883,7 @@ mod tests {
             let broken = report.broken.clone();
             prop_assert!(broken.is_some(), "not found: {:?}", report);
             let broken = broken.unwrap_or_else(|| unreachable!());
+            prop_assert!(Break::LABELS.contains(&broken.reason.label()));
             prop_assert!(
                 broken.height == height || broken.height == height + 1,
                 "flipped at {} but broken at {}: {:?}", height, broken.height, broken
