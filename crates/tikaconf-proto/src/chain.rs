@@ -523,7 +523,12 @@ fn head_document(head: &StoredHead, limits: &Limits) -> Result<Value, String> {
     }
 }
 
-/// The root configuration a registration holds, or why it is not the root's.
+/// The root configuration a stored registration (the height-0 snapshot)
+/// holds, or why it is not `root`'s.
+pub fn registration(root: Hash, bytes: &[u8], limits: &Limits) -> Result<Value, Break> {
+    registration_document(root, bytes, limits).map_err(Break::BadRegistration)
+}
+
 fn registration_document(root: Hash, bytes: &[u8], limits: &Limits) -> Result<Value, String> {
     match Message::decode(bytes, limits) {
         Ok(Message::Snapshot(s)) if s.height == 0 && s.root == root => Ok(s.config.clone()),
