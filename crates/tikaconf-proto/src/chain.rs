@@ -168,6 +168,7 @@ impl Break {
 
 /// The first link of a chain that does not hold.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct BrokenLink {
     /// Where: the height of the stored patch (0 for the registration, the
     /// head's height for the head and its document).
@@ -191,6 +192,7 @@ pub struct Gap {
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Report {
     /// The root checked.
     pub root: Hash,
@@ -438,13 +440,17 @@ pub fn verify<'a>(
             // Which of the two was altered: the one below, if this one is
             // confirmed by the link above it.
             Err(Break::WrongParent { expected, found }) => {
-                let confirmed = match log.peek() {
-                    Some(&(next_at, next)) => {
-                        next_at == stored_at + 1
-                            && decode_stored(next, limits).is_ok_and(|n| n.parent == patch.hash)
-                    }
-                    None => stored_at == head.height && patch.hash == head.head,
-                };
+                // (At height 1 the link below is the root itself, which
+                // cannot have been altered: decoding already refuses a
+                // patch at height 1 on another parent.)
+                let confirmed = stored_at > 1
+                    && match log.peek() {
+                        Some(&(next_at, next)) => {
+                            next_at == stored_at + 1
+                                && decode_stored(next, limits).is_ok_and(|n| n.parent == patch.hash)
+                        }
+                        None => stored_at == head.height && patch.hash == head.head,
+                    };
                 return if confirmed {
                     let why = Break::Altered {
                         expected: found,
