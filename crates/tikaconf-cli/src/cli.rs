@@ -23,6 +23,7 @@ Exit codes:
      updates:*), or the server refused the token (401/403)
   8  not found: `get`'s POINTER does not resolve in the document, or a
      version (show, diff, rollback) is unknown or no longer kept
+  9  broken: `verify` found a broken link in the stored chain
 
 ROOT is a root hash (64 lowercase hex digits), `twitch:#channel`, or connection
 info as a JSON object such as '{\"platform\":\"discord\",\"guild\":\"42\"}'.
@@ -30,9 +31,9 @@ Following a root by its connection info registers it with storage if it is new
 (over --server too: the CLI registers it with POST /v1/roots).
 
 Transports: with --server URL (or TIKACONF_SERVER) get, set, patch, rm, watch,
-ls, edit, import, export, log, show, diff and rollback go to the HTTP API of
-`tikaconf serve`; without it, to the fleet's Redis (ls, log, show, diff and
-rollback need --server). --namespace, --trust-*-key and
+ls, edit, import, export, log, show, diff, rollback and verify go to the HTTP
+API of `tikaconf serve`; without it, to the fleet's Redis (ls, log, show, diff,
+rollback and verify need --server). --namespace, --trust-*-key and
 --signing-key are Redis-only: over --server the server's own settings apply.
 
 Output: people's output when stdout is a terminal; otherwise the output each
@@ -47,6 +48,8 @@ for watch and log):
                           \"ops\",\"parent\",\"rollback_of\",\"time\"} per line
   show                    {\"document\",\"hash\",\"height\",\"patch\"}
   diff                    {\"from\",\"ops\",\"to\"}
+  verify                  {\"anchored\",\"broken\",\"checked\",\"gaps\",\"head\",
+                          \"height\",\"ok\",\"oldest\",\"root\",...} (API.md)
   watch                   {\"dropped\",\"head\",\"height\",\"ops\"[,\"document\"]} per line
   root                    the root configuration
   keygen                  {\"public\",\"secret\"}";
@@ -343,6 +346,21 @@ pub enum Command {
         #[arg(value_name = "HASH")]
         version: Hash,
     },
+    /// Check ROOT's stored chain: every hash from the root through the log to the head (needs --server).
+    ///
+    /// Recomputes, from the registration (or the oldest patch the server's
+    /// store keeps) to the head, that each stored patch decodes, sits at its
+    /// height, names the previous hash as its parent, and, where every patch
+    /// back to the root is kept, that replaying the ops gives the stored
+    /// document; and that the last hash is the head. Heights not kept (a
+    /// period without history) are gaps, not breaks. Prints
+    /// `ok: N patches from height A to B, ...`, or the first broken link
+    /// (height, stored hash, why) and exits 9. --json: the server's report.
+    Verify {
+        /// The configuration: a root hash, `twitch:#channel` or connection
+        /// info as JSON (see `tikaconf --help`).
+        root: String,
+    },
     /// Print the protocol test vectors of docs/PROTOCOL.md as `key: value` lines.
     Vectors,
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell)
@@ -530,6 +548,40 @@ pub struct HistoryArgs {
         default_value_t = Retention::default()
     )]
     pub retention: Retention,
+    /// How long the storage node checks the chains its store keeps when it
+    /// starts (as `tikaconf verify` does, for every root, from a random one
+    /// on), in the background while it serves: `10s`, `500ms`, `2m`; `0`
+    /// turns the check off. Each broken link is logged and counted in
+    /// `tikaconf_chain_breaks_total`.
+    #[arg(
+        long,
+        env = "TIKACONF_VERIFY_FOR",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub verify_for: std::time::Duration,
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds (`0`).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// The arguments of `serve`.
@@ -608,5 +660,37 @@ mod tests {
             Ok(Command::Serve(a)) => assert_eq!(a.history.retention, Retention::All),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// `--verify-for` defaults to 10 s, reads people's durations, and `0`
+    /// turns the check off.
+    #[test]
+    fn verify_for_is_a_duration() {
+        use std::time::Duration;
+        let parsed = |extra: &[&str]| {
+            let args = [&["tikaconf", "storage"][..], extra].concat();
+            match Cli::try_parse_from(args).map(|cli| cli.command) {
+                Ok(Command::Storage(a)) => Ok(a.history.verify_for),
+                Ok(other) => panic!("parsed as {other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(parsed(&[]).unwrap(), Duration::from_secs(10));
+        assert_eq!(parsed(&["--verify-for", "0"]).unwrap(), Duration::ZERO);
+        assert_eq!(
+            parsed(&["--verify-for", "500ms"]).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parsed(&["--verify-for", "2m"]).unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            parsed(&["--verify-for", "1.5s"]).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert!(parsed(&["--verify-for", "ten"]).is_err());
+        assert!(parsed(&["--verify-for", "10d"]).is_err());
+        assert!(parsed(&["--verify-for", "-1s"]).is_err());
     }
 }

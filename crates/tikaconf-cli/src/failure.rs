@@ -27,6 +27,10 @@ pub enum Code {
     /// branches on (use a default), as `git config --get` exits 1 for a missing
     /// key, while 2 means the command itself is wrong and should stop the script.
     NotFound = 8,
+    /// `verify` found a broken link: the stored chain was altered or damaged.
+    /// A code of its own so that a scheduled check alerts on exactly that,
+    /// not on a server that could not be reached (6) or a store that failed (1).
+    Broken = 9,
 }
 
 /// A failed command: what to print on stderr and how to exit.

@@ -1,5 +1,5 @@
 //! The `tikaconf` command: root hashes, a storage node, the HTTP API server, and
-//! get/set/patch/rm/watch/ls/edit/import/export/log/show/diff/rollback on a running deployment, over
+//! get/set/patch/rm/watch/ls/edit/import/export/log/show/diff/rollback/verify on a running deployment, over
 //! its Redis or over the HTTP API (`--server`; see `remote`).
 //!
 //! Operators and scripts need to touch a fleet's configuration without writing a
@@ -19,6 +19,7 @@
 //! | 6 | cannot connect (to Redis or to `--server`), or Redis failed |
 //! | 7 | refused: Redis denied the write (the user's ACL may not publish on `updates:*`), or the server refused the token (401/403) |
 //! | 8 | not found: `get`'s JSON Pointer does not resolve in the document, or a version (`show`, `diff`, `rollback`) is unknown or no longer kept |
+//! | 9 | broken: `verify` found a broken link in the stored chain |
 //!
 //! This file only wires the parsed command line to `commands`; the mapping from
 //! library errors to codes lives in `failure`.
@@ -146,5 +147,6 @@ async fn dispatch(cli: &Cli, redis_given: bool) -> Result<(), Failure> {
         Command::Rollback { root, version } => {
             commands::history::rollback(global, root, *version).await
         }
+        Command::Verify { root } => commands::verify::run(global, root).await,
     }
 }

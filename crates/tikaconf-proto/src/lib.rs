@@ -10,6 +10,7 @@
 //! schedule exactly. See `docs/PROTOCOL.md` for the normative wire format.
 
 pub mod canonical;
+pub mod chain;
 pub mod channel;
 pub mod command;
 pub mod follower;

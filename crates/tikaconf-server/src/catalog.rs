@@ -3,8 +3,9 @@
 //! router does not carry the store's type.
 
 use futures_util::future::BoxFuture;
-use tikaconf::Hash;
-use tikaconf::store::{ListedRoot, LoggedPatch, Retention, Store, StoreError};
+use tikaconf::store::{ListedRoot, LoggedPatch, Retention, Store, StoreError, StoredChain};
+use tikaconf::verify::Verified;
+use tikaconf::{Hash, Limits};
 
 /// A source of root listings and histories: any [`Store`] (the redb, memory
 /// or Redis store of the server's storage node).
@@ -32,6 +33,21 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// How much history the store keeps.
     fn retention(&self) -> Retention;
+
+    /// `listed`'s registration, retained patches (oldest first, at most
+    /// `max`) and head (see [`tikaconf::store::read_chain`]).
+    fn chain<'a>(
+        &'a self,
+        listed: &'a ListedRoot,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Option<StoredChain>, StoreError>>;
+
+    /// `listed`'s chain, checked (see [`tikaconf::verify::verify_root`]).
+    fn verify<'a>(
+        &'a self,
+        listed: &'a ListedRoot,
+        limits: &'a Limits,
+    ) -> BoxFuture<'a, Result<Option<Verified>, StoreError>>;
 
     /// `root` as the listing shows it (head and registration snapshot), or
     /// `None` for a root the store does not know.
@@ -67,6 +83,22 @@ impl<S: Store> Catalog for S {
 
     fn retention(&self) -> Retention {
         Store::retention(self)
+    }
+
+    fn chain<'a>(
+        &'a self,
+        listed: &'a ListedRoot,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Option<StoredChain>, StoreError>> {
+        Box::pin(tikaconf::store::read_chain(self, listed, max))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        listed: &'a ListedRoot,
+        limits: &'a Limits,
+    ) -> BoxFuture<'a, Result<Option<Verified>, StoreError>> {
+        Box::pin(tikaconf::verify::verify_root(self, listed, limits))
     }
 }
 

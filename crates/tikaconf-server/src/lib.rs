@@ -226,6 +226,7 @@ impl Api {
             .route("/v1/configs/{root}/history", get(routes::history::history))
             .route("/v1/configs/{root}/at/{hash}", get(routes::history::at))
             .route("/v1/configs/{root}/diff", get(routes::history::diff))
+            .route("/v1/configs/{root}/verify", get(routes::verify::verify))
             .route(
                 "/v1/configs/{root}/rollback",
                 axum::routing::post(routes::history::rollback),

@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::problem::Problem;
-use crate::routes::{configs, health, history, roots};
+use crate::routes::{configs, health, history, roots, verify};
 use crate::sse;
 
 /// The API's description.
@@ -20,13 +20,13 @@ use crate::sse;
         roots::list, roots::register,
         configs::get, configs::patch, configs::put,
         sse::events,
-        history::history, history::at, history::diff, history::rollback,
+        history::history, history::at, history::diff, history::rollback, verify::verify,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
         Problem, roots::RootPage, roots::RootEntry, roots::Registered, configs::Written,
         history::HistoryPage, history::HistoryEntry, history::Version, history::Diff,
-        history::RollbackRequest,
+        history::RollbackRequest, verify::VerifyReport, verify::VerifyGap, verify::VerifyBreak,
         health::Readiness, schemas::ProtocolJson, schemas::ConnectionInfo, schemas::PatchOp,
     )),
     modifiers(&Bearer),

@@ -7,9 +7,10 @@ mod common;
 
 use common::{TestServer, call, get, register, write};
 use serde_json::{Value, json};
-use tikaconf::RootConfig;
-use tikaconf::store::{MemoryStore, Retention};
+use tikaconf::proto::{Patch, PersistCommit, Snapshot, StoredHead};
+use tikaconf::store::{MemoryStore, Retention, Store};
 use tikaconf::testing::{PATIENCE, fast_options};
+use tikaconf::{Hash, RootConfig};
 use tikaconf_server::{ApiOptions, JSON_PATCH};
 
 /// Registers `#channel`; returns the config URL.
@@ -489,6 +490,7 @@ async fn the_openapi_document_lists_the_history_operations() {
         ("/v1/configs/{root}/at/{hash}", "get"),
         ("/v1/configs/{root}/diff", "get"),
         ("/v1/configs/{root}/rollback", "post"),
+        ("/v1/configs/{root}/verify", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -499,4 +501,98 @@ async fn the_openapi_document_lists_the_history_operations() {
     for status in ["200", "409", "410", "412", "428"] {
         assert!(rollback[status].is_object(), "rollback {status} missing");
     }
+}
+
+/// `GET .../verify`: an intact chain is `ok`, replayed from the root; a head
+/// that no stored patch hashes to (moved in the store by hand) is the first
+/// broken link, named with the hash the patch at its height really has.
+#[tokio::test]
+async fn verify_passes_an_intact_chain_and_names_a_head_its_patches_do_not_reach() {
+    let server = TestServer::start().await;
+    let url = twitch(&server, "verified").await;
+    let root = RootConfig::twitch("#verified").unwrap().hash();
+    let h1 = patch(
+        &url,
+        json!([{"op": "add", "path": "/a", "value": 1}]),
+        None,
+        "1",
+    )
+    .await;
+    let h2 = patch(
+        &url,
+        json!([{"op": "add", "path": "/b", "value": 2}]),
+        None,
+        "2",
+    )
+    .await;
+
+    let report = get(&format!("{url}/verify")).await.expect(200).json();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["root"], root.to_hex());
+    assert_eq!(
+        (report["head"].clone(), report["height"].clone()),
+        (json!(h2), json!(2))
+    );
+    assert_eq!(
+        (report["oldest"].clone(), report["checked"].clone()),
+        (json!(1), json!(2))
+    );
+    assert_eq!(
+        (report["replayed"].clone(), report["linkage_only"].clone()),
+        (json!(2), json!(0))
+    );
+    assert_eq!(
+        (
+            report["anchored"].clone(),
+            report["document_checked"].clone()
+        ),
+        (json!(true), json!(true))
+    );
+    assert_eq!(
+        (report["gaps"].clone(), report["broken"].clone()),
+        (json!([]), Value::Null)
+    );
+    assert_ne!(h1, h2);
+
+    let unknown = "ab".repeat(32);
+    let problem = get(&server.url(&format!("/v1/configs/{unknown}/verify")))
+        .await
+        .expect(404)
+        .json();
+    assert_eq!(problem["code"], "unknown_root");
+
+    // The next patch is stored, but the head is moved to a hash it does not have.
+    let h2: Hash = h2.parse().unwrap();
+    let next = Patch::build(
+        root,
+        h2,
+        2,
+        json!([{"op": "add", "path": "/c", "value": 3}]),
+        None,
+    )
+    .unwrap();
+    let forged = Hash::of_canonical_bytes(b"forged");
+    let snapshot = Snapshot::new(root, forged, 3, json!({"c": 3})).encoded;
+    server
+        .store
+        .commit(vec![PersistCommit {
+            expected_head: h2,
+            new: StoredHead {
+                root,
+                head: forged,
+                height: 3,
+                snapshot,
+            },
+            patch: Some(next.encoded.clone()),
+        }])
+        .await
+        .unwrap();
+    let report = get(&format!("{url}/verify")).await.expect(200).json();
+    assert_eq!(report["ok"], false, "{report}");
+    let broken = &report["broken"];
+    assert_eq!(broken["height"], 3);
+    assert_eq!(broken["reason"], "head_mismatch");
+    assert_eq!(broken["hash"], next.hash.to_hex());
+    let detail = broken["detail"].as_str().unwrap();
+    assert!(detail.contains(&forged.to_hex()), "{detail}");
 }

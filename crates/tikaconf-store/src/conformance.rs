@@ -31,8 +31,8 @@ use bytes::Bytes;
 use tikaconf_proto::{Limits, Message, Patch, RootConfig, Snapshot};
 
 use crate::{
-    Hash, HeadRef, LoggedPatch, MAX_HISTORY, PersistCommit, PersistOutcome, Retention, Store,
-    StoredHead,
+    Hash, HeadRef, ListedRoot, LoggedPatch, MAX_HISTORY, PersistCommit, PersistOutcome, Retention,
+    Store, StoredHead,
 };
 
 /// Runs every case against `store`.
@@ -571,6 +571,7 @@ async fn run_history_cases<S: Store>(store: &S) {
     history_pages(store).await;
     patches_since_inside_and_beyond_the_window(store).await;
     a_commit_without_its_patch_leaves_a_gap(store).await;
+    read_chain_reads_the_registration_the_log_and_the_head(store).await;
 }
 
 fn last(n: u32) -> Retention {
@@ -769,6 +770,56 @@ pub async fn a_commit_without_its_patch_leaves_a_gap<S: Store>(store: &S) {
     assert_eq!(since(store, g.root, 1, 10).await, None);
     let last = retention.logs().then(|| vec![patch_of(&heads[2])]);
     assert_eq!(since(store, g.root, 2, 10).await, last);
+}
+
+/// [`crate::read_chain`] gives the registration the listing shows, the kept
+/// patches oldest first (all of them, or the newest `max`, saying whether
+/// older ones are kept), and the head.
+pub async fn read_chain_reads_the_registration_the_log_and_the_head<S: Store>(store: &S) {
+    let g = registered(store, "read-chain").await;
+    let heads = chain_after(&g, "c", 5);
+    let mut prev = g.clone();
+    for h in &heads {
+        commit(store, vec![step(&prev, h)]).await;
+        prev = h.clone();
+    }
+    let listed = find_listed(store, g.root).await;
+    let chain = crate::read_chain(store, &listed, 100)
+        .await
+        .expect("read_chain failed")
+        .expect("registered");
+    assert_eq!(chain.head, prev);
+    assert_eq!(chain.registration, Some(g.snapshot.clone()));
+    let mut expected = expected_history(store.retention(), &heads, None, 100);
+    expected.reverse();
+    assert_eq!(chain.patches, expected);
+    assert!(!chain.truncated);
+    let newest = crate::read_chain(store, &listed, 2)
+        .await
+        .expect("read_chain failed")
+        .expect("registered");
+    assert_eq!(newest.patches, expected[expected.len().saturating_sub(2)..]);
+    assert_eq!(newest.truncated, expected.len() > 2);
+    let unknown = ListedRoot::new(unique_root("read-chain-unknown"), HeadRef::from(&g), None);
+    assert_eq!(
+        crate::read_chain(store, &unknown, 100).await.ok(),
+        Some(None)
+    );
+}
+
+/// `root` as a page of the listing shows it.
+async fn find_listed<S: Store>(store: &S, root: Hash) -> ListedRoot {
+    let mut after = None;
+    loop {
+        let listed = store
+            .list_roots(after, crate::MAX_LIST_ROOTS)
+            .await
+            .expect("list_roots failed");
+        if let Some(found) = listed.iter().find(|l| l.root == root) {
+            return found.clone();
+        }
+        after = Some(listed.last().expect("the root is listed").root);
+    }
 }
 
 async fn applies<S: Store>(store: &S, c: PersistCommit) {

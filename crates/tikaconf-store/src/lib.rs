@@ -40,12 +40,14 @@ use std::future::Future;
 pub use tikaconf_proto::storage::{HeadRef, PersistCommit, PersistOutcome};
 pub use tikaconf_proto::{Hash, StoredHead};
 
+mod chain;
 pub mod conformance;
 mod memory;
 mod redb_store;
 mod retention;
 mod wal;
 
+pub use chain::{MAX_CHAIN, StoredChain, read_chain};
 pub use memory::MemoryStore;
 pub use redb_store::{FILE_NAME, LOG_SUFFIX, RedbStore};
 pub use retention::{ParseRetentionError, Retention, StoreOptions};

@@ -67,6 +67,7 @@ mod schema;
 mod shared;
 pub mod storage_node;
 pub mod testing;
+pub mod verify;
 
 pub use change::{Change, Changes, Event, Watch};
 pub use client::{Client, ClientOptions, ClientStats};

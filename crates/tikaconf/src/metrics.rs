@@ -81,6 +81,16 @@ pub const STORE_COMMIT_ERRORS: &str = "tikaconf_store_commit_errors_total";
 /// (each kept the last good value; see [`crate::Live::failures`]).
 pub const LIVE_FAILURES: &str = "tikaconf_live_failures_total";
 
+/// Counter: broken links a storage node's check of its store's chains found
+/// (see [`crate::verify`]), by `reason` (a
+/// [`Break::label`](crate::proto::chain::Break::label): `wrong_parent`,
+/// `head_mismatch`, ...). Any increase is worth a look: a stored patch, head
+/// or document was altered or damaged.
+pub const CHAIN_BREAKS: &str = "tikaconf_chain_breaks_total";
+/// Counter: stored patches a storage node's check of its store's chains
+/// verified (see [`crate::verify`]).
+pub const CHAIN_PATCHES_VERIFIED: &str = "tikaconf_chain_patches_verified_total";
+
 /// Gauge: roots followed by the process's clients.
 pub const ROOTS_FOLLOWED: &str = "tikaconf_roots_followed";
 /// Gauge: roots a storage node holds in its cache as known to its store.
@@ -191,6 +201,16 @@ pub fn describe() {
         LIVE_FAILURES,
         Unit::Count,
         "Changes of a typed live value that did not deserialize (the last good value was kept)."
+    );
+    describe_counter!(
+        CHAIN_BREAKS,
+        Unit::Count,
+        "Broken links a storage node's check of its store's chains found at start-up, by reason."
+    );
+    describe_counter!(
+        CHAIN_PATCHES_VERIFIED,
+        Unit::Count,
+        "Stored patches a storage node's check of its store's chains verified at start-up."
     );
     describe_gauge!(
         ROOTS_FOLLOWED,

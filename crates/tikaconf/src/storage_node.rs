@@ -17,9 +17,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, OptionFuture};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tikaconf_proto::storage::StopReason;
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 use crate::bus::{BusEvent, BusHandle};
 use crate::executor::Executor;
 use crate::metrics::StorageMetrics;
+use crate::verify::{DEFAULT_VERIFY_FOR, VerifyMetrics, VerifySummary, verify_store};
 
 /// Settings of a storage node; `namespace` and `limits` must match the
 /// deployment's.
@@ -57,6 +59,14 @@ pub struct StorageOptions {
     /// [`StorageEngine::with_broadcast_interval`]). `None`:
     /// [`tikaconf_proto::storage::DEFAULT_BROADCAST_INTERVAL`].
     pub broadcast_interval: Option<Duration>,
+    /// How long to check the chains the store keeps when the node starts (see
+    /// [`crate::verify`]), in the background: on a thread of the blocking
+    /// pool, never delaying the node, a root at a time (each root's reads are
+    /// short ones, so commits never wait for it). Each broken link is logged
+    /// and counted, and the summary logged and shown in
+    /// [`StorageStatus::verified`]. `None`: [`DEFAULT_VERIFY_FOR`];
+    /// `Some(Duration::ZERO)`: no check.
+    pub verify_for: Option<Duration>,
 }
 
 /// How long a storage node of a shared store holds the answerer lease unless it
@@ -90,6 +100,9 @@ pub struct StorageStatus {
     pub stats: StorageStats,
     /// Set when the node stopped by itself, with the reason.
     pub failed: Option<NodeFailed>,
+    /// What the start-up check of the store's chains found, once it ended
+    /// (see [`StorageOptions::verify_for`]).
+    pub verified: Option<VerifySummary>,
 }
 
 /// Why a storage node stopped by itself.
@@ -190,6 +203,9 @@ pub async fn run<S: Store>(
     let mut executor = Executor::new(bus.bus.clone());
     let bus_ops = bus.bus.clone();
     let store = Arc::new(store);
+    // Set when this function returns, however it does: the check stops too.
+    let verify_stop = StopOnDrop::default();
+    let mut verifying = start_verify(&store, options.verify_for, options.limits, &verify_stop);
     let mut store_calls: FuturesUnordered<BoxFuture<'static, StoreResult>> =
         FuturesUnordered::new();
     let mut events = bus.events;
@@ -204,6 +220,13 @@ pub async fn run<S: Store>(
                     // Let another node answer at once rather than when it expires.
                     let release = store.release_answerer(lease.node.clone());
                     let _ = tokio::time::timeout(Duration::from_secs(1), release).await;
+                }
+                // The check stops at its next root; waiting for it means the
+                // store is closed when the node has stopped (a redb file can
+                // then be opened again at once).
+                verify_stop.stop();
+                if let Some(verifying) = verifying.take() {
+                    let _ = verifying.await;
                 }
                 return Ok(());
             }
@@ -222,6 +245,12 @@ pub async fn run<S: Store>(
                 on_result(&mut engine, &mut lease, result, &mut out).map_err(|e| stop(&status, e))?;
             }
             () = executor.next(), if executor.busy() => {}
+            done = OptionFuture::from(verifying.as_mut()), if verifying.is_some() => {
+                verifying = None;
+                if let Some(summary) = verified(done) {
+                    status.send_modify(|s| s.verified = Some(summary));
+                }
+            }
             // A snapshot broadcast that waited for its root's interval.
             () = sleep_until(engine.next_timeout()) => {}
             event = events.next() => {
@@ -269,6 +298,96 @@ pub async fn run<S: Store>(
 }
 
 /// Sleeps until `deadline`, or forever without one.
+/// A flag set when it is dropped.
+#[derive(Debug, Default)]
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl StopOnDrop {
+    fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Verifying = tokio::task::JoinHandle<Result<VerifySummary, StoreError>>;
+
+/// Starts the check of the store's chains on a thread of the blocking pool
+/// (see [`StorageOptions::verify_for`]), unless it is switched off.
+///
+/// Why a thread: a storage process runs its loop on one thread
+/// ([`StorageNode::runtime`]), where a redb store's reads run inline, so the
+/// check's reads and hashing would take turns with the node's own work. On a
+/// thread of its own it never does; the store's reads are each short, and
+/// redb's read transactions never block a commit.
+fn start_verify<S: Store>(
+    store: &Arc<S>,
+    verify_for: Option<Duration>,
+    limits: Limits,
+    stop: &StopOnDrop,
+) -> Option<Verifying> {
+    let budget = verify_for.unwrap_or(DEFAULT_VERIFY_FOR);
+    if budget.is_zero() {
+        return None;
+    }
+    let (store, stop) = (store.clone(), stop.0.clone());
+    // Registered here, on the node's thread, like the node's other series.
+    let metrics = VerifyMetrics::new();
+    let runtime = tokio::runtime::Handle::current();
+    // From a random root on, so that starts whose budget runs out check
+    // different parts of a large store.
+    let start = Hash::from_bytes(rand::random());
+    Some(tokio::task::spawn_blocking(move || {
+        runtime.block_on(verify_store(
+            &*store, &limits, budget, start, &stop, &metrics,
+        ))
+    }))
+}
+
+/// Logs how the check ended; the summary, if it did.
+fn verified(
+    done: Option<Result<Result<VerifySummary, StoreError>, tokio::task::JoinError>>,
+) -> Option<VerifySummary> {
+    match done? {
+        Ok(Ok(summary)) => {
+            let elapsed_ms = summary.elapsed.as_millis() as u64;
+            if summary.broken > 0 {
+                tracing::error!(
+                    roots = summary.roots,
+                    patches = summary.patches,
+                    gaps = summary.gaps,
+                    broken = summary.broken,
+                    elapsed_ms,
+                    budget_ran_out = summary.budget_ran_out,
+                    "verified the store's chains: some are broken (each is logged above)"
+                );
+            } else {
+                tracing::info!(
+                    roots = summary.roots,
+                    patches = summary.patches,
+                    gaps = summary.gaps,
+                    elapsed_ms,
+                    budget_ran_out = summary.budget_ran_out,
+                    "verified the store's chains"
+                );
+            }
+            Some(summary)
+        }
+        Ok(Err(err)) => {
+            tracing::error!(%err, "the check of the store's chains failed to read the store");
+            None
+        }
+        Err(err) => {
+            tracing::error!(%err, "the check of the store's chains did not finish");
+            None
+        }
+    }
+}
+
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,

@@ -145,7 +145,7 @@ pub async fn rollback(global: &Global, root: &str, version: Hash) -> Result<(), 
 }
 
 /// The configuration on `--server`, or exit 2 without one.
-async fn open(global: &Global, root: &str, verb: &str) -> Result<HttpTarget, Failure> {
+pub(crate) async fn open(global: &Global, root: &str, verb: &str) -> Result<HttpTarget, Failure> {
     let root = session::parse_root(root)?;
     let Some(url) = &global.server else {
         return Err(Failure::bad_input(anyhow::anyhow!(

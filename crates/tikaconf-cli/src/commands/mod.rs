@@ -12,5 +12,6 @@ pub mod root;
 pub mod serve;
 pub mod storage;
 pub mod vectors;
+pub mod verify;
 pub mod watch;
 pub mod write;

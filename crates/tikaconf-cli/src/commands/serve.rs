@@ -148,6 +148,7 @@ async fn serve<S: Store + Clone>(
                     namespace: global.namespace.clone(),
                     trust: credentials.trust,
                     signing_key: credentials.signing_key,
+                    verify_for: Some(args.history.verify_for),
                     ..StorageOptions::default()
                 },
             ));

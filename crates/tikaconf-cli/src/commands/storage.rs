@@ -45,13 +45,13 @@ pub async fn run(global: &Global, args: &StorageArgs) -> Result<(), Failure> {
                 store.path().display(),
                 store.retention()
             );
-            serve(global, store, &redis, &stores).await
+            serve(global, args, store, &redis, &stores).await
         }
         StoreKind::Redis => {
             let (store, stores) =
                 open_redis_store(global, args.accept_redis_durability, args.history.retention)
                     .await?;
-            serve(global, store, &redis, &stores).await
+            serve(global, args, store, &redis, &stores).await
         }
     }
 }
@@ -132,6 +132,7 @@ pub async fn open_redb(dir: &Path, retention: Retention) -> Result<RedbStore, Fa
 
 async fn serve<S: Store>(
     global: &Global,
+    args: &StorageArgs,
     store: S,
     redis: &str,
     stores: &str,
@@ -144,6 +145,7 @@ async fn serve<S: Store>(
         namespace: global.namespace.clone(),
         trust: credentials.trust,
         signing_key: credentials.signing_key,
+        verify_for: Some(args.history.verify_for),
         ..StorageOptions::default()
     };
     let node = StorageNode::spawn(bus, store, options);
@@ -196,7 +198,7 @@ mod tests {
     use tikaconf_test::RedisServer;
 
     use super::*;
-    use crate::cli::Cli;
+    use crate::cli::{Cli, Command};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_store_that_can_no_longer_write_ends_the_command_non_zero_with_the_reason() {
@@ -207,7 +209,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RedbStore::open(dir.path()).expect("open");
         let hook = store.clone();
-        let serving = tokio::spawn(async move { serve(&cli.global, store, "redis", "redb").await });
+        let serving = tokio::spawn(async move {
+            let Command::Storage(args) = &cli.command else {
+                unreachable!("parsed as storage")
+            };
+            serve(&cli.global, args, store, "redis", "redb").await
+        });
 
         let client = Client::connect(&url).await.expect("client");
         // Answered, so the node is up; then one acknowledged write.

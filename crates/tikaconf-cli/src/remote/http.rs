@@ -404,6 +404,11 @@ impl HttpTarget {
         self.get_json(&format!("/at/{version}"), &[]).await
     }
 
+    /// `GET .../verify`: the stored chain, checked.
+    pub async fn verify(&self) -> Result<Value, Failure> {
+        self.get_json("/verify", &[]).await
+    }
+
     /// `GET .../diff?from=&to=`.
     pub async fn diff(&self, from: Hash, to: Hash) -> Result<Value, Failure> {
         self.get_json("/diff", &[("from", from.to_hex()), ("to", to.to_hex())])

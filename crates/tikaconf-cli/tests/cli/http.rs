@@ -633,6 +633,86 @@ fn http_log_show_diff_and_rollback_round_trip() {
     );
 }
 
+/// `verify` over `--server`, on a `serve` whose storage node keeps its
+/// history in Redis: an untouched chain is `ok` (exit 0), and after one log
+/// entry is rewritten in Redis with `LSET` behind the server's back, the
+/// altered patch is named (height, hash, why) and the command exits 9.
+#[test]
+fn http_verify_is_ok_then_names_a_patch_rewritten_in_redis() {
+    // With the durable settings the Redis store requires.
+    let redis = tikaconf_test::RedisServer::builder()
+        .persistence(true)
+        .start();
+    let url = redis.url();
+    let data = tempfile::tempdir().expect("temporary directory");
+    let (_serve, addr, _) = start_serve(&[
+        "--redis",
+        &url,
+        "--store",
+        "redis",
+        "--data",
+        data.path().to_str().expect("UTF-8 path"),
+    ]);
+    let server = format!("http://{addr}");
+    let cli = |args: &[&str]| run(&[&["--server", server.as_str()], args].concat());
+    let mut heads = Vec::new();
+    for (i, value) in ["1", "2", "3"].into_iter().enumerate() {
+        heads.push(ok_line(&cli(&["set", TIKATOO, &format!("/v{i}"), value])));
+    }
+
+    let ok = ok_line(&cli(&["verify", TIKATOO]));
+    assert!(ok.starts_with("ok: 3 patches from height 1 to 3"), "{ok}");
+    assert!(ok.contains("the document matches"), "{ok}");
+    let report: Value =
+        serde_json::from_str(&ok_line(&cli(&["--json", "verify", TIKATOO]))).expect("JSON");
+    assert_eq!(
+        (
+            report["ok"].clone(),
+            report["checked"].clone(),
+            report["head"].clone()
+        ),
+        (json!(true), json!(3), json!(heads[2]))
+    );
+
+    // Height 2 rewritten in the log list: `"<height> <patch>"`, oldest first.
+    let key = format!("tikaconf:log:{TIKATOO_HASH}");
+    let mut redis_conn = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection())
+        .expect("connect to Redis");
+    let entry: String = redis::cmd("LINDEX")
+        .arg(&key)
+        .arg(1)
+        .query(&mut redis_conn)
+        .expect("LINDEX");
+    assert!(entry.starts_with("2 "), "{entry}");
+    let altered = entry.replace("\"value\":2", "\"value\":20");
+    assert_ne!(altered, entry);
+    let () = redis::cmd("LSET")
+        .arg(&key)
+        .arg(1)
+        .arg(&altered)
+        .query(&mut redis_conn)
+        .expect("LSET");
+
+    let out = cli(&["verify", TIKATOO]);
+    assert_code(&out, 9);
+    let err = stderr(&out);
+    assert!(err.contains("broken at height 2"), "{err}");
+    assert!(err.contains("was altered"), "{err}");
+    assert!(err.contains("(altered)"), "{err}");
+    let out = cli(&["--json", "verify", TIKATOO]);
+    assert_code(&out, 9);
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["broken"]["height"], 2);
+    assert_eq!(report["broken"]["reason"], "altered");
+    assert_ne!(report["broken"]["hash"], json!(heads[1]));
+    assert_eq!(report["checked"], 2, "{report}");
+
+    // Without a server: exit 2, as for `log`.
+    assert_code(&run(&["verify", TIKATOO]), 2);
+}
+
 /// Asserts success and returns stdout's lines.
 #[track_caller]
 fn ok_lines(out: &Output) -> Vec<String> {

@@ -24,8 +24,9 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tikaconf::proto::chain::{self, Walk};
 use tikaconf::proto::{Limits, Message, Patch};
-use tikaconf::store::{MAX_HISTORY, StoreError};
+use tikaconf::store::{MAX_CHAIN, MAX_HISTORY, StoreError};
 use tikaconf::{Hash, WriteError};
 use utoipa::{IntoParams, ToSchema};
 
@@ -47,7 +48,7 @@ const DEFAULT_LIMIT: usize = 50;
 /// Most patches one request replays to rebuild a document (ten pages of the
 /// store's history): a bounded amount of work per request, whatever the
 /// retention. Versions further from the root are answered 410.
-const MAX_REPLAY: usize = 10 * MAX_HISTORY;
+const MAX_REPLAY: usize = MAX_CHAIN;
 
 /// The history's query.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -454,7 +455,7 @@ pub(crate) fn request_meta(api: &Api, headers: &HeaderMap) -> Result<Map<String,
 }
 
 /// The store, or 501.
-fn catalog(api: &Api) -> Result<&dyn Catalog, ApiError> {
+pub(crate) fn catalog(api: &Api) -> Result<&dyn Catalog, ApiError> {
     api.inner.catalog.as_deref().ok_or(ApiError::NotImplemented(
         "history needs a store, and this server runs without one (--no-storage): \
              ask a server that runs a storage node",
@@ -472,7 +473,7 @@ async fn known(catalog: &dyn Catalog, root: Hash) -> Result<(), ApiError> {
     }
 }
 
-fn store_failed(e: StoreError) -> ApiError {
+pub(crate) fn store_failed(e: StoreError) -> ApiError {
     match e {
         StoreError::Unsupported(what) => ApiError::NotImplemented(match what {
             "keep history" => "this server's store keeps no history",
@@ -547,37 +548,20 @@ impl Chain {
             .map_err(store_failed)?
             .ok_or(ApiError::UnknownRoot(root))?;
         let limits = Limits::default();
-        let registration = match &listed.registration {
+        let stored = catalog
+            .chain(&listed, MAX_REPLAY)
+            .await
+            .map_err(store_failed)?
+            .ok_or(ApiError::UnknownRoot(root))?;
+        let registration = match &stored.registration {
             None => None,
-            Some(bytes) => match Message::decode(bytes, &limits) {
-                Ok(Message::Snapshot(snapshot)) if snapshot.height == 0 => {
-                    Some(snapshot.config.clone())
-                }
-                _ => {
-                    return Err(ApiError::Internal(format!(
-                        "the registration of {root} in the store is not a height-0 snapshot"
-                    )));
-                }
-            },
+            Some(bytes) => Some(chain::registration(root, bytes, &limits).map_err(|e| {
+                ApiError::Internal(format!("the registration of {root} in the store: {e}"))
+            })?),
         };
-        // Newest first, page by page, as far back as the window (or the
-        // replay bound) goes.
-        let mut newest_first = Vec::new();
-        let mut before = None;
-        while newest_first.len() < MAX_REPLAY {
-            let page = catalog
-                .history(root, before, MAX_HISTORY)
-                .await
-                .map_err(store_failed)?;
-            let full = page.len() == MAX_HISTORY;
-            before = page.last().map(|p| p.height);
-            newest_first.extend(page);
-            if !full || before.is_none_or(|h| h <= 1) {
-                break;
-            }
-        }
+        // Back from the newest, as far as the patches link up.
         let mut patches: Vec<Arc<Patch>> = Vec::new();
-        for logged in &newest_first {
+        for logged in stored.patches.iter().rev() {
             // Stop at a gap or a damaged entry: nothing before it can be
             // replayed to.
             if let Some(newer) = patches.last()
@@ -601,7 +585,7 @@ impl Chain {
             root,
             registration,
             patches,
-            head_height: listed.head.height,
+            head_height: stored.head.height,
         })
     }
 
@@ -644,26 +628,25 @@ impl Chain {
                 "the patches from the root to {hash} are not all kept"
             )));
         }
-        let mut document = self
+        let registration = self
             .registration
             .clone()
             .ok_or_else(|| gone("the store no longer has the root's registration".to_owned()))?;
-        let Some(position) = position else {
-            return Ok((0, document));
-        };
+        let mut walk = Walk::from_root(self.root, Some(registration));
         let limits = Limits::default();
-        let mut height = 0;
-        for patch in &self.patches[..=position] {
-            document = patch
-                .apply_to(self.root, height, &document, &limits)
-                .map_err(|e| {
-                    ApiError::Internal(format!(
-                        "the stored patch at height {} does not replay: {e}",
-                        patch.height
-                    ))
-                })?;
-            height = patch.height;
+        for patch in &self.patches[..position.map_or(0, |p| p + 1)] {
+            walk.step(patch, patch.height, &limits).map_err(|e| {
+                ApiError::Internal(format!(
+                    "the stored patch at height {} does not replay: {e}",
+                    patch.height
+                ))
+            })?;
         }
+        let height = walk.height();
+        // Started from a document, the walk always has one.
+        let document = walk
+            .into_document()
+            .ok_or_else(|| ApiError::Internal("the replay lost its document".to_owned()))?;
         Ok((height, document))
     }
 }

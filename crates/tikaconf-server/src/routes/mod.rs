@@ -4,6 +4,7 @@ pub(crate) mod configs;
 pub(crate) mod health;
 pub(crate) mod history;
 pub(crate) mod roots;
+pub(crate) mod verify;
 
 use futures_util::StreamExt;
 use tikaconf::{Change, Config, Event, Hash, Root};

@@ -97,8 +97,23 @@ pub(super) fn replay(
             Ok(other) => return Err(corrupt(at, format!("a {} is stored", other.type_name()))),
             Err(e) => return Err(corrupt(at, format!("the patch: {e}"))),
         };
-        if patch.parent != head || patch.height != at {
-            return Err(corrupt(at, "the patch does not chain".into()));
+        if patch.height != at {
+            return Err(corrupt(
+                at,
+                format!("the patch says height {}", patch.height),
+            ));
+        }
+        if patch.parent != head {
+            // The patch below hashes to something else than this one names:
+            // one of the two was altered since they were stored.
+            return Err(corrupt(
+                at,
+                format!(
+                    "the patch names parent {}, but what is stored at height {height} \
+                     hashes to {head}: one of the two was altered",
+                    patch.parent
+                ),
+            ));
         }
         let (next, next_bound) = patch
             .apply_with_bound(root, height, &doc, bound, &relaxed)
