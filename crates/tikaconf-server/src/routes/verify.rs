@@ -80,7 +80,7 @@ pub(crate) struct VerifyBreak {
     /// Why, as a stable name: `bad_registration`, `undecodable`,
     /// `wrong_height`, `wrong_root`, `wrong_parent`, `altered`, `ops_fail`,
     /// `head_mismatch`, `bad_head_snapshot`, `beyond_head`,
-    /// `document_mismatch`.
+    /// `document_mismatch`, `unloadable`.
     reason: String,
     /// Why, in words.
     detail: String,
