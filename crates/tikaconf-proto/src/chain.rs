@@ -234,6 +234,11 @@ impl Report {
     /// The report on a root whose head (`head` at `height`, as the store's
     /// record says) the store could not load: broken at the head, for `why`.
     pub fn unloadable(root: Hash, head: Hash, height: u64, why: String) -> Report {
+        Report::empty(root, head, height).broke(height, Some(head), Break::Unloadable(why))
+    }
+
+    /// Nothing checked yet, of the chain of `root` ending at `head`.
+    fn empty(root: Hash, head: Hash, height: u64) -> Report {
         Report {
             root,
             head,
@@ -246,11 +251,7 @@ impl Report {
             gap_count: 0,
             anchored: false,
             document_checked: false,
-            broken: Some(BrokenLink {
-                height,
-                hash: Some(head),
-                reason: Break::Unloadable(why),
-            }),
+            broken: None,
         }
     }
 
@@ -410,20 +411,7 @@ pub fn verify<'a>(
     head: &StoredHead,
     limits: &Limits,
 ) -> Report {
-    let mut report = Report {
-        root,
-        head: head.head,
-        height: head.height,
-        oldest: None,
-        checked: 0,
-        replayed: 0,
-        linkage_only: 0,
-        gaps: Vec::new(),
-        gap_count: 0,
-        anchored: false,
-        document_checked: false,
-        broken: None,
-    };
+    let mut report = Report::empty(root, head.head, head.height);
     let mut registration =
         match registration.map(|bytes| registration_document(root, bytes, limits)) {
             None => None,
