@@ -258,7 +258,9 @@ impl RedbStore {
                 }
                 for commit in wal::decode_commits(record.seq, &record.payload)? {
                     let patch = commit.patch.as_deref();
-                    apply(&mut tables, &commit.expected_head, &commit.new, patch)?;
+                    let old = read_record(&tables.roots, &commit.new.root)?;
+                    let record =
+                        apply(&mut tables, old, &commit.expected_head, &commit.new, patch)?;
                     // A head without its snapshot needs its patch, whatever
                     // this process's retention.
                     let keeps = if commit.new.snapshot.is_empty() {
@@ -266,9 +268,13 @@ impl RedbStore {
                     } else {
                         retention
                     };
-                    let base_height =
-                        read_record(&tables.roots, &commit.new.root)?.map_or(0, |r| r.base_height);
-                    history::append(&mut tables.patches, keeps, &commit.new, patch, base_height)?;
+                    history::append(
+                        &mut tables.patches,
+                        keeps,
+                        &commit.new,
+                        patch,
+                        record.base_height,
+                    )?;
                 }
                 last = record.seq;
             }
@@ -441,12 +447,16 @@ const REGISTERED: Hash = Hash::from_bytes([0; 32]);
 /// [`delta`]): the record moves to it and keeps its base, whose snapshot
 /// stays; `patch`, the commit's, is what a load replays (the caller puts it
 /// into `patches`).
+///
+/// `old` is the root's record as the caller read it in this transaction
+/// (`None` for a registration); the new one is returned.
 fn apply(
     tables: &mut Tables<'_>,
+    old: Option<RootRecord>,
     expected_head: &Hash,
     new: &StoredHead,
     patch: Option<&[u8]>,
-) -> Result<(), StoreError> {
+) -> Result<RootRecord, StoreError> {
     let Tables {
         roots,
         snapshots,
@@ -454,7 +464,6 @@ fn apply(
         meta,
         patches: _,
     } = tables;
-    let old = read_record(roots, &new.root)?;
     let mut registration = old.and_then(|r| r.registration);
     // Leaving height 0: the snapshot about to be deleted is the root's own
     // registration; it moves to `registrations`, under the next number.
@@ -492,7 +501,7 @@ fn apply(
         roots
             .insert(new.root.as_bytes(), record.encode().as_slice())
             .map_err(backend)?;
-        return Ok(());
+        return Ok(record);
     }
     snapshots
         .insert(new.head.as_bytes(), new.snapshot.as_ref())
@@ -514,7 +523,7 @@ fn apply(
     if old_base != new.head {
         snapshots.remove(old_base.as_bytes()).map_err(backend)?;
     }
-    Ok(())
+    Ok(record)
 }
 
 /// The tables every write opens, in one transaction.
@@ -631,7 +640,7 @@ impl Store for RedbStore {
                 match read_head(&tables.roots, &tables.snapshots, &tables.patches, head.root)? {
                     Some(current) => Some(current),
                     None => {
-                        apply(&mut tables, &REGISTERED, &head, None)?;
+                        apply(&mut tables, None, &REGISTERED, &head, None)?;
                         None
                     }
                 }
@@ -699,12 +708,13 @@ impl Store for RedbStore {
                             commit.new.snapshot = Bytes::new();
                         }
                         let patch = commit.patch.as_deref();
-                        apply(&mut tables, &commit.expected_head, &commit.new, patch)?;
-                        let base_height = if commit.new.snapshot.is_empty() {
-                            old.base_height
-                        } else {
-                            commit.new.height
-                        };
+                        let record = apply(
+                            &mut tables,
+                            Some(old),
+                            &commit.expected_head,
+                            &commit.new,
+                            patch,
+                        )?;
                         // In this transaction: a head without its snapshot is
                         // replayed from it, so it must be there whenever the
                         // head is.
@@ -713,7 +723,7 @@ impl Store for RedbStore {
                             inner.retention,
                             &commit.new,
                             patch,
-                            base_height,
+                            record.base_height,
                         )?;
                         written.push(commit);
                     }
